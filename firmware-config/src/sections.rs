@@ -1,0 +1,215 @@
+//! The sections of a station configuration, one struct per TOML table.
+//!
+//! Every field is documented in `default.toml`, which is also the built-in
+//! default layer; a test keeps the two in step.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::units::{ByteSize, Secret};
+
+/// The whole station.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StationConfig {
+    pub station: Identity,
+    pub cameras: Vec<Camera>,
+    pub recipes: Vec<RecipeConfig>,
+    pub model: ModelConfig,
+    pub batching: Batching,
+    pub mqtt: Mqtt,
+    pub storage: Storage,
+    pub http: Http,
+    pub monitoring: Monitoring,
+}
+
+/// Where the station is, and what it inspects against right now.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    pub site: String,
+    pub line: String,
+    /// Appears in every MQTT topic; letters, digits, `-` and `_` only.
+    pub station: String,
+    /// The recipe active at start-up.
+    pub recipe: String,
+}
+
+/// One camera looking at the part.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Camera {
+    pub id: String,
+    /// Millimetres per pixel of the full frame, for sizes in findings.
+    pub mm_per_px: f64,
+    /// Crop applied before the model sees the frame.
+    #[serde(default)]
+    pub roi: Option<Roi>,
+    pub source: CameraSource,
+}
+
+/// A rectangle in frame pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Roi {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// How a camera delivers frames.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CameraSource {
+    /// Image files dropped into a folder by a vision PC or a test.
+    HotFolder {
+        path: PathBuf,
+        #[serde(default)]
+        after: AfterJudged,
+        #[serde(default = "default_poll", with = "humantime_serde")]
+        poll: Duration,
+    },
+    /// The built-in synthetic line.
+    Synthetic {
+        #[serde(default)]
+        seed: u64,
+        /// Time between parts.
+        #[serde(default = "default_interval", with = "humantime_serde")]
+        interval: Duration,
+    },
+}
+
+fn default_poll() -> Duration {
+    Duration::from_millis(100)
+}
+
+fn default_interval() -> Duration {
+    Duration::from_millis(500)
+}
+
+/// What happens to a hot-folder file once judged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AfterJudged {
+    /// Moved into `processed/` under the folder.
+    #[default]
+    Move,
+    /// Deleted (the stored copy remains).
+    Delete,
+}
+
+/// A named inspection standard.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipeConfig {
+    pub name: String,
+    /// Path of the standard's text file.
+    pub standard: PathBuf,
+}
+
+/// Which model runs, and how.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub package: PathBuf,
+    pub execution_providers: Vec<ExecutionProvider>,
+    pub precision: Precision,
+    pub intra_threads: usize,
+    pub review_threshold: f64,
+    pub onnxruntime_library: PathBuf,
+}
+
+/// ONNX Runtime execution providers the appliance knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionProvider {
+    Tensorrt,
+    Cuda,
+    Cpu,
+}
+
+/// Numeric precision of the model graphs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    Fp32,
+    Int8,
+}
+
+/// Dynamic batching across cameras.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batching {
+    pub max_batch: usize,
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+    pub queue_capacity: usize,
+}
+
+/// Connection to the plant's broker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mqtt {
+    pub url: String,
+    pub client_id: String,
+    pub topic_prefix: String,
+    pub broker: BrokerMode,
+    pub username: String,
+    pub password: Secret,
+    pub password_file: PathBuf,
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    #[serde(default)]
+    pub tls: Option<Tls>,
+}
+
+/// Whether the appliance connects out or hosts the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BrokerMode {
+    External,
+    Embedded,
+}
+
+/// TLS material for the broker connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub ca: PathBuf,
+    #[serde(default)]
+    pub cert: PathBuf,
+    #[serde(default)]
+    pub key: PathBuf,
+}
+
+/// Where verdicts and images are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    pub database_url: String,
+    pub data_dir: PathBuf,
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    pub disk_quota: ByteSize,
+}
+
+/// The review UI, API and metrics endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    pub bind: SocketAddr,
+}
+
+/// Thresholds the monitoring panel alarms on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Monitoring {
+    #[serde(with = "humantime_serde")]
+    pub latency_threshold: Duration,
+    pub context_loss_threshold: f64,
+    pub consistency_threshold: f64,
+}

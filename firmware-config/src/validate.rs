@@ -1,0 +1,205 @@
+//! Checks a typed configuration for values serde cannot judge: ranges,
+//! uniqueness, references between sections and files that must exist.
+//!
+//! Every problem names its key path, the value found and what is allowed, and
+//! all problems are reported at once so an integrator fixes a file in one pass.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::Path;
+
+use crate::sections::{CameraSource, StationConfig};
+
+/// One thing wrong with a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key path, e.g. `cameras[1].id`.
+    pub key: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+struct Report(Vec<Problem>);
+
+impl Report {
+    fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn range<T: PartialOrd + fmt::Display>(&mut self, key: &str, v: T, lo: T, hi: T) {
+        if v < lo || v > hi {
+            self.push(key, format!("{v} is out of range; allowed {lo} to {hi}"));
+        }
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Structural checks that need no file system.
+pub fn check_values(c: &StationConfig) -> Vec<Problem> {
+    let mut r = Report(Vec::new());
+    if !is_name(&c.station.station) {
+        r.push(
+            "station.station",
+            format!(
+                "`{}` is not a valid station name; allowed: 1-64 letters, digits, `-`, `_` (it is part of MQTT topics)",
+                c.station.station
+            ),
+        );
+    }
+    if c.cameras.is_empty() {
+        r.push("cameras", "no camera configured; add at least one [[cameras]] entry");
+    }
+    let mut ids = HashSet::new();
+    for (i, cam) in c.cameras.iter().enumerate() {
+        if !is_name(&cam.id) {
+            r.push(
+                format!("cameras[{i}].id"),
+                format!("`{}` is not a valid camera id; allowed: 1-64 letters, digits, `-`, `_`", cam.id),
+            );
+        }
+        if !ids.insert(cam.id.as_str()) {
+            r.push(
+                format!("cameras[{i}].id"),
+                format!("duplicate camera id `{}`; every camera needs its own id", cam.id),
+            );
+        }
+        if !(cam.mm_per_px > 0.0 && cam.mm_per_px <= 100.0) {
+            r.push(
+                format!("cameras[{i}].mm_per_px"),
+                format!("{} is out of range; allowed: greater than 0 up to 100", cam.mm_per_px),
+            );
+        }
+        if let Some(roi) = cam.roi {
+            if roi.width == 0 || roi.height == 0 {
+                r.push(
+                    format!("cameras[{i}].roi"),
+                    "width and height must be at least 1 pixel",
+                );
+            }
+        }
+        if let CameraSource::Synthetic { interval, .. } = &cam.source {
+            if interval.is_zero() {
+                r.push(format!("cameras[{i}].source.interval"), "must be greater than 0");
+            }
+        }
+    }
+    if c.recipes.is_empty() {
+        r.push("recipes", "no recipe configured; add at least one [[recipes]] entry");
+    }
+    let mut names = HashSet::new();
+    for (i, recipe) in c.recipes.iter().enumerate() {
+        if !is_name(&recipe.name) {
+            r.push(
+                format!("recipes[{i}].name"),
+                format!("`{}` is not a valid recipe name; allowed: 1-64 letters, digits, `-`, `_`", recipe.name),
+            );
+        }
+        if !names.insert(recipe.name.as_str()) {
+            r.push(
+                format!("recipes[{i}].name"),
+                format!("duplicate recipe name `{}`", recipe.name),
+            );
+        }
+    }
+    if !c.recipes.iter().any(|x| x.name == c.station.recipe) {
+        let known: Vec<&str> = c.recipes.iter().map(|x| x.name.as_str()).collect();
+        r.push(
+            "station.recipe",
+            format!("`{}` is not a configured recipe; allowed: {}", c.station.recipe, known.join(", ")),
+        );
+    }
+    if c.model.execution_providers.is_empty() {
+        r.push(
+            "model.execution_providers",
+            "empty; allowed: a list of \"tensorrt\", \"cuda\", \"cpu\" in order of preference",
+        );
+    }
+    r.range("model.intra_threads", c.model.intra_threads, 0, 256);
+    r.range("model.review_threshold", c.model.review_threshold, 0.0, 1.0);
+    r.range("batching.max_batch", c.batching.max_batch, 1, 64);
+    r.range("batching.queue_capacity", c.batching.queue_capacity, 1, 100_000);
+    if c.batching.max_wait.as_secs() > 10 {
+        r.push(
+            "batching.max_wait",
+            format!("{} is out of range; allowed 0 to 10s", humantime::format_duration(c.batching.max_wait)),
+        );
+    }
+    if !(c.mqtt.url.starts_with("mqtt://") || c.mqtt.url.starts_with("mqtts://")) {
+        r.push(
+            "mqtt.url",
+            format!("`{}` is not a broker URL; allowed: mqtt://host:port or mqtts://host:port", c.mqtt.url),
+        );
+    }
+    if !c.mqtt.topic_prefix.is_empty()
+        && c.mqtt.topic_prefix.contains(['#', '+'])
+    {
+        r.push("mqtt.topic_prefix", "must not contain MQTT wildcards `#` or `+`");
+    }
+    if !c.mqtt.password.is_empty() && !c.mqtt.password_file.as_os_str().is_empty() {
+        r.push("mqtt.password_file", "give either mqtt.password or mqtt.password_file, not both");
+    }
+    if c.mqtt.keep_alive.as_secs() < 1 {
+        r.push("mqtt.keep_alive", "must be at least 1s");
+    }
+    if !(c.storage.database_url.starts_with("sqlite://")
+        || c.storage.database_url.starts_with("postgres://")
+        || c.storage.database_url.starts_with("postgresql://"))
+    {
+        r.push(
+            "storage.database_url",
+            format!(
+                "`{}` is not a supported database URL; allowed: sqlite://FILE or postgres://...",
+                c.storage.database_url
+            ),
+        );
+    }
+    r.range("monitoring.context_loss_threshold", c.monitoring.context_loss_threshold, 0.0, 1.0);
+    r.range("monitoring.consistency_threshold", c.monitoring.consistency_threshold, 0.0, 1.0);
+    r.0
+}
+
+/// Checks that files the configuration names exist (paths already resolved).
+pub fn check_files(c: &StationConfig) -> Vec<Problem> {
+    let mut r = Report(Vec::new());
+    let must_exist = |r: &mut Report, key: String, path: &Path, what: &str| {
+        if !path.exists() {
+            r.push(key, format!("{what} `{}` does not exist", path.display()));
+        }
+    };
+    for (i, recipe) in c.recipes.iter().enumerate() {
+        must_exist(&mut r, format!("recipes[{i}].standard"), &recipe.standard, "standard file");
+    }
+    must_exist(
+        &mut r,
+        "model.package".into(),
+        &c.model.package.join("model.toml"),
+        "model manifest",
+    );
+    if !c.mqtt.password_file.as_os_str().is_empty() {
+        must_exist(&mut r, "mqtt.password_file".into(), &c.mqtt.password_file, "password file");
+    }
+    if let Some(tls) = &c.mqtt.tls {
+        must_exist(&mut r, "mqtt.tls.ca".into(), &tls.ca, "CA file");
+        for (key, p) in [("mqtt.tls.cert", &tls.cert), ("mqtt.tls.key", &tls.key)] {
+            if !p.as_os_str().is_empty() {
+                must_exist(&mut r, key.into(), p, "TLS file");
+            }
+        }
+    }
+    r.0
+}

@@ -1,0 +1,241 @@
+"""The reference inspection model: vision encoder -> cross-modal encoder ->
+language decoder, in the Florence-2 shape the model package contract fixes.
+
+Each part is its own module because each is exported as its own ONNX graph:
+`VisionEncoder` (pixels -> patch features), `TokenEmbedding` (ids -> vectors),
+`CrossModalEncoder` (image features + standard text, joint self-attention) and
+`Decoder` (causal self-attention with a KV cache, cross-attention to the
+encoder, logits over the shared vocabulary).
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Config:
+    image_size = 256
+    dim = 128
+    heads = 4
+    enc_layers = 3
+    dec_layers = 2
+    ffn = 384
+    max_text = 160
+    max_target = 24
+
+    @property
+    def patches(self):
+        return (self.image_size // 32) ** 2
+
+
+def conv_bn(cin, cout, stride):
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.GELU(),
+    )
+
+
+class VisionEncoder(nn.Module):
+    """A small CNN (stride 16), folded 2x2 into one feature vector per
+    32x32-pixel patch: the fold keeps where inside the patch a defect sits, so
+    findings can be located finely while the encoder sees only 64 image tokens.
+    A learned 2-D position embedding says where each patch is."""
+
+    def __init__(self, cfg, n_kinds):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 32, 4, 4, bias=False),
+            nn.BatchNorm2d(32),
+            nn.GELU(),
+            conv_bn(32, 64, 2),
+            conv_bn(64, 64, 1),
+            conv_bn(64, 128, 2),
+            conv_bn(128, 128, 1),
+        )
+        self.fold = nn.Linear(4 * 128, cfg.dim)
+        self.pos = nn.Parameter(torch.randn(1, cfg.patches, cfg.dim) * 0.02)
+        self.norm = nn.LayerNorm(cfg.dim)
+        # Training-only head: which defect kind (or none) each 16x16 cell shows.
+        self.patch_head = nn.Conv2d(128, n_kinds + 1, 1)
+
+    def features(self, pixel_values):
+        return self.body(pixel_values)  # [B, 128, 16, 16]
+
+    def tokens(self, fmap):
+        b, c, h, w = fmap.shape
+        x = fmap.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5)
+        x = x.reshape(b, (h // 2) * (w // 2), c * 4)
+        return self.norm(self.fold(x) + self.pos)
+
+    def forward(self, pixel_values):
+        return self.tokens(self.features(pixel_values))
+
+
+class TokenEmbedding(nn.Module):
+    def __init__(self, vocab, dim):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.scale = math.sqrt(dim)
+
+    def forward(self, input_ids):
+        return self.embed(input_ids) * self.scale
+
+
+class Attention(nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads = heads
+        self.hd = dim // heads
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.o = nn.Linear(dim, dim)
+
+    def split(self, x):
+        b, t, _ = x.shape
+        return x.view(b, t, self.heads, self.hd).transpose(1, 2)
+
+    def attend(self, q, k, v, bias):
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.hd)
+        if bias is not None:
+            scores = scores + bias
+        out = torch.softmax(scores, dim=-1) @ v
+        b, h, t, d = out.shape
+        return self.o(out.transpose(1, 2).reshape(b, t, h * d))
+
+
+def mask_bias(mask):
+    """[B, M] 1/0 mask -> additive bias [B, 1, 1, M]."""
+    return (1.0 - mask[:, None, None, :].to(torch.float32)) * -1e4
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.n1 = nn.LayerNorm(cfg.dim)
+        self.attn = Attention(cfg.dim, cfg.heads)
+        self.n2 = nn.LayerNorm(cfg.dim)
+        self.ffn = nn.Sequential(nn.Linear(cfg.dim, cfg.ffn), nn.GELU(), nn.Linear(cfg.ffn, cfg.dim))
+
+    def forward(self, x, bias):
+        h = self.n1(x)
+        a = self.attn
+        x = x + a.attend(a.split(a.q(h)), a.split(a.k(h)), a.split(a.v(h)), bias)
+        return x + self.ffn(self.n2(x))
+
+
+class CrossModalEncoder(nn.Module):
+    """Joint self-attention over image patches and the standard's tokens."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.pos = nn.Parameter(torch.randn(1, cfg.patches + cfg.max_text, cfg.dim) * 0.02)
+        self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.enc_layers))
+        self.norm = nn.LayerNorm(cfg.dim)
+
+    def forward(self, inputs_embeds, attention_mask):
+        t = inputs_embeds.shape[1]
+        x = inputs_embeds + self.pos[:, :t]
+        bias = mask_bias(attention_mask)
+        for layer in self.layers:
+            x = layer(x, bias)
+        return self.norm(x)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.n1 = nn.LayerNorm(cfg.dim)
+        self.self_attn = Attention(cfg.dim, cfg.heads)
+        self.n2 = nn.LayerNorm(cfg.dim)
+        self.cross = Attention(cfg.dim, cfg.heads)
+        self.n3 = nn.LayerNorm(cfg.dim)
+        self.ffn = nn.Sequential(nn.Linear(cfg.dim, cfg.ffn), nn.GELU(), nn.Linear(cfg.ffn, cfg.dim))
+
+    def forward(self, x, past_k, past_v, enc_k, enc_v, self_bias, cross_bias):
+        h = self.n1(x)
+        a = self.self_attn
+        k = a.split(a.k(h))
+        v = a.split(a.v(h))
+        if past_k is not None:
+            k = torch.cat([past_k, k], dim=2)
+            v = torch.cat([past_v, v], dim=2)
+        x = x + a.attend(a.split(a.q(h)), k, v, self_bias)
+        c = self.cross
+        x = x + c.attend(c.split(c.q(self.n2(x))), enc_k, enc_v, cross_bias)
+        return x + self.ffn(self.n3(x)), k, v
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg, vocab):
+        super().__init__()
+        self.cfg = cfg
+        self.pos = nn.Parameter(torch.randn(1, cfg.max_target, cfg.dim) * 0.02)
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.dec_layers))
+        self.norm = nn.LayerNorm(cfg.dim)
+        self.lm_head = nn.Linear(cfg.dim, vocab)
+
+    def encoder_kv(self, encoder_hidden_states):
+        out = []
+        for layer in self.layers:
+            c = layer.cross
+            out.append((c.split(c.k(encoder_hidden_states)), c.split(c.v(encoder_hidden_states))))
+        return out
+
+    def step(self, inputs_embeds, encoder_attention_mask, past, enc_kv):
+        """past: list of (k, v) per layer or None. Returns logits and new self-attention caches."""
+        s = inputs_embeds.shape[1]
+        p = 0 if past is None else past[0][0].shape[2]
+        x = inputs_embeds + self.pos[:, p : p + s]
+        # Causal bias over the total length (past + new).
+        total = p + s
+        i = torch.arange(s).unsqueeze(1) + p
+        j = torch.arange(total).unsqueeze(0)
+        self_bias = torch.where(j <= i, 0.0, -1e4)[None, None]
+        cross_bias = mask_bias(encoder_attention_mask)
+        new = []
+        for li, layer in enumerate(self.layers):
+            pk, pv = (None, None) if past is None else past[li]
+            x, k, v = layer(x, pk, pv, enc_kv[li][0], enc_kv[li][1], self_bias, cross_bias)
+            new.append((k, v))
+        return self.lm_head(self.norm(x)), new
+
+
+class InspectionModel(nn.Module):
+    def __init__(self, cfg, vocab, n_kinds):
+        super().__init__()
+        self.cfg = cfg
+        self.vision = VisionEncoder(cfg, n_kinds)
+        self.embed = TokenEmbedding(vocab, cfg.dim)
+        self.encoder = CrossModalEncoder(cfg)
+        self.decoder = Decoder(cfg, vocab)
+
+    def forward(self, pixels, text_ids, text_mask, dec_in):
+        fmap = self.vision.features(pixels)
+        img = self.vision.tokens(fmap)
+        patch_logits = self.vision.patch_head(fmap).flatten(2).transpose(1, 2)
+        text = self.embed(text_ids)
+        x = torch.cat([img, text], dim=1)
+        mask = torch.cat([torch.ones(img.shape[:2], dtype=text_mask.dtype), text_mask], dim=1)
+        enc = self.encoder(x, mask)
+        enc_kv = self.decoder.encoder_kv(enc)
+        logits, _ = self.decoder.step(self.embed(dec_in), mask, None, enc_kv)
+        return logits, patch_logits
+
+
+def soft_targets(labels, vocab, loc_start, n_loc, sigma):
+    """One-hot targets, except location tokens get a Gaussian over nearby bins,
+    so being 3 bins off costs less than being 300 bins off."""
+    target = F.one_hot(labels.clamp(min=0), vocab).float()
+    is_loc = (labels >= loc_start) & (labels < loc_start + n_loc)
+    if is_loc.any():
+        bins = torch.arange(n_loc, dtype=torch.float32)
+        centre = (labels[is_loc] - loc_start).float().unsqueeze(1)
+        g = torch.exp(-0.5 * ((bins - centre) / sigma) ** 2)
+        g = g / g.sum(1, keepdim=True)
+        rows = torch.zeros(g.shape[0], vocab)
+        rows[:, loc_start : loc_start + n_loc] = g
+        target[is_loc] = rows
+    return target

@@ -1,0 +1,218 @@
+//! The synthetic line: parts with known defects, standards with known verdicts.
+//!
+//! It exists so that the model can be trained and scored without a plant's
+//! images, so the demo has a camera, and so soak tests can score verdicts live.
+//! It is written once, here, and everything else (the Python toolchain
+//! included) reads what it writes.
+
+mod canvas;
+pub mod dataset;
+pub mod defects;
+pub mod standard;
+pub mod surface;
+
+use image::RgbImage;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+pub use defects::{DefectKind, DrawnDefect};
+pub use standard::{Rule, SynthClause, WrittenStandard};
+pub use surface::Material;
+
+/// Frame width and height the line produces, in pixels.
+pub const FRAME_SIZE: u32 = 256;
+/// Calibration of the synthetic camera.
+pub const MM_PER_PX: f32 = 0.1;
+
+/// One photographed part with its ground truth.
+pub struct SynthPart {
+    /// The photograph.
+    pub image: RgbImage,
+    /// The surface finish.
+    pub material: Material,
+    /// Camera calibration the sizes were computed with.
+    pub mm_per_px: f32,
+    /// Every defect on the part, in reading order (top to bottom, left to right).
+    pub defects: Vec<DrawnDefect>,
+}
+
+/// The verdict the oracle gives a part under a standard.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExpectedVerdict {
+    /// `PASS` or `FAIL`.
+    pub decision: String,
+    /// One entry per defect, in the same order as the part's defects.
+    pub findings: Vec<ExpectedFinding>,
+    /// The verdict-v1 token sequence the model is trained to write.
+    pub target: String,
+}
+
+/// One defect as the oracle judged it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExpectedFinding {
+    pub kind: DefectKind,
+    pub box_px: [u32; 4],
+    /// Box in 0..999 location bins.
+    pub loc: [u32; 4],
+    pub size_mm: f32,
+    /// The clause violated, or `None` when the standard tolerates it.
+    pub clause: Option<u32>,
+}
+
+/// Converts a pixel coordinate to a 0..999 location bin.
+pub fn loc_bin(px: u32, extent: u32) -> u32 {
+    ((px as u64 * 1000) / extent as u64).min(999) as u32
+}
+
+/// Generates parts one after another from a seed: same seed, same parts.
+pub struct SynthLine {
+    rng: StdRng,
+}
+
+impl SynthLine {
+    pub fn new(seed: u64) -> Self {
+        Self {
+            rng: StdRng::seed_from_u64(seed),
+        }
+    }
+
+    /// Paints the next part.
+    pub fn next_part(&mut self) -> SynthPart {
+        let rng = &mut self.rng;
+        let material = Material::ALL[rng.gen_range(0..Material::ALL.len())];
+        let (mut canvas, region) =
+            surface::paint_surface(rng, FRAME_SIZE, FRAME_SIZE, material);
+        let count = match rng.gen::<f32>() {
+            r if r < 0.3 => 0,
+            r if r < 0.8 => 1,
+            _ => 2,
+        };
+        let mut defects: Vec<DrawnDefect> = Vec::new();
+        for _ in 0..count {
+            let kind = DefectKind::ALL[rng.gen_range(0..DefectKind::ALL.len())];
+            let size_mm = defects::sample_size_mm(rng, kind);
+            let taken: Vec<[u32; 4]> = defects.iter().map(|d| d.box_px).collect();
+            let Some(centre) =
+                defects::sample_centre(rng, &region, size_mm / MM_PER_PX, &taken)
+            else {
+                continue;
+            };
+            if let Some(d) =
+                defects::paint_defect(rng, &mut canvas, kind, centre, size_mm, MM_PER_PX)
+            {
+                defects.push(d);
+            }
+        }
+        surface::apply_lighting(rng, &mut canvas);
+        defects.sort_by_key(|d| (d.box_px[1], d.box_px[0]));
+        SynthPart {
+            image: canvas.to_rgb8(),
+            material,
+            mm_per_px: MM_PER_PX,
+            defects,
+        }
+    }
+
+    /// Writes a standard suited to judging `part`.
+    pub fn write_standard(&mut self, part: &SynthPart) -> WrittenStandard {
+        standard::write_standard(&mut self.rng, &part.defects)
+    }
+}
+
+/// Judges a part under a standard exactly as the standard says.
+pub fn judge(part: &SynthPart, standard: &WrittenStandard) -> ExpectedVerdict {
+    let (w, h) = part.image.dimensions();
+    let findings: Vec<ExpectedFinding> = part
+        .defects
+        .iter()
+        .map(|d| ExpectedFinding {
+            kind: d.kind,
+            box_px: d.box_px,
+            loc: [
+                loc_bin(d.box_px[0], w),
+                loc_bin(d.box_px[1], h),
+                loc_bin(d.box_px[2], w),
+                loc_bin(d.box_px[3], h),
+            ],
+            size_mm: d.size_mm,
+            clause: standard::violated_clause(standard, d),
+        })
+        .collect();
+    let fail = findings.iter().any(|f| f.clause.is_some());
+    let mut target = String::from(if fail { "<fail>" } else { "<pass>" });
+    for f in &findings {
+        target.push(' ');
+        target.push_str(f.kind.word());
+        target.push(' ');
+        for l in f.loc {
+            target.push_str(&format!("<loc_{l}>"));
+        }
+        match f.clause {
+            Some(n) => target.push_str(&format!(" <clause_{n}>")),
+            None => target.push_str(" <ok>"),
+        }
+    }
+    target.push_str(" </s>");
+    ExpectedVerdict {
+        decision: if fail { "FAIL" } else { "PASS" }.to_string(),
+        findings,
+        target,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_parts() {
+        let a = SynthLine::new(7).next_part();
+        let b = SynthLine::new(7).next_part();
+        assert_eq!(a.image.as_raw(), b.image.as_raw());
+        assert_eq!(a.defects, b.defects);
+    }
+
+    #[test]
+    fn defects_are_visible_where_their_box_says() {
+        let mut line = SynthLine::new(11);
+        let mut checked = 0;
+        for _ in 0..40 {
+            let part = line.next_part();
+            for d in &part.defects {
+                assert!(d.box_px[2] > d.box_px[0] && d.box_px[3] > d.box_px[1]);
+                assert!(d.box_px[2] <= FRAME_SIZE && d.box_px[3] <= FRAME_SIZE);
+                assert!(d.size_mm > 0.3, "{d:?}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 20, "only {checked} defects in 40 parts");
+    }
+
+    #[test]
+    fn oracle_fails_banned_and_oversize_defects_only() {
+        let mut line = SynthLine::new(3);
+        let mut seen = (0, 0);
+        for _ in 0..60 {
+            let part = line.next_part();
+            let standard = line.write_standard(&part);
+            let verdict = judge(&part, &standard);
+            for f in &verdict.findings {
+                let clause = standard.clauses.iter().find(|c| c.kind == f.kind).unwrap();
+                let expected = match clause.rule {
+                    Rule::Ban => Some(clause.number),
+                    Rule::Tolerate => None,
+                    Rule::Limit { limit_mm } => (f.size_mm > limit_mm).then_some(clause.number),
+                };
+                assert_eq!(f.clause, expected);
+                if f.clause.is_some() { seen.0 += 1 } else { seen.1 += 1 }
+            }
+            assert_eq!(
+                verdict.decision == "FAIL",
+                verdict.findings.iter().any(|f| f.clause.is_some())
+            );
+            assert!(verdict.target.ends_with("</s>"));
+        }
+        assert!(seen.0 > 5 && seen.1 > 5, "{seen:?}");
+    }
+}
