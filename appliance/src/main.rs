@@ -1,9 +1,14 @@
-//! The `appliance` command: station service, one-shot inspection, demo, and tools.
+//! The `appliance` command: the station service, one-shot inspection, the
+//! demo, configuration checks, the synthetic line and evaluation.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use appliance::{eval, pipeline};
 use clap::{Parser, Subcommand};
+use firmware_config::{Loader, StationConfig};
+use fusion::Standard;
+use vision::preprocess::{self, Crop};
 
 #[derive(Parser)]
 #[command(name = "appliance", version, about = "Visual-inspection edge appliance")]
@@ -14,26 +19,132 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the station: cameras, model, store, MQTT.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run the synthetic line through the station pipeline and say how to watch it.
+    Demo {
+        #[arg(long, default_value = "config/demo/station.toml")]
+        config: PathBuf,
+    },
+    /// Judge one image against a standard and print the verdict JSON.
+    Inspect {
+        image: PathBuf,
+        /// The standard's text file.
+        #[arg(long)]
+        standard: PathBuf,
+        /// Model package folder (default: the configuration's, else models/reference).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Station configuration for model settings and calibration.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Calibration, millimetres per pixel.
+        #[arg(long, default_value_t = 0.1)]
+        mm_per_px: f64,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Write synthetic parts with ground truth and judged standards.
     Synth {
-        /// Output folder (created).
         #[arg(long)]
         out: PathBuf,
-        /// Number of parts.
         #[arg(long, default_value_t = 100)]
         count: usize,
-        /// Seed: the same seed writes the same parts.
+        /// The same seed writes the same parts.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Standards written and judged per part.
         #[arg(long, default_value_t = 2)]
         standards_per_part: usize,
     },
+    /// Score the model on a synthetic dataset through the appliance's own engine.
+    Eval {
+        /// Folder written by `appliance synth`.
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, default_value_t = usize::MAX)]
+        limit: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Validate a station file and explain what is wrong.
+    Check { file: PathBuf },
+    /// Print the commented default configuration.
+    Default,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Configuration for one-shot commands: the given file, else defaults with
+/// the model package overridden, without requiring station files to exist.
+fn tool_config(config: Option<&Path>, model: Option<PathBuf>) -> anyhow::Result<StationConfig> {
+    let mut loader = Loader::new(config);
+    loader.check_files = config.is_some();
+    let mut cfg = loader.load()?;
+    if let Some(m) = model {
+        cfg.model.package = m;
+    } else if config.is_none() {
+        cfg.model.package = PathBuf::from("models/reference");
+    }
+    Ok(cfg)
+}
+
+async fn serve(cfg: StationConfig) -> anyhow::Result<()> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutdown requested");
+        let _ = tx.send(true);
+    });
+    pipeline::run(cfg, rx).await
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Config { action } => match action {
+            ConfigAction::Default => print!("{}", firmware_config::DEFAULT_TOML),
+            ConfigAction::Check { file } => match Loader::new(Some(&file)).load() {
+                Ok(cfg) => {
+                    println!(
+                        "{}: ok (station {}/{}/{}, {} camera(s), {} recipe(s), active recipe `{}`, model {})",
+                        file.display(),
+                        cfg.station.site,
+                        cfg.station.line,
+                        cfg.station.station,
+                        cfg.cameras.len(),
+                        cfg.recipes.len(),
+                        cfg.station.recipe,
+                        cfg.model.package.display()
+                    );
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::exit(2);
+                }
+            },
+        },
         Command::Synth {
             out,
             count,
@@ -44,6 +155,79 @@ fn main() -> anyhow::Result<()> {
                 vision::synth::dataset::write_dataset(&out, count, seed, standards_per_part)
                     .with_context(|| format!("writing synthetic parts to {}", out.display()))?;
             println!("wrote {count} parts to {}", manifest.display());
+        }
+        Command::Inspect {
+            image,
+            standard,
+            model,
+            config,
+            mm_per_px,
+        } => {
+            init_logging();
+            let cfg = tool_config(config.as_deref(), model)?;
+            let text = std::fs::read_to_string(&standard)
+                .with_context(|| format!("reading standard {}", standard.display()))?;
+            let standard = Standard::new("cli", text);
+            let bytes =
+                std::fs::read(&image).with_context(|| format!("reading {}", image.display()))?;
+            let (img, _) = vision::decode::decode(&bytes)
+                .with_context(|| format!("decoding {}", image.display()))?;
+            let mut engine = pipeline::load_engine(&cfg)?;
+            let tensor = preprocess::to_tensor(&img, Crop::full(&img), &engine.input_spec());
+            let j = engine.judge(&[tensor], &standard)?.remove(0);
+            let findings = appliance::verdict::findings_in_frame(
+                &j,
+                appliance::verdict::Geometry {
+                    crop: [0, 0, img.width(), img.height()],
+                    frame_width: img.width(),
+                    frame_height: img.height(),
+                    mm_per_px,
+                },
+            );
+            let out = serde_json::json!({
+                "image": image.display().to_string(),
+                "standard_sha256": standard.sha256,
+                "decision": j.decision,
+                "confidence": j.confidence,
+                "review_reason": j.review_reason,
+                "findings": findings,
+                "tokens": j.tokens.join(" "),
+                "model": {"name": engine.package.manifest.name, "version": engine.package.manifest.version, "sha256": engine.package.sha256},
+                "inference_ms": j.inference_ms,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Command::Eval { data, model, limit } => {
+            init_logging();
+            let cfg = tool_config(None, model)?;
+            let mut engine = pipeline::load_engine(&cfg)?;
+            let report = eval::evaluate(&mut engine, &data, limit)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Run { config } => {
+            init_logging();
+            let cfg = Loader::new(Some(&config)).load()?;
+            tokio::runtime::Runtime::new()?.block_on(serve(cfg))?;
+        }
+        Command::Demo { config } => {
+            init_logging();
+            let cfg = Loader::new(Some(&config)).load()?;
+            let topic = format!("{}/{}/#", cfg.mqtt.topic_prefix, cfg.station.station);
+            let (host, port) = cfg
+                .mqtt
+                .url
+                .trim_start_matches("mqtt://")
+                .rsplit_once(':')
+                .map(|(h, p)| (h.to_string(), p.to_string()))
+                .unwrap_or(("127.0.0.1".into(), "1883".into()));
+            eprintln!("\nDemo station `{}`: the synthetic line feeds the pipeline.", cfg.station.station);
+            eprintln!("Watch verdicts:   mosquitto_sub -h {host} -p {port} -t '{topic}' -v");
+            eprintln!(
+                "Stored verdicts:  sqlite3 {} 'SELECT decided_at, part_id, decision FROM verdicts ORDER BY decided_at DESC LIMIT 10'",
+                cfg.storage.database_url.trim_start_matches("sqlite://")
+            );
+            eprintln!("Stop with Ctrl-C.\n");
+            tokio::runtime::Runtime::new()?.block_on(serve(cfg))?;
         }
     }
     Ok(())

@@ -29,6 +29,26 @@ class Config:
         return (self.image_size // 32) ** 2
 
 
+def sinusoid(positions, dim):
+    """Fixed sinusoidal embedding of integer positions -> [len, dim]."""
+    pos = positions.float().unsqueeze(1)
+    freq = torch.exp(torch.arange(0, dim, 2).float() * (-math.log(1000.0) / dim))
+    out = torch.zeros(len(positions), dim)
+    out[:, 0::2] = torch.sin(pos * freq)
+    out[:, 1::2] = torch.cos(pos * freq)
+    return out
+
+
+def grid_sinusoid(side, dim):
+    """2-D sinusoidal embedding for a side x side grid: half the channels
+    encode the row, half the column, so positions are readable from the start."""
+    idx = torch.arange(side)
+    row = sinusoid(idx, dim // 2)
+    col = sinusoid(idx, dim // 2)
+    grid = torch.cat([row[:, None, :].expand(side, side, -1), col[None, :, :].expand(side, side, -1)], -1)
+    return grid.reshape(side * side, dim)
+
+
 def conv_bn(cin, cout, stride):
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
@@ -56,6 +76,8 @@ class VisionEncoder(nn.Module):
         )
         self.fold = nn.Linear(4 * 128, cfg.dim)
         self.pos = nn.Parameter(torch.randn(1, cfg.patches, cfg.dim) * 0.02)
+        side = int(math.isqrt(cfg.patches))
+        self.register_buffer("grid", grid_sinusoid(side, cfg.dim).unsqueeze(0), persistent=False)
         self.norm = nn.LayerNorm(cfg.dim)
         # Training-only head: which defect kind (or none) each 16x16 cell shows.
         self.patch_head = nn.Conv2d(128, n_kinds + 1, 1)
@@ -67,7 +89,7 @@ class VisionEncoder(nn.Module):
         b, c, h, w = fmap.shape
         x = fmap.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5)
         x = x.reshape(b, (h // 2) * (w // 2), c * 4)
-        return self.norm(self.fold(x) + self.pos)
+        return self.norm(self.fold(x)) + self.grid + self.pos
 
     def forward(self, pixel_values):
         return self.tokens(self.features(pixel_values))
@@ -77,7 +99,8 @@ class TokenEmbedding(nn.Module):
     def __init__(self, vocab, dim):
         super().__init__()
         self.embed = nn.Embedding(vocab, dim)
-        self.scale = math.sqrt(dim)
+        # Unit-variance embeddings, comparable in size to the position signal.
+        self.scale = 1.0
 
     def forward(self, input_ids):
         return self.embed(input_ids) * self.scale
@@ -132,12 +155,15 @@ class CrossModalEncoder(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         self.pos = nn.Parameter(torch.randn(1, cfg.patches + cfg.max_text, cfg.dim) * 0.02)
+        self.register_buffer(
+            "fixed", sinusoid(torch.arange(cfg.patches + cfg.max_text), cfg.dim).unsqueeze(0), persistent=False
+        )
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.enc_layers))
         self.norm = nn.LayerNorm(cfg.dim)
 
     def forward(self, inputs_embeds, attention_mask):
         t = inputs_embeds.shape[1]
-        x = inputs_embeds + self.pos[:, :t]
+        x = inputs_embeds + self.pos[:, :t] + self.fixed[:, :t]
         bias = mask_bias(attention_mask)
         for layer in self.layers:
             x = layer(x, bias)
@@ -173,6 +199,7 @@ class Decoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.pos = nn.Parameter(torch.randn(1, cfg.max_target, cfg.dim) * 0.02)
+        self.register_buffer("fixed", sinusoid(torch.arange(cfg.max_target), cfg.dim).unsqueeze(0), persistent=False)
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.dec_layers))
         self.norm = nn.LayerNorm(cfg.dim)
         self.lm_head = nn.Linear(cfg.dim, vocab)
@@ -188,7 +215,7 @@ class Decoder(nn.Module):
         """past: list of (k, v) per layer or None. Returns logits and new self-attention caches."""
         s = inputs_embeds.shape[1]
         p = 0 if past is None else past[0][0].shape[2]
-        x = inputs_embeds + self.pos[:, p : p + s]
+        x = inputs_embeds + self.pos[:, p : p + s] + self.fixed[:, p : p + s]
         # Causal bias over the total length (past + new).
         total = p + s
         i = torch.arange(s).unsqueeze(1) + p

@@ -1,0 +1,138 @@
+//! Scores the engine against a synthetic-line dataset (what `appliance synth`
+//! writes): decision accuracy, finding recall/precision at IoU >= 0.3, clause
+//! attribution, and the median time to judge one image.
+//!
+//! This runs the real appliance path (Rust preprocessing, ONNX Runtime,
+//! constrained decoding), so its figures are the appliance's, not PyTorch's.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context;
+use fusion::{Decision, Engine, Standard};
+use serde::{Deserialize, Serialize};
+use vision::preprocess::{self, Crop};
+
+#[derive(Deserialize)]
+struct Record {
+    image: String,
+    width: u32,
+    height: u32,
+    standards: Vec<JudgedStandard>,
+}
+
+#[derive(Deserialize)]
+struct JudgedStandard {
+    text: String,
+    verdict: Truth,
+}
+
+#[derive(Deserialize)]
+struct Truth {
+    decision: String,
+    findings: Vec<TruthFinding>,
+}
+
+#[derive(Deserialize)]
+struct TruthFinding {
+    kind: String,
+    box_px: [u32; 4],
+    clause: Option<u32>,
+}
+
+/// Figures from one evaluation run.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub images: usize,
+    pub judgements: usize,
+    pub decision_accuracy: f64,
+    /// Share of judgements that became REVIEW (counted as wrong above).
+    pub review_rate: f64,
+    pub finding_recall: f64,
+    pub finding_precision: f64,
+    /// Of matched findings, share citing the right clause (or `<ok>`).
+    pub clause_accuracy: f64,
+    /// Median milliseconds to judge one image (batch 1), encoder to verdict.
+    pub median_ms_per_image: f64,
+}
+
+fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
+    let ix = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let iy = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = ix * iy;
+    let area = |r: [f32; 4]| (r[2] - r[0]) * (r[3] - r[1]);
+    inter / (area(a) + area(b) - inter).max(1e-9)
+}
+
+/// Judges up to `limit` parts of the dataset in `dir` under each of their standards.
+pub fn evaluate(engine: &mut Engine, dir: &Path, limit: usize) -> anyhow::Result<Report> {
+    let manifest = dir.join("manifest.jsonl");
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let spec = engine.input_spec();
+    let mut r = Report::default();
+    let (mut right, mut reviews) = (0usize, 0usize);
+    let (mut truths, mut preds, mut matched, mut clause_right) = (0usize, 0usize, 0usize, 0usize);
+    let mut times = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()).take(limit) {
+        let rec: Record = serde_json::from_str(line).context("manifest line")?;
+        let img = image::open(dir.join(&rec.image))
+            .with_context(|| format!("opening {}", rec.image))?
+            .to_rgb8();
+        let tensor = preprocess::to_tensor(&img, Crop::full(&img), &spec);
+        r.images += 1;
+        for s in &rec.standards {
+            let standard = Standard::new("eval", s.text.clone());
+            let started = Instant::now();
+            let j = engine.judge(std::slice::from_ref(&tensor), &standard)?.remove(0);
+            times.push(started.elapsed().as_secs_f64() * 1e3);
+            r.judgements += 1;
+            let want = if s.verdict.decision == "FAIL" {
+                Decision::Fail
+            } else {
+                Decision::Pass
+            };
+            if j.decision == want {
+                right += 1;
+            }
+            if j.decision == Decision::Review {
+                reviews += 1;
+            }
+            truths += s.verdict.findings.len();
+            preds += j.findings.len();
+            let mut used = vec![false; j.findings.len()];
+            for t in &s.verdict.findings {
+                let tb = [
+                    t.box_px[0] as f32 / rec.width as f32,
+                    t.box_px[1] as f32 / rec.height as f32,
+                    t.box_px[2] as f32 / rec.width as f32,
+                    t.box_px[3] as f32 / rec.height as f32,
+                ];
+                let best = j
+                    .findings
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, f)| !used[*i] && f.defect == t.kind)
+                    .map(|(i, f)| (i, iou(f.box_norm, tb)))
+                    .filter(|(_, v)| *v >= 0.3)
+                    .max_by(|a, b| a.1.total_cmp(&b.1));
+                if let Some((i, _)) = best {
+                    used[i] = true;
+                    matched += 1;
+                    if j.findings[i].clause == t.clause {
+                        clause_right += 1;
+                    }
+                }
+            }
+        }
+    }
+    let share = |a: usize, b: usize| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+    r.decision_accuracy = share(right, r.judgements);
+    r.review_rate = share(reviews, r.judgements);
+    r.finding_recall = share(matched, truths);
+    r.finding_precision = share(matched, preds);
+    r.clause_accuracy = share(clause_right, matched);
+    times.sort_by(f64::total_cmp);
+    r.median_ms_per_image = times.get(times.len() / 2).copied().unwrap_or(0.0);
+    Ok(r)
+}

@@ -1,0 +1,11 @@
+//! The appliance service: pipeline wiring, the inference worker, storage,
+//! MQTT publishing, the verdict record and evaluation. `main.rs` is the CLI
+//! over these; integration tests drive them directly.
+
+pub mod eval;
+pub mod mqtt;
+pub mod pipeline;
+pub mod store;
+pub mod systemd;
+pub mod verdict;
+pub mod worker;

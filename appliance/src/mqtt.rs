@@ -1,0 +1,280 @@
+//! MQTT side of the appliance: topics, the retained status with birth and last
+//! will, and the outbox drain that publishes committed verdicts with QoS 1 and
+//! marks them done only when the broker acknowledges them.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use firmware_config::StationConfig;
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use tokio::sync::{watch, Mutex, Notify};
+
+use crate::store::Store;
+
+/// Topic names for one station.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    base: String,
+}
+
+impl Topics {
+    pub fn new(prefix: &str, station: &str) -> Self {
+        let base = if prefix.is_empty() {
+            station.to_string()
+        } else {
+            format!("{}/{station}", prefix.trim_end_matches('/'))
+        };
+        Self { base }
+    }
+    /// Full verdict JSON, QoS 1.
+    pub fn verdict(&self) -> String {
+        format!("{}/verdict", self.base)
+    }
+    /// PLC short form, QoS 1.
+    pub fn result(&self) -> String {
+        format!("{}/result", self.base)
+    }
+    /// Retained birth / last will.
+    pub fn status(&self) -> String {
+        format!("{}/status", self.base)
+    }
+}
+
+/// Why the broker connection could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    #[error("mqtt.url `{url}`: {reason}")]
+    Url { url: String, reason: String },
+    #[error("cannot read mqtt.password_file {path}: {source}")]
+    Password {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn options(cfg: &StationConfig, topics: &Topics) -> Result<MqttOptions, MqttError> {
+    let url = &cfg.mqtt.url;
+    let bad = |reason: &str| MqttError::Url {
+        url: url.clone(),
+        reason: reason.to_string(),
+    };
+    let rest = url
+        .strip_prefix("mqtt://")
+        .ok_or_else(|| bad("only mqtt:// is supported by this build"))?;
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad("port is not a number"))?),
+        None => (rest, 1883),
+    };
+    let mut o = MqttOptions::new(cfg.client_id(), host, port);
+    o.set_keep_alive(cfg.mqtt.keep_alive.max(Duration::from_secs(1)));
+    o.set_clean_session(false);
+    o.set_inflight(100);
+    o.set_last_will(LastWill::new(
+        topics.status(),
+        r#"{"state":"offline"}"#,
+        QoS::AtLeastOnce,
+        true,
+    ));
+    if !cfg.mqtt.username.is_empty() {
+        let password = if cfg.mqtt.password_file.as_os_str().is_empty() {
+            cfg.mqtt.password.expose().to_string()
+        } else {
+            let text = std::fs::read_to_string(&cfg.mqtt.password_file).map_err(|source| {
+                MqttError::Password {
+                    path: cfg.mqtt.password_file.clone(),
+                    source,
+                }
+            })?;
+            text.lines().next().unwrap_or_default().to_string()
+        };
+        o.set_credentials(cfg.mqtt.username.clone(), password);
+    }
+    Ok(o)
+}
+
+/// Shared state between the drain and the event loop.
+struct Inflight {
+    /// Outbox seq (or `None` for status messages) of publishes handed to the
+    /// client, in order, until the event loop assigns them packet ids.
+    queued: VecDeque<Option<i64>>,
+    /// Packet id -> outbox seq, until acknowledged.
+    by_pkid: HashMap<u16, Option<i64>>,
+}
+
+/// Handle to the running publisher.
+#[derive(Clone)]
+pub struct Publisher {
+    client: AsyncClient,
+    inflight: Arc<Mutex<Inflight>>,
+    wake: Arc<Notify>,
+    connected: Arc<AtomicBool>,
+    topics: Topics,
+}
+
+impl Publisher {
+    /// Connects (in the background, retrying) and starts draining the outbox.
+    pub fn start(
+        cfg: &StationConfig,
+        store: Store,
+        birth: String,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(Self, tokio::task::JoinHandle<()>), MqttError> {
+        let topics = Topics::new(&cfg.mqtt.topic_prefix, &cfg.station.station);
+        let (client, mut eventloop) = AsyncClient::new(options(cfg, &topics)?, 256);
+        let p = Self {
+            client,
+            inflight: Arc::new(Mutex::new(Inflight {
+                queued: VecDeque::new(),
+                by_pkid: HashMap::new(),
+            })),
+            wake: Arc::new(Notify::new()),
+            connected: Arc::new(AtomicBool::new(false)),
+            topics,
+        };
+        let events = p.clone();
+        let drain_store = store.clone();
+        let drain = p.clone();
+        let mut drain_shutdown = shutdown.clone();
+        let drain_task = tokio::spawn(async move {
+            let mut cursor = 0i64;
+            loop {
+                if drain.connected.load(Ordering::Relaxed) {
+                    match drain_store.pending(cursor, 100).await {
+                        Ok(rows) => {
+                            for row in rows {
+                                let payload = stamp_published(&row.payload);
+                                let mut inflight = drain.inflight.lock().await;
+                                inflight.queued.push_back(Some(row.seq));
+                                if let Err(e) = drain
+                                    .client
+                                    .publish(row.topic.clone(), QoS::AtLeastOnce, false, payload)
+                                    .await
+                                {
+                                    inflight.queued.pop_back();
+                                    tracing::warn!(error = %e, "cannot hand message to MQTT client");
+                                    break;
+                                }
+                                cursor = row.seq;
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot read outbox"),
+                    }
+                }
+                tokio::select! {
+                    _ = drain.wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = drain_shutdown.changed() => return,
+                }
+            }
+        });
+        let task = tokio::spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    e = eventloop.poll() => e,
+                    _ = shutdown.changed() => {
+                        let _ = events.publish_status(r#"{"state":"offline"}"#).await;
+                        // Let the last acknowledgements arrive.
+                        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+                        while tokio::time::Instant::now() < deadline {
+                            match tokio::time::timeout_at(deadline, eventloop.poll()).await {
+                                Ok(Ok(ev)) => events.on_event(ev, &store).await,
+                                _ => break,
+                            }
+                            if events.inflight.lock().await.by_pkid.is_empty() { break; }
+                        }
+                        let _ = events.client.disconnect().await;
+                        drain_task.abort();
+                        return;
+                    }
+                };
+                match event {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        tracing::info!("connected to MQTT broker");
+                        events.connected.store(true, Ordering::Relaxed);
+                        if let Err(e) = events.publish_status(&birth).await {
+                            tracing::warn!(error = %e, "cannot publish birth status");
+                        }
+                        events.wake.notify_one();
+                    }
+                    Ok(ev) => events.on_event(ev, &store).await,
+                    Err(e) => {
+                        if events.connected.swap(false, Ordering::Relaxed) {
+                            tracing::warn!(error = %e, "MQTT connection lost; verdicts wait in the outbox");
+                        } else {
+                            tracing::debug!(error = %e, "MQTT broker unreachable");
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Ok((p, task))
+    }
+
+    async fn on_event(&self, ev: Event, store: &Store) {
+        match ev {
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                let mut inflight = self.inflight.lock().await;
+                // A packet id still awaiting its ack is a retransmission.
+                if pkid == 0 || inflight.by_pkid.contains_key(&pkid) {
+                    if pkid == 0 {
+                        inflight.queued.pop_front();
+                    }
+                    return;
+                }
+                if let Some(seq) = inflight.queued.pop_front() {
+                    inflight.by_pkid.insert(pkid, seq);
+                }
+            }
+            Event::Incoming(Packet::PubAck(ack)) => {
+                let seq = self.inflight.lock().await.by_pkid.remove(&ack.pkid);
+                if let Some(Some(seq)) = seq {
+                    if let Err(e) = store.mark_published(seq).await {
+                        tracing::error!(error = %e, seq, "cannot mark outbox row published");
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn publish_status(&self, payload: &str) -> Result<(), rumqttc::ClientError> {
+        let mut inflight = self.inflight.lock().await;
+        inflight.queued.push_back(None);
+        let r = self
+            .client
+            .publish(self.topics.status(), QoS::AtLeastOnce, true, payload.to_string())
+            .await;
+        if r.is_err() {
+            inflight.queued.pop_back();
+        }
+        r
+    }
+
+    /// Tells the drain that new rows were committed.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+}
+
+/// Sets `timings.published_at` in a verdict payload at hand-over time.
+fn stamp_published(payload: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(payload) {
+        Ok(mut v) if v.get("schema").is_some() => {
+            if let Some(t) = v.get_mut("timings") {
+                t["published_at"] = serde_json::Value::String(
+                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                );
+            }
+            v.to_string()
+        }
+        _ => payload.to_string(),
+    }
+}

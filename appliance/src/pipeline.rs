@@ -1,0 +1,320 @@
+//! Wires a station together: camera sources -> inference worker -> store
+//! (verdict and outbox in one transaction) -> MQTT, and shuts it down in
+//! order on request.
+//!
+//! Every arrival ends in exactly one stored record: a verdict, or an ingest
+//! error naming why the bytes could not be judged. Files in a hot folder are
+//! moved or deleted only after that record is committed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use firmware_config::{AfterJudged, Camera, CameraSource, StationConfig};
+use fusion::{Engine, EngineSettings, ModelPackage, Standard};
+use tokio::sync::{mpsc, watch, Semaphore};
+use vision::preprocess::Crop;
+use vision::runtime::SessionSettings;
+use vision::sources::hot_folder::{self, HotFolder};
+use vision::sources::synthetic::SyntheticCamera;
+use vision::sources::{Arrival, Origin};
+use vision::Frame;
+
+use crate::mqtt::Publisher;
+use crate::store::Store;
+use crate::verdict::{self, Geometry, ImageRef, StationRef, Timings, Verdict};
+use crate::worker::{self, EngineHandle};
+
+fn rfc3339(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// Loads the recipe's standard text.
+pub fn load_standard(cfg: &StationConfig, recipe: &str) -> anyhow::Result<Standard> {
+    let r = cfg
+        .recipe(recipe)
+        .with_context(|| format!("recipe `{recipe}` is not configured"))?;
+    let text = std::fs::read_to_string(&r.standard)
+        .with_context(|| format!("reading standard {}", r.standard.display()))?;
+    Ok(Standard::new(recipe, text))
+}
+
+/// Opens, verifies and loads the configured model package.
+pub fn load_engine(cfg: &StationConfig) -> anyhow::Result<Engine> {
+    let package = ModelPackage::open(&cfg.model.package, cfg.model.precision)?;
+    let settings = EngineSettings {
+        sessions: SessionSettings {
+            providers: cfg.model.execution_providers.clone(),
+            intra_threads: cfg.model.intra_threads,
+        },
+        review_threshold: cfg.model.review_threshold as f32,
+        onnxruntime_library: cfg.model.onnxruntime_library.clone(),
+    };
+    Ok(Engine::load(package, &settings)?)
+}
+
+/// Everything an arrival needs on its way to a stored verdict.
+struct Context_ {
+    cfg: StationConfig,
+    cameras: HashMap<String, Camera>,
+    standard: Arc<Standard>,
+    engine: EngineHandle,
+    store: Store,
+    publisher: Publisher,
+}
+
+fn crop_for(camera: &Camera, frame: &Frame) -> Crop {
+    camera
+        .roi
+        .and_then(|r| {
+            Crop {
+                x: r.x,
+                y: r.y,
+                width: r.width,
+                height: r.height,
+            }
+            .clamp_to(&frame.image)
+        })
+        .unwrap_or_else(|| Crop::full(&frame.image))
+}
+
+impl Context_ {
+    fn after(&self, camera: &str) -> Option<AfterJudged> {
+        match &self.cameras.get(camera)?.source {
+            CameraSource::HotFolder { after, .. } => Some(*after),
+            _ => None,
+        }
+    }
+
+    fn finish(&self, camera: &str, origin: &Origin) {
+        if let (Some(path), Some(after)) = (&origin.path, self.after(camera)) {
+            if let Err(e) = hot_folder::finish(path, after) {
+                tracing::warn!(file = %path.display(), error = %e, "cannot move judged file");
+            }
+        }
+    }
+
+    async fn reject(&self, camera: &str, origin: &Origin, bytes: &[u8], reason: &str) {
+        tracing::warn!(camera, source = %origin.name, reason, "frame rejected");
+        match self
+            .store
+            .record_ingest_error(&self.cfg.station.station, camera, &origin.name, reason, bytes)
+            .await
+        {
+            Ok(_) => self.finish(camera, origin),
+            Err(e) => tracing::error!(error = %e, source = %origin.name, "cannot store ingest error; file left in place"),
+        }
+    }
+
+    async fn handle(&self, arrival: Arrival) {
+        match arrival {
+            Arrival::Rejected {
+                camera_id,
+                origin,
+                bytes,
+                error,
+            } => self.reject(&camera_id, &origin, &bytes, &error.to_string()).await,
+            Arrival::Frame { frame, origin } => {
+                let camera_id = frame.camera_id.clone();
+                match self.inspect(frame).await {
+                    Ok(v) => {
+                        tracing::info!(verdict = %v.id, camera = %v.camera, part = ?v.part_id, decision = ?v.decision, findings = v.findings.len(), "verdict");
+                        self.finish(&camera_id, &origin);
+                    }
+                    Err(e) => {
+                        self.reject(&camera_id, &origin, &[], &format!("{e:#}")).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn inspect(&self, frame: Frame) -> anyhow::Result<Verdict> {
+        let camera = self
+            .cameras
+            .get(&frame.camera_id)
+            .with_context(|| format!("unknown camera `{}`", frame.camera_id))?;
+        let queued_at = SystemTime::now();
+        let crop = crop_for(camera, &frame);
+        let judgement = self
+            .engine
+            .judge(frame.clone(), crop, self.standard.clone())
+            .await?;
+        let decided_at = SystemTime::now();
+        let store = self.store.clone();
+        let encoded = frame.encoded.clone();
+        let format = frame.format;
+        let image = tokio::task::spawn_blocking(move || store.put_image(&encoded, format))
+            .await
+            .context("image writer panicked")??;
+        let geometry = Geometry {
+            crop: [crop.x, crop.y, crop.width, crop.height],
+            frame_width: frame.image.width(),
+            frame_height: frame.image.height(),
+            mm_per_px: camera.mm_per_px,
+        };
+        let v = Verdict {
+            schema: verdict::SCHEMA,
+            id: uuid::Uuid::now_v7().to_string(),
+            station: StationRef {
+                site: self.cfg.station.site.clone(),
+                line: self.cfg.station.line.clone(),
+                station: self.cfg.station.station.clone(),
+            },
+            camera: frame.camera_id.clone(),
+            part_id: frame.part_id.clone(),
+            trigger_id: frame.trigger_id.clone(),
+            frame_seq: frame.seq,
+            recipe: self.standard.recipe.clone(),
+            standard_sha256: self.standard.sha256.clone(),
+            decision: judgement.decision,
+            confidence: judgement.confidence,
+            review_reason: judgement.review_reason.clone(),
+            findings: verdict::findings_in_frame(&judgement, geometry),
+            model: self.engine.model.clone(),
+            timings: Timings {
+                captured_at: rfc3339(frame.captured_at),
+                queued_at: rfc3339(queued_at),
+                decided_at: rfc3339(decided_at),
+                published_at: None,
+                inference_ms: judgement.inference_ms,
+            },
+            image: ImageRef {
+                sha256: image.sha256,
+                path: image.path.display().to_string(),
+                bytes: image.bytes,
+                width: frame.image.width(),
+                height: frame.image.height(),
+            },
+            context_loss: judgement.context_loss,
+        };
+        let topics = self.publisher.topics();
+        let outbox = vec![
+            (topics.verdict(), serde_json::to_string(&v)?),
+            (topics.result(), serde_json::to_string(&v.plc())?),
+        ];
+        self.store
+            .commit_verdict(&v, &self.standard.text, &outbox)
+            .await?;
+        self.publisher.wake();
+        Ok(v)
+    }
+}
+
+/// Runs the station until `shutdown` turns true, then stops sources, finishes
+/// frames in flight, drains acknowledgements and returns.
+pub async fn run(cfg: StationConfig, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let store = Store::open(&cfg.storage.database_url, &cfg.storage.data_dir).await?;
+    let standard = Arc::new(load_standard(&cfg, &cfg.station.recipe)?);
+    let engine_cfg = cfg.clone();
+    let engine = tokio::task::spawn_blocking(move || load_engine(&engine_cfg))
+        .await
+        .context("model loader panicked")??;
+    tracing::info!(model = %engine.package.manifest.name, version = %engine.package.manifest.version, recipe = %standard.recipe, clauses = standard.clauses.len(), "model loaded");
+    let (handle, worker_thread) = worker::spawn(
+        engine,
+        cfg.batching.max_batch,
+        cfg.batching.max_wait,
+        cfg.batching.queue_capacity,
+    );
+    let birth = serde_json::json!({
+        "state": "online",
+        "version": env!("CARGO_PKG_VERSION"),
+        "model": handle.model,
+        "recipe": standard.recipe,
+        "standard_sha256": standard.sha256,
+        "cameras": cfg.cameras.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+    })
+    .to_string();
+    let (publisher_stop_tx, publisher_stop) = watch::channel(false);
+    let (publisher, mqtt_task) = Publisher::start(&cfg, store.clone(), birth, publisher_stop)?;
+
+    let (tx, mut rx) = mpsc::channel::<Arrival>(cfg.batching.queue_capacity);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut source_threads = Vec::new();
+    for cam in &cfg.cameras {
+        let tx = tx.clone();
+        let stop = stop.clone();
+        let id = cam.id.clone();
+        let t = match &cam.source {
+            CameraSource::HotFolder { path, poll, .. } => {
+                let folder = HotFolder {
+                    camera_id: id.clone(),
+                    path: path.clone(),
+                    poll: *poll,
+                };
+                std::thread::Builder::new()
+                    .name(format!("camera-{id}"))
+                    .spawn(move || {
+                        if let Err(e) = folder.run(tx, stop) {
+                            tracing::error!(camera = %id, error = %e, "hot folder stopped");
+                        }
+                    })?
+            }
+            CameraSource::Synthetic { seed, interval } => {
+                let cam = SyntheticCamera {
+                    camera_id: id.clone(),
+                    seed: *seed,
+                    interval: *interval,
+                };
+                std::thread::Builder::new()
+                    .name(format!("camera-{id}"))
+                    .spawn(move || cam.run(tx, stop))?
+            }
+        };
+        source_threads.push(t);
+    }
+    drop(tx);
+
+    let ctx = Arc::new(Context_ {
+        cameras: cfg.cameras.iter().map(|c| (c.id.clone(), c.clone())).collect(),
+        cfg,
+        standard,
+        engine: handle,
+        store,
+        publisher,
+    });
+    crate::systemd::ready();
+    let mut watchdog = tokio::time::interval(
+        crate::systemd::watchdog_interval().unwrap_or(Duration::from_secs(3600)),
+    );
+    // Frames in flight at once: enough to fill a batch twice.
+    let in_flight = Arc::new(Semaphore::new(ctx.cfg.batching.max_batch * 2));
+    loop {
+        tokio::select! {
+            arrival = rx.recv() => {
+                let Some(arrival) = arrival else { break };
+                let permit = in_flight.clone().acquire_owned().await.expect("semaphore open");
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    ctx.handle(arrival).await;
+                    drop(permit);
+                });
+            }
+            _ = watchdog.tick() => crate::systemd::watchdog(),
+            _ = shutdown.changed() => break,
+        }
+    }
+    tracing::info!("stopping: cameras first, then frames in flight, then MQTT");
+    crate::systemd::stopping();
+    stop.store(true, Ordering::Relaxed);
+    rx.close();
+    while let Ok(arrival) = rx.try_recv() {
+        ctx.handle(arrival).await;
+    }
+    let total = (ctx.cfg.batching.max_batch * 2) as u32;
+    let _ = tokio::time::timeout(Duration::from_secs(20), in_flight.acquire_many(total)).await;
+    // Give the drain a moment to hand over what was just committed.
+    ctx.publisher.wake();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = publisher_stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), mqtt_task).await;
+    drop(ctx);
+    for t in source_threads {
+        let _ = t.join();
+    }
+    let _ = worker_thread.join();
+    Ok(())
+}

@@ -1,0 +1,316 @@
+//! The store: verdicts, findings, images, ingest errors and the MQTT outbox in
+//! one database (SQLite in WAL mode on the station), plus image files under the
+//! data folder, content-addressed by sha256.
+//!
+//! A verdict and its outbox rows are committed in one transaction before
+//! anything is published, so a crash can lose no verdict: what is committed
+//! is eventually published, in order.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::verdict::Verdict;
+
+/// Failures of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {url}: {source}")]
+    Open { url: String, source: sqlx::Error },
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("cannot write {path}: {source}")]
+    File { path: PathBuf, source: std::io::Error },
+    #[error("unsupported database URL `{0}` (this build supports sqlite://)")]
+    Unsupported(String),
+}
+
+/// An image written to the data folder.
+#[derive(Debug, Clone)]
+pub struct StoredImage {
+    pub sha256: String,
+    pub path: PathBuf,
+    pub bytes: u64,
+}
+
+/// A message waiting in the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub seq: i64,
+    pub verdict_id: String,
+    pub topic: String,
+    pub payload: String,
+}
+
+/// Database plus image folder.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    data_dir: PathBuf,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let err = |source| StoreError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database and runs migrations.
+    pub async fn open(url: &str, data_dir: &Path) -> Result<Self, StoreError> {
+        let Some(file) = url.strip_prefix("sqlite://") else {
+            return Err(StoreError::Unsupported(url.to_string()));
+        };
+        if let Some(dir) = Path::new(file).parent() {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::File {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{file}"))
+            .map_err(|source| StoreError::Open {
+                url: url.to_string(),
+                source,
+            })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(|source| StoreError::Open {
+                url: url.to_string(),
+                source,
+            })?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::File {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        Ok(Self {
+            pool,
+            data_dir: data_dir.to_path_buf(),
+        })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Writes image bytes under `images/ab/<sha256>.<ext>` (once per content).
+    pub fn put_image(&self, bytes: &[u8], ext: &str) -> Result<StoredImage, StoreError> {
+        let sha = hex::encode(Sha256::digest(bytes));
+        let path = self
+            .data_dir
+            .join("images")
+            .join(&sha[..2])
+            .join(format!("{sha}.{ext}"));
+        if !path.exists() {
+            write_atomically(&path, bytes)?;
+        }
+        Ok(StoredImage {
+            sha256: sha,
+            path,
+            bytes: bytes.len() as u64,
+        })
+    }
+
+    /// Commits a verdict with its findings, image row, standard version and
+    /// outbox messages in one transaction.
+    pub async fn commit_verdict(
+        &self,
+        v: &Verdict,
+        standard_text: &str,
+        outbox: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let at = now();
+        sqlx::query(
+            "INSERT OR IGNORE INTO standard_versions (sha256, recipe, text, first_seen) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&v.standard_sha256)
+        .bind(&v.recipe)
+        .bind(standard_text)
+        .bind(&at)
+        .execute(&mut *tx)
+        .await?;
+        let class = match v.decision {
+            fusion::Decision::Pass => "pass",
+            _ => "keep",
+        };
+        sqlx::query(
+            "INSERT INTO images (sha256, path, bytes, width, height, retention_class, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (sha256) DO UPDATE SET retention_class =
+               CASE WHEN excluded.retention_class = 'keep' THEN 'keep' ELSE images.retention_class END",
+        )
+        .bind(&v.image.sha256)
+        .bind(&v.image.path)
+        .bind(v.image.bytes as i64)
+        .bind(v.image.width as i64)
+        .bind(v.image.height as i64)
+        .bind(class)
+        .bind(&at)
+        .execute(&mut *tx)
+        .await?;
+        let record = serde_json::to_string(v).expect("verdict serialises");
+        sqlx::query(
+            "INSERT INTO verdicts (id, station, camera, part_id, trigger_id, recipe, standard_sha256,
+               decision, confidence, model_name, model_version, model_sha256, image_sha256,
+               captured_at, decided_at, record)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&v.id)
+        .bind(&v.station.station)
+        .bind(&v.camera)
+        .bind(&v.part_id)
+        .bind(&v.trigger_id)
+        .bind(&v.recipe)
+        .bind(&v.standard_sha256)
+        .bind(decision_text(v.decision))
+        .bind(v.confidence as f64)
+        .bind(&v.model.name)
+        .bind(&v.model.version)
+        .bind(&v.model.sha256)
+        .bind(&v.image.sha256)
+        .bind(&v.timings.captured_at)
+        .bind(&v.timings.decided_at)
+        .bind(&record)
+        .execute(&mut *tx)
+        .await?;
+        for (i, f) in v.findings.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO findings (verdict_id, idx, defect, x0, y0, x1, y1, size_mm, clause, clause_text, confidence)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&v.id)
+            .bind(i as i64)
+            .bind(&f.defect)
+            .bind(f.box_norm[0] as f64)
+            .bind(f.box_norm[1] as f64)
+            .bind(f.box_norm[2] as f64)
+            .bind(f.box_norm[3] as f64)
+            .bind(f.size_mm as f64)
+            .bind(f.clause.map(|c| c as i64))
+            .bind(&f.clause_text)
+            .bind(f.confidence as f64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (topic, payload) in outbox {
+            sqlx::query("INSERT INTO outbox (verdict_id, topic, payload, created_at) VALUES (?, ?, ?, ?)")
+                .bind(&v.id)
+                .bind(topic)
+                .bind(payload)
+                .bind(&at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records bytes that could not be judged (kept under `rejected/`).
+    pub async fn record_ingest_error(
+        &self,
+        station: &str,
+        camera: &str,
+        source: &str,
+        reason: &str,
+        bytes: &[u8],
+    ) -> Result<String, StoreError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let kept = if bytes.is_empty() {
+            None
+        } else {
+            let path = self.data_dir.join("rejected").join(format!("{id}.bin"));
+            write_atomically(&path, bytes)?;
+            Some(path.display().to_string())
+        };
+        sqlx::query(
+            "INSERT INTO ingest_errors (id, station, camera, source, reason, bytes, kept_path, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(station)
+        .bind(camera)
+        .bind(source)
+        .bind(reason)
+        .bind(bytes.len() as i64)
+        .bind(kept)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Unpublished outbox rows after `after_seq`, oldest first.
+    pub async fn pending(&self, after_seq: i64, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, verdict_id, topic, payload FROM outbox
+             WHERE published_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| OutboxRow {
+                seq: r.get(0),
+                verdict_id: r.get(1),
+                topic: r.get(2),
+                payload: r.get(3),
+            })
+            .collect())
+    }
+
+    /// Marks an outbox row acknowledged by the broker (and its verdict published).
+    pub async fn mark_published(&self, seq: i64) -> Result<(), StoreError> {
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE outbox SET published_at = ? WHERE seq = ?")
+            .bind(&at)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE verdicts SET published_at = ? WHERE published_at IS NULL
+               AND id = (SELECT verdict_id FROM outbox WHERE seq = ?)",
+        )
+        .bind(&at)
+        .bind(seq)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn decision_text(d: fusion::Decision) -> &'static str {
+    match d {
+        fusion::Decision::Pass => "PASS",
+        fusion::Decision::Fail => "FAIL",
+        fusion::Decision::Review => "REVIEW",
+    }
+}

@@ -1,0 +1,15 @@
+//! The model side of the appliance: the model package, the tokenizer, the
+//! station's `Standard`, the verdict-v1 grammar and the engine that runs
+//! vision encoder -> cross-modal encoder -> constrained language decoder.
+//!
+//! Library code: no logging set-up, no exits, no threads of its own; the
+//! appliance decides where the engine runs.
+
+pub mod engine;
+pub mod grammar;
+pub mod package;
+pub mod standard;
+
+pub use engine::{Decision, Engine, EngineError, EngineSettings, Judgement, RawFinding};
+pub use package::{ModelPackage, PackageError};
+pub use standard::{Clause, Standard};

@@ -1,0 +1,209 @@
+//! The model package: a folder with `model.toml`, `tokenizer.json` and the
+//! ONNX graphs (DESIGN.md, "The model package").
+//!
+//! Opening a package verifies every file against the sha256 in the manifest,
+//! so a corrupt or swapped file is refused before ONNX Runtime sees it.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use firmware_config::Precision;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// The graphs a package must hold, in the order they run.
+pub const GRAPHS: [&str; 5] = [
+    "vision_encoder.onnx",
+    "embed_tokens.onnx",
+    "encoder_model.onnx",
+    "decoder_model.onnx",
+    "decoder_with_past_model.onnx",
+];
+
+/// `model.toml`, as far as the appliance needs it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    pub input: InputSection,
+    pub prompt: PromptSection,
+    pub output: OutputSection,
+    pub special_tokens: SpecialTokens,
+    pub decoder: DecoderSection,
+    /// File name -> sha256 (hex).
+    pub files: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct InputSection {
+    pub width: u32,
+    pub height: u32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub resize: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PromptSection {
+    pub format: String,
+    pub max_text_tokens: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OutputSection {
+    pub format: String,
+    pub max_tokens: usize,
+    pub defect_words: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SpecialTokens {
+    pub bos: String,
+    pub eos: String,
+    pub pad: String,
+    pub pass: String,
+    pub fail: String,
+    pub ok: String,
+    pub loc_prefix: String,
+    pub loc_bins: u32,
+    pub clause_prefix: String,
+    pub max_clause: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DecoderSection {
+    pub layers: usize,
+}
+
+/// Why a package was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid model manifest: {reason}")]
+    Manifest { path: PathBuf, reason: String },
+    #[error("model package {dir} lacks {file}")]
+    Missing { dir: PathBuf, file: String },
+    #[error("{path} is corrupt: sha256 {actual} does not match {expected} in model.toml")]
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error("model package {dir} is incompatible: {reason}")]
+    Incompatible { dir: PathBuf, reason: String },
+}
+
+/// A verified model package.
+#[derive(Debug, Clone)]
+pub struct ModelPackage {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    /// sha256 of `model.toml` itself: identifies this exact package in verdicts.
+    pub sha256: String,
+    precision: Precision,
+}
+
+/// sha256 of a file, streamed.
+pub fn file_sha256(path: &Path) -> Result<String, PackageError> {
+    let mut f = std::fs::File::open(path).map_err(|source| PackageError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(|source| PackageError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+impl ModelPackage {
+    /// Reads the manifest and verifies every file it lists.
+    pub fn open(dir: &Path, precision: Precision) -> Result<Self, PackageError> {
+        let manifest_path = dir.join("model.toml");
+        let text =
+            std::fs::read_to_string(&manifest_path).map_err(|source| PackageError::Read {
+                path: manifest_path.clone(),
+                source,
+            })?;
+        let manifest: Manifest = toml::from_str(&text).map_err(|e| PackageError::Manifest {
+            path: manifest_path.clone(),
+            reason: e.to_string(),
+        })?;
+        let incompatible = |reason: String| PackageError::Incompatible {
+            dir: dir.to_path_buf(),
+            reason,
+        };
+        if manifest.output.format != "verdict-v1" {
+            return Err(incompatible(format!(
+                "output format `{}`; this appliance speaks verdict-v1",
+                manifest.output.format
+            )));
+        }
+        if manifest.input.resize != "stretch" {
+            return Err(incompatible(format!(
+                "resize mode `{}`; supported: stretch",
+                manifest.input.resize
+            )));
+        }
+        let pkg = Self {
+            dir: dir.to_path_buf(),
+            sha256: hex::encode(Sha256::digest(text.as_bytes())),
+            manifest,
+            precision,
+        };
+        let mut required: Vec<String> = vec!["tokenizer.json".into()];
+        required.extend(GRAPHS.iter().map(|g| pkg.graph_name(g)));
+        for file in &required {
+            let expected = pkg.manifest.files.get(file).ok_or_else(|| PackageError::Missing {
+                dir: dir.to_path_buf(),
+                file: format!("{file} (not listed in model.toml [files])"),
+            })?;
+            let path = dir.join(file);
+            if !path.exists() {
+                return Err(PackageError::Missing {
+                    dir: dir.to_path_buf(),
+                    file: file.clone(),
+                });
+            }
+            let actual = file_sha256(&path)?;
+            if &actual != expected {
+                return Err(PackageError::Checksum {
+                    path,
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+        }
+        Ok(pkg)
+    }
+
+    /// The file name of a graph at the configured precision.
+    pub fn graph_name(&self, graph: &str) -> String {
+        match self.precision {
+            Precision::Fp32 => graph.to_string(),
+            Precision::Int8 => graph.replace(".onnx", ".int8.onnx"),
+        }
+    }
+
+    /// The path of a graph at the configured precision.
+    pub fn graph(&self, graph: &str) -> PathBuf {
+        self.dir.join(self.graph_name(graph))
+    }
+
+    pub fn tokenizer(&self) -> PathBuf {
+        self.dir.join("tokenizer.json")
+    }
+}

@@ -1,0 +1,86 @@
+//! `Standard`: the station's written inspection standard, split into numbered
+//! `Clause`s so verdicts can cite the clause text and the decoder can only
+//! cite clauses that exist.
+
+use sha2::{Digest, Sha256};
+
+/// One numbered clause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clause {
+    pub number: u32,
+    pub text: String,
+}
+
+/// A standard's text, its identity and its clauses.
+#[derive(Debug, Clone)]
+pub struct Standard {
+    /// The recipe it belongs to.
+    pub recipe: String,
+    pub text: String,
+    /// sha256 of the text: verdicts record which exact version judged them.
+    pub sha256: String,
+    pub clauses: Vec<Clause>,
+}
+
+/// Splits `"3. Text"` or `"3) Text"` into number and text.
+fn numbered(line: &str) -> Option<(u32, &str)> {
+    let t = line.trim_start();
+    let digits = t.len() - t.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    if digits == 0 || digits > 3 {
+        return None;
+    }
+    let rest = &t[digits..];
+    let rest = rest.strip_prefix('.').or_else(|| rest.strip_prefix(')'))?;
+    Some((t[..digits].parse().ok()?, rest.trim()))
+}
+
+impl Standard {
+    pub fn new(recipe: impl Into<String>, text: impl Into<String>) -> Self {
+        let text = text.into();
+        let mut clauses: Vec<Clause> = Vec::new();
+        for line in text.lines() {
+            if let Some((number, body)) = numbered(line) {
+                clauses.push(Clause {
+                    number,
+                    text: body.to_string(),
+                });
+            } else if let (Some(last), false) = (clauses.last_mut(), line.trim().is_empty()) {
+                last.text.push(' ');
+                last.text.push_str(line.trim());
+            }
+        }
+        Self {
+            recipe: recipe.into(),
+            sha256: hex::encode(Sha256::digest(text.as_bytes())),
+            text,
+            clauses,
+        }
+    }
+
+    /// The clause with this number.
+    pub fn clause(&self, number: u32) -> Option<&Clause> {
+        self.clauses.iter().find(|c| c.number == number)
+    }
+
+    /// Highest clause number, which bounds what the decoder may cite.
+    pub fn max_clause(&self) -> u32 {
+        self.clauses.iter().map(|c| c.number).max().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clauses_are_numbered_lines_with_continuations() {
+        let s = Standard::new(
+            "r",
+            "Header line.\n1. No cracks.\n2) Scratches up to 2 mm\n   are acceptable.\n\n10. Holes are tolerated.",
+        );
+        assert_eq!(s.clauses.len(), 3);
+        assert_eq!(s.clause(2).unwrap().text, "Scratches up to 2 mm are acceptable.");
+        assert_eq!(s.max_clause(), 10);
+        assert_eq!(s.sha256.len(), 64);
+    }
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Prepares this machine for the demo and the tests, idempotently:
+#  - Debian packages the build and the tests need (only those missing);
+#  - the ONNX Runtime shared library, unpacked from the onnxruntime wheel on
+#    PyPI into .cache/onnxruntime (the appliance finds it there by itself);
+#  - the Python packages the model toolchain needs to export and check models.
+# Nothing here downloads at build time or at run time of the appliance.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ORT_VERSION=1.31.1
+ORT_DIR=.cache/onnxruntime
+APT_PACKAGES=(pkg-config clang libclang-dev libopencv-dev mosquitto mosquitto-clients sqlite3)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -e "$ORT_DIR/libonnxruntime.so" ]; then
+  echo "setup: unpacking ONNX Runtime $ORT_VERSION from the PyPI wheel into $ORT_DIR"
+  mkdir -p .cache/wheels "$ORT_DIR"
+  python3 -m pip download --quiet --no-deps --only-binary=:all: \
+    -d .cache/wheels "onnxruntime==$ORT_VERSION"
+  python3 - "$ORT_VERSION" "$ORT_DIR" <<'PY'
+import glob, os, sys, zipfile
+version, out = sys.argv[1], sys.argv[2]
+wheel = sorted(glob.glob(f".cache/wheels/onnxruntime-{version}-*.whl"))[-1]
+member = f"onnxruntime/capi/libonnxruntime.so.{version}"
+with zipfile.ZipFile(wheel) as z:
+    with z.open(member) as src, open(os.path.join(out, os.path.basename(member)), "wb") as dst:
+        dst.write(src.read())
+link = os.path.join(out, "libonnxruntime.so")
+if os.path.lexists(link):
+    os.remove(link)
+os.symlink(os.path.basename(member), link)
+PY
+fi
+
+if ! python3 -c "import numpy, onnx, onnxruntime, tokenizers, PIL" >/dev/null 2>&1; then
+  echo "setup: installing the model toolchain's Python packages"
+  python3 -m pip install --quiet -r models/requirements.txt
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi

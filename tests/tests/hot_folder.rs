@@ -1,0 +1,250 @@
+//! The first inspection end to end: images dropped into a hot folder are
+//! judged by the real reference model through ONNX Runtime, stored in SQLite
+//! and published to a real (private) Mosquitto. Bad files become stored error
+//! records while the service keeps running.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use e2e::{repo, Broker};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use sqlx::Row;
+use vision::synth::{DefectKind, SynthLine, SynthPart};
+
+/// Every kind banned, clause number = position in `DefectKind::ALL` + 1.
+fn banning_standard() -> String {
+    let mut text = String::from("Inspection standard for machined housings.");
+    for (i, k) in DefectKind::ALL.iter().enumerate() {
+        text.push_str(&format!("\n{}. No {} are permitted.", i + 1, k.plural()));
+    }
+    text
+}
+
+/// The first clean part and the first part with one clearly visible defect.
+fn pick_parts() -> (SynthPart, SynthPart) {
+    let mut line = SynthLine::new(20_261_128);
+    let (mut clean, mut defective) = (None, None);
+    while clean.is_none() || defective.is_none() {
+        let p = line.next_part();
+        match p.defects.len() {
+            0 if clean.is_none() => clean = Some(p),
+            1 if defective.is_none() && p.defects[0].size_mm >= 2.0 => defective = Some(p),
+            _ => {}
+        }
+    }
+    (clean.unwrap(), defective.unwrap())
+}
+
+/// Writes a file the way a well-behaved vision PC does: temp name, then rename.
+fn drop_file(dir: &Path, name: &str, bytes: &[u8]) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(tmp, dir.join(name)).unwrap();
+}
+
+fn png(part: &SynthPart) -> Vec<u8> {
+    let mut out = Vec::new();
+    part.image
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_images_become_stored_and_published_verdicts() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let incoming = dir.path().join("incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    std::fs::write(dir.path().join("standard.txt"), banning_standard()).unwrap();
+    let config = dir.path().join("station.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[station]
+station = "e2e-1"
+recipe = "housing"
+
+[[cameras]]
+id = "top"
+mm_per_px = 0.1
+source = {{ kind = "hot_folder", path = "incoming", poll = "50ms" }}
+
+[[recipes]]
+name = "housing"
+standard = "standard.txt"
+
+[model]
+package = "{model}"
+
+[mqtt]
+url = "{url}"
+
+[storage]
+database_url = "sqlite://db/appliance.db"
+data_dir = "data"
+"#,
+            model = repo().join("models/reference").display(),
+            url = broker.url(),
+        ),
+    )
+    .unwrap();
+    let cfg = firmware_config::Loader::without_env(Some(&config))
+        .load()
+        .expect("test configuration is valid");
+
+    // A subscriber, as the MES would be.
+    let mut opts = MqttOptions::new("e2e-sub", "127.0.0.1", broker.port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (sub, mut events) = AsyncClient::new(opts, 64);
+    sub.subscribe("inspect/e2e-1/#", QoS::AtLeastOnce).await.unwrap();
+    let (msg_tx, mut messages) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(ev) = events.poll().await {
+            if let Event::Incoming(Packet::Publish(p)) = ev {
+                let _ = msg_tx.send((p.topic.clone(), p.payload.to_vec()));
+            }
+        }
+    });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let service = tokio::spawn(appliance::pipeline::run(cfg, stop_rx));
+
+    let (clean, defective) = pick_parts();
+    let kind = defective.defects[0].kind;
+    let expected_clause = DefectKind::ALL.iter().position(|k| *k == kind).unwrap() as u64 + 1;
+    drop_file(&incoming, "part-clean.png", &png(&clean));
+    drop_file(&incoming, "part-defect.png", &png(&defective));
+    let good = png(&clean);
+    drop_file(&incoming, "corrupt.png", &good[..good.len() / 3]);
+    drop_file(&incoming, "empty.png", b"");
+    drop_file(&incoming, "notes.png", b"shift notes: all fine\n");
+
+    // Collect verdicts from MQTT.
+    let mut verdicts = std::collections::HashMap::new();
+    let mut results = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while verdicts.len() < 2 || results < 2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (topic, payload) = tokio::time::timeout(left, messages.recv())
+            .await
+            .expect("verdicts arrive on MQTT in time")
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        if topic == "inspect/e2e-1/verdict" {
+            assert_eq!(v["schema"], "verdict/v1");
+            verdicts.insert(v["part_id"].as_str().unwrap().to_string(), v);
+        } else if topic == "inspect/e2e-1/result" {
+            results += 1;
+        }
+    }
+    let pass = &verdicts["part-clean"];
+    assert_eq!(pass["decision"], "PASS", "{pass:#}");
+    let fail = &verdicts["part-defect"];
+    assert_eq!(fail["decision"], "FAIL", "{fail:#}");
+    let cited: Vec<u64> = fail["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["clause"].as_u64())
+        .collect();
+    assert_eq!(cited, [expected_clause], "{kind:?} should cite clause {expected_clause}: {fail:#}");
+    assert_eq!(fail["findings"][0]["defect"], kind.word());
+    assert!(fail["timings"]["published_at"].is_string());
+
+    // The store has both verdicts, their images, and three error records.
+    let db = dir.path().join("db/appliance.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let errors = loop {
+        let rows = sqlx::query("SELECT source, reason FROM ingest_errors ORDER BY source")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        if rows.len() >= 3 || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let errors: Vec<(String, String)> = errors.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert_eq!(errors[0].0, "corrupt.png");
+    assert!(errors[0].1.contains("corrupt or truncated png"), "{errors:?}");
+    assert_eq!(errors[1], ("empty.png".into(), "empty file".into()));
+    assert_eq!(errors[2].0, "notes.png");
+    assert!(errors[2].1.contains("not a supported image"), "{errors:?}");
+
+    let stored: Vec<(String, String)> =
+        sqlx::query("SELECT part_id, decision FROM verdicts ORDER BY part_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+    assert_eq!(
+        stored,
+        [("part-clean".into(), "PASS".into()), ("part-defect".into(), "FAIL".into())]
+    );
+    let clause: i64 = sqlx::query_scalar(
+        "SELECT f.clause FROM findings f JOIN verdicts v ON v.id = f.verdict_id WHERE v.part_id = 'part-defect' AND f.clause IS NOT NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(clause as u64, expected_clause);
+    let images: Vec<String> = sqlx::query_scalar("SELECT path FROM images")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(images.len(), 2);
+    assert!(images.iter().all(|p| Path::new(p).exists()));
+
+    // Nothing is lost: every file was moved to processed/, none left behind.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<_> = std::fs::read_dir(&incoming)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_type().unwrap().is_file())
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "files left in the hot folder: {left:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(std::fs::read_dir(incoming.join("processed")).unwrap().count(), 5);
+
+    // Still running after the bad files: one more part is judged.
+    assert!(!service.is_finished());
+    drop_file(&incoming, "part-again.png", &png(&clean));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (topic, payload) = tokio::time::timeout(left, messages.recv())
+            .await
+            .expect("the service keeps judging after bad files")
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        if topic.ends_with("/verdict") && v["part_id"] == "part-again" {
+            break;
+        }
+    }
+
+    // Every outbox row was acknowledged by the broker.
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), service)
+        .await
+        .expect("graceful shutdown within 30 s")
+        .unwrap()
+        .expect("service ran without error");
+    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(pending, 0);
+}
