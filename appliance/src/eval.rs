@@ -84,7 +84,9 @@ pub fn evaluate(engine: &mut Engine, dir: &Path, limit: usize) -> anyhow::Result
         for s in &rec.standards {
             let standard = Standard::new("eval", s.text.clone());
             let started = Instant::now();
-            let j = engine.judge(std::slice::from_ref(&tensor), &standard)?.remove(0);
+            let j = engine
+                .judge(std::slice::from_ref(&tensor), &standard)?
+                .remove(0);
             times.push(started.elapsed().as_secs_f64() * 1e3);
             r.judgements += 1;
             let want = if s.verdict.decision == "FAIL" {

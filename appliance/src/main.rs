@@ -11,7 +11,11 @@ use fusion::Standard;
 use vision::preprocess::{self, Crop};
 
 #[derive(Parser)]
-#[command(name = "appliance", version, about = "Visual-inspection edge appliance")]
+#[command(
+    name = "appliance",
+    version,
+    about = "Visual-inspection edge appliance"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -220,7 +224,10 @@ fn main() -> anyhow::Result<()> {
                 .rsplit_once(':')
                 .map(|(h, p)| (h.to_string(), p.to_string()))
                 .unwrap_or(("127.0.0.1".into(), "1883".into()));
-            eprintln!("\nDemo station `{}`: the synthetic line feeds the pipeline.", cfg.station.station);
+            eprintln!(
+                "\nDemo station `{}`: the synthetic line feeds the pipeline.",
+                cfg.station.station
+            );
             eprintln!("Watch verdicts:   mosquitto_sub -h {host} -p {port} -t '{topic}' -v");
             eprintln!(
                 "Stored verdicts:  sqlite3 {} 'SELECT decided_at, part_id, decision FROM verdicts ORDER BY decided_at DESC LIMIT 10'",

@@ -65,7 +65,10 @@ fn options(cfg: &StationConfig, topics: &Topics) -> Result<MqttOptions, MqttErro
         .ok_or_else(|| bad("only mqtt:// is supported by this build"))?;
     let rest = rest.trim_end_matches('/');
     let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad("port is not a number"))?),
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>().map_err(|_| bad("port is not a number"))?,
+        ),
         None => (rest, 1883),
     };
     let mut o = MqttOptions::new(cfg.client_id(), host, port);
@@ -246,7 +249,12 @@ impl Publisher {
         inflight.queued.push_back(None);
         let r = self
             .client
-            .publish(self.topics.status(), QoS::AtLeastOnce, true, payload.to_string())
+            .publish(
+                self.topics.status(),
+                QoS::AtLeastOnce,
+                true,
+                payload.to_string(),
+            )
             .await;
         if r.is_err() {
             inflight.queued.pop_back();

@@ -56,7 +56,7 @@ pub fn load_engine(cfg: &StationConfig) -> anyhow::Result<Engine> {
 }
 
 /// Everything an arrival needs on its way to a stored verdict.
-struct Context_ {
+struct Station {
     cfg: StationConfig,
     cameras: HashMap<String, Camera>,
     standard: Arc<Standard>,
@@ -80,7 +80,7 @@ fn crop_for(camera: &Camera, frame: &Frame) -> Crop {
         .unwrap_or_else(|| Crop::full(&frame.image))
 }
 
-impl Context_ {
+impl Station {
     fn after(&self, camera: &str) -> Option<AfterJudged> {
         match &self.cameras.get(camera)?.source {
             CameraSource::HotFolder { after, .. } => Some(*after),
@@ -100,11 +100,19 @@ impl Context_ {
         tracing::warn!(camera, source = %origin.name, reason, "frame rejected");
         match self
             .store
-            .record_ingest_error(&self.cfg.station.station, camera, &origin.name, reason, bytes)
+            .record_ingest_error(
+                &self.cfg.station.station,
+                camera,
+                &origin.name,
+                reason,
+                bytes,
+            )
             .await
         {
             Ok(_) => self.finish(camera, origin),
-            Err(e) => tracing::error!(error = %e, source = %origin.name, "cannot store ingest error; file left in place"),
+            Err(e) => {
+                tracing::error!(error = %e, source = %origin.name, "cannot store ingest error; file left in place")
+            }
         }
     }
 
@@ -115,7 +123,10 @@ impl Context_ {
                 origin,
                 bytes,
                 error,
-            } => self.reject(&camera_id, &origin, &bytes, &error.to_string()).await,
+            } => {
+                self.reject(&camera_id, &origin, &bytes, &error.to_string())
+                    .await
+            }
             Arrival::Frame { frame, origin } => {
                 let camera_id = frame.camera_id.clone();
                 match self.inspect(frame).await {
@@ -124,7 +135,8 @@ impl Context_ {
                         self.finish(&camera_id, &origin);
                     }
                     Err(e) => {
-                        self.reject(&camera_id, &origin, &[], &format!("{e:#}")).await;
+                        self.reject(&camera_id, &origin, &[], &format!("{e:#}"))
+                            .await;
                     }
                 }
             }
@@ -268,8 +280,12 @@ pub async fn run(cfg: StationConfig, mut shutdown: watch::Receiver<bool>) -> any
     }
     drop(tx);
 
-    let ctx = Arc::new(Context_ {
-        cameras: cfg.cameras.iter().map(|c| (c.id.clone(), c.clone())).collect(),
+    let ctx = Arc::new(Station {
+        cameras: cfg
+            .cameras
+            .iter()
+            .map(|c| (c.id.clone(), c.clone()))
+            .collect(),
         cfg,
         standard,
         engine: handle,

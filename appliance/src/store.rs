@@ -26,7 +26,10 @@ pub enum StoreError {
     #[error("database: {0}")]
     Query(#[from] sqlx::Error),
     #[error("cannot write {path}: {source}")]
-    File { path: PathBuf, source: std::io::Error },
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("unsupported database URL `{0}` (this build supports sqlite://)")]
     Unsupported(String),
 }
@@ -218,13 +221,15 @@ impl Store {
             .await?;
         }
         for (topic, payload) in outbox {
-            sqlx::query("INSERT INTO outbox (verdict_id, topic, payload, created_at) VALUES (?, ?, ?, ?)")
-                .bind(&v.id)
-                .bind(topic)
-                .bind(payload)
-                .bind(&at)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO outbox (verdict_id, topic, payload, created_at) VALUES (?, ?, ?, ?)",
+            )
+            .bind(&v.id)
+            .bind(topic)
+            .bind(payload)
+            .bind(&at)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())

@@ -26,7 +26,9 @@ pub fn merge(base: &mut Table, over: Table) {
 /// booleans, arrays, quoted strings), else takes it as a plain string.
 fn env_value(raw: &str) -> Value {
     match format!("v = {raw}").parse::<Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| Value::String(raw.to_string())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| Value::String(raw.to_string())),
         Err(_) => Value::String(raw.to_string()),
     }
 }

@@ -25,11 +25,17 @@ pub const DEFAULT_TOML: &str = include_str!("../default.toml");
 #[derive(Debug)]
 pub enum ConfigError {
     /// The file could not be read.
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The file is not valid TOML.
     Syntax { path: PathBuf, message: String },
     /// The TOML is well formed but wrong: each problem names its key.
-    Invalid { origin: String, problems: Vec<Problem> },
+    Invalid {
+        origin: String,
+        problems: Vec<Problem>,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -104,12 +110,12 @@ impl<'a> Loader<'a> {
                     path: path.to_path_buf(),
                     source,
                 })?;
-                let file: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-                    ConfigError::Syntax {
-                        path: path.to_path_buf(),
-                        message: e.to_string(),
-                    }
-                })?;
+                let file: toml::Table =
+                    text.parse()
+                        .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                            path: path.to_path_buf(),
+                            message: e.to_string(),
+                        })?;
                 layer::merge(&mut table, file);
                 let dir = path
                     .parent()
@@ -123,13 +129,17 @@ impl<'a> Loader<'a> {
         let (env_table, _) = layer::env_overrides(self.env.iter().cloned());
         layer::merge(&mut table, env_table);
 
-        let mut config: StationConfig =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let mut config: StationConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
                 let key = e.path().to_string();
                 ConfigError::Invalid {
                     origin: origin.clone(),
                     problems: vec![Problem {
-                        key: if key == "." { "(top level)".into() } else { key },
+                        key: if key == "." {
+                            "(top level)".into()
+                        } else {
+                            key
+                        },
                         message: e.into_inner().to_string(),
                     }],
                 }

@@ -101,7 +101,9 @@ mod tests {
         assert_eq!(ByteSize::parse("20 GiB").unwrap().0, 20 << 30);
         assert_eq!(ByteSize::parse("500MB").unwrap().0, 500_000_000);
         assert_eq!(ByteSize::parse("1024").unwrap().0, 1024);
-        assert!(ByteSize::parse("20 parsecs").unwrap_err().contains("parsecs"));
+        assert!(ByteSize::parse("20 parsecs")
+            .unwrap_err()
+            .contains("parsecs"));
         assert!(ByteSize::parse("lots").is_err());
     }
 

@@ -62,26 +62,38 @@ pub fn check_values(c: &StationConfig) -> Vec<Problem> {
         );
     }
     if c.cameras.is_empty() {
-        r.push("cameras", "no camera configured; add at least one [[cameras]] entry");
+        r.push(
+            "cameras",
+            "no camera configured; add at least one [[cameras]] entry",
+        );
     }
     let mut ids = HashSet::new();
     for (i, cam) in c.cameras.iter().enumerate() {
         if !is_name(&cam.id) {
             r.push(
                 format!("cameras[{i}].id"),
-                format!("`{}` is not a valid camera id; allowed: 1-64 letters, digits, `-`, `_`", cam.id),
+                format!(
+                    "`{}` is not a valid camera id; allowed: 1-64 letters, digits, `-`, `_`",
+                    cam.id
+                ),
             );
         }
         if !ids.insert(cam.id.as_str()) {
             r.push(
                 format!("cameras[{i}].id"),
-                format!("duplicate camera id `{}`; every camera needs its own id", cam.id),
+                format!(
+                    "duplicate camera id `{}`; every camera needs its own id",
+                    cam.id
+                ),
             );
         }
         if !(cam.mm_per_px > 0.0 && cam.mm_per_px <= 100.0) {
             r.push(
                 format!("cameras[{i}].mm_per_px"),
-                format!("{} is out of range; allowed: greater than 0 up to 100", cam.mm_per_px),
+                format!(
+                    "{} is out of range; allowed: greater than 0 up to 100",
+                    cam.mm_per_px
+                ),
             );
         }
         if let Some(roi) = cam.roi {
@@ -94,19 +106,28 @@ pub fn check_values(c: &StationConfig) -> Vec<Problem> {
         }
         if let CameraSource::Synthetic { interval, .. } = &cam.source {
             if interval.is_zero() {
-                r.push(format!("cameras[{i}].source.interval"), "must be greater than 0");
+                r.push(
+                    format!("cameras[{i}].source.interval"),
+                    "must be greater than 0",
+                );
             }
         }
     }
     if c.recipes.is_empty() {
-        r.push("recipes", "no recipe configured; add at least one [[recipes]] entry");
+        r.push(
+            "recipes",
+            "no recipe configured; add at least one [[recipes]] entry",
+        );
     }
     let mut names = HashSet::new();
     for (i, recipe) in c.recipes.iter().enumerate() {
         if !is_name(&recipe.name) {
             r.push(
                 format!("recipes[{i}].name"),
-                format!("`{}` is not a valid recipe name; allowed: 1-64 letters, digits, `-`, `_`", recipe.name),
+                format!(
+                    "`{}` is not a valid recipe name; allowed: 1-64 letters, digits, `-`, `_`",
+                    recipe.name
+                ),
             );
         }
         if !names.insert(recipe.name.as_str()) {
@@ -120,7 +141,11 @@ pub fn check_values(c: &StationConfig) -> Vec<Problem> {
         let known: Vec<&str> = c.recipes.iter().map(|x| x.name.as_str()).collect();
         r.push(
             "station.recipe",
-            format!("`{}` is not a configured recipe; allowed: {}", c.station.recipe, known.join(", ")),
+            format!(
+                "`{}` is not a configured recipe; allowed: {}",
+                c.station.recipe,
+                known.join(", ")
+            ),
         );
     }
     if c.model.execution_providers.is_empty() {
@@ -132,26 +157,41 @@ pub fn check_values(c: &StationConfig) -> Vec<Problem> {
     r.range("model.intra_threads", c.model.intra_threads, 0, 256);
     r.range("model.review_threshold", c.model.review_threshold, 0.0, 1.0);
     r.range("batching.max_batch", c.batching.max_batch, 1, 64);
-    r.range("batching.queue_capacity", c.batching.queue_capacity, 1, 100_000);
+    r.range(
+        "batching.queue_capacity",
+        c.batching.queue_capacity,
+        1,
+        100_000,
+    );
     if c.batching.max_wait.as_secs() > 10 {
         r.push(
             "batching.max_wait",
-            format!("{} is out of range; allowed 0 to 10s", humantime::format_duration(c.batching.max_wait)),
+            format!(
+                "{} is out of range; allowed 0 to 10s",
+                humantime::format_duration(c.batching.max_wait)
+            ),
         );
     }
     if !(c.mqtt.url.starts_with("mqtt://") || c.mqtt.url.starts_with("mqtts://")) {
         r.push(
             "mqtt.url",
-            format!("`{}` is not a broker URL; allowed: mqtt://host:port or mqtts://host:port", c.mqtt.url),
+            format!(
+                "`{}` is not a broker URL; allowed: mqtt://host:port or mqtts://host:port",
+                c.mqtt.url
+            ),
         );
     }
-    if !c.mqtt.topic_prefix.is_empty()
-        && c.mqtt.topic_prefix.contains(['#', '+'])
-    {
-        r.push("mqtt.topic_prefix", "must not contain MQTT wildcards `#` or `+`");
+    if !c.mqtt.topic_prefix.is_empty() && c.mqtt.topic_prefix.contains(['#', '+']) {
+        r.push(
+            "mqtt.topic_prefix",
+            "must not contain MQTT wildcards `#` or `+`",
+        );
     }
     if !c.mqtt.password.is_empty() && !c.mqtt.password_file.as_os_str().is_empty() {
-        r.push("mqtt.password_file", "give either mqtt.password or mqtt.password_file, not both");
+        r.push(
+            "mqtt.password_file",
+            "give either mqtt.password or mqtt.password_file, not both",
+        );
     }
     if c.mqtt.keep_alive.as_secs() < 1 {
         r.push("mqtt.keep_alive", "must be at least 1s");
@@ -168,8 +208,18 @@ pub fn check_values(c: &StationConfig) -> Vec<Problem> {
             ),
         );
     }
-    r.range("monitoring.context_loss_threshold", c.monitoring.context_loss_threshold, 0.0, 1.0);
-    r.range("monitoring.consistency_threshold", c.monitoring.consistency_threshold, 0.0, 1.0);
+    r.range(
+        "monitoring.context_loss_threshold",
+        c.monitoring.context_loss_threshold,
+        0.0,
+        1.0,
+    );
+    r.range(
+        "monitoring.consistency_threshold",
+        c.monitoring.consistency_threshold,
+        0.0,
+        1.0,
+    );
     r.0
 }
 
@@ -182,7 +232,12 @@ pub fn check_files(c: &StationConfig) -> Vec<Problem> {
         }
     };
     for (i, recipe) in c.recipes.iter().enumerate() {
-        must_exist(&mut r, format!("recipes[{i}].standard"), &recipe.standard, "standard file");
+        must_exist(
+            &mut r,
+            format!("recipes[{i}].standard"),
+            &recipe.standard,
+            "standard file",
+        );
     }
     must_exist(
         &mut r,
@@ -191,7 +246,12 @@ pub fn check_files(c: &StationConfig) -> Vec<Problem> {
         "model manifest",
     );
     if !c.mqtt.password_file.as_os_str().is_empty() {
-        must_exist(&mut r, "mqtt.password_file".into(), &c.mqtt.password_file, "password file");
+        must_exist(
+            &mut r,
+            "mqtt.password_file".into(),
+            &c.mqtt.password_file,
+            "password file",
+        );
     }
     if let Some(tls) = &c.mqtt.tls {
         must_exist(&mut r, "mqtt.tls.ca".into(), &tls.ca, "CA file");

@@ -9,7 +9,11 @@ use firmware_config::{ConfigError, Loader, DEFAULT_TOML};
 /// checks pass unless a test breaks them.
 fn station(dir: &Path, body: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(dir.join("standards")).unwrap();
-    std::fs::write(dir.join("standards/default.txt"), "1. No cracks are permitted.").unwrap();
+    std::fs::write(
+        dir.join("standards/default.txt"),
+        "1. No cracks are permitted.",
+    )
+    .unwrap();
     std::fs::create_dir_all(dir.join("models/reference")).unwrap();
     std::fs::write(dir.join("models/reference/model.toml"), "").unwrap();
     let path = dir.join("station.toml");
@@ -42,28 +46,40 @@ fn built_in_default_parses_and_validates() {
 fn unknown_key_is_named() {
     let (key, msg) = only_problem("[mqtt]\nbrokr = \"x\"\n");
     assert_eq!(key, "mqtt.brokr");
-    assert!(msg.contains("unknown field `brokr`") && msg.contains("broker"), "{msg}");
+    assert!(
+        msg.contains("unknown field `brokr`") && msg.contains("broker"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn wrong_type_is_named_with_value_and_expectation() {
     let (key, msg) = only_problem("[batching]\nmax_batch = \"eight\"\n");
     assert_eq!(key, "batching.max_batch");
-    assert!(msg.contains("\"eight\"") && msg.contains("expected"), "{msg}");
+    assert!(
+        msg.contains("\"eight\"") && msg.contains("expected"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn out_of_range_says_what_is_allowed() {
     let (key, msg) = only_problem("[batching]\nmax_batch = 0\n");
     assert_eq!(key, "batching.max_batch");
-    assert!(msg.contains('0') && msg.contains("allowed 1 to 64"), "{msg}");
+    assert!(
+        msg.contains('0') && msg.contains("allowed 1 to 64"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn bad_enum_value_lists_the_choices() {
     let (key, msg) = only_problem("[model]\nprecision = \"fp16\"\n");
     assert_eq!(key, "model.precision");
-    assert!(msg.contains("fp16") && msg.contains("fp32") && msg.contains("int8"), "{msg}");
+    assert!(
+        msg.contains("fp16") && msg.contains("fp32") && msg.contains("int8"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -78,7 +94,10 @@ fn missing_standard_file_is_named() {
     let (key, msg) =
         only_problem("[[recipes]]\nname = \"default\"\nstandard = \"standards/nope.txt\"\n");
     assert_eq!(key, "recipes[0].standard");
-    assert!(msg.contains("nope.txt") && msg.contains("does not exist"), "{msg}");
+    assert!(
+        msg.contains("nope.txt") && msg.contains("does not exist"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -115,12 +134,17 @@ fn syntax_error_names_the_file() {
 
 #[test]
 fn all_problems_are_reported_together() {
-    let err = load("[batching]\nmax_batch = 0\nqueue_capacity = 0\n[model]\nreview_threshold = 2.0\n")
-        .unwrap_err();
+    let err =
+        load("[batching]\nmax_batch = 0\nqueue_capacity = 0\n[model]\nreview_threshold = 2.0\n")
+            .unwrap_err();
     let keys: Vec<&str> = err.problems().iter().map(|p| p.key.as_str()).collect();
     assert_eq!(
         keys,
-        ["model.review_threshold", "batching.max_batch", "batching.queue_capacity"]
+        [
+            "model.review_threshold",
+            "batching.max_batch",
+            "batching.queue_capacity"
+        ]
     );
 }
 
@@ -151,6 +175,12 @@ fn relative_paths_follow_the_config_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = station(dir.path(), "");
     let cfg = Loader::without_env(Some(&path)).load().unwrap();
-    assert_eq!(cfg.recipes[0].standard, dir.path().join("standards/default.txt"));
-    assert!(cfg.storage.database_url.starts_with(&format!("sqlite://{}", dir.path().display())));
+    assert_eq!(
+        cfg.recipes[0].standard,
+        dir.path().join("standards/default.txt")
+    );
+    assert!(cfg
+        .storage
+        .database_url
+        .starts_with(&format!("sqlite://{}", dir.path().display())));
 }

@@ -160,7 +160,8 @@ impl Engine {
         let embed = runtime::session(env, &package.graph("embed_tokens.onnx"), s)?;
         let encoder = runtime::session(env, &package.graph("encoder_model.onnx"), s)?;
         let decoder = runtime::session(env, &package.graph("decoder_model.onnx"), s)?;
-        let decoder_past = runtime::session(env, &package.graph("decoder_with_past_model.onnx"), s)?;
+        let decoder_past =
+            runtime::session(env, &package.graph("decoder_with_past_model.onnx"), s)?;
         let mut engine = Self {
             package,
             tokenizer,
@@ -266,7 +267,10 @@ impl Engine {
             return Ok(Vec::new());
         }
         self.standard_embeds(standard)?;
-        let features = self.vision.encode(images).map_err(infer("vision_encoder"))?;
+        let features = self
+            .vision
+            .encode(images)
+            .map_err(infer("vision_encoder"))?;
         let per_image = features.tokens * features.dim;
         let mut out = Vec::with_capacity(images.len());
         for b in 0..features.batch {
@@ -367,9 +371,13 @@ impl Engine {
                 ];
                 for i in 0..layers {
                     for (p, part) in ["key", "value"].iter().enumerate() {
-                        let d = dec_kv[2 * i + p].tensor().map_err(infer("decoder_with_past"))?;
+                        let d = dec_kv[2 * i + p]
+                            .tensor()
+                            .map_err(infer("decoder_with_past"))?;
                         inputs.push((format!("past_key_values.{i}.decoder.{part}"), d.into_dyn()));
-                        let e = enc_kv[2 * i + p].tensor().map_err(infer("decoder_with_past"))?;
+                        let e = enc_kv[2 * i + p]
+                            .tensor()
+                            .map_err(infer("decoder_with_past"))?;
                         inputs.push((format!("past_key_values.{i}.encoder.{part}"), e.into_dyn()));
                     }
                 }
@@ -458,7 +466,9 @@ impl Engine {
                     (loc[3] + 1) as f32 / bins,
                 ],
                 clause,
-                clause_text: clause.and_then(|n| standard.clause(n)).map(|c| c.text.clone()),
+                clause_text: clause
+                    .and_then(|n| standard.clause(n))
+                    .map(|c| c.text.clone()),
                 confidence: emitted[i].1.min(clause_p),
             });
             i += 6;
@@ -506,6 +516,9 @@ fn pick(logits: &[f32], allowed: &[u32]) -> (u32, f32) {
             best = t;
         }
     }
-    let sum: f32 = allowed.iter().map(|&t| (logits[t as usize] - max).exp()).sum();
+    let sum: f32 = allowed
+        .iter()
+        .map(|&t| (logits[t as usize] - max).exp())
+        .sum();
     (best, 1.0 / sum)
 }

@@ -63,7 +63,10 @@ pub struct MissingToken(String);
 
 impl Grammar {
     pub fn new(tok: &Tokenizer, m: &Manifest) -> Result<Self, MissingToken> {
-        let id = |t: &str| tok.token_to_id(t).ok_or_else(|| MissingToken(t.to_string()));
+        let id = |t: &str| {
+            tok.token_to_id(t)
+                .ok_or_else(|| MissingToken(t.to_string()))
+        };
         let s = &m.special_tokens;
         let loc = (0..s.loc_bins)
             .map(|i| id(&format!("{}{i}>", s.loc_prefix)))

@@ -167,10 +167,14 @@ impl ModelPackage {
         let mut required: Vec<String> = vec!["tokenizer.json".into()];
         required.extend(GRAPHS.iter().map(|g| pkg.graph_name(g)));
         for file in &required {
-            let expected = pkg.manifest.files.get(file).ok_or_else(|| PackageError::Missing {
-                dir: dir.to_path_buf(),
-                file: format!("{file} (not listed in model.toml [files])"),
-            })?;
+            let expected = pkg
+                .manifest
+                .files
+                .get(file)
+                .ok_or_else(|| PackageError::Missing {
+                    dir: dir.to_path_buf(),
+                    file: format!("{file} (not listed in model.toml [files])"),
+                })?;
             let path = dir.join(file);
             if !path.exists() {
                 return Err(PackageError::Missing {

@@ -79,7 +79,10 @@ mod tests {
             "Header line.\n1. No cracks.\n2) Scratches up to 2 mm\n   are acceptable.\n\n10. Holes are tolerated.",
         );
         assert_eq!(s.clauses.len(), 3);
-        assert_eq!(s.clause(2).unwrap().text, "Scratches up to 2 mm are acceptable.");
+        assert_eq!(
+            s.clause(2).unwrap().text,
+            "Scratches up to 2 mm are acceptable."
+        );
         assert_eq!(s.max_clause(), 10);
         assert_eq!(s.sha256.len(), 64);
     }

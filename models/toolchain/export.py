@@ -236,7 +236,8 @@ def main():
     cfg = Config()
     from tokenizers import Tokenizer
     tok = Tokenizer.from_file(str(run / "tokenizer.json"))
-    model = InspectionModel(cfg, ckpt["vocab"], len(data.KINDS))
+    loc_start = ckpt.get("loc_start", tok.token_to_id("<loc_0>"))
+    model = InspectionModel(cfg, ckpt["vocab"], len(data.KINDS), loc_start, vocab.N_LOC)
     model.load_state_dict(ckpt["state"])
     model.eval()
     export_graphs(model, cfg, out)

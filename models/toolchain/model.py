@@ -95,15 +95,37 @@ class VisionEncoder(nn.Module):
         return self.tokens(self.features(pixel_values))
 
 
+LOC_FEATURES = 64
+
+
+def loc_table(n_loc):
+    """Fixed smooth features of location bins 0..n_loc-1: neighbouring bins
+    look alike, so the model learns coordinates, not 1000 unrelated symbols."""
+    return sinusoid(torch.arange(n_loc), LOC_FEATURES)
+
+
 class TokenEmbedding(nn.Module):
-    def __init__(self, vocab, dim):
+    def __init__(self, vocab, dim, loc_start=0, n_loc=0):
         super().__init__()
         self.embed = nn.Embedding(vocab, dim)
+        self.loc_start = loc_start
+        self.n_loc = n_loc
+        self.register_buffer("loc_features", loc_table(max(n_loc, 1)), persistent=False)
+        self.loc_proj = nn.Linear(LOC_FEATURES, dim)
+        # Start at zero so a warm start from a model without it is unchanged.
+        nn.init.zeros_(self.loc_proj.weight)
+        nn.init.zeros_(self.loc_proj.bias)
         # Unit-variance embeddings, comparable in size to the position signal.
         self.scale = 1.0
 
     def forward(self, input_ids):
-        return self.embed(input_ids) * self.scale
+        e = self.embed(input_ids) * self.scale
+        if self.n_loc:
+            rel = input_ids - self.loc_start
+            is_loc = ((rel >= 0) & (rel < self.n_loc)).unsqueeze(-1).to(e.dtype)
+            bins = rel.clamp(0, self.n_loc - 1)
+            e = e + is_loc * self.loc_proj(self.loc_features[bins])
+        return e
 
 
 class Attention(nn.Module):
@@ -195,9 +217,15 @@ class DecoderLayer(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, cfg, vocab):
+    def __init__(self, cfg, vocab, loc_start=0, n_loc=0):
         super().__init__()
         self.cfg = cfg
+        self.loc_start = loc_start
+        self.n_loc = n_loc
+        self.register_buffer("loc_features", loc_table(max(n_loc, 1)), persistent=False)
+        self.loc_out = nn.Linear(cfg.dim, LOC_FEATURES)
+        nn.init.zeros_(self.loc_out.weight)
+        nn.init.zeros_(self.loc_out.bias)
         self.pos = nn.Parameter(torch.randn(1, cfg.max_target, cfg.dim) * 0.02)
         self.register_buffer("fixed", sinusoid(torch.arange(cfg.max_target), cfg.dim).unsqueeze(0), persistent=False)
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.dec_layers))
@@ -227,17 +255,25 @@ class Decoder(nn.Module):
             pk, pv = (None, None) if past is None else past[li]
             x, k, v = layer(x, pk, pv, enc_kv[li][0], enc_kv[li][1], self_bias, cross_bias)
             new.append((k, v))
-        return self.lm_head(self.norm(x)), new
+        h = self.norm(x)
+        logits = self.lm_head(h)
+        if self.n_loc:
+            # Location logits get a smooth term: similarity between a predicted
+            # coordinate vector and each bin's features.
+            a, b = self.loc_start, self.loc_start + self.n_loc
+            smooth = self.loc_out(h) @ self.loc_features.t()
+            logits = torch.cat([logits[..., :a], logits[..., a:b] + smooth, logits[..., b:]], dim=-1)
+        return logits, new
 
 
 class InspectionModel(nn.Module):
-    def __init__(self, cfg, vocab, n_kinds):
+    def __init__(self, cfg, vocab, n_kinds, loc_start=0, n_loc=0):
         super().__init__()
         self.cfg = cfg
         self.vision = VisionEncoder(cfg, n_kinds)
-        self.embed = TokenEmbedding(vocab, cfg.dim)
+        self.embed = TokenEmbedding(vocab, cfg.dim, loc_start, n_loc)
         self.encoder = CrossModalEncoder(cfg)
-        self.decoder = Decoder(cfg, vocab)
+        self.decoder = Decoder(cfg, vocab, loc_start, n_loc)
 
     def forward(self, pixels, text_ids, text_mask, dec_in):
         fmap = self.vision.features(pixels)

@@ -72,6 +72,8 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--init", help="checkpoint to start from (matching parameters are copied)")
+    ap.add_argument("--warmup", type=int, default=200)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -82,17 +84,26 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
 
     records = data.read_manifest(args.data)
-    tok = vocab.build(s["text"] for r in records for s in r["standards"])
+    if args.init:
+        # Keep the vocabulary of the checkpoint we continue from.
+        from tokenizers import Tokenizer
+        tok = Tokenizer.from_file(str(Path(args.init).parent / "tokenizer.json"))
+    else:
+        tok = vocab.build(s["text"] for r in records for s in r["standards"])
     vocab.save(tok, out / "tokenizer.json")
     V = tok.get_vocab_size()
     loc_start = tok.token_to_id("<loc_0>")
     _, images, patches, examples = prepare(args.data, tok, cfg)
     print(f"{len(records)} parts, vocabulary {V}", flush=True)
 
-    model = InspectionModel(cfg, V, len(data.KINDS))
+    model = InspectionModel(cfg, V, len(data.KINDS), loc_start, vocab.N_LOC)
+    if args.init:
+        state = torch.load(args.init, weights_only=False)["state"]
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        print(f"started from {args.init}; new parameters: {missing}", flush=True)
     print(f"{sum(p.numel() for p in model.parameters())/1e6:.2f} M parameters", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    warm = 200
+    warm = args.warmup
 
     def lr_at(step):
         if step < warm:
@@ -131,7 +142,8 @@ def main():
             log.append(line)
             print(json.dumps(line), flush=True)
         if (step + 1) % 500 == 0 or step == args.steps - 1:
-            torch.save({"state": model.state_dict(), "vocab": V, "args": vars(args), "log": log},
+            torch.save({"state": model.state_dict(), "vocab": V, "loc_start": loc_start,
+                        "args": vars(args), "log": log},
                        out / "checkpoint.pt")
     print(f"done in {time.time()-t0:.0f} s", flush=True)
 

@@ -36,7 +36,10 @@ impl Broker {
             .expect("mosquitto is installed (scripts/setup.sh installs it)");
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not start on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not start on {port}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Broker { port, child }

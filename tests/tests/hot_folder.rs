@@ -98,7 +98,9 @@ data_dir = "data"
     let mut opts = MqttOptions::new("e2e-sub", "127.0.0.1", broker.port);
     opts.set_keep_alive(Duration::from_secs(5));
     let (sub, mut events) = AsyncClient::new(opts, 64);
-    sub.subscribe("inspect/e2e-1/#", QoS::AtLeastOnce).await.unwrap();
+    sub.subscribe("inspect/e2e-1/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
     let (msg_tx, mut messages) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok(ev) = events.poll().await {
@@ -149,7 +151,11 @@ data_dir = "data"
         .iter()
         .filter_map(|f| f["clause"].as_u64())
         .collect();
-    assert_eq!(cited, [expected_clause], "{kind:?} should cite clause {expected_clause}: {fail:#}");
+    assert_eq!(
+        cited,
+        [expected_clause],
+        "{kind:?} should cite clause {expected_clause}: {fail:#}"
+    );
     assert_eq!(fail["findings"][0]["defect"], kind.word());
     assert!(fail["timings"]["published_at"].is_string());
 
@@ -172,7 +178,10 @@ data_dir = "data"
     let errors: Vec<(String, String)> = errors.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(errors.len(), 3, "{errors:?}");
     assert_eq!(errors[0].0, "corrupt.png");
-    assert!(errors[0].1.contains("corrupt or truncated png"), "{errors:?}");
+    assert!(
+        errors[0].1.contains("corrupt or truncated png"),
+        "{errors:?}"
+    );
     assert_eq!(errors[1], ("empty.png".into(), "empty file".into()));
     assert_eq!(errors[2].0, "notes.png");
     assert!(errors[2].1.contains("not a supported image"), "{errors:?}");
@@ -187,7 +196,10 @@ data_dir = "data"
             .collect();
     assert_eq!(
         stored,
-        [("part-clean".into(), "PASS".into()), ("part-defect".into(), "FAIL".into())]
+        [
+            ("part-clean".into(), "PASS".into()),
+            ("part-defect".into(), "FAIL".into())
+        ]
     );
     let clause: i64 = sqlx::query_scalar(
         "SELECT f.clause FROM findings f JOIN verdicts v ON v.id = f.verdict_id WHERE v.part_id = 'part-defect' AND f.clause IS NOT NULL",
@@ -214,10 +226,18 @@ data_dir = "data"
         if left.is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "files left in the hot folder: {left:?}");
+        assert!(
+            Instant::now() < deadline,
+            "files left in the hot folder: {left:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(std::fs::read_dir(incoming.join("processed")).unwrap().count(), 5);
+    assert_eq!(
+        std::fs::read_dir(incoming.join("processed"))
+            .unwrap()
+            .count(),
+        5
+    );
 
     // Still running after the bad files: one more part is judged.
     assert!(!service.is_finished());

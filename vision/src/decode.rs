@@ -23,7 +23,10 @@ pub enum DecodeError {
     #[error("image is {width}x{height}, larger than the {MAX_SIDE}x{MAX_SIDE} limit")]
     TooLarge { width: u32, height: u32 },
     #[error("corrupt or truncated {format} image: {reason}")]
-    Corrupt { format: &'static str, reason: String },
+    Corrupt {
+        format: &'static str,
+        reason: String,
+    },
 }
 
 fn format_name(f: ImageFormat) -> &'static str {
@@ -51,12 +54,10 @@ pub fn decode(bytes: &[u8]) -> Result<(RgbImage, &'static str), DecodeError> {
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_ALLOC);
     reader.limits(limits);
-    let (width, height) = reader
-        .into_dimensions()
-        .map_err(|e| DecodeError::Corrupt {
-            format: name,
-            reason: e.to_string(),
-        })?;
+    let (width, height) = reader.into_dimensions().map_err(|e| DecodeError::Corrupt {
+        format: name,
+        reason: e.to_string(),
+    })?;
     if width > MAX_SIDE || height > MAX_SIDE {
         return Err(DecodeError::TooLarge { width, height });
     }
@@ -81,7 +82,8 @@ mod tests {
     fn png(w: u32, h: u32) -> Vec<u8> {
         let img = RgbImage::from_pixel(w, h, image::Rgb([10, 20, 30]));
         let mut out = Vec::new();
-        img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png).unwrap();
+        img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+            .unwrap();
         out
     }
 
@@ -94,14 +96,20 @@ mod tests {
     #[test]
     fn empty_and_foreign_files_are_named() {
         assert_eq!(decode(&[]), Err(DecodeError::Empty));
-        assert_eq!(decode(b"hello, not an image"), Err(DecodeError::UnknownFormat));
+        assert_eq!(
+            decode(b"hello, not an image"),
+            Err(DecodeError::UnknownFormat)
+        );
     }
 
     #[test]
     fn truncated_png_is_corrupt() {
         let bytes = png(64, 64);
         let err = decode(&bytes[..bytes.len() / 2]).unwrap_err();
-        assert!(matches!(err, DecodeError::Corrupt { format: "png", .. }), "{err:?}");
+        assert!(
+            matches!(err, DecodeError::Corrupt { format: "png", .. }),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -112,7 +120,10 @@ mod tests {
         bytes[20..24].copy_from_slice(&100_000u32.to_be_bytes());
         let err = decode(&bytes).unwrap_err();
         assert!(
-            matches!(err, DecodeError::TooLarge { .. } | DecodeError::Corrupt { .. }),
+            matches!(
+                err,
+                DecodeError::TooLarge { .. } | DecodeError::Corrupt { .. }
+            ),
             "{err:?}"
         );
     }

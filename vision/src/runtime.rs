@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use firmware_config::ExecutionProvider;
-use ort::ep::{self, ExecutionProvider as _};
 use ort::environment::Environment;
+use ort::ep::{self, ExecutionProvider as _};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 

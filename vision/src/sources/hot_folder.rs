@@ -69,7 +69,10 @@ impl HotFolder {
                 if delivered.contains(&path) {
                     continue;
                 }
-                let stamp = (meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
+                let stamp = (
+                    meta.len(),
+                    meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                );
                 match seen.insert(path.clone(), stamp) {
                     Some(prev) if prev == stamp => ready.push((stamp.1, name, path)),
                     _ => {}
@@ -176,14 +179,19 @@ mod tests {
             got.push(rx.blocking_recv().unwrap());
         }
         std::thread::sleep(Duration::from_millis(150));
-        assert!(rx.try_recv().is_err(), "a file was delivered twice or a temp file was read");
+        assert!(
+            rx.try_recv().is_err(),
+            "a file was delivered twice or a temp file was read"
+        );
         stop.store(true, Ordering::Relaxed);
         handle.join().unwrap().unwrap();
         let mut names: Vec<String> = got
             .iter()
             .map(|a| match a {
                 Arrival::Frame { frame, .. } => format!("frame:{}", frame.part_id.clone().unwrap()),
-                Arrival::Rejected { origin, error, .. } => format!("rejected:{}:{error}", origin.name),
+                Arrival::Rejected { origin, error, .. } => {
+                    format!("rejected:{}:{error}", origin.name)
+                }
             })
             .collect();
         names.sort();

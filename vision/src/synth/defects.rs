@@ -142,7 +142,8 @@ fn disk(
     let y1 = ((centre.1 + radius + 1.0) as u32).min(canvas.height - 1);
     for y in y0..=y1 {
         for x in x0..=x1 {
-            let d = ((x as f32 + 0.5 - centre.0).powi(2) + (y as f32 + 0.5 - centre.1).powi(2)).sqrt();
+            let d =
+                ((x as f32 + 0.5 - centre.0).powi(2) + (y as f32 + 0.5 - centre.1).powi(2)).sqrt();
             let coverage = (radius + 0.5 - d).clamp(0.0, 1.0) * opacity;
             if coverage > 0.0 {
                 canvas.blend(x, y, rgb, coverage);
@@ -178,10 +179,7 @@ pub fn paint_defect(
             let segments = 5;
             let step = size_px / segments as f32;
             let mut heading = angle;
-            let mut p = (
-                centre.0 - ux * size_px / 2.0,
-                centre.1 - uy * size_px / 2.0,
-            );
+            let mut p = (centre.0 - ux * size_px / 2.0, centre.1 - uy * size_px / 2.0);
             for _ in 0..segments {
                 heading += rng.gen_range(-0.6..0.6);
                 let q = (p.0 + heading.cos() * step, p.1 + heading.sin() * step);

@@ -81,8 +81,7 @@ impl SynthLine {
     pub fn next_part(&mut self) -> SynthPart {
         let rng = &mut self.rng;
         let material = Material::ALL[rng.gen_range(0..Material::ALL.len())];
-        let (mut canvas, region) =
-            surface::paint_surface(rng, FRAME_SIZE, FRAME_SIZE, material);
+        let (mut canvas, region) = surface::paint_surface(rng, FRAME_SIZE, FRAME_SIZE, material);
         let count = match rng.gen::<f32>() {
             r if r < 0.3 => 0,
             r if r < 0.8 => 1,
@@ -93,8 +92,7 @@ impl SynthLine {
             let kind = DefectKind::ALL[rng.gen_range(0..DefectKind::ALL.len())];
             let size_mm = defects::sample_size_mm(rng, kind);
             let taken: Vec<[u32; 4]> = defects.iter().map(|d| d.box_px).collect();
-            let Some(centre) =
-                defects::sample_centre(rng, &region, size_mm / MM_PER_PX, &taken)
+            let Some(centre) = defects::sample_centre(rng, &region, size_mm / MM_PER_PX, &taken)
             else {
                 continue;
             };
@@ -205,7 +203,11 @@ mod tests {
                     Rule::Limit { limit_mm } => (f.size_mm > limit_mm).then_some(clause.number),
                 };
                 assert_eq!(f.clause, expected);
-                if f.clause.is_some() { seen.0 += 1 } else { seen.1 += 1 }
+                if f.clause.is_some() {
+                    seen.0 += 1
+                } else {
+                    seen.1 += 1
+                }
             }
             assert_eq!(
                 verdict.decision == "FAIL",

@@ -79,14 +79,22 @@ fn clause_sentence(rng: &mut StdRng, kind: DefectKind, rule: Rule) -> String {
             let l = format_mm(limit_mm);
             match rng.gen_range(0..4) {
                 0 => format!("{} longer than {l} mm are rejected.", capitalise(plural)),
-                1 => format!("A {word} larger than {l} mm shall be rejected; smaller ones are acceptable."),
+                1 => format!(
+                    "A {word} larger than {l} mm shall be rejected; smaller ones are acceptable."
+                ),
                 2 => format!("Reject if a {word} exceeds {l} mm."),
-                _ => format!("{} up to {l} mm are acceptable, larger ones are a reject.", capitalise(plural)),
+                _ => format!(
+                    "{} up to {l} mm are acceptable, larger ones are a reject.",
+                    capitalise(plural)
+                ),
             }
         }
         Rule::Tolerate => match rng.gen_range(0..4) {
             0 => format!("{} are acceptable.", capitalise(plural)),
-            1 => format!("{} are tolerated and do not cause rejection.", capitalise(plural)),
+            1 => format!(
+                "{} are tolerated and do not cause rejection.",
+                capitalise(plural)
+            ),
             2 => format!("Any {word} is cosmetic only and accepted."),
             _ => format!("Ignore {plural}."),
         },
@@ -107,7 +115,11 @@ fn choose_rule(rng: &mut StdRng, sizes: &[f32]) -> Rule {
         if let Some(&limit_mm) = usable.choose(rng) {
             return Rule::Limit { limit_mm };
         }
-        return if rng.gen_bool(0.5) { Rule::Ban } else { Rule::Tolerate };
+        return if rng.gen_bool(0.5) {
+            Rule::Ban
+        } else {
+            Rule::Tolerate
+        };
     }
     Rule::Tolerate
 }
@@ -119,7 +131,10 @@ pub fn write_standard(rng: &mut StdRng, defects: &[DrawnDefect]) -> WrittenStand
     let header = match rng.gen_range(0..3) {
         0 => "Inspection standard for machined housings.".to_string(),
         1 => "Visual acceptance criteria for the cover surface.".to_string(),
-        _ => format!("Surface quality standard, revision {}.", rng.gen_range(1..9)),
+        _ => format!(
+            "Surface quality standard, revision {}.",
+            rng.gen_range(1..9)
+        ),
     };
     let mut text = header;
     let mut clauses = Vec::with_capacity(kinds.len());

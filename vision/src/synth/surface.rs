@@ -150,13 +150,18 @@ pub fn apply_lighting(rng: &mut StdRng, canvas: &mut Canvas) {
         for x in 0..canvas.width {
             let u = x as f32 / w - 0.5;
             let v = y as f32 / h - 0.5;
-            let light = gain * (1.0 + slope * (u * dx + v * dy)) * (1.0 - vignette * (u * u + v * v));
+            let light =
+                gain * (1.0 + slope * (u * dx + v * dy)) * (1.0 - vignette * (u * u + v * v));
             let noise: f32 = (rng.gen::<f32>() + rng.gen::<f32>() - 1.0) * 0.025;
             let px = canvas.get(x, y);
             canvas.set(
                 x,
                 y,
-                [px[0] * light + noise, px[1] * light + noise, px[2] * light + noise],
+                [
+                    px[0] * light + noise,
+                    px[1] * light + noise,
+                    px[2] * light + noise,
+                ],
             );
         }
     }
