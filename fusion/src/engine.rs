@@ -224,13 +224,18 @@ impl Engine {
         if self.standards.contains_key(&standard.sha256) {
             return Ok(());
         }
-        let enc = self
-            .tokenizer
-            .encode(standard.text.as_str(), false)
-            .map_err(|e| EngineError::Tokenizer {
-                path: "standard text".into(),
-                reason: e.to_string(),
-            })?;
+        let m = &self.package.manifest;
+        let prompt = match m.prompt.format.as_str() {
+            "clause-tagged" => standard.prompt_text(m.special_tokens.max_clause),
+            _ => standard.text.clone(),
+        };
+        let enc =
+            self.tokenizer
+                .encode(prompt.as_str(), false)
+                .map_err(|e| EngineError::Tokenizer {
+                    path: "standard text".into(),
+                    reason: e.to_string(),
+                })?;
         let all = enc.get_ids();
         let max = self.package.manifest.prompt.max_text_tokens;
         let kept = &all[..all.len().min(max)];

@@ -21,6 +21,10 @@ pub const GRAPHS: [&str; 5] = [
     "decoder_with_past_model.onnx",
 ];
 
+/// Prompt formats the engine can write: the standard's text as is, or with
+/// numbered clause lines tagged by their `<clause_K>` token.
+pub const PROMPT_FORMATS: [&str; 2] = ["standard-text", "clause-tagged"];
+
 /// `model.toml`, as far as the appliance needs it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Manifest {
@@ -150,6 +154,13 @@ impl ModelPackage {
             return Err(incompatible(format!(
                 "output format `{}`; this appliance speaks verdict-v1",
                 manifest.output.format
+            )));
+        }
+        if !PROMPT_FORMATS.contains(&manifest.prompt.format.as_str()) {
+            return Err(incompatible(format!(
+                "prompt format `{}`; supported: {}",
+                manifest.prompt.format,
+                PROMPT_FORMATS.join(", ")
             )));
         }
         if manifest.input.resize != "stretch" {

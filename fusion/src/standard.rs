@@ -62,6 +62,20 @@ impl Standard {
         self.clauses.iter().find(|c| c.number == number)
     }
 
+    /// The text as the `clause-tagged` prompt format writes it: a numbered
+    /// clause line starts with `<clause_K>` (the token the decoder cites it
+    /// with) instead of `K.`. Mirrors `tag_clauses` in models/toolchain/vocab.py.
+    pub fn prompt_text(&self, max_clause: u32) -> String {
+        self.text
+            .lines()
+            .map(|line| match numbered(line) {
+                Some((n, body)) if (1..=max_clause).contains(&n) => format!("<clause_{n}> {body}"),
+                _ => line.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Highest clause number, which bounds what the decoder may cite.
     pub fn max_clause(&self) -> u32 {
         self.clauses.iter().map(|c| c.number).max().unwrap_or(0)
@@ -85,5 +99,10 @@ mod tests {
         );
         assert_eq!(s.max_clause(), 10);
         assert_eq!(s.sha256.len(), 64);
+        assert_eq!(
+            s.prompt_text(32),
+            "Header line.\n<clause_1> No cracks.\n<clause_2> Scratches up to 2 mm\n   are acceptable.\n\n<clause_10> Holes are tolerated."
+        );
+        assert!(s.prompt_text(5).ends_with("10. Holes are tolerated."));
     }
 }

@@ -59,8 +59,26 @@ def target_ids(tok, target):
     return ids
 
 
+_NUMBERED = re.compile(r"^\s*(\d{1,3})[.)](.*)$")
+
+
+def tag_clauses(text):
+    """The `clause-tagged` prompt format: a line that starts a numbered clause
+    ("3. ..." or "3) ...") starts with the token `<clause_3>` instead, the same
+    token the decoder writes to cite it. Mirrors `Standard::prompt_text` in
+    fusion/src/standard.rs; change both together."""
+    out = []
+    for line in text.splitlines():
+        m = _NUMBERED.match(line)
+        if m and 1 <= int(m.group(1)) <= MAX_CLAUSE:
+            out.append(f"<clause_{int(m.group(1))}> {m.group(2).strip()}")
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
 def text_ids(tok, text):
-    return tok.encode(text, add_special_tokens=False).ids
+    return tok.encode(tag_clauses(text), add_special_tokens=False).ids
 
 
 def save(tok, path):
