@@ -331,6 +331,12 @@ impl Engine {
         let layers = self.package.manifest.decoder.layers;
         let g = self.grammar.clone();
         let clauses = standard.max_clause();
+        let citable: Vec<Vec<u32>> = g
+            .defects
+            .iter()
+            .map(|(word, _)| standard.clauses_mentioning(word))
+            .collect();
+        let mut defect = 0usize;
         let mut state = State::Decision;
         let mut emitted: Vec<(u32, f32)> = Vec::new();
         let mut boxes: Vec<u32> = Vec::new();
@@ -407,8 +413,11 @@ impl Engine {
                     .map_err(infer("decoder_with_past"))?;
                 data.to_vec()
             };
-            let allowed = g.allowed(state, emitted.len(), &boxes, clauses);
+            let allowed = g.allowed(state, emitted.len(), &boxes, clauses, &citable[defect]);
             let (id, p) = pick(&logits, &allowed);
+            if let Some(Token::Defect(k)) = g.meaning(id) {
+                defect = k;
+            }
             if let State::Loc(_) = state {
                 if let Some(Token::Loc(bin)) = g.meaning(id) {
                     boxes.push(bin);

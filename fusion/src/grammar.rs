@@ -117,8 +117,17 @@ impl Grammar {
 
     /// Token ids allowed next. `used` counts tokens emitted so far;
     /// `boxes` is the current finding's location bins so far; `clauses` is
-    /// the highest clause number the standard has.
-    pub fn allowed(&self, state: State, used: usize, boxes: &[u32], clauses: u32) -> Vec<u32> {
+    /// the highest clause number the standard has; `citable` are the clauses
+    /// that mention the current finding's defect (a finding may only cite a
+    /// clause about its own kind; empty means no clause names it, so any may).
+    pub fn allowed(
+        &self,
+        state: State,
+        used: usize,
+        boxes: &[u32],
+        clauses: u32,
+        citable: &[u32],
+    ) -> Vec<u32> {
         match state {
             State::Decision => vec![self.pass, self.fail],
             State::FindingOrEnd => {
@@ -142,7 +151,16 @@ impl Grammar {
             State::ClauseOrOk => {
                 let n = (clauses as usize).min(self.clause.len());
                 let mut v = vec![self.ok];
-                v.extend_from_slice(&self.clause[..n]);
+                let named: Vec<u32> = citable
+                    .iter()
+                    .filter(|&&c| c >= 1 && c as usize <= n)
+                    .map(|&c| self.clause[c as usize - 1])
+                    .collect();
+                if named.is_empty() {
+                    v.extend_from_slice(&self.clause[..n]);
+                } else {
+                    v.extend(named);
+                }
                 v
             }
             State::Done => vec![],

@@ -76,6 +76,23 @@ impl Standard {
             .join("\n")
     }
 
+    /// Numbers of the clauses that talk about `word` (a defect name): a clause
+    /// mentions it when one of its words starts with it ("scratch" in
+    /// "Scratches longer than 2 mm"). Empty when none does.
+    pub fn clauses_mentioning(&self, word: &str) -> Vec<u32> {
+        let word = word.to_lowercase();
+        self.clauses
+            .iter()
+            .filter(|c| {
+                c.text
+                    .to_lowercase()
+                    .split(|ch: char| !ch.is_alphanumeric())
+                    .any(|w| w.starts_with(&word))
+            })
+            .map(|c| c.number)
+            .collect()
+    }
+
     /// Highest clause number, which bounds what the decoder may cite.
     pub fn max_clause(&self) -> u32 {
         self.clauses.iter().map(|c| c.number).max().unwrap_or(0)
@@ -104,5 +121,8 @@ mod tests {
             "Header line.\n<clause_1> No cracks.\n<clause_2> Scratches up to 2 mm\n   are acceptable.\n\n<clause_10> Holes are tolerated."
         );
         assert!(s.prompt_text(5).ends_with("10. Holes are tolerated."));
+        assert_eq!(s.clauses_mentioning("scratch"), [2]);
+        assert_eq!(s.clauses_mentioning("hole"), [10]);
+        assert!(s.clauses_mentioning("dent").is_empty());
     }
 }

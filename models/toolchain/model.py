@@ -171,6 +171,38 @@ class EncoderLayer(nn.Module):
         return x + self.ffn(self.n2(x))
 
 
+class ClauseCarry(nn.Module):
+    """Carries each clause's opening token (`<clause_K>`) to every later token
+    of that clause, so a defect word in the text knows which clause it is in.
+
+    A gate marks clause openings; each text token then receives a decayed sum
+    of the openings before it (a linear scan written as one masked matrix
+    product, so it exports as ordinary ONNX ops). Zero-initialised output, so
+    adding it to a trained model changes nothing until it learns."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.n_img = cfg.patches
+        self.gate = nn.Linear(cfg.dim, 1)
+        self.proj = nn.Linear(cfg.dim, cfg.dim)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+        self.last_gate = None
+
+    def forward(self, x):
+        length = x.shape[1]
+        pos = torch.arange(length)
+        is_text = (pos >= self.n_img).to(x.dtype)
+        g = torch.sigmoid(self.gate(x)).squeeze(-1) * is_text  # [B, L]
+        self.last_gate = g
+        log_keep = torch.log1p(-g.clamp(max=0.999))
+        acc = torch.cumsum(log_keep, dim=1)
+        diff = (acc.unsqueeze(2) - acc.unsqueeze(1)).clamp(max=0.0)  # [B, t, s]
+        causal = (pos.unsqueeze(1) >= pos.unsqueeze(0)).to(x.dtype)
+        w = torch.exp(diff) * g.unsqueeze(1) * causal
+        return x + self.proj(w @ x)
+
+
 class CrossModalEncoder(nn.Module):
     """Joint self-attention over image patches and the standard's tokens."""
 
@@ -182,10 +214,12 @@ class CrossModalEncoder(nn.Module):
         )
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.enc_layers))
         self.norm = nn.LayerNorm(cfg.dim)
+        self.carry = ClauseCarry(cfg)
 
     def forward(self, inputs_embeds, attention_mask):
         t = inputs_embeds.shape[1]
-        x = inputs_embeds + self.pos[:, :t] + self.fixed[:, :t]
+        x = self.carry(inputs_embeds)
+        x = x + self.pos[:, :t] + self.fixed[:, :t]
         bias = mask_bias(attention_mask)
         for layer in self.layers:
             x = layer(x, bias)

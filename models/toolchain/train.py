@@ -93,6 +93,7 @@ def main():
     vocab.save(tok, out / "tokenizer.json")
     V = tok.get_vocab_size()
     loc_start = tok.token_to_id("<loc_0>")
+    clause_start = tok.token_to_id("<clause_1>")
     _, images, patches, examples = prepare(args.data, tok, cfg)
     print(f"{len(records)} parts, vocabulary {V}", flush=True)
 
@@ -130,7 +131,11 @@ def main():
         target = soft_targets(labels[valid], V, loc_start, vocab.N_LOC, sigma=4.0)
         seq_loss = -(target * F.log_softmax(logits[valid], -1)).sum(-1).mean()
         patch_loss = F.cross_entropy(patch_logits.reshape(-1, patch_logits.shape[-1]), plabels.reshape(-1))
-        loss = seq_loss + 0.5 * patch_loss
+        # The clause gate learns to fire on clause openings (known from the ids).
+        gate = model.encoder.carry.last_gate[:, cfg.patches :]
+        is_open = ((text >= clause_start) & (text < clause_start + vocab.MAX_CLAUSE)).float()
+        gate_loss = (F.binary_cross_entropy(gate.clamp(1e-6, 1 - 1e-6), is_open, reduction="none") * mask).sum() / mask.sum()
+        loss = seq_loss + 0.5 * patch_loss + 0.2 * gate_loss
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

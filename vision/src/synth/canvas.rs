@@ -49,8 +49,8 @@ impl Canvas {
     /// Blends `rgb` over the pixel with coverage `alpha` (0..1).
     pub fn blend(&mut self, x: u32, y: u32, rgb: [f32; 3], alpha: f32) {
         let i = self.index(x, y);
-        for c in 0..3 {
-            self.data[i + c] = self.data[i + c] * (1.0 - alpha) + rgb[c] * alpha;
+        for (c, value) in rgb.iter().enumerate() {
+            self.data[i + c] = self.data[i + c] * (1.0 - alpha) + value * alpha;
         }
     }
 
