@@ -116,6 +116,21 @@ impl Owned {
     }
 }
 
+/// Copies one f32 output of a session run.
+fn copy_out(
+    out: &ort::session::SessionOutputs<'_>,
+    name: &str,
+    graph: &'static str,
+) -> Result<Owned, EngineError> {
+    let (shape, data) = out[name]
+        .try_extract_tensor::<f32>()
+        .map_err(infer(graph))?;
+    Ok(Owned {
+        shape: shape.iter().map(|&d| d as usize).collect(),
+        data: data.to_vec(),
+    })
+}
+
 /// Most standard versions kept in the embedding cache.
 const STANDARD_CACHE: usize = 32;
 
@@ -361,20 +376,12 @@ impl Engine {
                 for i in 0..layers {
                     for (kind, store) in [("decoder", &mut dec_kv), ("encoder", &mut enc_kv)] {
                         for part in ["key", "value"] {
-                            let (shape, data) = out[format!("present.{i}.{kind}.{part}").as_str()]
-                                .try_extract_tensor::<f32>()
-                                .map_err(infer("decoder_model"))?;
-                            store.push(Owned {
-                                shape: shape.iter().map(|&d| d as usize).collect(),
-                                data: data.to_vec(),
-                            });
+                            let name = format!("present.{i}.{kind}.{part}");
+                            store.push(copy_out(&out, &name, "decoder_model")?);
                         }
                     }
                 }
-                let (_, data) = out["logits"]
-                    .try_extract_tensor::<f32>()
-                    .map_err(infer("decoder_model"))?;
-                data.to_vec()
+                copy_out(&out, "logits", "decoder_model")?.data
             } else {
                 let mut inputs: Vec<(String, ort::value::DynValue)> = vec![
                     ("inputs_embeds".into(), x.into_dyn()),
@@ -399,19 +406,11 @@ impl Engine {
                 dec_kv.clear();
                 for i in 0..layers {
                     for part in ["key", "value"] {
-                        let (shape, data) = out[format!("present.{i}.decoder.{part}").as_str()]
-                            .try_extract_tensor::<f32>()
-                            .map_err(infer("decoder_with_past"))?;
-                        dec_kv.push(Owned {
-                            shape: shape.iter().map(|&d| d as usize).collect(),
-                            data: data.to_vec(),
-                        });
+                        let name = format!("present.{i}.decoder.{part}");
+                        dec_kv.push(copy_out(&out, &name, "decoder_with_past")?);
                     }
                 }
-                let (_, data) = out["logits"]
-                    .try_extract_tensor::<f32>()
-                    .map_err(infer("decoder_with_past"))?;
-                data.to_vec()
+                copy_out(&out, "logits", "decoder_with_past")?.data
             };
             let allowed = g.allowed(state, emitted.len(), &boxes, clauses, &citable[defect]);
             let (id, p) = pick(&logits, &allowed);

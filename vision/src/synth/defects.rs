@@ -127,6 +127,16 @@ fn stroke(
     }
 }
 
+/// Inclusive pixel bounds of a square of half-side `reach` around `centre`, clipped to the canvas.
+fn window(canvas: &Canvas, centre: (f32, f32), reach: f32) -> (u32, u32, u32, u32) {
+    (
+        (centre.0 - reach).max(0.0) as u32,
+        (centre.1 - reach).max(0.0) as u32,
+        ((centre.0 + reach) as u32).min(canvas.width - 1),
+        ((centre.1 + reach) as u32).min(canvas.height - 1),
+    )
+}
+
 /// Paints a filled soft disk of colour `rgb`.
 fn disk(
     canvas: &mut Canvas,
@@ -136,10 +146,7 @@ fn disk(
     rgb: [f32; 3],
     opacity: f32,
 ) {
-    let x0 = (centre.0 - radius - 1.0).max(0.0) as u32;
-    let y0 = (centre.1 - radius - 1.0).max(0.0) as u32;
-    let x1 = ((centre.0 + radius + 1.0) as u32).min(canvas.width - 1);
-    let y1 = ((centre.1 + radius + 1.0) as u32).min(canvas.height - 1);
+    let (x0, y0, x1, y1) = window(canvas, centre, radius + 1.0);
     for y in y0..=y1 {
         for x in x0..=x1 {
             let d =
@@ -191,10 +198,7 @@ pub fn paint_defect(
             let r = size_px / 2.0;
             let light = rng.gen_range(0.0..std::f32::consts::TAU);
             let (lx, ly) = (light.cos(), light.sin());
-            let x0 = (centre.0 - r - 1.0).max(0.0) as u32;
-            let y0 = (centre.1 - r - 1.0).max(0.0) as u32;
-            let x1 = ((centre.0 + r + 1.0) as u32).min(canvas.width - 1);
-            let y1 = ((centre.1 + r + 1.0) as u32).min(canvas.height - 1);
+            let (x0, y0, x1, y1) = window(canvas, centre, r + 1.0);
             for y in y0..=y1 {
                 for x in x0..=x1 {
                     let dx = (x as f32 + 0.5 - centre.0) / r;
