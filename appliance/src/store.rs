@@ -110,10 +110,11 @@ impl Store {
             path: data_dir.to_path_buf(),
             source,
         })?;
-        Ok(Self {
-            pool,
-            data_dir: data_dir.to_path_buf(),
-        })
+        // Absolute paths in records, whatever the working folder was.
+        let data_dir = data_dir
+            .canonicalize()
+            .unwrap_or_else(|_| data_dir.to_path_buf());
+        Ok(Self { pool, data_dir })
     }
 
     pub fn pool(&self) -> &SqlitePool {
