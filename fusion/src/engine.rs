@@ -7,6 +7,7 @@
 //! cached; only the image path runs per frame.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use ort::session::Session;
@@ -138,7 +139,7 @@ const STANDARD_CACHE: usize = 32;
 pub struct Engine {
     pub package: ModelPackage,
     tokenizer: Tokenizer,
-    grammar: Grammar,
+    grammar: Arc<Grammar>,
     vision: VisionEncoder,
     embed: Session,
     encoder: Session,
@@ -180,7 +181,7 @@ impl Engine {
         let mut engine = Self {
             package,
             tokenizer,
-            grammar,
+            grammar: Arc::new(grammar),
             vision,
             embed,
             encoder,
@@ -225,13 +226,7 @@ impl Engine {
             .embed
             .run(ort::inputs!["input_ids" => t])
             .map_err(infer("embed_tokens"))?;
-        let (shape, data) = out["inputs_embeds"]
-            .try_extract_tensor::<f32>()
-            .map_err(infer("embed_tokens"))?;
-        Ok(Owned {
-            shape: shape.iter().map(|&d| d as usize).collect(),
-            data: data.to_vec(),
-        })
+        copy_out(&out, "inputs_embeds", "embed_tokens")
     }
 
     /// Embeds the standard once per version (keyed by its sha256).
@@ -325,13 +320,7 @@ impl Engine {
                 .encoder
                 .run(ort::inputs!["inputs_embeds" => x, "attention_mask" => m])
                 .map_err(infer("encoder_model"))?;
-            let (shape, data) = out["last_hidden_state"]
-                .try_extract_tensor::<f32>()
-                .map_err(infer("encoder_model"))?;
-            Owned {
-                shape: shape.iter().map(|&d| d as usize).collect(),
-                data: data.to_vec(),
-            }
+            copy_out(&out, "last_hidden_state", "encoder_model")?
         };
         self.decode(&hidden, &mask, standard, context_loss)
     }
@@ -344,7 +333,7 @@ impl Engine {
         context_loss: f32,
     ) -> Result<Judgement, EngineError> {
         let layers = self.package.manifest.decoder.layers;
-        let g = self.grammar.clone();
+        let g = Arc::clone(&self.grammar);
         let clauses = standard.max_clause();
         let citable: Vec<Vec<u32>> = g
             .defects
