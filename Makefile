@@ -1,5 +1,5 @@
 # The two commands: `make demo` and `make test`. Both prepare what is missing.
-.PHONY: setup demo test model
+.PHONY: setup demo test model finetune-demo
 
 setup:
 	@scripts/setup.sh
@@ -11,11 +11,17 @@ test: setup
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo nextest run --workspace --no-fail-fast
+	cargo build --quiet -p appliance
+	python3 -m unittest discover -s models/tests
 
-# Retrain and re-export the reference model (needs PyTorch; long on a CPU).
+# Retrain the reference model from scratch (about 60 minutes on 2 CPU cores).
 model: setup
-	python3 -m pip install --quiet -r models/requirements-train.txt
-	cargo build -p appliance
-	target/debug/appliance synth --out models/.work/train --count 8000 --seed 1000 --standards-per-part 2
-	cd models && python3 -m toolchain.train --data .work/train --out .work/run1 --steps 2500 --batch 24 --lr 1.5e-3
-	cd models && python3 -m toolchain.export --run .work/run1 --out reference
+	scripts/train-reference.sh
+
+# Adapt the reference model to the synthetic "new line" (burr, porosity on
+# powder coat): the fine-tuning demonstration, a few minutes on 2 CPU cores.
+finetune-demo: setup
+	cargo build --quiet -p appliance
+	target/debug/appliance synth-plant --out models/.work/plant --heldout models/.work/plant-heldout --per-class 50 --seed 77
+	cd models && python3 -m toolchain.finetune --base reference --images .work/plant \
+	  --standard .work/plant/standard.txt --eval .work/plant-heldout --out .work/plant-model

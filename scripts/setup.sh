@@ -3,7 +3,8 @@
 #  - Debian packages the build and the tests need (only those missing);
 #  - the ONNX Runtime shared library, unpacked from the onnxruntime wheel on
 #    PyPI into .cache/onnxruntime (the appliance finds it there by itself);
-#  - the Python packages the model toolchain needs to export and check models.
+#  - the Python packages the model toolchain needs to train, export, quantize
+#    and evaluate models (its tests run a tiny training).
 # Nothing here downloads at build time or at run time of the appliance.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,9 +44,9 @@ os.symlink(os.path.basename(member), link)
 PY
 fi
 
-if ! python3 -c "import numpy, onnx, onnxruntime, tokenizers, PIL" >/dev/null 2>&1; then
-  echo "setup: installing the model toolchain's Python packages"
-  python3 -m pip install --quiet -r models/requirements.txt
+if ! python3 -c "import numpy, onnx, onnxruntime, tokenizers, PIL, torch" >/dev/null 2>&1; then
+  echo "setup: installing the model toolchain's Python packages (PyTorch included: the toolchain's tests train)"
+  python3 -m pip install --quiet -r models/requirements-train.txt
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

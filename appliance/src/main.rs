@@ -65,6 +65,31 @@ enum Command {
         seed: u64,
         #[arg(long, default_value_t = 2)]
         standards_per_part: usize,
+        /// Languages the standards are written in, used in turn (en, zh).
+        #[arg(long, value_delimiter = ',', default_value = "en,zh")]
+        languages: Vec<String>,
+        /// Use the held-out phrasings (evaluation sets) instead of the training ones.
+        #[arg(long)]
+        heldout: bool,
+        /// Add after each standard a twin that differs in the one clause
+        /// that decides, so the decision flips.
+        #[arg(long)]
+        counterfactuals: bool,
+    },
+    /// Write the synthetic "new line" (a material and defect kinds the
+    /// reference model never saw) as a plant hands it over for `finetune`:
+    /// class folders with masks and standard.txt, plus a held-out split.
+    SynthPlant {
+        /// Class folders (good/, burr/, porosity/) and standard.txt go here.
+        #[arg(long)]
+        out: PathBuf,
+        /// The held-out split (images/ + manifest.jsonl) goes here.
+        #[arg(long)]
+        heldout: PathBuf,
+        #[arg(long, default_value_t = 50)]
+        per_class: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Score the model on a synthetic dataset through the appliance's own engine.
     Eval {
@@ -154,11 +179,50 @@ fn main() -> anyhow::Result<()> {
             count,
             seed,
             standards_per_part,
+            languages,
+            heldout,
+            counterfactuals,
         } => {
-            let manifest =
-                vision::synth::dataset::write_dataset(&out, count, seed, standards_per_part)
-                    .with_context(|| format!("writing synthetic parts to {}", out.display()))?;
+            use vision::synth::{dataset, Language, Phrasings};
+            let languages = languages
+                .iter()
+                .map(|l| {
+                    Language::parse(l)
+                        .with_context(|| format!("unknown language {l:?}: use en or zh"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let spec = dataset::DatasetSpec {
+                count,
+                seed,
+                standards_per_part,
+                languages,
+                phrasings: if heldout {
+                    Phrasings::Heldout
+                } else {
+                    Phrasings::Train
+                },
+                counterfactuals,
+            };
+            let manifest = dataset::write_dataset(&out, &spec)
+                .with_context(|| format!("writing synthetic parts to {}", out.display()))?;
             println!("wrote {count} parts to {}", manifest.display());
+        }
+        Command::SynthPlant {
+            out,
+            heldout,
+            per_class,
+            seed,
+        } => {
+            use vision::synth::plant;
+            plant::write_plant_folders(&out, per_class, seed)
+                .with_context(|| format!("writing the new line to {}", out.display()))?;
+            let manifest = plant::write_plant_manifest(&heldout, per_class, seed + 1)
+                .with_context(|| format!("writing the held-out split to {}", heldout.display()))?;
+            println!(
+                "wrote {per_class} images per class to {} and the held-out split to {}",
+                out.display(),
+                manifest.display()
+            );
         }
         Command::Inspect {
             image,

@@ -338,7 +338,9 @@ impl Engine {
         let citable: Vec<Vec<u32>> = g
             .defects
             .iter()
-            .map(|(word, _)| standard.clauses_mentioning(word))
+            .map(|(word, _)| {
+                standard.clauses_mentioning(&self.package.manifest.output.names_of(word))
+            })
             .collect();
         let mut defect = 0usize;
         let mut state = State::Decision;

@@ -59,6 +59,21 @@ pub struct OutputSection {
     pub format: String,
     pub max_tokens: usize,
     pub defect_words: Vec<String>,
+    /// How standards name each defect word, in every language the model
+    /// reads ("scratch" -> ["scratch", "scratches", "划痕"]). A word without
+    /// an entry is named by itself.
+    #[serde(default)]
+    pub defect_names: BTreeMap<String, Vec<String>>,
+}
+
+impl OutputSection {
+    /// The names a standard may use for `word`.
+    pub fn names_of(&self, word: &str) -> Vec<String> {
+        match self.defect_names.get(word) {
+            Some(names) if !names.is_empty() => names.clone(),
+            _ => vec![word.to_string()],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

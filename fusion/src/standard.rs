@@ -76,18 +76,25 @@ impl Standard {
             .join("\n")
     }
 
-    /// Numbers of the clauses that talk about `word` (a defect name): a clause
-    /// mentions it when one of its words starts with it ("scratch" in
-    /// "Scratches longer than 2 mm"). Empty when none does.
-    pub fn clauses_mentioning(&self, word: &str) -> Vec<u32> {
-        let word = word.to_lowercase();
+    /// Numbers of the clauses that talk about a defect called any of `names`.
+    /// An alphabetic name is mentioned when one of the clause's words starts
+    /// with it ("scratch" in "Scratches longer than 2 mm"); a name in a script
+    /// written without spaces (Chinese) when the clause contains it
+    /// ("划痕长度超过2毫米"). Empty when none does.
+    pub fn clauses_mentioning(&self, names: &[String]) -> Vec<u32> {
+        let names: Vec<String> = names.iter().map(|n| n.to_lowercase()).collect();
         self.clauses
             .iter()
             .filter(|c| {
-                c.text
-                    .to_lowercase()
-                    .split(|ch: char| !ch.is_alphanumeric())
-                    .any(|w| w.starts_with(&word))
+                let text = c.text.to_lowercase();
+                names.iter().any(|name| {
+                    if name.is_ascii() {
+                        text.split(|ch: char| !ch.is_alphanumeric())
+                            .any(|w| w.starts_with(name.as_str()))
+                    } else {
+                        text.contains(name.as_str())
+                    }
+                })
             })
             .map(|c| c.number)
             .collect()
@@ -121,8 +128,19 @@ mod tests {
             "Header line.\n<clause_1> No cracks.\n<clause_2> Scratches up to 2 mm\n   are acceptable.\n\n<clause_10> Holes are tolerated."
         );
         assert!(s.prompt_text(5).ends_with("10. Holes are tolerated."));
-        assert_eq!(s.clauses_mentioning("scratch"), [2]);
-        assert_eq!(s.clauses_mentioning("hole"), [10]);
-        assert!(s.clauses_mentioning("dent").is_empty());
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(s.clauses_mentioning(&names(&["scratch"])), [2]);
+        assert_eq!(s.clauses_mentioning(&names(&["hole"])), [10]);
+        assert!(s.clauses_mentioning(&names(&["dent"])).is_empty());
+        let zh = Standard::new(
+            "zh",
+            "外观检验标准\n1. 划痕长度超过2毫米判为不合格。\n2. 异物可接受。",
+        );
+        assert_eq!(zh.clauses_mentioning(&names(&["scratch", "划痕"])), [1]);
+        assert_eq!(
+            zh.clauses_mentioning(&names(&["contamination", "异物"])),
+            [2]
+        );
+        assert!(zh.clauses_mentioning(&names(&["dent", "凹坑"])).is_empty());
     }
 }

@@ -51,7 +51,13 @@ fn a_missing_graph_is_refused() {
 }
 
 #[test]
-fn int8_without_int8_files_is_refused() {
-    let err = ModelPackage::open(&reference(), Precision::Int8).unwrap_err();
-    assert!(err.to_string().contains(".int8.onnx"), "{err}");
+fn int8_package_verifies_and_a_missing_int8_graph_is_refused() {
+    let pkg = ModelPackage::open(&reference(), Precision::Int8).expect("INT8 graphs ship");
+    assert!(pkg
+        .graph("encoder_model.onnx")
+        .ends_with("encoder_model.int8.onnx"));
+    let dir = copy_package();
+    std::fs::remove_file(dir.path().join("encoder_model.int8.onnx")).unwrap();
+    let err = ModelPackage::open(dir.path(), Precision::Int8).unwrap_err();
+    assert!(err.to_string().contains("encoder_model.int8.onnx"), "{err}");
 }

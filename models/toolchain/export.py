@@ -9,6 +9,7 @@ sha256 of every file, then checks each graph against PyTorch with ONNX Runtime.
 import argparse
 import datetime
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -156,19 +157,36 @@ def check_against_torch(model, cfg, out, tok):
     second = s["decoder_with_past_model.onnx"].run(None, feeds)
     with torch.no_grad():
         dec_ids = torch.tensor([[tok.token_to_id(vocab.BOS), nxt]])
-        logits, _ = model(pix, text, torch.ones_like(text), dec_ids)
+        logits, *_ = model(pix, text, torch.ones_like(text), dec_ids)
     assert np.allclose(second[0][0, -1], logits[0, -1].numpy(), atol=2e-3), "cached decoding differs"
     print("exported graphs match PyTorch (vision, encoder, decoder with and without cache)")
 
 
-def write_manifest(out, cfg, ckpt, run, extra_eval=None):
-    files = {f: sha256(out / f) for f in GRAPHS + ["tokenizer.json"]}
+REFERENCE = {
+    "name": "reference-inspector",
+    "version": "0.2.0",
+    "description": "Vision encoder -> cross-modal encoder -> language decoder, trained on the synthetic line.",
+}
+
+
+def save_weights(model, ckpt, out):
+    """The PyTorch weights the graphs came from, so `toolchain.finetune` can
+    adapt the package to a plant's line."""
+    torch.save({"state": model.state_dict(), "vocab": ckpt["vocab"], "loc_start": ckpt.get("loc_start"),
+                "words": ckpt.get("words", list(data.KINDS)), "names": ckpt.get("names", data.NAMES)},
+               out / "weights.pt")
+
+
+def write_manifest(out, cfg, ckpt, run, data_command, identity=REFERENCE, provenance=None):
+    files = {f: sha256(out / f) for f in GRAPHS + ["tokenizer.json", "weights.pt"]}
     args = ckpt["args"]
+    words = ckpt.get("words", list(data.KINDS))
+    names = ckpt.get("names", data.NAMES)
     lines = [
         "# Model package manifest: read by the appliance before it loads anything.",
-        'name = "reference-inspector"',
-        'version = "0.1.0"',
-        'description = "Vision encoder -> cross-modal encoder -> language decoder, trained on the synthetic line."',
+        f'name = "{identity["name"]}"',
+        f'version = "{identity["version"]}"',
+        f'description = "{identity["description"]}"',
         "",
         "[input]",
         f"width = {cfg.image_size}",
@@ -187,7 +205,14 @@ def write_manifest(out, cfg, ckpt, run, extra_eval=None):
         "[output]",
         'format = "verdict-v1"',
         f"max_tokens = {cfg.max_target}",
-        f"defect_words = {list(data.KINDS)}".replace("'", '"'),
+        f"defect_words = {json.dumps(words)}",
+        "",
+        "# What each defect word is called in the standards' languages (the",
+        "# appliance uses these to find the clause a finding may cite).",
+        "[output.defect_names]",
+    ]
+    lines += [f'{k} = {json.dumps(v, ensure_ascii=False)}' for k, v in names.items()]
+    lines += [
         "",
         "[special_tokens]",
         f'bos = "{vocab.BOS}"',
@@ -210,18 +235,21 @@ def write_manifest(out, cfg, ckpt, run, extra_eval=None):
         "[files]",
     ]
     lines += [f'"{k}" = "{v}"' for k, v in files.items()]
+    if provenance is not None:
+        lines += ["", "[provenance]"] + [f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in provenance.items()]
+        (out / "model.toml").write_text("\n".join(lines) + "\n")
+        return
     lines += [
         "",
         "[provenance]",
-        f'data = "appliance synth --out models/.work/train --count 8000 --seed 1000 --standards-per-part 2"',
+        f'data = "{data_command}"',
+        'recipe = "scripts/train-reference.sh (make model)"',
         f'command = "python -m toolchain.train --data {args["data"]} --out {args["out"]} --steps {args["steps"]} --batch {args["batch"]} --lr {args["lr"]} --seed {args["seed"]}"',
         f'export = "python -m toolchain.export --run {run}"',
         f'exported = "{datetime.date.today().isoformat()}"',
         f"final_train_loss = {ckpt['log'][-1]['loss']}",
         f"train_seconds = {ckpt['log'][-1]['elapsed_s']}",
     ]
-    if extra_eval:
-        lines += ["", extra_eval.strip()]
     (out / "model.toml").write_text("\n".join(lines) + "\n")
 
 
@@ -229,6 +257,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", required=True, help="training output folder (checkpoint.pt, tokenizer.json)")
     ap.add_argument("--out", required=True, help="model package folder to write")
+    ap.add_argument("--data-command", default="", help="how the training data was made (provenance)")
     args = ap.parse_args()
     run, out = Path(args.run), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -243,7 +272,8 @@ def main():
     export_graphs(model, cfg, out)
     shutil.copy(run / "tokenizer.json", out / "tokenizer.json")
     check_against_torch(model, cfg, out, tok)
-    write_manifest(out, cfg, ckpt, args.run)
+    save_weights(model, ckpt, out)
+    write_manifest(out, cfg, ckpt, args.run, args.data_command)
     total = sum((out / f).stat().st_size for f in GRAPHS)
     print(f"wrote {out} ({total/1e6:.1f} MB of graphs)")
 

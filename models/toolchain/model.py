@@ -18,10 +18,11 @@ class Config:
     image_size = 256
     dim = 128
     heads = 4
+    local_layers = 1
     enc_layers = 3
     dec_layers = 2
     ffn = 384
-    max_text = 160
+    max_text = 224
     max_target = 24
 
     @property
@@ -79,8 +80,11 @@ class VisionEncoder(nn.Module):
         side = int(math.isqrt(cfg.patches))
         self.register_buffer("grid", grid_sinusoid(side, cfg.dim).unsqueeze(0), persistent=False)
         self.norm = nn.LayerNorm(cfg.dim)
-        # Training-only head: which defect kind (or none) each 16x16 cell shows.
+        # Training-only heads: which defect kind (or none) each 16x16 cell
+        # shows, and how large (log mm) that defect is, so image tokens carry
+        # what size limits are judged on.
         self.patch_head = nn.Conv2d(128, n_kinds + 1, 1)
+        self.size_head = nn.Conv2d(128, 1, 1)
 
     def features(self, pixel_values):
         return self.body(pixel_values)  # [B, 128, 16, 16]
@@ -96,6 +100,7 @@ class VisionEncoder(nn.Module):
 
 
 LOC_FEATURES = 64
+MAX_CLAUSE = 32
 
 
 def loc_table(n_loc):
@@ -200,27 +205,47 @@ class ClauseCarry(nn.Module):
         diff = (acc.unsqueeze(2) - acc.unsqueeze(1)).clamp(max=0.0)  # [B, t, s]
         causal = (pos.unsqueeze(1) >= pos.unsqueeze(0)).to(x.dtype)
         w = torch.exp(diff) * g.unsqueeze(1) * causal
-        return x + self.proj(w @ x)
+        return x + self.proj(w @ x), g
 
 
 class CrossModalEncoder(nn.Module):
-    """Joint self-attention over image patches and the standard's tokens."""
+    """Joint self-attention over image patches and the standard's tokens.
+
+    The first `local_layers` attend within a segment only: each clause (from
+    its `<clause_K>` opening to the next, found by the carry gate) reads
+    itself, and the image reads itself, so that every word of a clause knows
+    the clause's number, kind, rule and limit before anything looks across
+    clauses. The remaining layers attend jointly over everything."""
 
     def __init__(self, cfg):
         super().__init__()
+        self.n_img = cfg.patches
         self.pos = nn.Parameter(torch.randn(1, cfg.patches + cfg.max_text, cfg.dim) * 0.02)
         self.register_buffer(
             "fixed", sinusoid(torch.arange(cfg.patches + cfg.max_text), cfg.dim).unsqueeze(0), persistent=False
         )
+        self.local = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.local_layers))
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.enc_layers))
         self.norm = nn.LayerNorm(cfg.dim)
         self.carry = ClauseCarry(cfg)
 
+    def segments(self, gate):
+        """Segment id per position: -1 for the image, then one id per clause
+        (0 for text before the first clause)."""
+        pos = torch.arange(gate.shape[1])
+        seg = torch.cumsum((gate > 0.5).to(gate.dtype), dim=1)
+        return torch.where(pos.unsqueeze(0) >= self.n_img, seg, torch.full_like(seg, -1.0))
+
     def forward(self, inputs_embeds, attention_mask):
         t = inputs_embeds.shape[1]
-        x = self.carry(inputs_embeds)
+        x, gate = self.carry(inputs_embeds)
         x = x + self.pos[:, :t] + self.fixed[:, :t]
         bias = mask_bias(attention_mask)
+        seg = self.segments(gate)
+        same = seg.unsqueeze(2) == seg.unsqueeze(1)  # [B, L, L]
+        local_bias = torch.where(same, 0.0, -1e4).unsqueeze(1) + bias
+        for layer in self.local:
+            x = layer(x, local_bias)
         for layer in self.layers:
             x = layer(x, bias)
         return self.norm(x)
@@ -308,18 +333,31 @@ class InspectionModel(nn.Module):
         self.embed = TokenEmbedding(vocab, cfg.dim, loc_start, n_loc)
         self.encoder = CrossModalEncoder(cfg)
         self.decoder = Decoder(cfg, vocab, loc_start, n_loc)
+        # Training-only head on the encoder's image tokens: kind, violated or
+        # not, and the clause violated, per token (see data.verdict_maps).
+        self.n_kinds = n_kinds
+        self.verdict_head = nn.Linear(cfg.dim, (n_kinds + 1) + 2 + (MAX_CLAUSE + 1))
+        # Training-only head on the text tokens that open clauses: the kind the
+        # clause governs, its rule, limit and count (see data.clause_labels).
+        self.clause_sizes = [n_kinds + 1, 4, 7, 3]
+        self.clause_head = nn.Linear(cfg.dim, sum(self.clause_sizes))
 
     def forward(self, pixels, text_ids, text_mask, dec_in):
         fmap = self.vision.features(pixels)
         img = self.vision.tokens(fmap)
         patch_logits = self.vision.patch_head(fmap).flatten(2).transpose(1, 2)
+        patch_size = self.vision.size_head(fmap).flatten(1)
         text = self.embed(text_ids)
         x = torch.cat([img, text], dim=1)
         mask = torch.cat([torch.ones(img.shape[:2], dtype=text_mask.dtype), text_mask], dim=1)
         enc = self.encoder(x, mask)
         enc_kv = self.decoder.encoder_kv(enc)
         logits, _ = self.decoder.step(self.embed(dec_in), mask, None, enc_kv)
-        return logits, patch_logits
+        verdict = self.verdict_head(enc[:, : img.shape[1]])
+        k = self.n_kinds + 1
+        aux = {"kind": verdict[..., :k], "violated": verdict[..., k : k + 2], "clause": verdict[..., k + 2 :]}
+        aux["parse"] = torch.split(self.clause_head(enc[:, img.shape[1] :]), self.clause_sizes, dim=-1)
+        return logits, patch_logits, patch_size, aux
 
 
 def soft_targets(labels, vocab, loc_start, n_loc, sigma):

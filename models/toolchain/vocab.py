@@ -1,8 +1,9 @@
 """The vocabulary shared by the standard's text and the verdict-v1 language.
 
-One Hugging Face `tokenizer.json` (WordLevel, lower-cased, words and single
-digits) serves both the encoder text and the decoder output, as Florence-2's
-does, so the appliance needs exactly one tokenizer.
+One Hugging Face `tokenizer.json` (WordLevel; BERT normalizer: lower-cased,
+every CJK character its own word; words and single digits) serves both the
+encoder text and the decoder output, as Florence-2's does, so the appliance
+needs exactly one tokenizer. English and Chinese standards share it.
 """
 import json
 import re
@@ -19,32 +20,37 @@ SPECIAL = [PAD, BOS, EOS, UNK, PASS, FAIL, OK]
 LOC = [f"<loc_{i}>" for i in range(N_LOC)]
 CLAUSE = [f"<clause_{i}>" for i in range(1, MAX_CLAUSE + 1)]
 
-_WORD = re.compile(r"\w+|[^\w\s]+")
-
-
-def _pre_tokenize(text):
-    out = []
-    for piece in _WORD.findall(text.lower()):
-        if piece.isdigit():
-            out.extend(piece)
-        else:
-            out.append(piece)
-    return out
-
-
-def build(texts):
-    """Builds the tokenizer from the words seen in `texts` (training standards)."""
-    words = set(DEFECT_WORDS)
-    for t in texts:
-        words.update(_pre_tokenize(t))
-    words.update(str(d) for d in range(10))
-    ordered = SPECIAL + LOC + CLAUSE + sorted(w for w in words if w not in SPECIAL)
-    vocab = {tok: i for i, tok in enumerate(ordered)}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
-    tok.normalizer = normalizers.Lowercase()
+def _pipeline(tok):
+    tok.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=True
+    )
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=True)]
     )
+    return tok
+
+
+_SPECIAL_IN_TEXT = re.compile(r"<(?:clause|loc)_\d+>|<pad>|<s>|</s>|<unk>|<pass>|<fail>|<ok>")
+
+
+def words_of(text):
+    """The words the tokenizer splits `text` into (special tokens left out)."""
+    probe = _pipeline(Tokenizer(models.WordLevel(vocab={UNK: 0}, unk_token=UNK)))
+    plain = _SPECIAL_IN_TEXT.sub(" ", text)
+    normal = probe.normalizer.normalize_str(plain)
+    return [w for w, _ in probe.pre_tokenizer.pre_tokenize_str(normal)]
+
+
+def build(texts, extra_words=()):
+    """Builds the tokenizer from the words seen in `texts` (training standards)
+    plus `extra_words` (defect names the decoder must be able to write)."""
+    words = set(DEFECT_WORDS) | set(extra_words)
+    for t in texts:
+        words.update(words_of(t))
+    words.update(str(d) for d in range(10))
+    ordered = SPECIAL + LOC + CLAUSE + sorted(w for w in words if w not in SPECIAL)
+    vocab = {tok: i for i, tok in enumerate(ordered)}
+    tok = _pipeline(Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK)))
     tok.add_special_tokens(SPECIAL + LOC + CLAUSE)
     return tok
 
@@ -83,8 +89,9 @@ def text_ids(tok, text):
 
 def save(tok, path):
     tok.save(str(path))
-    # Keep the file stable across runs: sorted keys make hashes reproducible.
+    # Keep the file stable across runs (sorted keys make hashes reproducible)
+    # and compact (it ships in every package).
     with open(path) as f:
         data = json.load(f)
     with open(path, "w") as f:
-        json.dump(data, f, ensure_ascii=False, sort_keys=True, indent=1)
+        json.dump(data, f, ensure_ascii=False, sort_keys=True, separators=(",", ":"))

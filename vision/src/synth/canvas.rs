@@ -7,6 +7,7 @@
 use image::RgbImage;
 
 /// A planar-free, row-major RGB float image.
+#[derive(Clone)]
 pub struct Canvas {
     /// Width in pixels.
     pub width: u32,

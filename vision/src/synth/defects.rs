@@ -21,6 +21,11 @@ pub enum DefectKind {
     Stain,
     Hole,
     Contamination,
+    /// A sharp sliver of material left at an edge (new-line kind, never in
+    /// the reference model's training data).
+    Burr,
+    /// A cluster of small gas pits in a coating (new-line kind).
+    Porosity,
 }
 
 impl DefectKind {
@@ -34,6 +39,11 @@ impl DefectKind {
         DefectKind::Contamination,
     ];
 
+    /// Kinds that only the synthetic "new line" produces: the adaptation
+    /// (fine-tuning) demonstration uses them because pretraining never saw
+    /// them, neither drawn nor named.
+    pub const NEW_LINE: [DefectKind; 2] = [DefectKind::Burr, DefectKind::Porosity];
+
     /// The word the model writes for this kind in a finding.
     pub fn word(self) -> &'static str {
         match self {
@@ -43,6 +53,8 @@ impl DefectKind {
             DefectKind::Stain => "stain",
             DefectKind::Hole => "hole",
             DefectKind::Contamination => "contamination",
+            DefectKind::Burr => "burr",
+            DefectKind::Porosity => "porosity",
         }
     }
 
@@ -55,12 +67,17 @@ impl DefectKind {
             DefectKind::Stain => "stains",
             DefectKind::Hole => "holes",
             DefectKind::Contamination => "contamination",
+            DefectKind::Burr => "burrs",
+            DefectKind::Porosity => "porosity",
         }
     }
 
     /// Parses the finding word back into a kind.
     pub fn from_word(word: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.word() == word)
+        Self::ALL
+            .into_iter()
+            .chain(Self::NEW_LINE)
+            .find(|k| k.word() == word)
     }
 
     /// Size range in millimetres the line draws this kind at.
@@ -72,6 +89,8 @@ impl DefectKind {
             DefectKind::Stain => (1.0, 5.0),
             DefectKind::Hole => (0.6, 3.0),
             DefectKind::Contamination => (1.0, 4.0),
+            DefectKind::Burr => (1.2, 4.0),
+            DefectKind::Porosity => (1.2, 4.0),
         }
     }
 }
@@ -260,6 +279,40 @@ pub fn paint_defect(
                     rgb,
                     0.9,
                 );
+            }
+        }
+        DefectKind::Burr => {
+            // A bright tapering sliver with a thin shadow along one side.
+            let (nx, ny) = (-uy, ux);
+            let base = (centre.0 - ux * size_px / 2.0, centre.1 - uy * size_px / 2.0);
+            for (i, width) in [2.6f32, 1.8, 1.0].into_iter().enumerate() {
+                let reach = size_px * (1.0 - 0.3 * i as f32);
+                let tip = (base.0 + ux * reach, base.1 + uy * reach);
+                stroke(canvas, &mut acc, base, tip, width, 0.42);
+            }
+            let shadow = (base.0 + nx * 2.0, base.1 + ny * 2.0);
+            let tip = (shadow.0 + ux * size_px * 0.8, shadow.1 + uy * size_px * 0.8);
+            stroke(canvas, &mut acc, shadow, tip, 1.0, -0.25);
+        }
+        DefectKind::Porosity => {
+            // Small dark pits with a lit rim, scattered over the extent.
+            let pits = rng.gen_range(4..9);
+            for _ in 0..pits {
+                let off = (
+                    rng.gen_range(-0.45..0.45) * size_px,
+                    rng.gen_range(-0.45..0.45) * size_px,
+                );
+                let c = (centre.0 + off.0, centre.1 + off.1);
+                let r = rng.gen_range(1.0..2.0);
+                disk(
+                    canvas,
+                    &mut acc,
+                    (c.0 - 0.7, c.1 - 0.7),
+                    r + 0.6,
+                    [0.8, 0.8, 0.75],
+                    0.5,
+                );
+                disk(canvas, &mut acc, c, r, [0.06, 0.05, 0.05], 0.95);
             }
         }
     }

@@ -8,6 +8,7 @@
 mod canvas;
 pub mod dataset;
 pub mod defects;
+pub mod plant;
 pub mod standard;
 pub mod surface;
 
@@ -17,7 +18,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 pub use defects::{DefectKind, DrawnDefect};
-pub use standard::{Rule, SynthClause, WrittenStandard};
+pub use standard::{Language, Phrasings, Rule, SynthClause, WrittenStandard};
 pub use surface::Material;
 
 /// Frame width and height the line produces, in pixels.
@@ -83,13 +84,20 @@ impl SynthLine {
         let material = Material::ALL[rng.gen_range(0..Material::ALL.len())];
         let (mut canvas, region) = surface::paint_surface(rng, FRAME_SIZE, FRAME_SIZE, material);
         let count = match rng.gen::<f32>() {
-            r if r < 0.3 => 0,
-            r if r < 0.8 => 1,
-            _ => 2,
+            r if r < 0.25 => 0,
+            r if r < 0.65 => 1,
+            r if r < 0.9 => 2,
+            _ => 3,
         };
+        // Half the parts with several defects repeat one kind, so that count
+        // limits in the standards have something to count.
+        let repeat = rng.gen_bool(0.5);
         let mut defects: Vec<DrawnDefect> = Vec::new();
-        for _ in 0..count {
-            let kind = DefectKind::ALL[rng.gen_range(0..DefectKind::ALL.len())];
+        for i in 0..count {
+            let kind = match defects.first() {
+                Some(first) if repeat && i > 0 => first.kind,
+                _ => DefectKind::ALL[rng.gen_range(0..DefectKind::ALL.len())],
+            };
             let size_mm = defects::sample_size_mm(rng, kind);
             let taken: Vec<[u32; 4]> = defects.iter().map(|d| d.box_px).collect();
             let Some(centre) = defects::sample_centre(rng, &region, size_mm / MM_PER_PX, &taken)
@@ -112,9 +120,63 @@ impl SynthLine {
         }
     }
 
+    /// Paints a part of `material` carrying one defect of `kind` (or none),
+    /// with the defect's pixel mask: the "new line" the adaptation
+    /// demonstration fine-tunes on.
+    pub fn next_plant_part(
+        &mut self,
+        material: Material,
+        kind: Option<DefectKind>,
+    ) -> (SynthPart, Option<image::GrayImage>) {
+        let rng = &mut self.rng;
+        let (mut canvas, region) = surface::paint_surface(rng, FRAME_SIZE, FRAME_SIZE, material);
+        let mut defects = Vec::new();
+        let mut mask = None;
+        if let Some(kind) = kind {
+            let size_mm = defects::sample_size_mm(rng, kind);
+            if let Some(centre) = defects::sample_centre(rng, &region, size_mm / MM_PER_PX, &[]) {
+                let before = canvas.clone();
+                if let Some(d) =
+                    defects::paint_defect(rng, &mut canvas, kind, centre, size_mm, MM_PER_PX)
+                {
+                    mask = Some(image::GrayImage::from_fn(FRAME_SIZE, FRAME_SIZE, |x, y| {
+                        let (a, b) = (before.get(x, y), canvas.get(x, y));
+                        let change: f32 = (0..3).map(|c| (a[c] - b[c]).abs()).sum();
+                        image::Luma([if change > 0.04 { 255 } else { 0 }])
+                    }));
+                    defects.push(d);
+                }
+            }
+        }
+        surface::apply_lighting(rng, &mut canvas);
+        let part = SynthPart {
+            image: canvas.to_rgb8(),
+            material,
+            mm_per_px: MM_PER_PX,
+            defects,
+        };
+        (part, mask)
+    }
+
     /// Writes a standard suited to judging `part`.
-    pub fn write_standard(&mut self, part: &SynthPart) -> WrittenStandard {
-        standard::write_standard(&mut self.rng, &part.defects)
+    pub fn write_standard(
+        &mut self,
+        part: &SynthPart,
+        language: Language,
+        set: Phrasings,
+    ) -> WrittenStandard {
+        standard::write_standard(&mut self.rng, &part.defects, language, set)
+    }
+
+    /// A twin of `standard` differing in one clause so that `part`'s decision
+    /// flips (see [`standard::counterfactual`]).
+    pub fn counterfactual(
+        &mut self,
+        part: &SynthPart,
+        standard: &WrittenStandard,
+        set: Phrasings,
+    ) -> Option<WrittenStandard> {
+        standard::counterfactual(&mut self.rng, standard, &part.defects, set)
     }
 }
 
@@ -134,7 +196,7 @@ pub fn judge(part: &SynthPart, standard: &WrittenStandard) -> ExpectedVerdict {
                 loc_bin(d.box_px[3], h),
             ],
             size_mm: d.size_mm,
-            clause: standard::violated_clause(standard, d),
+            clause: standard::violated_clause(standard, d, &part.defects),
         })
         .collect();
     let fail = findings.iter().any(|f| f.clause.is_some());
@@ -193,14 +255,23 @@ mod tests {
         let mut seen = (0, 0);
         for _ in 0..60 {
             let part = line.next_part();
-            let standard = line.write_standard(&part);
+            let language = Language::ALL[seen.0 % 2];
+            let standard = line.write_standard(&part, language, Phrasings::Train);
             let verdict = judge(&part, &standard);
             for f in &verdict.findings {
-                let clause = standard.clauses.iter().find(|c| c.kind == f.kind).unwrap();
+                let clause = standard
+                    .clauses
+                    .iter()
+                    .find(|c| c.kind == Some(f.kind))
+                    .unwrap();
+                let of_kind = verdict.findings.iter().filter(|g| g.kind == f.kind).count();
                 let expected = match clause.rule {
                     Rule::Ban => Some(clause.number),
                     Rule::Tolerate => None,
                     Rule::Limit { limit_mm } => (f.size_mm > limit_mm).then_some(clause.number),
+                    Rule::Count { max_count } => {
+                        (of_kind as u32 > max_count).then_some(clause.number)
+                    }
                 };
                 assert_eq!(f.clause, expected);
                 if f.clause.is_some() {
@@ -216,5 +287,65 @@ mod tests {
             assert!(verdict.target.ends_with("</s>"));
         }
         assert!(seen.0 > 5 && seen.1 > 5, "{seen:?}");
+    }
+
+    #[test]
+    fn counterfactual_twin_flips_the_decision_and_changes_one_clause() {
+        let mut line = SynthLine::new(21);
+        let mut made = 0;
+        for i in 0..80 {
+            let part = line.next_part();
+            let language = Language::ALL[i % 2];
+            let standard = line.write_standard(&part, language, Phrasings::Heldout);
+            let Some(twin) = line.counterfactual(&part, &standard, Phrasings::Heldout) else {
+                continue;
+            };
+            made += 1;
+            assert_ne!(
+                judge(&part, &standard).decision,
+                judge(&part, &twin).decision
+            );
+            let changed = standard
+                .clauses
+                .iter()
+                .zip(&twin.clauses)
+                .filter(|(a, b)| a != b)
+                .count();
+            assert_eq!(changed, 1, "{}\n---\n{}", standard.text, twin.text);
+            let differing = standard
+                .text
+                .lines()
+                .zip(twin.text.lines())
+                .filter(|(a, b)| a != b)
+                .count();
+            assert!(differing <= 1);
+        }
+        assert!(made > 30, "only {made} twins");
+    }
+
+    #[test]
+    fn heldout_phrasings_never_appear_in_training_standards() {
+        let mut line = SynthLine::new(5);
+        let mut train = std::collections::HashSet::new();
+        for i in 0..300 {
+            let part = line.next_part();
+            let s = line.write_standard(&part, Language::ALL[i % 2], Phrasings::Train);
+            train.extend(
+                s.text
+                    .lines()
+                    .skip(1)
+                    .map(|l| l.split_once(". ").unwrap().1.to_string()),
+            );
+        }
+        let mut line = SynthLine::new(6);
+        for i in 0..100 {
+            let part = line.next_part();
+            let s = line.write_standard(&part, Language::ALL[i % 2], Phrasings::Heldout);
+            for (c, l) in s.clauses.iter().zip(s.text.lines().skip(1)) {
+                if c.kind.is_some() {
+                    assert!(!train.contains(l.split_once(". ").unwrap().1), "{l}");
+                }
+            }
+        }
     }
 }

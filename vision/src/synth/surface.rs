@@ -18,6 +18,8 @@ pub enum Material {
     AnodizedAluminium,
     BlackPlastic,
     CastIron,
+    /// Only on the synthetic "new line" (adaptation demonstration).
+    GreenPowderCoat,
 }
 
 impl Material {
@@ -35,6 +37,7 @@ impl Material {
             Material::AnodizedAluminium => [0.33, 0.44, 0.66],
             Material::BlackPlastic => [0.20, 0.20, 0.22],
             Material::CastIron => [0.44, 0.41, 0.38],
+            Material::GreenPowderCoat => [0.24, 0.47, 0.30],
         }
     }
 }
@@ -98,6 +101,7 @@ pub fn paint_surface(
                 Material::AnodizedAluminium => 0.02 * fine[i] + 0.03 * coarse[i],
                 Material::BlackPlastic => 0.025 * fine[i] + 0.02 * coarse[i],
                 Material::CastIron => 0.06 * fine[i] + 0.04 * coarse[i],
+                Material::GreenPowderCoat => 0.035 * fine[i] + 0.025 * coarse[i],
             };
             canvas.add(x, y, texture + tint);
         }

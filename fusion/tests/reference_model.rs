@@ -1,0 +1,190 @@
+//! The shipped reference model, run by the appliance's engine:
+//! - parity: for fixed parts and standards, the engine decodes exactly the
+//!   tokens the model toolchain decoded with ONNX Runtime from Python
+//!   (fixtures written by `python -m toolchain.parity`), FP32 and INT8;
+//! - accuracy: on parts generated fresh here (held-out phrasings, English and
+//!   Chinese), the decision accuracy does not fall more than a stated margin
+//!   below the figure the package reports in model.toml.
+
+use std::path::{Path, PathBuf};
+
+use firmware_config::{ExecutionProvider, Precision};
+use fusion::{Decision, Engine, EngineSettings, ModelPackage, Standard};
+use serde::Deserialize;
+use vision::preprocess::{self, Crop};
+use vision::runtime::SessionSettings;
+use vision::synth::dataset::{write_dataset, DatasetSpec};
+use vision::synth::{Language, Phrasings};
+
+/// How far below its reported decision accuracy the model may score on a
+/// fresh 120-part set before this test calls it a regression. The set holds
+/// about 450 judgements, so one standard error is about 1.5 points.
+const ACCURACY_MARGIN: f64 = 0.05;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn engine(precision: Precision) -> Engine {
+    let package = ModelPackage::open(&repo().join("models/reference"), precision).unwrap();
+    let settings = EngineSettings {
+        sessions: SessionSettings {
+            providers: vec![ExecutionProvider::Cpu],
+            intra_threads: 1,
+        },
+        review_threshold: 0.6,
+        onnxruntime_library: PathBuf::new(),
+    };
+    Engine::load(package, &settings).expect("reference model loads")
+}
+
+#[derive(Deserialize)]
+struct Fixtures {
+    dataset: FixtureSpec,
+    items: Vec<Fixture>,
+}
+
+#[derive(Deserialize)]
+struct FixtureSpec {
+    count: usize,
+    seed: u64,
+    standards_per_part: usize,
+    languages: Vec<String>,
+    heldout: bool,
+    counterfactuals: bool,
+}
+
+#[derive(Deserialize)]
+struct Fixture {
+    precision: String,
+    part: usize,
+    standard: usize,
+    tokens: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Record {
+    image: String,
+    standards: Vec<JudgedStandard>,
+}
+
+#[derive(Deserialize)]
+struct JudgedStandard {
+    text: String,
+    verdict: Truth,
+}
+
+#[derive(Deserialize)]
+struct Truth {
+    decision: String,
+}
+
+fn write(dir: &Path, spec: &DatasetSpec) -> Vec<Record> {
+    let manifest = write_dataset(dir, spec).unwrap();
+    std::fs::read_to_string(manifest)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn tensor(engine: &Engine, dir: &Path, record: &Record) -> Vec<f32> {
+    let img = image::open(dir.join(&record.image)).unwrap().to_rgb8();
+    preprocess::to_tensor(&img, Crop::full(&img), &engine.input_spec())
+}
+
+#[test]
+fn engine_decodes_exactly_the_toolchain_tokens() {
+    let text = std::fs::read_to_string(repo().join("fusion/tests/fixtures/reference_parity.json"))
+        .expect("parity fixtures (python -m toolchain.parity)");
+    let fixtures: Fixtures = serde_json::from_str(&text).unwrap();
+    let f = &fixtures.dataset;
+    let dir = tempfile::tempdir().unwrap();
+    let records = write(
+        dir.path(),
+        &DatasetSpec {
+            count: f.count,
+            seed: f.seed,
+            standards_per_part: f.standards_per_part,
+            languages: f
+                .languages
+                .iter()
+                .map(|l| Language::parse(l).unwrap())
+                .collect(),
+            phrasings: if f.heldout {
+                Phrasings::Heldout
+            } else {
+                Phrasings::Train
+            },
+            counterfactuals: f.counterfactuals,
+        },
+    );
+    let mut checked = 0;
+    for precision in [Precision::Fp32, Precision::Int8] {
+        let name = match precision {
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
+        };
+        let mut engine = engine(precision);
+        for item in fixtures.items.iter().filter(|i| i.precision == name) {
+            let record = &records[item.part];
+            let standard = Standard::new("parity", record.standards[item.standard].text.clone());
+            let x = tensor(&engine, dir.path(), record);
+            let j = engine.judge(&[x], &standard).unwrap().remove(0);
+            assert_eq!(
+                j.tokens, item.tokens,
+                "{name} part {} standard {}:\n{}",
+                item.part, item.standard, standard.text
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 16, "only {checked} fixtures");
+}
+
+#[test]
+fn decision_accuracy_holds_on_fresh_parts() {
+    let manifest: toml::Value = toml::from_str(
+        &std::fs::read_to_string(repo().join("models/reference/model.toml")).unwrap(),
+    )
+    .unwrap();
+    let reported = manifest["evaluation"]["fp32"]["decision"]
+        .as_float()
+        .expect("model.toml reports [evaluation.fp32] decision");
+    let dir = tempfile::tempdir().unwrap();
+    let records = write(
+        dir.path(),
+        &DatasetSpec {
+            count: 120,
+            seed: 424_242,
+            standards_per_part: 2,
+            languages: vec![Language::En, Language::Zh],
+            phrasings: Phrasings::Heldout,
+            counterfactuals: true,
+        },
+    );
+    let mut engine = engine(Precision::Fp32);
+    let (mut right, mut total) = (0usize, 0usize);
+    for record in &records {
+        let x = tensor(&engine, dir.path(), record);
+        for s in &record.standards {
+            let standard = Standard::new("accuracy", s.text.clone());
+            let j = engine
+                .judge(std::slice::from_ref(&x), &standard)
+                .unwrap()
+                .remove(0);
+            let want = if s.verdict.decision == "FAIL" {
+                Decision::Fail
+            } else {
+                Decision::Pass
+            };
+            right += usize::from(j.model_decision == want);
+            total += 1;
+        }
+    }
+    let accuracy = right as f64 / total as f64;
+    assert!(
+        accuracy >= reported - ACCURACY_MARGIN,
+        "decision accuracy {accuracy:.3} on {total} fresh judgements; model.toml reports {reported:.3}"
+    );
+}

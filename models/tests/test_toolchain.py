@@ -1,0 +1,103 @@
+"""Quick end-to-end checks of the model toolchain, run by `make test`:
+a tiny training run, export (which checks ONNX Runtime against PyTorch),
+reload of the checkpoint, INT8 quantization, evaluation and the vocabulary.
+
+Needs the appliance binary (for `appliance synth`): APPLIANCE_BIN, or
+target/debug/appliance as `make test` leaves it.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "models"))
+
+from toolchain import evaluate, quantize, vocab  # noqa: E402
+
+
+def appliance():
+    return os.environ.get("APPLIANCE_BIN", str(ROOT / "target" / "debug" / "appliance"))
+
+
+def run(*args):
+    subprocess.run([sys.executable, "-m", *args], check=True, cwd=ROOT / "models",
+                   env={**os.environ, "PYTHONPATH": str(ROOT / "models")})
+
+
+class VocabularyTest(unittest.TestCase):
+    def test_chinese_characters_and_digits_are_single_tokens(self):
+        tok = vocab.build(["1. 划痕长度超过2.5毫米判为不合格。", "2. Scratches longer than 12 mm are rejected."])
+        ids = vocab.text_ids(tok, "标准\n1. 划痕长度超过2.5毫米判为不合格。")
+        tokens = [tok.id_to_token(i) for i in ids]
+        self.assertIn("<clause_1>", tokens)
+        self.assertIn("划", tokens)
+        self.assertEqual(tokens[tokens.index("2"):tokens.index("2") + 3], ["2", ".", "5"])
+        self.assertNotIn("12", vocab.words_of("longer than 12 mm"))
+
+    def test_target_with_unknown_word_is_refused(self):
+        tok = vocab.build(["1. Scratches are acceptable."])
+        with self.assertRaises(ValueError):
+            vocab.target_ids(tok, "<fail> sprocket <loc_1><loc_2><loc_3><loc_4> <clause_1> </s>")
+
+
+class TinyRunTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.dir = Path(cls.tmp.name)
+        bin_ = appliance()
+        if not Path(bin_).exists():
+            raise unittest.SkipTest(f"{bin_} is not built (run cargo build -p appliance)")
+        subprocess.run([bin_, "synth", "--out", str(cls.dir / "data"), "--count", "24", "--seed", "3",
+                        "--standards-per-part", "2", "--counterfactuals"], check=True)
+        run("toolchain.train", "--data", str(cls.dir / "data"), "--out", str(cls.dir / "run"),
+            "--steps", "3", "--batch", "4", "--warmup", "1", "--seed", "1")
+        run("toolchain.export", "--run", str(cls.dir / "run"), "--out", str(cls.dir / "pkg"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_package_has_every_file_with_its_hash(self):
+        manifest = (self.dir / "pkg" / "model.toml").read_text()
+        for graph in quantize.GRAPHS + ["tokenizer.json"]:
+            self.assertIn(f'"{graph}" = "{quantize.sha256(self.dir / "pkg" / graph)}"', manifest)
+
+    def test_training_is_deterministic_given_the_seed(self):
+        run("toolchain.train", "--data", str(self.dir / "data"), "--out", str(self.dir / "run2"),
+            "--steps", "3", "--batch", "4", "--warmup", "1", "--seed", "1")
+        import torch
+        a = torch.load(self.dir / "run" / "checkpoint.pt", weights_only=False)
+        b = torch.load(self.dir / "run2" / "checkpoint.pt", weights_only=False)
+        self.assertEqual(a["log"][-1]["loss"], b["log"][-1]["loss"])
+        for k in a["state"]:
+            self.assertTrue(torch.equal(a["state"][k], b["state"][k]), k)
+
+    def test_int8_package_is_smaller_and_evaluates(self):
+        pkg = self.dir / "pkg"
+        quantize.quantize_package(pkg)
+        self.assertLess(quantize.package_bytes(pkg, "int8"), 0.4 * quantize.package_bytes(pkg, "fp32"))
+        for precision in ("fp32", "int8"):
+            rep = evaluate.evaluate(pkg, self.dir / "data", precision, limit=6, batch=4)
+            self.assertEqual(rep["images"], 6)
+            self.assertGreaterEqual(rep["judgements"], 12)
+            self.assertTrue(0.0 <= rep["decision"] <= 1.0)
+            if rep.get("counterfactual_n"):
+                self.assertTrue(0.0 <= rep["counterfactual"] <= 1.0)
+
+    def test_every_decoded_verdict_parses(self):
+        judge = evaluate.Judge(self.dir / "pkg", citation_guard=True)
+        rec = json.loads((self.dir / "data" / "manifest.jsonl").read_text().splitlines()[0])
+        from PIL import Image
+        feats = judge.image_features([Image.open(self.dir / "data" / rec["image"])])
+        out = judge.judge(feats, [rec["standards"][0]["text"]])[0]
+        self.assertIn(out["decision"], ("PASS", "FAIL"))
+        self.assertLessEqual(len(out["tokens"]), judge.max_tokens)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Retrains the reference model from scratch and rewrites models/reference:
+# synthetic training and held-out evaluation sets, training, export (with a
+# check against PyTorch), INT8 variant, evaluation figures into model.toml.
+# Deterministic given SEED (same data, same initialisation, same batches).
+# Sized to finish within 90 minutes on a 2-core CPU; STEPS and THREADS can be
+# raised on a bigger machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SEED=${SEED:-0}
+STEPS=${STEPS:-6000}
+BATCH=${BATCH:-24}
+THREADS=${THREADS:-0}
+OUT=${OUT:-models/reference}
+WORK=models/.work
+export PYTHONPATH=models
+
+python3 -m pip install --quiet -r models/requirements-train.txt
+cargo build --quiet -p appliance
+BIN=target/debug/appliance
+
+TRAIN_DATA="appliance synth --out $WORK/train --count 12000 --seed 1000 --standards-per-part 2 --languages en,zh --counterfactuals"
+EVAL_DATA="appliance synth --out $WORK/eval --count 2000 --seed 900000 --standards-per-part 2 --languages en,zh --heldout --counterfactuals"
+rm -rf "$WORK/train" "$WORK/eval"
+$BIN ${TRAIN_DATA#appliance }
+$BIN ${EVAL_DATA#appliance }
+
+started=$(date +%s)
+python3 -m toolchain.train --data "$WORK/train" --out "$WORK/run" \
+  --steps "$STEPS" --batch "$BATCH" --lr 1.5e-3 --seed "$SEED" --threads "$THREADS"
+python3 -m toolchain.export --run "$WORK/run" --out "$OUT" --data-command "$TRAIN_DATA"
+python3 -m toolchain.quantize --package "$OUT" --calibration "$WORK/train"
+python3 -m toolchain.cost --package "$OUT" --data "$WORK/eval" --write
+python3 -m toolchain.evaluate --package "$OUT" --data "$WORK/eval" --precision fp32,int8 \
+  --write --data-command "$EVAL_DATA"
+echo "reference model rebuilt in $(( $(date +%s) - started )) s after data generation"
