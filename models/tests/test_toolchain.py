@@ -89,6 +89,34 @@ class TinyRunTest(unittest.TestCase):
             if rep.get("counterfactual_n"):
                 self.assertTrue(0.0 <= rep["counterfactual"] <= 1.0)
 
+    def test_finetune_adds_a_new_defect_word_and_writes_a_loadable_package(self):
+        plant = self.dir / "plant"
+        subprocess.run([appliance(), "synth-plant", "--out", str(plant), "--heldout", str(self.dir / "plant-eval"),
+                        "--per-class", "3", "--seed", "5"], check=True)
+        run("toolchain.finetune", "--base", str(self.dir / "pkg"), "--images", str(plant),
+            "--standard", str(plant / "standard.txt"), "--out", str(self.dir / "plant-pkg"),
+            "--steps", "2", "--batch", "4")
+        judge = evaluate.Judge(self.dir / "plant-pkg", "int8")
+        self.assertIn("burr", judge.words)
+        self.assertIn("porosity", judge.words)
+        self.assertNotEqual(judge.tok.token_to_id("burr"), judge.tok.token_to_id(vocab.UNK))
+        rep = evaluate.evaluate(self.dir / "plant-pkg", self.dir / "plant-eval", limit=3, batch=3)
+        self.assertEqual(rep["judgements"], 3)
+
+    def test_finetune_refuses_a_defect_folder_the_standard_does_not_name(self):
+        plant = self.dir / "unnamed"
+        (plant / "sprocket").mkdir(parents=True)
+        from PIL import Image
+        Image.new("RGB", (32, 32)).save(plant / "sprocket" / "a.png")
+        (plant / "standard.txt").write_text("Standard.\n1. No burrs are permitted.\n")
+        proc = subprocess.run([sys.executable, "-m", "toolchain.finetune", "--base", str(self.dir / "pkg"),
+                               "--images", str(plant), "--standard", str(plant / "standard.txt"),
+                               "--out", str(self.dir / "never")], cwd=ROOT / "models", capture_output=True,
+                              text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "models")})
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("'sprocket'", proc.stderr)
+        self.assertIn("no clause of the standard names it", proc.stderr)
+
     def test_every_decoded_verdict_parses(self):
         judge = evaluate.Judge(self.dir / "pkg", citation_guard=True)
         rec = json.loads((self.dir / "data" / "manifest.jsonl").read_text().splitlines()[0])
