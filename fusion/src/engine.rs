@@ -103,6 +103,8 @@ struct CachedStandard {
     embeds: Vec<f32>,
     tokens: usize,
     context_loss: f32,
+    /// Per grammar defect word, the clauses a finding of it may cite.
+    citable: Arc<Vec<Vec<u32>>>,
 }
 
 /// A dense tensor copied out of a session's outputs.
@@ -258,6 +260,14 @@ impl Engine {
             tracing::warn!(recipe = %standard.recipe, tokens = all.len(), kept = kept.len(), "standard longer than the model's text window; tail cut");
         }
         let owned = self.embed_ids(kept)?;
+        let citable = self
+            .grammar
+            .defects
+            .iter()
+            .map(|(word, _)| {
+                standard.clauses_mentioning(&self.package.manifest.output.names_of(word))
+            })
+            .collect();
         if self.standards.len() >= STANDARD_CACHE {
             self.standards.clear();
         }
@@ -267,6 +277,7 @@ impl Engine {
                 embeds: owned.data,
                 tokens: kept.len(),
                 context_loss,
+                citable: Arc::new(citable),
             },
         );
         Ok(())
@@ -335,13 +346,7 @@ impl Engine {
         let layers = self.package.manifest.decoder.layers;
         let g = Arc::clone(&self.grammar);
         let clauses = standard.max_clause();
-        let citable: Vec<Vec<u32>> = g
-            .defects
-            .iter()
-            .map(|(word, _)| {
-                standard.clauses_mentioning(&self.package.manifest.output.names_of(word))
-            })
-            .collect();
+        let citable = Arc::clone(&self.standards[&standard.sha256].citable);
         let mut defect = 0usize;
         let mut state = State::Decision;
         let mut emitted: Vec<(u32, f32)> = Vec::new();

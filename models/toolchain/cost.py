@@ -25,9 +25,9 @@ import onnxruntime as ort
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import data, quantize, vocab
+from . import export, quantize, vocab
 from .evaluate import Judge
-from .model import Config, InspectionModel
+from .model import Config
 
 DECODER_TOKENS = 8
 PAST = 4
@@ -36,9 +36,7 @@ PAST = 4
 def flops(package, text_len):
     ckpt = torch.load(Path(package) / "weights.pt", weights_only=False)
     cfg = Config()
-    model = InspectionModel(cfg, ckpt["vocab"], len(data.KINDS), ckpt["loc_start"], vocab.N_LOC)
-    model.load_state_dict(ckpt["state"])
-    model.eval()
+    model = export.load_model(ckpt, cfg)
     n = cfg.patches
     out = {}
     with torch.no_grad():

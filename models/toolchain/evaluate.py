@@ -104,6 +104,8 @@ class Judge:
         self.clause = np.array([t(f"<clause_{i}>") for i in range(1, sp["max_clause"] + 1)])
         self.words = self.manifest["output"]["defect_words"]
         self.word_ids = np.array([t(w) for w in self.words])
+        self.word_of = {int(w): n for w, n in zip(self.word_ids, self.words)}
+        self.clause_of = {int(c): n + 1 for n, c in enumerate(self.clause)}
         self.max_tokens = self.manifest["output"]["max_tokens"]
         self.max_text = self.manifest["prompt"]["max_text_tokens"]
         self.layers = self.manifest["decoder"]["layers"]
@@ -155,7 +157,6 @@ class Judge:
         max_clause = [max(clauses(t), default=0) for t in texts]
         citable = [{w: clauses_mentioning(t, self.names.get(w, [w])) for w in self.words} if self.guard else {}
                    for t in texts]
-        word_of = {int(w): n for w, n in zip(self.word_ids, self.words)}
         current = [None] * B
         state = ["decision"] * B
         loc_k = [0] * B
@@ -198,7 +199,7 @@ class Judge:
                 out[b].append(tid)
                 probs[b].append(float(p[j]))
                 if state[b] == "finding":
-                    current[b] = word_of.get(tid)
+                    current[b] = self.word_of.get(tid)
                 state[b], loc_k[b] = self.advance(state[b], tid, boxes[b], loc_k[b])
             cur = nxt
             if all(s == "done" for s in state):
@@ -244,8 +245,7 @@ class Judge:
         decision = "FAIL" if ids[0] == self.fail else "PASS"
         findings = []
         i = 1
-        word_of = {int(w): n for w, n in zip(self.word_ids, self.words)}
-        clause_of = {int(c): n + 1 for n, c in enumerate(self.clause)}
+        word_of, clause_of = self.word_of, self.clause_of
         while i + 5 < len(ids) and ids[i] in word_of:
             loc = [int(ids[i + 1 + j] - self.loc[0]) for j in range(4)]
             c = ids[i + 5]

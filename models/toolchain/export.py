@@ -169,6 +169,14 @@ REFERENCE = {
 }
 
 
+def load_model(ckpt, cfg):
+    """The InspectionModel a training checkpoint or a package's weights.pt
+    describes, with its weights, in eval mode."""
+    model = InspectionModel(cfg, ckpt["vocab"], len(data.KINDS), ckpt["loc_start"], vocab.N_LOC)
+    model.load_state_dict(ckpt["state"])
+    return model.eval()
+
+
 def save_weights(model, ckpt, out):
     """The PyTorch weights the graphs came from, so `toolchain.finetune` can
     adapt the package to a plant's line."""
@@ -265,10 +273,7 @@ def main():
     cfg = Config()
     from tokenizers import Tokenizer
     tok = Tokenizer.from_file(str(run / "tokenizer.json"))
-    loc_start = ckpt.get("loc_start", tok.token_to_id("<loc_0>"))
-    model = InspectionModel(cfg, ckpt["vocab"], len(data.KINDS), loc_start, vocab.N_LOC)
-    model.load_state_dict(ckpt["state"])
-    model.eval()
+    model = load_model(ckpt, cfg)
     export_graphs(model, cfg, out)
     shutil.copy(run / "tokenizer.json", out / "tokenizer.json")
     check_against_torch(model, cfg, out, tok)

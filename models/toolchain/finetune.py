@@ -29,7 +29,6 @@ output is an ordinary package (FP32 and INT8) the appliance loads unchanged.
 import argparse
 import json
 import math
-import random
 import re
 import time
 from pathlib import Path
@@ -42,7 +41,7 @@ from PIL import Image
 from tokenizers import Tokenizer
 
 from . import data, evaluate, export, quantize, train, vocab
-from .model import Config, InspectionModel, soft_targets
+from .model import Config, soft_targets
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -255,8 +254,7 @@ def main():
                                   [standard] + [e[1] for e in examples], new_words)
     cfg = Config()
     old_v, new_v = ckpt["vocab"], tok.get_vocab_size()
-    model = InspectionModel(cfg, old_v, len(data.KINDS), ckpt["loc_start"], vocab.N_LOC)
-    model.load_state_dict(ckpt["state"])
+    model = export.load_model(ckpt, cfg)
     grow_rows(model, old_v, new_v)
     for p in model.parameters():
         p.requires_grad_(False)

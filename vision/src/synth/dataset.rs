@@ -84,6 +84,13 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '
     }
 }
 
+pub(crate) fn encode(path: &Path) -> impl FnOnce(image::ImageError) -> DatasetError + '_ {
+    move |source| DatasetError::Encode {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 /// Writes images and manifest lines into a dataset folder.
 pub(crate) struct ManifestWriter {
     out: PathBuf,
@@ -116,12 +123,7 @@ impl ManifestWriter {
     ) -> Result<(), DatasetError> {
         let name = format!("images/{index:06}.png");
         let path = self.out.join(&name);
-        part.image
-            .save(&path)
-            .map_err(|source| DatasetError::Encode {
-                path: path.clone(),
-                source,
-            })?;
+        part.image.save(&path).map_err(encode(&path))?;
         let record = ManifestLine {
             image: name,
             width: part.image.width(),

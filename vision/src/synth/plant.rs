@@ -11,7 +11,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::dataset::{io, DatasetError, ManifestWriter};
+use super::dataset::{encode, io, DatasetError, ManifestWriter};
 use super::{
     DefectKind, Language, Material, Phrasings, Rule, SynthClause, SynthLine, WrittenStandard,
 };
@@ -45,13 +45,6 @@ const CLASSES: [Option<DefectKind>; 3] = [None, Some(DefectKind::Burr), Some(Def
 
 fn class_name(kind: Option<DefectKind>) -> &'static str {
     kind.map_or("good", DefectKind::word)
-}
-
-fn encode(path: &Path) -> impl FnOnce(image::ImageError) -> DatasetError + '_ {
-    move |source| DatasetError::Encode {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 /// Writes `per_class` images per class from `seed` in the plant's folder
