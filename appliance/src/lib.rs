@@ -2,6 +2,8 @@
 //! MQTT publishing, the verdict record and evaluation. `main.rs` is the CLI
 //! over these; integration tests drive them directly.
 
+pub mod batcher;
+pub mod bench;
 pub mod eval;
 pub mod mqtt;
 pub mod pipeline;

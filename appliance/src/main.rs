@@ -101,6 +101,43 @@ enum Command {
         #[arg(long, default_value_t = usize::MAX)]
         limit: usize,
     },
+    /// Whole-pipeline benchmark: K cameras -> batching -> engine -> SQLite ->
+    /// MQTT; prints throughput, latency, CPU and memory as JSON.
+    Bench {
+        /// Station configuration (model, recipe, batching, broker).
+        #[arg(long, default_value = "config/demo/station.toml")]
+        config: PathBuf,
+        #[arg(long, default_value_t = 400)]
+        frames: usize,
+        #[arg(long, default_value_t = 4)]
+        cameras: usize,
+        /// Offered load in parts per second over all cameras (default: as
+        /// fast as the pipeline takes them).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Keep feeding for this many seconds instead of a frame count (soak).
+        #[arg(long)]
+        duration_s: Option<f64>,
+        /// fp32 or int8 (default: the configuration's).
+        #[arg(long)]
+        precision: Option<String>,
+        #[arg(long)]
+        max_batch: Option<usize>,
+        #[arg(long)]
+        max_wait_ms: Option<f64>,
+        /// Broker URL (default: the configuration's).
+        #[arg(long)]
+        mqtt: Option<String>,
+        /// Distinct synthetic parts, cycled.
+        #[arg(long, default_value_t = 64)]
+        distinct: usize,
+        /// Tight-loop rounds measuring the model's own compute.
+        #[arg(long, default_value_t = 60)]
+        compute_rounds: usize,
+        /// Also write the frame set and standard here (input of bench/baseline.py).
+        #[arg(long)]
+        export: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -270,6 +307,53 @@ fn main() -> anyhow::Result<()> {
             let cfg = tool_config(None, model)?;
             let mut engine = pipeline::load_engine(&cfg)?;
             let report = eval::evaluate(&mut engine, &data, limit)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Bench {
+            config,
+            frames,
+            cameras,
+            rate,
+            duration_s,
+            precision,
+            max_batch,
+            max_wait_ms,
+            mqtt,
+            distinct,
+            compute_rounds,
+            export,
+        } => {
+            init_logging();
+            let mut cfg = Loader::new(Some(&config)).load()?;
+            if let Some(p) = precision {
+                cfg.model.precision = match p.as_str() {
+                    "fp32" => firmware_config::Precision::Fp32,
+                    "int8" => firmware_config::Precision::Int8,
+                    other => anyhow::bail!("--precision {other:?}: use fp32 or int8"),
+                };
+            }
+            if let Some(b) = max_batch {
+                anyhow::ensure!(b >= 1, "--max-batch must be at least 1");
+                cfg.batching.max_batch = b;
+            }
+            if let Some(ms) = max_wait_ms {
+                cfg.batching.max_wait = std::time::Duration::from_secs_f64(ms.max(0.0) / 1e3);
+            }
+            if let Some(url) = mqtt {
+                cfg.mqtt.url = url;
+            }
+            cfg.station.station = format!("bench-{}", std::process::id());
+            let opts = appliance::bench::BenchOptions {
+                frames,
+                cameras,
+                rate,
+                duration: duration_s.map(std::time::Duration::from_secs_f64),
+                distinct,
+                compute_rounds,
+                export,
+            };
+            let report =
+                tokio::runtime::Runtime::new()?.block_on(appliance::bench::run(cfg, opts))?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Run { config } => {

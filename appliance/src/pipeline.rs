@@ -22,6 +22,7 @@ use vision::sources::synthetic::SyntheticCamera;
 use vision::sources::{Arrival, Origin};
 use vision::Frame;
 
+use crate::batcher::Batcher;
 use crate::mqtt::Publisher;
 use crate::store::Store;
 use crate::verdict::{self, Geometry, ImageRef, StationRef, Timings, Verdict};
@@ -44,10 +45,16 @@ pub fn load_standard(cfg: &StationConfig, recipe: &str) -> anyhow::Result<Standa
 /// Opens, verifies and loads the configured model package.
 pub fn load_engine(cfg: &StationConfig) -> anyhow::Result<Engine> {
     let package = ModelPackage::open(&cfg.model.package, cfg.model.precision)?;
+    let m = &cfg.model;
     let settings = EngineSettings {
         sessions: SessionSettings {
-            providers: cfg.model.execution_providers.clone(),
-            intra_threads: cfg.model.intra_threads,
+            providers: m.execution_providers.clone(),
+            intra_threads: m.intra_threads,
+            inter_threads: m.inter_threads,
+            device_id: m.device_id,
+            tensorrt_fp16: m.tensorrt.fp16,
+            tensorrt_int8: m.tensorrt.int8,
+            tensorrt_cache: m.tensorrt.engine_cache.clone(),
         },
         review_threshold: cfg.model.review_threshold as f32,
         onnxruntime_library: cfg.model.onnxruntime_library.clone(),
@@ -150,10 +157,11 @@ impl Station {
             .with_context(|| format!("unknown camera `{}`", frame.camera_id))?;
         let queued_at = SystemTime::now();
         let crop = crop_for(camera, &frame);
-        let judgement = self
+        let judged = self
             .engine
-            .judge(frame.clone(), crop, self.standard.clone())
+            .judge(&frame, crop, self.standard.clone())
             .await?;
+        let judgement = judged.judgement;
         let decided_at = SystemTime::now();
         let store = self.store.clone();
         let encoded = frame.encoded.clone();
@@ -185,7 +193,7 @@ impl Station {
             confidence: judgement.confidence,
             review_reason: judgement.review_reason.clone(),
             findings: verdict::findings_in_frame(&judgement, geometry),
-            model: self.engine.model.clone(),
+            model: (*judged.model).clone(),
             timings: Timings {
                 captured_at: rfc3339(frame.captured_at),
                 queued_at: rfc3339(queued_at),
@@ -217,33 +225,8 @@ impl Station {
 
 /// Runs the station until `shutdown` turns true, then stops sources, finishes
 /// frames in flight, drains acknowledgements and returns.
-pub async fn run(cfg: StationConfig, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let store = Store::open(&cfg.storage.database_url, &cfg.storage.data_dir).await?;
-    let standard = Arc::new(load_standard(&cfg, &cfg.station.recipe)?);
-    let engine_cfg = cfg.clone();
-    let engine = tokio::task::spawn_blocking(move || load_engine(&engine_cfg))
-        .await
-        .context("model loader panicked")??;
-    tracing::info!(model = %engine.package.manifest.name, version = %engine.package.manifest.version, recipe = %standard.recipe, clauses = standard.clauses.len(), "model loaded");
-    let (handle, worker_thread) = worker::spawn(
-        engine,
-        cfg.batching.max_batch,
-        cfg.batching.max_wait,
-        cfg.batching.queue_capacity,
-    );
-    let birth = serde_json::json!({
-        "state": "online",
-        "version": env!("CARGO_PKG_VERSION"),
-        "model": handle.model,
-        "recipe": standard.recipe,
-        "standard_sha256": standard.sha256,
-        "cameras": cfg.cameras.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
-    })
-    .to_string();
-    let (publisher_stop_tx, publisher_stop) = watch::channel(false);
-    let (publisher, mqtt_task) = Publisher::start(&cfg, store.clone(), birth, publisher_stop)?;
-
-    let (tx, mut rx) = mpsc::channel::<Arrival>(cfg.batching.queue_capacity);
+pub async fn run(cfg: StationConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let (tx, rx) = mpsc::channel::<Arrival>(cfg.batching.queue_capacity);
     let stop = Arc::new(AtomicBool::new(false));
     let mut source_threads = Vec::new();
     for cam in &cfg.cameras {
@@ -279,6 +262,53 @@ pub async fn run(cfg: StationConfig, mut shutdown: watch::Receiver<bool>) -> any
         source_threads.push(t);
     }
     drop(tx);
+    let result = serve(cfg, rx, shutdown, stop.clone()).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in source_threads {
+        let _ = t.join();
+    }
+    result
+}
+
+/// Runs the station on the arrivals of `rx` until `shutdown` turns true or
+/// every sender is gone; then sets `stop_sources`, finishes frames in flight,
+/// drains acknowledgements and returns.
+pub async fn serve(
+    cfg: StationConfig,
+    mut rx: mpsc::Receiver<Arrival>,
+    mut shutdown: watch::Receiver<bool>,
+    stop_sources: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let store = Store::open(&cfg.storage.database_url, &cfg.storage.data_dir).await?;
+    let standard = Arc::new(load_standard(&cfg, &cfg.station.recipe)?);
+    let engine_cfg = cfg.clone();
+    let warm_standard = standard.clone();
+    let engine = tokio::task::spawn_blocking(move || {
+        let mut engine = load_engine(&engine_cfg)?;
+        let took = engine.warm_up(&[&warm_standard], engine_cfg.batching.max_batch)?;
+        tracing::debug!(ms = took.as_millis() as u64, "model warmed up");
+        anyhow::Ok(engine)
+    })
+    .await
+    .context("model loader panicked")??;
+    tracing::info!(model = %engine.package.manifest.name, version = %engine.package.manifest.version, recipe = %standard.recipe, clauses = standard.clauses.len(), "model loaded");
+    let (handle, worker_thread) = worker::spawn(
+        engine,
+        Batcher::new(cfg.batching.max_batch, cfg.batching.max_wait),
+        cfg.batching.queue_capacity,
+        tokio::runtime::Handle::current(),
+    );
+    let birth = serde_json::json!({
+        "state": "online",
+        "version": env!("CARGO_PKG_VERSION"),
+        "model": handle.model(),
+        "recipe": standard.recipe,
+        "standard_sha256": standard.sha256,
+        "cameras": cfg.cameras.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+    })
+    .to_string();
+    let (publisher_stop_tx, publisher_stop) = watch::channel(false);
+    let (publisher, mqtt_task) = Publisher::start(&cfg, store.clone(), birth, publisher_stop)?;
 
     let ctx = Arc::new(Station {
         cameras: cfg
@@ -315,7 +345,7 @@ pub async fn run(cfg: StationConfig, mut shutdown: watch::Receiver<bool>) -> any
     }
     tracing::info!("stopping: cameras first, then frames in flight, then MQTT");
     crate::systemd::stopping();
-    stop.store(true, Ordering::Relaxed);
+    stop_sources.store(true, Ordering::Relaxed);
     rx.close();
     while let Ok(arrival) = rx.try_recv() {
         ctx.handle(arrival).await;
@@ -328,9 +358,6 @@ pub async fn run(cfg: StationConfig, mut shutdown: watch::Receiver<bool>) -> any
     let _ = publisher_stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), mqtt_task).await;
     drop(ctx);
-    for t in source_threads {
-        let _ = t.join();
-    }
-    let _ = worker_thread.join();
+    let _ = tokio::task::spawn_blocking(move || worker_thread.join()).await;
     Ok(())
 }

@@ -1,24 +1,60 @@
 //! The engine's worker thread: ONNX Runtime never runs on the async runtime.
 //!
-//! Jobs arrive on a bounded channel; the worker gathers a batch (up to
-//! `max_batch`, or whatever arrived within `max_wait` of the first job),
-//! preprocesses, runs the engine per standard, and answers each job on its
-//! own oneshot channel.
+//! Frames are preprocessed on the blocking pool (so that work overlaps the
+//! model's), queued on a bounded channel, gathered into batches by the
+//! [`Batcher`] and judged on one dedicated thread that owns the engine; each
+//! frame gets its answer on its own oneshot channel.
+//!
+//! Model reload is safe by construction: the new engine is loaded, verified
+//! and warmed up beside the running one, then handed to the worker, which
+//! swaps it in between two batches. Frames already in a batch finish on the
+//! old model, every later batch runs on the new one; no frame is dropped or
+//! judged twice, and a package that fails to load leaves the running model
+//! untouched.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use fusion::{Engine, Judgement, Standard};
-use tokio::sync::{mpsc, oneshot};
-use vision::preprocess::{self, Crop};
+use fusion::{Engine, Judgement, Request, Standard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::time::Instant;
+use vision::preprocess::{self, Crop, InputSpec};
 use vision::Frame;
 
-/// One frame to judge.
+use crate::batcher::{Batcher, Queued};
+use crate::verdict::ModelRef;
+
+/// Batches run and frames judged by every worker of this process.
+static BATCHES: AtomicU64 = AtomicU64::new(0);
+static BATCHED_FRAMES: AtomicU64 = AtomicU64::new(0);
+
+/// (batches, frames) judged so far by this process; their ratio is the
+/// mean batch size.
+pub fn batch_counts() -> (u64, u64) {
+    (
+        BATCHES.load(Ordering::Relaxed),
+        BATCHED_FRAMES.load(Ordering::Relaxed),
+    )
+}
+
+/// One preprocessed frame to judge.
 pub struct Job {
-    pub frame: Frame,
-    pub crop: Crop,
+    pub tensor: Vec<f32>,
     pub standard: Arc<Standard>,
-    pub reply: oneshot::Sender<Result<Judgement, String>>,
+    queued_at: Instant,
+    reply: oneshot::Sender<Result<Judged, String>>,
+}
+
+impl Queued for Job {
+    fn queued_at(&self) -> Instant {
+        self.queued_at
+    }
+}
+
+/// A judgement and the model that made it.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    pub judgement: Judgement,
+    pub model: Arc<ModelRef>,
 }
 
 /// Why a job got no judgement.
@@ -28,30 +64,82 @@ pub enum WorkerError {
     Stopped,
     #[error("inference failed: {0}")]
     Inference(String),
+    #[error("frame preprocessing failed: {0}")]
+    Preprocess(String),
 }
 
-/// Sends jobs to the worker.
+/// Why a reload did not happen; the running model stays.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("new model refused: {0:#}")]
+    Load(anyhow::Error),
+    #[error("new model failed its warm-up: {0}")]
+    WarmUp(fusion::EngineError),
+    #[error("the inference worker has stopped")]
+    Stopped,
+}
+
+/// A loaded, warmed-up engine waiting to be swapped in.
+struct Pending {
+    engine: Engine,
+    done: oneshot::Sender<()>,
+}
+
+fn model_ref(engine: &Engine) -> ModelRef {
+    let m = &engine.package.manifest;
+    ModelRef {
+        name: m.name.clone(),
+        version: m.version.clone(),
+        sha256: engine.package.sha256.clone(),
+    }
+}
+
+struct Shared {
+    model: RwLock<Arc<ModelRef>>,
+    spec: RwLock<InputSpec>,
+    pending: Mutex<Option<Pending>>,
+    wake: Notify,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+    max_batch: usize,
+}
+
+/// Sends frames to the worker and swaps its model.
 #[derive(Clone)]
 pub struct EngineHandle {
     tx: mpsc::Sender<Job>,
-    /// Model identity, for verdict records.
-    pub model: crate::verdict::ModelRef,
+    shared: Arc<Shared>,
 }
 
 impl EngineHandle {
-    /// Queues a frame and waits for its judgement.
+    /// Preprocesses a frame, queues it and waits for its judgement.
     pub async fn judge(
         &self,
-        frame: Frame,
+        frame: &Frame,
         crop: Crop,
         standard: Arc<Standard>,
-    ) -> Result<Judgement, WorkerError> {
+    ) -> Result<Judged, WorkerError> {
+        let spec = *self.shared.spec.read().expect("spec lock");
+        let image = frame.image.clone();
+        let tensor =
+            tokio::task::spawn_blocking(move || preprocess::to_tensor(&image, crop, &spec))
+                .await
+                .map_err(|e| WorkerError::Preprocess(e.to_string()))?;
+        self.judge_tensor(tensor, standard).await
+    }
+
+    /// Queues an already preprocessed frame and waits for its judgement.
+    pub async fn judge_tensor(
+        &self,
+        tensor: Vec<f32>,
+        standard: Arc<Standard>,
+    ) -> Result<Judged, WorkerError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Job {
-                frame,
-                crop,
+                tensor,
                 standard,
+                queued_at: Instant::now(),
                 reply,
             })
             .await
@@ -61,68 +149,148 @@ impl EngineHandle {
             .map_err(WorkerError::Inference)
     }
 
+    /// The model judging new batches now.
+    pub fn model(&self) -> Arc<ModelRef> {
+        self.shared.model.read().expect("model lock").clone()
+    }
+
+    /// What the model expects as input.
+    pub fn input_spec(&self) -> InputSpec {
+        *self.shared.spec.read().expect("spec lock")
+    }
+
     /// Frames waiting for the model.
     pub fn queue_depth(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
     }
+
+    /// Loads a new model with `load` (on the blocking pool, beside the running
+    /// one), warms it up under `standards`, and swaps it in between two
+    /// batches. Returns the new model's identity once it judges; on any
+    /// failure the running model stays and the error says why.
+    pub async fn reload<F>(
+        &self,
+        load: F,
+        standards: Vec<Arc<Standard>>,
+    ) -> Result<Arc<ModelRef>, ReloadError>
+    where
+        F: FnOnce() -> anyhow::Result<Engine> + Send + 'static,
+    {
+        let _one_at_a_time = self.shared.reloading.lock().await;
+        let max_batch = self.shared.max_batch;
+        let engine = tokio::task::spawn_blocking(move || {
+            let mut engine = load().map_err(ReloadError::Load)?;
+            let refs: Vec<&Standard> = standards.iter().map(|s| s.as_ref()).collect();
+            let took = engine
+                .warm_up(&refs, max_batch)
+                .map_err(ReloadError::WarmUp)?;
+            tracing::info!(model = %engine.package.manifest.name, version = %engine.package.manifest.version, warm_up_ms = took.as_millis() as u64, "new model loaded and warmed up");
+            Ok::<_, ReloadError>(engine)
+        })
+        .await
+        .map_err(|e| ReloadError::Load(anyhow::anyhow!("model loader panicked: {e}")))?;
+        let engine = match engine {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "model reload failed; the running model stays");
+                return Err(e);
+            }
+        };
+        let (done, swapped) = oneshot::channel();
+        *self.shared.pending.lock().expect("pending lock") = Some(Pending { engine, done });
+        self.shared.wake.notify_one();
+        swapped.await.map_err(|_| ReloadError::Stopped)?;
+        Ok(self.model())
+    }
 }
 
-/// Starts the worker thread; it ends when every handle is dropped.
+/// Starts the worker thread; it ends when every handle is dropped and the
+/// queue is empty. `runtime` drives the batcher's timers.
 pub fn spawn(
-    mut engine: Engine,
-    max_batch: usize,
-    max_wait: Duration,
+    engine: Engine,
+    batcher: Batcher,
     capacity: usize,
+    runtime: tokio::runtime::Handle,
 ) -> (EngineHandle, std::thread::JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::channel::<Job>(capacity.max(1));
-    let m = &engine.package.manifest;
-    let model = crate::verdict::ModelRef {
-        name: m.name.clone(),
-        version: m.version.clone(),
-        sha256: engine.package.sha256.clone(),
-    };
+    let (tx, rx) = mpsc::channel::<Job>(capacity.max(1));
+    let shared = Arc::new(Shared {
+        model: RwLock::new(Arc::new(model_ref(&engine))),
+        spec: RwLock::new(engine.input_spec()),
+        pending: Mutex::new(None),
+        wake: Notify::new(),
+        reloading: tokio::sync::Mutex::new(()),
+        max_batch: batcher.max_batch,
+    });
+    let worker = shared.clone();
     let thread = std::thread::Builder::new()
         .name("inference".into())
-        .spawn(move || {
-            let spec = engine.input_spec();
-            while let Some(first) = rx.blocking_recv() {
-                let mut batch = vec![first];
-                let deadline = Instant::now() + max_wait;
-                while batch.len() < max_batch {
-                    match rx.try_recv() {
-                        Ok(job) => batch.push(job),
-                        Err(mpsc::error::TryRecvError::Empty) if Instant::now() < deadline => {
-                            std::thread::sleep(Duration::from_micros(500))
-                        }
-                        Err(_) => break,
-                    }
-                }
-                // One engine call per standard in the batch.
-                while !batch.is_empty() {
-                    let sha = batch[0].standard.sha256.clone();
-                    let (group, rest): (Vec<Job>, Vec<Job>) =
-                        batch.into_iter().partition(|j| j.standard.sha256 == sha);
-                    batch = rest;
-                    let standard = group[0].standard.clone();
-                    let tensors: Vec<Vec<f32>> = group
-                        .iter()
-                        .map(|j| preprocess::to_tensor(&j.frame.image, j.crop, &spec))
-                        .collect();
-                    match engine.judge(&tensors, &standard) {
-                        Ok(judgements) => {
-                            for (job, j) in group.into_iter().zip(judgements) {
-                                let _ = job.reply.send(Ok(j));
-                            }
-                        }
-                        Err(e) => {
-                            for job in group {
-                                let _ = job.reply.send(Err(e.to_string()));
-                            }
-                        }
-                    }
+        .spawn(move || run(engine, batcher, rx, worker, runtime))
+        .expect("spawning the inference thread");
+    (EngineHandle { tx, shared }, thread)
+}
+
+enum Wake {
+    Job(Job),
+    Swap,
+    Closed,
+}
+
+fn run(
+    mut engine: Engine,
+    batcher: Batcher,
+    mut rx: mpsc::Receiver<Job>,
+    shared: Arc<Shared>,
+    runtime: tokio::runtime::Handle,
+) {
+    let mut model = shared.model.read().expect("model lock").clone();
+    loop {
+        let wake = runtime.block_on(async {
+            tokio::select! {
+                biased;
+                _ = shared.wake.notified() => Wake::Swap,
+                job = rx.recv() => job.map_or(Wake::Closed, Wake::Job),
+            }
+        });
+        // A swap waits for the batch in hand to finish, never interrupts it.
+        if let Some(p) = shared.pending.lock().expect("pending lock").take() {
+            let old = std::mem::replace(&mut engine, p.engine);
+            model = Arc::new(model_ref(&engine));
+            *shared.model.write().expect("model lock") = model.clone();
+            *shared.spec.write().expect("spec lock") = engine.input_spec();
+            tracing::info!(from = %old.package.manifest.version, to = %model.version, sha256 = %model.sha256, "model swapped");
+            let _ = p.done.send(());
+        }
+        let first = match wake {
+            Wake::Job(job) => job,
+            Wake::Swap => continue,
+            Wake::Closed => break,
+        };
+        let batch = runtime.block_on(batcher.fill(first, &mut rx));
+        let jobs = batch.items;
+        let requests: Vec<Request> = jobs
+            .iter()
+            .map(|j| Request {
+                image: &j.tensor,
+                standard: &j.standard,
+            })
+            .collect();
+        BATCHES.fetch_add(1, Ordering::Relaxed);
+        BATCHED_FRAMES.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        match engine.judge_batch(&requests) {
+            Ok(judgements) => {
+                for (job, judgement) in jobs.into_iter().zip(judgements) {
+                    let _ = job.reply.send(Ok(Judged {
+                        judgement,
+                        model: model.clone(),
+                    }));
                 }
             }
-        })
-        .expect("spawning the inference thread");
-    (EngineHandle { tx, model }, thread)
+            Err(e) => {
+                tracing::error!(error = %e, frames = jobs.len(), "batch failed");
+                for job in jobs {
+                    let _ = job.reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
 }

@@ -175,6 +175,7 @@ fn resolve_paths(c: &mut StationConfig, base: &Path) {
     }
     resolve(base, &mut c.model.package);
     resolve(base, &mut c.model.onnxruntime_library);
+    resolve(base, &mut c.model.tensorrt.engine_cache);
     resolve(base, &mut c.mqtt.password_file);
     if let Some(tls) = &mut c.mqtt.tls {
         resolve(base, &mut tls.ca);

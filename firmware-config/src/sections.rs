@@ -119,8 +119,23 @@ pub struct ModelConfig {
     pub execution_providers: Vec<ExecutionProvider>,
     pub precision: Precision,
     pub intra_threads: usize,
+    pub inter_threads: usize,
     pub review_threshold: f64,
     pub onnxruntime_library: PathBuf,
+    /// GPU index for the CUDA and TensorRT providers.
+    pub device_id: u32,
+    pub tensorrt: TensorrtConfig,
+}
+
+/// TensorRT provider options (used only when `tensorrt` is listed and the
+/// GPU build of ONNX Runtime is installed).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorrtConfig {
+    pub fp16: bool,
+    pub int8: bool,
+    /// Folder where built TensorRT engines are kept between starts.
+    pub engine_cache: PathBuf,
 }
 
 /// ONNX Runtime execution providers the appliance knows.

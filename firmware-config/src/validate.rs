@@ -155,6 +155,7 @@ pub fn check_values(c: &StationConfig) -> Vec<Problem> {
         );
     }
     r.range("model.intra_threads", c.model.intra_threads, 0, 256);
+    r.range("model.inter_threads", c.model.inter_threads, 0, 256);
     r.range("model.review_threshold", c.model.review_threshold, 0.0, 1.0);
     r.range("batching.max_batch", c.batching.max_batch, 1, 64);
     r.range(

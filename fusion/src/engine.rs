@@ -5,20 +5,28 @@
 //! single dedicated worker thread. Work that depends only on the recipe (the
 //! standard's token embeddings) is computed once per standard version and
 //! cached; only the image path runs per frame.
+//!
+//! A batch may mix recipes: each image's joint sequence (image tokens, then
+//! its standard's tokens) is right-padded to the longest and masked. The
+//! decoder runs the whole batch with its KV cache and retires each sequence
+//! the step its verdict closes, so a long verdict does not make short ones
+//! pay for its extra steps.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use ort::session::Session;
-use ort::value::Tensor;
+use ort::session::{Session, SessionInputValue, SessionOutputs};
+use ort::value::{DynValue, Tensor, TensorRef};
 use serde::Serialize;
 use tokenizers::Tokenizer;
 use vision::encoder::VisionEncoder;
 use vision::preprocess::InputSpec;
 use vision::runtime::{self, RuntimeError, SessionSettings};
 
-use crate::grammar::{Grammar, MissingToken, State, Token};
+use crate::cache::{CacheStats, RecipeCache};
+use crate::decoding::Sequence;
+use crate::grammar::{Grammar, MissingToken, Token};
 use crate::package::{ModelPackage, PackageError};
 use crate::standard::Standard;
 
@@ -64,8 +72,11 @@ pub struct Judgement {
     pub tokens: Vec<String>,
     /// Fraction of the standard's tokens cut to fit the model's text window.
     pub context_loss: f32,
-    /// Milliseconds spent in this image's encoder and decoder.
+    /// Milliseconds the engine spent on the batch this image was judged in
+    /// (vision encoder to last decoder step).
     pub inference_ms: f64,
+    /// How many images were judged together.
+    pub batch_size: usize,
 }
 
 /// Failures loading or running the model.
@@ -98,6 +109,23 @@ pub struct EngineSettings {
     pub onnxruntime_library: std::path::PathBuf,
 }
 
+/// Everything derived from one standard version, computed once.
+impl EngineSettings {
+    /// CPU only, `intra_threads` per session (0: one per core), the default
+    /// review threshold and the library found by the usual search: what
+    /// tests, benchmarks and tools use.
+    pub fn cpu(intra_threads: usize) -> Self {
+        Self {
+            sessions: SessionSettings {
+                intra_threads,
+                ..SessionSettings::default()
+            },
+            review_threshold: 0.6,
+            onnxruntime_library: std::path::PathBuf::new(),
+        }
+    }
+}
+
 struct CachedStandard {
     /// `[tokens, dim]` embeddings of the standard's text.
     embeds: Vec<f32>,
@@ -107,34 +135,62 @@ struct CachedStandard {
     citable: Arc<Vec<Vec<u32>>>,
 }
 
-/// A dense tensor copied out of a session's outputs.
-struct Owned {
-    shape: Vec<usize>,
-    data: Vec<f32>,
+/// One image to judge and the standard to judge it against.
+#[derive(Clone, Copy)]
+pub struct Request<'a> {
+    /// Preprocessed CHW pixels, per [`Engine::input_spec`].
+    pub image: &'a [f32],
+    pub standard: &'a Standard,
 }
 
-impl Owned {
-    fn tensor(&self) -> ort::Result<Tensor<f32>> {
-        Tensor::from_array((self.shape.clone(), self.data.clone()))
+/// How the decoder spent its steps on the last batch: the number of live
+/// sequences at each step (it shrinks as verdicts close).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DecodeProfile {
+    pub rows_per_step: Vec<usize>,
+}
+
+impl DecodeProfile {
+    /// Sequence-steps the decoder actually computed.
+    pub fn row_steps(&self) -> usize {
+        self.rows_per_step.iter().sum()
     }
 }
 
-/// Copies one f32 output of a session run.
-fn copy_out(
-    out: &ort::session::SessionOutputs<'_>,
+fn extract<'v>(
+    value: &'v DynValue,
+    graph: &'static str,
+) -> Result<(Vec<usize>, &'v [f32]), EngineError> {
+    let (shape, data) = value.try_extract_tensor::<f32>().map_err(infer(graph))?;
+    Ok((shape.iter().map(|&d| d as usize).collect(), data))
+}
+
+fn take(
+    out: &mut SessionOutputs<'_>,
     name: &str,
     graph: &'static str,
-) -> Result<Owned, EngineError> {
-    let (shape, data) = out[name]
-        .try_extract_tensor::<f32>()
-        .map_err(infer(graph))?;
-    Ok(Owned {
-        shape: shape.iter().map(|&d| d as usize).collect(),
-        data: data.to_vec(),
+) -> Result<DynValue, EngineError> {
+    out.remove(name).ok_or_else(|| EngineError::Inference {
+        graph,
+        reason: format!("output `{name}` missing"),
     })
 }
 
-/// Most standard versions kept in the embedding cache.
+/// Keeps only `rows` (in order) of a tensor whose first axis is the batch.
+fn keep_rows(value: &DynValue, rows: &[usize]) -> Result<DynValue, EngineError> {
+    let (mut shape, data) = extract(value, "decoder_with_past")?;
+    let stride = data.len() / shape[0].max(1);
+    let mut kept = Vec::with_capacity(rows.len() * stride);
+    for &r in rows {
+        kept.extend_from_slice(&data[r * stride..(r + 1) * stride]);
+    }
+    shape[0] = rows.len();
+    Ok(Tensor::from_array((shape, kept))
+        .map_err(infer("decoder_with_past"))?
+        .into_dyn())
+}
+
+/// Most recipes whose standards are kept prepared.
 const STANDARD_CACHE: usize = 32;
 
 /// All sessions of one model package, ready to judge.
@@ -151,8 +207,9 @@ pub struct Engine {
     /// never runs the embedding graph.
     token_embeds: HashMap<u32, Vec<f32>>,
     dim: usize,
-    standards: HashMap<String, CachedStandard>,
+    standards: RecipeCache<Arc<CachedStandard>>,
     review_threshold: f32,
+    profile: DecodeProfile,
 }
 
 impl Engine {
@@ -191,21 +248,22 @@ impl Engine {
             decoder_past,
             token_embeds: HashMap::new(),
             dim: 0,
-            standards: HashMap::new(),
+            standards: RecipeCache::new(STANDARD_CACHE),
             review_threshold: settings.review_threshold,
+            profile: DecodeProfile::default(),
         };
         let g = &engine.grammar;
         let mut ids: Vec<u32> = vec![g.bos, g.eos, g.pass, g.fail, g.ok];
         ids.extend(&g.loc);
         ids.extend(&g.clause);
         ids.extend(g.defects.iter().map(|(_, t)| *t));
-        let table = engine.embed_ids(&ids)?;
-        engine.dim = table.shape[2];
+        let (shape, table) = engine.embed_ids(&ids)?;
+        engine.dim = shape[2];
         for (i, id) in ids.iter().enumerate() {
             let d = engine.dim;
             engine
                 .token_embeds
-                .insert(*id, table.data[i * d..(i + 1) * d].to_vec());
+                .insert(*id, table[i * d..(i + 1) * d].to_vec());
         }
         Ok(engine)
     }
@@ -221,21 +279,55 @@ impl Engine {
         }
     }
 
-    fn embed_ids(&mut self, ids: &[u32]) -> Result<Owned, EngineError> {
+    /// The verdict grammar this package speaks.
+    pub fn grammar(&self) -> &Arc<Grammar> {
+        &self.grammar
+    }
+
+    /// Hits and misses of the per-recipe standard cache.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.standards.stats()
+    }
+
+    /// Live sequences per decoder step in the last batch.
+    pub fn last_decode_profile(&self) -> &DecodeProfile {
+        &self.profile
+    }
+
+    fn embed_ids(&mut self, ids: &[u32]) -> Result<(Vec<usize>, Vec<f32>), EngineError> {
         let input: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
         let t = Tensor::from_array(([1usize, ids.len()], input)).map_err(infer("embed_tokens"))?;
-        let out = self
+        let mut out = self
             .embed
             .run(ort::inputs!["input_ids" => t])
             .map_err(infer("embed_tokens"))?;
-        copy_out(&out, "inputs_embeds", "embed_tokens")
+        let v = take(&mut out, "inputs_embeds", "embed_tokens")?;
+        let (shape, data) = extract(&v, "embed_tokens")?;
+        Ok((shape, data.to_vec()))
     }
 
-    /// Embeds the standard once per version (keyed by its sha256).
-    fn standard_embeds(&mut self, standard: &Standard) -> Result<(), EngineError> {
-        if self.standards.contains_key(&standard.sha256) {
-            return Ok(());
+    /// Everything about `standard` that does not depend on the image: from
+    /// the cache, or computed now and cached for its recipe.
+    fn prepared(&mut self, standard: &Standard) -> Result<Arc<CachedStandard>, EngineError> {
+        if let Some(c) = self.standards.get(&standard.recipe, &standard.sha256) {
+            let c = Arc::clone(c);
+            // Counts the hit and refreshes the recipe's place in the cache.
+            self.standards
+                .get_or_try_insert(&standard.recipe, &standard.sha256, || {
+                    Ok::<_, EngineError>(Arc::clone(&c))
+                })?;
+            return Ok(c);
         }
+        let prepared = Arc::new(self.prepare(standard)?);
+        let c = self
+            .standards
+            .get_or_try_insert(&standard.recipe, &standard.sha256, || {
+                Ok::<_, EngineError>(prepared)
+            })?;
+        Ok(Arc::clone(c))
+    }
+
+    fn prepare(&mut self, standard: &Standard) -> Result<CachedStandard, EngineError> {
         let m = &self.package.manifest;
         let prompt = match m.prompt.format.as_str() {
             "clause-tagged" => standard.prompt_text(m.special_tokens.max_clause),
@@ -249,7 +341,7 @@ impl Engine {
                     reason: e.to_string(),
                 })?;
         let all = enc.get_ids();
-        let max = self.package.manifest.prompt.max_text_tokens;
+        let max = m.prompt.max_text_tokens;
         let kept = &all[..all.len().min(max)];
         let context_loss = if all.is_empty() {
             0.0
@@ -259,7 +351,6 @@ impl Engine {
         if context_loss > 0.0 {
             tracing::warn!(recipe = %standard.recipe, tokens = all.len(), kept = kept.len(), "standard longer than the model's text window; tail cut");
         }
-        let owned = self.embed_ids(kept)?;
         let citable = self
             .grammar
             .defects
@@ -268,19 +359,14 @@ impl Engine {
                 standard.clauses_mentioning(&self.package.manifest.output.names_of(word))
             })
             .collect();
-        if self.standards.len() >= STANDARD_CACHE {
-            self.standards.clear();
-        }
-        self.standards.insert(
-            standard.sha256.clone(),
-            CachedStandard {
-                embeds: owned.data,
-                tokens: kept.len(),
-                context_loss,
-                citable: Arc::new(citable),
-            },
-        );
-        Ok(())
+        let kept = kept.to_vec();
+        let (_, embeds) = self.embed_ids(&kept)?;
+        Ok(CachedStandard {
+            embeds,
+            tokens: kept.len(),
+            context_loss,
+            citable: Arc::new(citable),
+        })
     }
 
     /// Judges a batch of preprocessed images (CHW, per `input_spec`) under one standard.
@@ -289,143 +375,203 @@ impl Engine {
         images: &[Vec<f32>],
         standard: &Standard,
     ) -> Result<Vec<Judgement>, EngineError> {
-        if images.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.standard_embeds(standard)?;
-        let features = self
-            .vision
-            .encode(images)
-            .map_err(infer("vision_encoder"))?;
-        let per_image = features.tokens * features.dim;
-        let mut out = Vec::with_capacity(images.len());
-        for b in 0..features.batch {
-            let started = Instant::now();
-            let img = &features.data[b * per_image..(b + 1) * per_image];
-            let mut j = self.judge_one(img, features.tokens, standard)?;
-            j.inference_ms = started.elapsed().as_secs_f64() * 1e3;
-            out.push(j);
-        }
-        Ok(out)
+        let requests: Vec<Request> = images
+            .iter()
+            .map(|image| Request { image, standard })
+            .collect();
+        self.judge_batch(&requests)
     }
 
-    fn judge_one(
-        &mut self,
-        image: &[f32],
-        image_tokens: usize,
-        standard: &Standard,
-    ) -> Result<Judgement, EngineError> {
-        let cached = &self.standards[&standard.sha256];
-        let length = image_tokens + cached.tokens;
-        let context_loss = cached.context_loss;
-        let mut joint = Vec::with_capacity(length * self.dim);
-        joint.extend_from_slice(image);
-        joint.extend_from_slice(&cached.embeds);
-        let mask: Vec<i64> = vec![1; length];
+    /// Judges a batch of images, each under its own standard, in one pass
+    /// through every graph.
+    pub fn judge_batch(&mut self, requests: &[Request]) -> Result<Vec<Judgement>, EngineError> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let started = Instant::now();
+        let prepared = requests
+            .iter()
+            .map(|r| self.prepared(r.standard))
+            .collect::<Result<Vec<_>, _>>()?;
+        let images: Vec<&[f32]> = requests.iter().map(|r| r.image).collect();
+        let features = self
+            .vision
+            .encode(&images)
+            .map_err(infer("vision_encoder"))?;
+        let b = features.batch;
+        let (t, d) = (features.tokens, features.dim);
+        let length = t + prepared.iter().map(|p| p.tokens).max().unwrap_or(0);
+        let mut joint = vec![0f32; b * length * d];
+        let mut mask = vec![0i64; b * length];
+        for (i, p) in prepared.iter().enumerate() {
+            let row = &mut joint[i * length * d..(i + 1) * length * d];
+            row[..t * d].copy_from_slice(&features.data[i * t * d..(i + 1) * t * d]);
+            row[t * d..(t + p.tokens) * d].copy_from_slice(&p.embeds);
+            mask[i * length..i * length + t + p.tokens].fill(1);
+        }
         let hidden = {
-            let x = Tensor::from_array(([1usize, length, self.dim], joint))
+            let x = TensorRef::from_array_view(([b, length, d], joint.as_slice()))
                 .map_err(infer("encoder_model"))?;
-            let m = Tensor::from_array(([1usize, length], mask.clone()))
+            let m = TensorRef::from_array_view(([b, length], mask.as_slice()))
                 .map_err(infer("encoder_model"))?;
-            let out = self
+            let mut out = self
                 .encoder
                 .run(ort::inputs!["inputs_embeds" => x, "attention_mask" => m])
                 .map_err(infer("encoder_model"))?;
-            copy_out(&out, "last_hidden_state", "encoder_model")?
+            take(&mut out, "last_hidden_state", "encoder_model")?
         };
-        self.decode(&hidden, &mask, standard, context_loss)
+        let mut sequences: Vec<Sequence> = requests
+            .iter()
+            .zip(&prepared)
+            .map(|(r, p)| {
+                Sequence::new(
+                    Arc::clone(&self.grammar),
+                    r.standard.max_clause(),
+                    Arc::clone(&p.citable),
+                )
+            })
+            .collect();
+        self.decode(&hidden, mask, length, &mut sequences)?;
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        Ok(sequences
+            .iter()
+            .zip(requests.iter().zip(&prepared))
+            .map(|(s, (r, p))| {
+                let mut j = self.interpret(&s.emitted, r.standard, p.context_loss, s.closed());
+                j.inference_ms = ms;
+                j.batch_size = b;
+                j
+            })
+            .collect())
     }
 
+    /// Greedy constrained decoding of the whole batch with the KV cache;
+    /// a sequence leaves the batch the step its verdict is finished.
     fn decode(
         &mut self,
-        hidden: &Owned,
-        mask: &[i64],
-        standard: &Standard,
-        context_loss: f32,
-    ) -> Result<Judgement, EngineError> {
+        hidden: &DynValue,
+        mut mask: Vec<i64>,
+        length: usize,
+        sequences: &mut [Sequence],
+    ) -> Result<(), EngineError> {
         let layers = self.package.manifest.decoder.layers;
-        let g = Arc::clone(&self.grammar);
-        let clauses = standard.max_clause();
-        let citable = Arc::clone(&self.standards[&standard.sha256].citable);
-        let mut defect = 0usize;
-        let mut state = State::Decision;
-        let mut emitted: Vec<(u32, f32)> = Vec::new();
-        let mut boxes: Vec<u32> = Vec::new();
-        let mut enc_kv: Vec<Owned> = Vec::new();
-        let mut dec_kv: Vec<Owned> = Vec::new();
-        let mut next = g.bos;
-        while state != State::Done && emitted.len() < g.max_tokens {
-            let embed = self.token_embeds[&next].clone();
-            let x = Tensor::from_array(([1usize, 1, self.dim], embed)).map_err(infer("decoder"))?;
-            let m = Tensor::from_array(([1usize, mask.len()], mask.to_vec()))
+        let dim = self.dim;
+        let mut live: Vec<usize> = (0..sequences.len()).collect();
+        let mut enc_kv: Vec<DynValue> = Vec::new();
+        let mut dec_kv: Vec<DynValue> = Vec::new();
+        self.profile = DecodeProfile::default();
+        while !live.is_empty() {
+            let a = live.len();
+            let mut x = Vec::with_capacity(a * dim);
+            for &s in &live {
+                x.extend_from_slice(&self.token_embeds[&sequences[s].last_token()]);
+            }
+            let x = Tensor::from_array(([a, 1, dim], x)).map_err(infer("decoder"))?;
+            let m = TensorRef::from_array_view(([a, length], mask.as_slice()))
                 .map_err(infer("decoder"))?;
-            let logits = if emitted.is_empty() {
-                let h = hidden.tensor().map_err(infer("decoder_model"))?;
-                let out = self
+            let logits = if enc_kv.is_empty() {
+                let mut out = self
                     .decoder
                     .run(ort::inputs![
                         "inputs_embeds" => x,
-                        "encoder_hidden_states" => h,
+                        "encoder_hidden_states" => hidden,
                         "encoder_attention_mask" => m
                     ])
                     .map_err(infer("decoder_model"))?;
                 for i in 0..layers {
-                    for (kind, store) in [("decoder", &mut dec_kv), ("encoder", &mut enc_kv)] {
-                        for part in ["key", "value"] {
-                            let name = format!("present.{i}.{kind}.{part}");
-                            store.push(copy_out(&out, &name, "decoder_model")?);
-                        }
+                    for part in ["key", "value"] {
+                        let name = format!("present.{i}.decoder.{part}");
+                        dec_kv.push(take(&mut out, &name, "decoder_model")?);
+                        let name = format!("present.{i}.encoder.{part}");
+                        enc_kv.push(take(&mut out, &name, "decoder_model")?);
                     }
                 }
-                copy_out(&out, "logits", "decoder_model")?.data
+                take(&mut out, "logits", "decoder_model")?
             } else {
-                let mut inputs: Vec<(String, ort::value::DynValue)> = vec![
-                    ("inputs_embeds".into(), x.into_dyn()),
-                    ("encoder_attention_mask".into(), m.into_dyn()),
+                let mut inputs: Vec<(String, SessionInputValue)> = vec![
+                    ("inputs_embeds".into(), x.into_dyn().into()),
+                    ("encoder_attention_mask".into(), m.into()),
                 ];
                 for i in 0..layers {
                     for (p, part) in ["key", "value"].iter().enumerate() {
-                        let d = dec_kv[2 * i + p]
-                            .tensor()
-                            .map_err(infer("decoder_with_past"))?;
-                        inputs.push((format!("past_key_values.{i}.decoder.{part}"), d.into_dyn()));
-                        let e = enc_kv[2 * i + p]
-                            .tensor()
-                            .map_err(infer("decoder_with_past"))?;
-                        inputs.push((format!("past_key_values.{i}.encoder.{part}"), e.into_dyn()));
+                        inputs.push((
+                            format!("past_key_values.{i}.decoder.{part}"),
+                            (&dec_kv[2 * i + p]).into(),
+                        ));
+                        inputs.push((
+                            format!("past_key_values.{i}.encoder.{part}"),
+                            (&enc_kv[2 * i + p]).into(),
+                        ));
                     }
                 }
-                let out = self
+                let mut out = self
                     .decoder_past
                     .run(inputs)
                     .map_err(infer("decoder_with_past"))?;
-                dec_kv.clear();
+                let mut next = Vec::with_capacity(2 * layers);
                 for i in 0..layers {
                     for part in ["key", "value"] {
                         let name = format!("present.{i}.decoder.{part}");
-                        dec_kv.push(copy_out(&out, &name, "decoder_with_past")?);
+                        next.push(take(&mut out, &name, "decoder_with_past")?);
                     }
                 }
-                copy_out(&out, "logits", "decoder_with_past")?.data
+                let logits = take(&mut out, "logits", "decoder_with_past")?;
+                drop(out);
+                dec_kv = next;
+                logits
             };
-            let allowed = g.allowed(state, emitted.len(), &boxes, clauses, &citable[defect]);
-            let (id, p) = pick(&logits, &allowed);
-            if let Some(Token::Defect(k)) = g.meaning(id) {
-                defect = k;
+            self.profile.rows_per_step.push(a);
+            let (_, scores) = extract(&logits, "decoder")?;
+            let vocab = scores.len() / a;
+            for (row, &s) in live.iter().enumerate() {
+                sequences[s].step(&scores[row * vocab..(row + 1) * vocab]);
             }
-            if let State::Loc(_) = state {
-                if let Some(Token::Loc(bin)) = g.meaning(id) {
-                    boxes.push(bin);
-                }
+            let keep: Vec<usize> = (0..a)
+                .filter(|&row| !sequences[live[row]].finished())
+                .collect();
+            if keep.len() == a {
+                continue;
             }
-            state = g.advance(state, id);
-            if state == State::FindingOrEnd || state == State::Done {
-                boxes.clear();
+            live = keep.iter().map(|&row| live[row]).collect();
+            if live.is_empty() {
+                break;
             }
-            emitted.push((id, p));
-            next = id;
+            mask = keep
+                .iter()
+                .flat_map(|&row| mask[row * length..(row + 1) * length].iter().copied())
+                .collect();
+            for v in dec_kv.iter_mut().chain(enc_kv.iter_mut()) {
+                *v = keep_rows(v, &keep)?;
+            }
         }
-        Ok(self.interpret(&emitted, standard, context_loss, state == State::Done))
+        Ok(())
+    }
+
+    /// Runs a few real judgements of a plain grey image under each standard,
+    /// at batch 1 and at `batch`, so the first real frame does not pay for
+    /// ONNX Runtime's lazy allocations; also prepares those standards.
+    pub fn warm_up(
+        &mut self,
+        standards: &[&Standard],
+        batch: usize,
+    ) -> Result<Duration, EngineError> {
+        let started = Instant::now();
+        let i = &self.package.manifest.input;
+        // Zero after normalisation: the dataset's mean colour.
+        let grey = vec![0f32; 3 * i.width as usize * i.height as usize];
+        for standard in standards {
+            for n in [1, batch.max(1)] {
+                let requests = vec![
+                    Request {
+                        image: &grey,
+                        standard
+                    };
+                    n
+                ];
+                self.judge_batch(&requests)?;
+            }
+        }
+        Ok(started.elapsed())
     }
 
     /// Turns the decoded tokens into a judgement and applies the review rules.
@@ -510,24 +656,7 @@ impl Engine {
             tokens,
             context_loss,
             inference_ms: 0.0,
+            batch_size: 1,
         }
     }
-}
-
-/// Greedy choice among allowed tokens; returns the token and its probability
-/// renormalised over the allowed set.
-fn pick(logits: &[f32], allowed: &[u32]) -> (u32, f32) {
-    let mut best = allowed[0];
-    let mut max = f32::NEG_INFINITY;
-    for &t in allowed {
-        if logits[t as usize] > max {
-            max = logits[t as usize];
-            best = t;
-        }
-    }
-    let sum: f32 = allowed
-        .iter()
-        .map(|&t| (logits[t as usize] - max).exp())
-        .sum();
-    (best, 1.0 / sum)
 }

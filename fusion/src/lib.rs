@@ -5,11 +5,16 @@
 //! Library code: no logging set-up, no exits, no threads of its own; the
 //! appliance decides where the engine runs.
 
+pub mod cache;
+pub mod decoding;
 pub mod engine;
 pub mod grammar;
 pub mod package;
 pub mod standard;
 
-pub use engine::{Decision, Engine, EngineError, EngineSettings, Judgement, RawFinding};
+pub use cache::CacheStats;
+pub use engine::{
+    Decision, DecodeProfile, Engine, EngineError, EngineSettings, Judgement, RawFinding, Request,
+};
 pub use package::{ModelPackage, PackageError};
 pub use standard::{Clause, Standard};

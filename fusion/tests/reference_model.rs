@@ -8,11 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
-use firmware_config::{ExecutionProvider, Precision};
+use firmware_config::Precision;
 use fusion::{Decision, Engine, EngineSettings, ModelPackage, Standard};
 use serde::Deserialize;
 use vision::preprocess::{self, Crop};
-use vision::runtime::SessionSettings;
 use vision::synth::dataset::{write_dataset, DatasetSpec};
 use vision::synth::{Language, Phrasings};
 
@@ -27,14 +26,7 @@ fn repo() -> PathBuf {
 
 fn engine(precision: Precision) -> Engine {
     let package = ModelPackage::open(&repo().join("models/reference"), precision).unwrap();
-    let settings = EngineSettings {
-        sessions: SessionSettings {
-            providers: vec![ExecutionProvider::Cpu],
-            intra_threads: 1,
-        },
-        review_threshold: 0.6,
-        onnxruntime_library: PathBuf::new(),
-    };
+    let settings = EngineSettings::cpu(1);
     Engine::load(package, &settings).expect("reference model loads")
 }
 

@@ -41,7 +41,7 @@ impl VisionEncoder {
     }
 
     /// Encodes a batch of CHW tensors (each `3 * height * width` floats).
-    pub fn encode(&mut self, images: &[Vec<f32>]) -> ort::Result<ImageFeatures> {
+    pub fn encode(&mut self, images: &[&[f32]]) -> ort::Result<ImageFeatures> {
         let batch = images.len();
         let mut flat = Vec::with_capacity(batch * 3 * self.width * self.height);
         for img in images {

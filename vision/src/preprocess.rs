@@ -5,7 +5,7 @@ use image::imageops::{self, FilterType};
 use image::RgbImage;
 
 /// What the model expects of its input, from the package manifest.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct InputSpec {
     pub width: u32,
     pub height: u32,

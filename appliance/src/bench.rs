@@ -1,0 +1,392 @@
+//! The whole-pipeline benchmark behind `appliance bench`.
+//!
+//! It measures what a line cares about, end to end on this machine: K
+//! cameras deliver N encoded synthetic frames (PNG, decoded on the camera's
+//! thread as a real source does) into the station pipeline, which batches
+//! them across cameras, judges them, commits verdict and outbox to SQLite and
+//! publishes to a real MQTT broker. Latency runs from a frame's arrival to the
+//! broker's acknowledgement of its last message; throughput is parts per
+//! second over the same span. Beside it, the model's own compute is measured:
+//! the four graphs back to back in a tight loop at the same batch size, on the
+//! same images, with nothing else running. Their ratio is the pipeline's
+//! overhead.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use firmware_config::{Camera, CameraSource, StationConfig};
+use fusion::{Request, Standard};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use vision::preprocess::{self, Crop};
+use vision::sources::{Arrival, Origin};
+use vision::synth::SynthLine;
+use vision::Frame;
+
+use crate::{pipeline, worker};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Frames in all (ignored when `duration` is set).
+    pub frames: usize,
+    pub cameras: usize,
+    /// Arrivals per second over all cameras; `None` sends as fast as the
+    /// pipeline takes them (maximum throughput).
+    pub rate: Option<f64>,
+    /// Keep sending until this much time has passed (soak run).
+    pub duration: Option<Duration>,
+    /// Distinct synthetic parts, cycled.
+    pub distinct: usize,
+    /// Tight-loop repetitions of the model's own compute.
+    pub compute_rounds: usize,
+    /// Write the frame set and the standard here (for `bench/baseline.py`).
+    pub export: Option<PathBuf>,
+}
+
+/// Figures of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub precision: String,
+    pub max_batch: usize,
+    pub max_wait_ms: f64,
+    pub cameras: usize,
+    pub frames: usize,
+    pub offered_rate: Option<f64>,
+    pub wall_s: f64,
+    pub throughput_parts_per_s: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub latency_max_ms: f64,
+    /// Mean frames per engine batch.
+    pub mean_batch: f64,
+    /// Milliseconds of wall time per part through the whole pipeline.
+    pub pipeline_ms_per_part: f64,
+    /// Milliseconds per part of the model alone at `max_batch` (median round).
+    pub compute_ms_per_part: f64,
+    /// `pipeline_ms_per_part / compute_ms_per_part`.
+    pub overhead_ratio: f64,
+    /// CPU time of the process over the pipeline run, in cores (1.0 = one core busy).
+    pub cpu_cores_used: f64,
+    pub rss_start_mib: f64,
+    pub rss_end_mib: f64,
+    pub rss_peak_mib: f64,
+    /// RSS sampled once a second during the run (MiB).
+    pub rss_samples_mib: Vec<f64>,
+}
+
+/// Renders `distinct` synthetic parts as PNG bytes.
+fn frame_set(distinct: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut line = SynthLine::new(seed);
+    (0..distinct.max(1))
+        .map(|_| {
+            let part = line.next_part();
+            let mut png = Vec::new();
+            part.image
+                .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+                .expect("in-memory PNG");
+            png
+        })
+        .collect()
+}
+
+/// Resident set size now and at its peak, from /proc (MiB).
+fn rss_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// CPU seconds (user + system) this process has used, from /proc.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat; here indices 11 and 12.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    percentile(&v, 0.5)
+}
+
+/// The model's own compute: judge `max_batch` images at a time, back to back.
+fn compute_ms_per_part(
+    cfg: &StationConfig,
+    frames: &[Vec<u8>],
+    standard: &Standard,
+    rounds: usize,
+) -> anyhow::Result<f64> {
+    let mut engine = pipeline::load_engine(cfg)?;
+    let spec = engine.input_spec();
+    let batch = cfg.batching.max_batch.max(1);
+    let tensors: Vec<Vec<f32>> = frames
+        .iter()
+        .map(|png| {
+            let (img, _) = vision::decode::decode(png).expect("bench frames decode");
+            preprocess::to_tensor(&img, Crop::full(&img), &spec)
+        })
+        .collect();
+    engine.warm_up(&[standard], batch)?;
+    let mut per_part = Vec::with_capacity(rounds);
+    for round in 0..rounds.max(1) {
+        let requests: Vec<Request> = (0..batch)
+            .map(|i| Request {
+                image: &tensors[(round * batch + i) % tensors.len()],
+                standard,
+            })
+            .collect();
+        let t = Instant::now();
+        engine.judge_batch(&requests)?;
+        per_part.push(t.elapsed().as_secs_f64() * 1e3 / batch as f64);
+    }
+    Ok(median(per_part))
+}
+
+fn export(dir: &Path, frames: &[Vec<u8>], standard: &Standard) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir.join("frames"))?;
+    for (i, png) in frames.iter().enumerate() {
+        std::fs::write(dir.join("frames").join(format!("{i:04}.png")), png)?;
+    }
+    std::fs::write(dir.join("standard.txt"), &standard.text)?;
+    Ok(())
+}
+
+/// Feeds one camera's share of the frames, paced if asked.
+#[allow(clippy::too_many_arguments)]
+fn feed(
+    camera: String,
+    frames: Arc<Vec<Vec<u8>>>,
+    offset: usize,
+    count: Option<usize>,
+    until: Option<Instant>,
+    interval: Option<Duration>,
+    tx: mpsc::Sender<Arrival>,
+) {
+    let started = Instant::now();
+    let mut seq = 0u64;
+    loop {
+        if count.is_some_and(|n| seq as usize >= n) || until.is_some_and(|u| Instant::now() >= u) {
+            return;
+        }
+        if let Some(every) = interval {
+            let due = started + every * seq as u32;
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let png = &frames[(offset + seq as usize) % frames.len()];
+        let captured_at = SystemTime::now();
+        let (image, format) = vision::decode::decode(png).expect("bench frames decode");
+        let name = format!("{camera}-{seq:07}");
+        let frame = Frame {
+            camera_id: camera.clone(),
+            seq,
+            captured_at,
+            part_id: Some(name.clone()),
+            trigger_id: None,
+            image: Arc::new(image),
+            encoded: Arc::new(png.clone()),
+            format,
+        };
+        let origin = Origin { name, path: None };
+        if tx.blocking_send(Arrival::Frame { frame, origin }).is_err() {
+            return;
+        }
+        seq += 1;
+    }
+}
+
+fn parse_time(s: &str) -> anyhow::Result<SystemTime> {
+    Ok(chrono::DateTime::parse_from_rfc3339(s)
+        .with_context(|| format!("timestamp {s:?}"))?
+        .into())
+}
+
+/// Runs the benchmark with `cfg` (its cameras are replaced by the bench's).
+pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<BenchReport> {
+    let work = tempfile::tempdir()?;
+    cfg.storage.database_url = format!("sqlite://{}", work.path().join("bench.db").display());
+    cfg.storage.data_dir = work.path().join("data");
+    cfg.cameras = (1..=opts.cameras.max(1))
+        .map(|i| Camera {
+            id: format!("cam-{i}"),
+            mm_per_px: 0.1,
+            roi: None,
+            source: CameraSource::Synthetic {
+                seed: i as u64,
+                interval: Duration::from_secs(1),
+            },
+        })
+        .collect();
+    let standard = pipeline::load_standard(&cfg, &cfg.station.recipe)?;
+    let frames = Arc::new(frame_set(opts.distinct, 2024));
+    if let Some(dir) = &opts.export {
+        export(dir, &frames, &standard)?;
+    }
+
+    let compute = {
+        let (cfg, frames, standard) = (cfg.clone(), frames.clone(), standard.clone());
+        let rounds = opts.compute_rounds;
+        tokio::task::spawn_blocking(move || compute_ms_per_part(&cfg, &frames, &standard, rounds))
+            .await??
+    };
+
+    let (tx, rx) = mpsc::channel::<Arrival>(cfg.batching.queue_capacity);
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let station = tokio::spawn(pipeline::serve(
+        cfg.clone(),
+        rx,
+        shutdown,
+        Arc::new(AtomicBool::new(false)),
+    ));
+    // The bench reads results through its own connection to the station's
+    // database (SQLite in WAL mode allows it).
+    let store = loop {
+        if let Ok(s) =
+            crate::store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir).await
+        {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let cameras = cfg.cameras.len();
+    let per_camera = opts.frames.div_ceil(cameras);
+    let until = opts.duration.map(|d| Instant::now() + d);
+    let interval = opts
+        .rate
+        .map(|r| Duration::from_secs_f64(cameras as f64 / r.max(1e-3)));
+    let batches0 = worker::batch_counts();
+    let cpu0 = cpu_seconds();
+    let (rss_start, _) = rss_mib();
+    let started = Instant::now();
+    let feeders: Vec<_> = cfg
+        .cameras
+        .iter()
+        .enumerate()
+        .map(|(i, cam)| {
+            let (camera, frames, tx) = (cam.id.clone(), frames.clone(), tx.clone());
+            let count = until.is_none().then_some(per_camera);
+            std::thread::spawn(move || feed(camera, frames, i * 7, count, until, interval, tx))
+        })
+        .collect();
+    drop(tx);
+
+    let mut samples = Vec::new();
+    let mut sampler = tokio::time::interval(Duration::from_secs(1));
+    let done = tokio::task::spawn_blocking(move || {
+        for f in feeders {
+            let _ = f.join();
+        }
+    });
+    tokio::pin!(done);
+    loop {
+        tokio::select! {
+            _ = &mut done => break,
+            _ = sampler.tick() => samples.push(rss_mib().0),
+        }
+    }
+    // Every frame sent: wait for every message to be acknowledged.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (pending,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
+                .fetch_one(store.pool())
+                .await?;
+        if pending == 0 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    let (rss_end, rss_peak) = rss_mib();
+    let batches1 = worker::batch_counts();
+    let mean_batch = (batches1.1 - batches0.1) as f64 / (batches1.0 - batches0.0).max(1) as f64;
+    let _ = shutdown_tx.send(true);
+    station.await??;
+
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT v.captured_at, MAX(o.published_at)
+           FROM verdicts v JOIN outbox o ON o.verdict_id = v.id
+          GROUP BY v.id",
+    )
+    .fetch_all(store.pool())
+    .await?;
+    let mut latencies = Vec::with_capacity(rows.len());
+    let mut first = None::<SystemTime>;
+    let mut last = None::<SystemTime>;
+    for (captured, published) in &rows {
+        let captured = parse_time(captured)?;
+        let published = parse_time(
+            published
+                .as_deref()
+                .context("a verdict was never published")?,
+        )?;
+        latencies.push(
+            published
+                .duration_since(captured)
+                .unwrap_or_default()
+                .as_secs_f64()
+                * 1e3,
+        );
+        first = Some(first.map_or(captured, |f| f.min(captured)));
+        last = Some(last.map_or(published, |l| l.max(published)));
+    }
+    let (errors,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM ingest_errors")
+        .fetch_one(store.pool())
+        .await?;
+    anyhow::ensure!(errors == 0, "{errors} frames were rejected during the run");
+    latencies.sort_by(f64::total_cmp);
+    let n = rows.len();
+    let span = match (first, last) {
+        (Some(f), Some(l)) => l.duration_since(f).unwrap_or_default().as_secs_f64(),
+        _ => wall,
+    };
+    let throughput = n as f64 / span.max(1e-9);
+    let pipeline_ms = 1e3 / throughput;
+    Ok(BenchReport {
+        precision: format!("{:?}", cfg.model.precision).to_lowercase(),
+        max_batch: cfg.batching.max_batch,
+        max_wait_ms: cfg.batching.max_wait.as_secs_f64() * 1e3,
+        cameras,
+        frames: n,
+        offered_rate: opts.rate,
+        wall_s: wall,
+        throughput_parts_per_s: throughput,
+        latency_p50_ms: percentile(&latencies, 0.5),
+        latency_p99_ms: percentile(&latencies, 0.99),
+        latency_max_ms: latencies.last().copied().unwrap_or(f64::NAN),
+        mean_batch,
+        pipeline_ms_per_part: pipeline_ms,
+        compute_ms_per_part: compute,
+        overhead_ratio: pipeline_ms / compute,
+        cpu_cores_used: cpu / wall,
+        rss_start_mib: rss_start,
+        rss_end_mib: rss_end,
+        rss_peak_mib: rss_peak,
+        rss_samples_mib: samples,
+    })
+}

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The appliance and the Python baseline (bench/baseline.py) on the same model
+# files, the same frames, the same machine, one after the other in one run;
+# prints each figure and the ratios against the issue's goals.
+#
+#   bench/side_by_side.sh                 # FP32 and INT8, 3 repeats, 400 frames
+#   FRAMES=200 REPEAT=1 PRECISIONS=fp32 bench/side_by_side.sh
+#
+# Figures are medians over REPEAT runs. Results land in bench/results/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FRAMES=${FRAMES:-400}
+CAMERAS=${CAMERAS:-4}
+REPEAT=${REPEAT:-3}
+PRECISIONS=${PRECISIONS:-"fp32 int8"}
+MAX_BATCH=${MAX_BATCH:-8}
+OUT=bench/results
+mkdir -p "$OUT"
+
+scripts/setup.sh
+python3 -c "import paho.mqtt" 2>/dev/null || python3 -m pip install --quiet -r bench/requirements.txt
+cargo build --release --quiet -p appliance
+
+broker=127.0.0.1:1883
+if ! mosquitto_pub -h 127.0.0.1 -p 1883 -t bench/probe -n -q 0 >/dev/null 2>&1; then
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mosquitto -p "$port" >"$OUT/mosquitto.log" 2>&1 &
+  pid=$!
+  trap 'kill $pid 2>/dev/null || true' EXIT
+  sleep 0.5
+  broker=127.0.0.1:$port
+fi
+
+frames_dir=$(mktemp -d)
+for p in $PRECISIONS; do
+  for r in $(seq 1 "$REPEAT"); do
+    echo "== $p run $r: appliance at full load" >&2
+    target/release/appliance bench --precision "$p" --frames "$FRAMES" --cameras "$CAMERAS" \
+      --max-batch "$MAX_BATCH" --mqtt "mqtt://$broker" --export "$frames_dir" \
+      >"$OUT/appliance-$p-$r.json" 2>"$OUT/appliance-$p-$r.log"
+    rate=$(python3 -c "import json; print(json.load(open('$OUT/appliance-$p-$r.json'))['throughput_parts_per_s'] / 2)")
+    echo "== $p run $r: appliance at half load ($rate parts/s)" >&2
+    target/release/appliance bench --precision "$p" --frames "$FRAMES" --cameras "$CAMERAS" \
+      --max-batch "$MAX_BATCH" --mqtt "mqtt://$broker" --rate "$rate" \
+      >"$OUT/appliance-half-$p-$r.json" 2>"$OUT/appliance-half-$p-$r.log"
+    echo "== $p run $r: Python baseline" >&2
+    python3 bench/baseline.py --precision "$p" --frames "$frames_dir/frames" \
+      --standard "$frames_dir/standard.txt" --count "$FRAMES" --mqtt "$broker" \
+      >"$OUT/baseline-$p-$r.json"
+  done
+done
+rm -rf "$frames_dir"
+
+python3 - "$OUT" "$REPEAT" $PRECISIONS <<'PY'
+import json, statistics, sys
+out, repeat, precisions = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+def med(kind, p, key):
+    return statistics.median(json.load(open(f"{out}/{kind}-{p}-{r}.json"))[key] for r in range(1, repeat + 1))
+summary = {}
+for p in precisions:
+    a = {k: med("appliance", p, k) for k in ["throughput_parts_per_s", "latency_p50_ms", "latency_p99_ms",
+         "pipeline_ms_per_part", "compute_ms_per_part", "overhead_ratio", "cpu_cores_used", "rss_peak_mib", "mean_batch"]}
+    h = {k: med("appliance-half", p, k) for k in ["throughput_parts_per_s", "latency_p50_ms", "latency_p99_ms"]}
+    b = {k: med("baseline", p, k) for k in ["throughput_parts_per_s", "latency_p50_ms", "latency_p99_ms", "cpu_cores_used", "rss_peak_mib"]}
+    s = {
+        "appliance_full_load": a, "appliance_half_load": h, "python_baseline": b,
+        "throughput_vs_baseline": a["throughput_parts_per_s"] / b["throughput_parts_per_s"],
+        "pipeline_vs_compute": a["overhead_ratio"],
+        "half_load_p99_over_p50": h["latency_p99_ms"] / h["latency_p50_ms"],
+    }
+    summary[p] = s
+    print(f"\n[{p}] medians of {repeat} run(s)")
+    print(f"  appliance: {a['throughput_parts_per_s']:.1f} parts/s, p50 {a['latency_p50_ms']:.1f} ms, p99 {a['latency_p99_ms']:.1f} ms, "
+          f"mean batch {a['mean_batch']:.1f}, {a['cpu_cores_used']:.2f} cores, peak RSS {a['rss_peak_mib']:.0f} MiB")
+    print(f"  baseline:  {b['throughput_parts_per_s']:.1f} parts/s, p50 {b['latency_p50_ms']:.1f} ms, p99 {b['latency_p99_ms']:.1f} ms, "
+          f"{b['cpu_cores_used']:.2f} cores, peak RSS {b['rss_peak_mib']:.0f} MiB")
+    print(f"  throughput ratio appliance/baseline: {s['throughput_vs_baseline']:.2f}x   (goal >= 3x)")
+    print(f"  pipeline time per part / model compute: {s['pipeline_vs_compute']:.3f}   (goal <= 1.15)")
+    print(f"  at half load ({h['throughput_parts_per_s']:.1f} parts/s): p99/p50 = {s['half_load_p99_over_p50']:.2f}   (goal <= 2)")
+json.dump(summary, open(f"{out}/summary.json", "w"), indent=2)
+PY
