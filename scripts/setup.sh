@@ -4,7 +4,13 @@
 #  - the ONNX Runtime shared library, unpacked from the onnxruntime wheel on
 #    PyPI into .cache/onnxruntime (the appliance finds it there by itself);
 #  - the Python packages the model toolchain needs to train, export, quantize
-#    and evaluate models (its tests run a tiny training).
+#    and evaluate models (its tests run a tiny training);
+#  - with GPU=1 only: the GPU build of ONNX Runtime (CUDA and TensorRT
+#    providers) and the CUDA 13, cuDNN 9 and TensorRT 10 libraries it needs,
+#    from their PyPI wheels, into .cache/onnxruntime-gpu (about 3 GB). The
+#    appliance uses that build when a GPU provider is configured and preloads
+#    the libraries from there, so no system CUDA install is needed; only the
+#    NVIDIA driver (libcuda.so.1).
 # Nothing here downloads at build time or at run time of the appliance.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +47,34 @@ link = os.path.join(out, "libonnxruntime.so")
 if os.path.lexists(link):
     os.remove(link)
 os.symlink(os.path.basename(member), link)
+PY
+fi
+
+GPU_DIR=.cache/onnxruntime-gpu
+if [ "${GPU:-0}" = 1 ] && [ ! -e "$GPU_DIR/libonnxruntime.so" ]; then
+  echo "setup: fetching the GPU build of ONNX Runtime $ORT_VERSION and CUDA/cuDNN/TensorRT libraries into $GPU_DIR"
+  mkdir -p .cache/wheels-gpu "$GPU_DIR"
+  # The versions the onnxruntime-gpu wheel declares for its [cuda,cudnn]
+  # extras, and the TensorRT major version its provider links against.
+  python3 -m pip download --quiet --no-deps --only-binary=:all: -d .cache/wheels-gpu \
+    "onnxruntime-gpu==$ORT_VERSION" "nvidia-cuda-runtime~=13.0" "nvidia-cuda-nvrtc~=13.0" \
+    "nvidia-cublas~=13.0" "nvidia-cufft~=12.0" "nvidia-curand~=10.0" "nvidia-cudnn-cu13~=9.0" \
+    "tensorrt-cu13-libs>=10.13,<11"
+  python3 - "$ORT_VERSION" "$GPU_DIR" <<'PY'
+import glob, os, re, sys, zipfile
+version, out = sys.argv[1], sys.argv[2]
+wanted = re.compile(r"(^|/)lib[^/]*\.so(\.[0-9.]+)?$")
+for wheel in sorted(glob.glob(".cache/wheels-gpu/*.whl")):
+    with zipfile.ZipFile(wheel) as z:
+        for member in z.namelist():
+            if wanted.search(member) and "pybind11" not in member:
+                target = os.path.join(out, os.path.basename(member))
+                with z.open(member) as src, open(target, "wb") as dst:
+                    dst.write(src.read())
+link = os.path.join(out, "libonnxruntime.so")
+if os.path.lexists(link):
+    os.remove(link)
+os.symlink(f"libonnxruntime.so.{version}", link)
 PY
 fi
 

@@ -64,6 +64,8 @@ pub struct BenchReport {
     pub latency_max_ms: f64,
     /// Mean frames per engine batch.
     pub mean_batch: f64,
+    /// Share of the run the engine was judging (1.0: never waiting for frames).
+    pub engine_busy: f64,
     /// Milliseconds of wall time per part through the whole pipeline.
     pub pipeline_ms_per_part: f64,
     /// Milliseconds per part of the model alone at `max_batch` (median round).
@@ -254,6 +256,10 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
             .await??
     };
 
+    // The bench reads results through its own connection to the station's
+    // database (SQLite in WAL mode allows it); opening it first also creates
+    // the schema before the station starts.
+    let store = crate::store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir).await?;
     let (tx, rx) = mpsc::channel::<Arrival>(cfg.batching.queue_capacity);
     let (shutdown_tx, shutdown) = watch::channel(false);
     let station = tokio::spawn(pipeline::serve(
@@ -262,23 +268,13 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
         shutdown,
         Arc::new(AtomicBool::new(false)),
     ));
-    // The bench reads results through its own connection to the station's
-    // database (SQLite in WAL mode allows it).
-    let store = loop {
-        if let Ok(s) =
-            crate::store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir).await
-        {
-            break s;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
     let cameras = cfg.cameras.len();
     let per_camera = opts.frames.div_ceil(cameras);
     let until = opts.duration.map(|d| Instant::now() + d);
     let interval = opts
         .rate
         .map(|r| Duration::from_secs_f64(cameras as f64 / r.max(1e-3)));
-    let batches0 = worker::batch_counts();
+    let before = worker::counts();
     let cpu0 = cpu_seconds();
     let (rss_start, _) = rss_mib();
     let started = Instant::now();
@@ -323,8 +319,10 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
     let wall = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
     let (rss_end, rss_peak) = rss_mib();
-    let batches1 = worker::batch_counts();
-    let mean_batch = (batches1.1 - batches0.1) as f64 / (batches1.0 - batches0.0).max(1) as f64;
+    let after = worker::counts();
+    let mean_batch =
+        (after.frames - before.frames) as f64 / (after.batches - before.batches).max(1) as f64;
+    let engine_busy = (after.busy - before.busy).as_secs_f64() / wall;
     let _ = shutdown_tx.send(true);
     station.await??;
 
@@ -380,6 +378,7 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
         latency_p99_ms: percentile(&latencies, 0.99),
         latency_max_ms: latencies.last().copied().unwrap_or(f64::NAN),
         mean_batch,
+        engine_busy,
         pipeline_ms_per_part: pipeline_ms,
         compute_ms_per_part: compute,
         overhead_ratio: pipeline_ms / compute,

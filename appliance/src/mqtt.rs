@@ -173,6 +173,24 @@ impl Publisher {
                 }
             }
         });
+        // Acknowledged outbox rows are marked in batches by one task, so a
+        // burst of acknowledgements costs one transaction, not one each, and
+        // the event loop never waits on the database.
+        let (acked, mut acked_rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
+        let marker = tokio::spawn(async move {
+            while let Some(first) = acked_rx.recv().await {
+                let mut seqs = vec![first];
+                while seqs.len() < 512 {
+                    match acked_rx.try_recv() {
+                        Ok(seq) => seqs.push(seq),
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = store.mark_published(&seqs).await {
+                    tracing::error!(error = %e, rows = seqs.len(), "cannot mark outbox rows published; they will be sent again");
+                }
+            }
+        });
         let task = tokio::spawn(async move {
             loop {
                 let event = tokio::select! {
@@ -183,13 +201,15 @@ impl Publisher {
                         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
                         while tokio::time::Instant::now() < deadline {
                             match tokio::time::timeout_at(deadline, eventloop.poll()).await {
-                                Ok(Ok(ev)) => events.on_event(ev, &store).await,
+                                Ok(Ok(ev)) => events.on_event(ev, &acked).await,
                                 _ => break,
                             }
                             if events.inflight.lock().await.by_pkid.is_empty() { break; }
                         }
                         let _ = events.client.disconnect().await;
                         drain_task.abort();
+                        drop(acked);
+                        let _ = marker.await;
                         return;
                     }
                 };
@@ -202,7 +222,7 @@ impl Publisher {
                         }
                         events.wake.notify_one();
                     }
-                    Ok(ev) => events.on_event(ev, &store).await,
+                    Ok(ev) => events.on_event(ev, &acked).await,
                     Err(e) => {
                         if events.connected.swap(false, Ordering::Relaxed) {
                             tracing::warn!(error = %e, "MQTT connection lost; verdicts wait in the outbox");
@@ -217,7 +237,7 @@ impl Publisher {
         Ok((p, task))
     }
 
-    async fn on_event(&self, ev: Event, store: &Store) {
+    async fn on_event(&self, ev: Event, acked: &tokio::sync::mpsc::UnboundedSender<i64>) {
         match ev {
             Event::Outgoing(Outgoing::Publish(pkid)) => {
                 let mut inflight = self.inflight.lock().await;
@@ -235,9 +255,7 @@ impl Publisher {
             Event::Incoming(Packet::PubAck(ack)) => {
                 let seq = self.inflight.lock().await.by_pkid.remove(&ack.pkid);
                 if let Some(Some(seq)) = seq {
-                    if let Err(e) = store.mark_published(seq).await {
-                        tracing::error!(error = %e, seq, "cannot mark outbox row published");
-                    }
+                    let _ = acked.send(seq);
                 }
             }
             _ => {}

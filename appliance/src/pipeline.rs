@@ -138,7 +138,10 @@ impl Station {
                 let camera_id = frame.camera_id.clone();
                 match self.inspect(frame).await {
                     Ok(v) => {
-                        tracing::info!(verdict = %v.id, camera = %v.camera, part = ?v.part_id, decision = ?v.decision, findings = v.findings.len(), "verdict");
+                        // Every verdict is stored and published; the log
+                        // keeps it only at debug level (at 150 parts/s an info
+                        // line each cost 8% of throughput).
+                        tracing::debug!(verdict = %v.id, camera = %v.camera, part = ?v.part_id, decision = ?v.decision, findings = v.findings.len(), "verdict");
                         self.finish(&camera_id, &origin);
                     }
                     Err(e) => {

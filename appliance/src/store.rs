@@ -70,7 +70,10 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
-    let tmp = path.with_extension("partial");
+    // Unique per write: two frames with the same bytes may be stored at once.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("{}-{n}.partial", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
 }
@@ -291,23 +294,26 @@ impl Store {
             .collect())
     }
 
-    /// Marks an outbox row acknowledged by the broker (and its verdict published).
-    pub async fn mark_published(&self, seq: i64) -> Result<(), StoreError> {
+    /// Marks outbox rows acknowledged by the broker (and their verdicts
+    /// published), all in one transaction.
+    pub async fn mark_published(&self, seqs: &[i64]) -> Result<(), StoreError> {
         let at = now();
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE outbox SET published_at = ? WHERE seq = ?")
+        for seq in seqs {
+            sqlx::query("UPDATE outbox SET published_at = ? WHERE seq = ?")
+                .bind(&at)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE verdicts SET published_at = ? WHERE published_at IS NULL
+                   AND id = (SELECT verdict_id FROM outbox WHERE seq = ?)",
+            )
             .bind(&at)
             .bind(seq)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "UPDATE verdicts SET published_at = ? WHERE published_at IS NULL
-               AND id = (SELECT verdict_id FROM outbox WHERE seq = ?)",
-        )
-        .bind(&at)
-        .bind(seq)
-        .execute(&mut *tx)
-        .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -318,5 +324,37 @@ fn decision_text(d: fusion::Decision) -> &'static str {
         fusion::Decision::Pass => "PASS",
         fusion::Decision::Fail => "FAIL",
         fusion::Decision::Review => "REVIEW",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_same_image_stored_at_once_by_many_frames_is_kept_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = Store::open(&url, &dir.path().join("data")).await.unwrap();
+        let bytes = Arc::new(vec![7u8; 200_000]);
+        let writers: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, bytes) = (store.clone(), bytes.clone());
+                std::thread::spawn(move || store.put_image(&bytes, "png"))
+            })
+            .collect();
+        let stored: Vec<StoredImage> = writers
+            .into_iter()
+            .map(|w| w.join().unwrap().expect("every concurrent write succeeds"))
+            .collect();
+        assert!(stored.iter().all(|s| s.path == stored[0].path));
+        assert_eq!(std::fs::read(&stored[0].path).unwrap(), *bytes);
+        let folder = stored[0].path.parent().unwrap();
+        assert_eq!(
+            std::fs::read_dir(folder).unwrap().count(),
+            1,
+            "no partial files left"
+        );
     }
 }

@@ -26,14 +26,23 @@ use crate::verdict::ModelRef;
 /// Batches run and frames judged by every worker of this process.
 static BATCHES: AtomicU64 = AtomicU64::new(0);
 static BATCHED_FRAMES: AtomicU64 = AtomicU64::new(0);
+static BUSY_NANOS: AtomicU64 = AtomicU64::new(0);
 
-/// (batches, frames) judged so far by this process; their ratio is the
-/// mean batch size.
-pub fn batch_counts() -> (u64, u64) {
-    (
-        BATCHES.load(Ordering::Relaxed),
-        BATCHED_FRAMES.load(Ordering::Relaxed),
-    )
+/// What the workers of this process have done so far.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WorkerCounts {
+    pub batches: u64,
+    pub frames: u64,
+    /// Time spent inside the engine.
+    pub busy: std::time::Duration,
+}
+
+pub fn counts() -> WorkerCounts {
+    WorkerCounts {
+        batches: BATCHES.load(Ordering::Relaxed),
+        frames: BATCHED_FRAMES.load(Ordering::Relaxed),
+        busy: std::time::Duration::from_nanos(BUSY_NANOS.load(Ordering::Relaxed)),
+    }
 }
 
 /// One preprocessed frame to judge.
@@ -276,7 +285,10 @@ fn run(
             .collect();
         BATCHES.fetch_add(1, Ordering::Relaxed);
         BATCHED_FRAMES.fetch_add(jobs.len() as u64, Ordering::Relaxed);
-        match engine.judge_batch(&requests) {
+        let started = std::time::Instant::now();
+        let result = engine.judge_batch(&requests);
+        BUSY_NANOS.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        match result {
             Ok(judgements) => {
                 for (job, judgement) in jobs.into_iter().zip(judgements) {
                     let _ = job.reply.send(Ok(Judged {

@@ -78,7 +78,7 @@ fn graphs(c: &mut Criterion) {
     for precision in [Precision::Fp32, Precision::Int8] {
         let engine = engine(precision);
         let package = ModelPackage::open(&package_dir(), precision).unwrap();
-        let env = runtime::environment(Path::new("")).unwrap();
+        let env = runtime::environment(Path::new(""), false).unwrap();
         let open = |g: &str| -> Session {
             runtime::session(env, &package.graph(g), &SessionSettings::default()).unwrap()
         };

@@ -216,7 +216,12 @@ impl Engine {
     /// Verifies the package, builds every session and precomputes the verdict
     /// tokens' embeddings.
     pub fn load(package: ModelPackage, settings: &EngineSettings) -> Result<Self, EngineError> {
-        let env = runtime::environment(&settings.onnxruntime_library)?;
+        let want_gpu = settings
+            .sessions
+            .providers
+            .iter()
+            .any(|p| *p != firmware_config::ExecutionProvider::Cpu);
+        let env = runtime::environment(&settings.onnxruntime_library, want_gpu)?;
         let m = &package.manifest;
         let tokenizer =
             Tokenizer::from_file(package.tokenizer()).map_err(|e| EngineError::Tokenizer {
@@ -398,6 +403,7 @@ impl Engine {
             .vision
             .encode(&images)
             .map_err(infer("vision_encoder"))?;
+        let t_vision = started.elapsed();
         let b = features.batch;
         let (t, d) = (features.tokens, features.dim);
         let length = t + prepared.iter().map(|p| p.tokens).max().unwrap_or(0);
@@ -431,8 +437,18 @@ impl Engine {
                 )
             })
             .collect();
+        let t_encoder = started.elapsed();
         self.decode(&hidden, mask, length, &mut sequences)?;
         let ms = started.elapsed().as_secs_f64() * 1e3;
+        tracing::debug!(
+            batch = b,
+            length,
+            vision_ms = t_vision.as_secs_f64() * 1e3,
+            encoder_ms = (t_encoder - t_vision).as_secs_f64() * 1e3,
+            decode_ms = ms - t_encoder.as_secs_f64() * 1e3,
+            steps = self.profile.rows_per_step.len(),
+            "batch judged"
+        );
         Ok(sequences
             .iter()
             .zip(requests.iter().zip(&prepared))

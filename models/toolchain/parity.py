@@ -7,6 +7,13 @@ DatasetSpec), decodes every (part, standard) pair one at a time with ONNX
 Runtime, the appliance's grammar and its citation guard, at FP32 and INT8, and
 records the verdict tokens. `fusion/tests/reference_model.rs` asserts the Rust
 engine decodes exactly these tokens. Regenerate whenever the package changes.
+
+FP32 tokens are the same on every x86-64 CPU, so the committed fixtures hold
+them. INT8 tokens are not: ONNX Runtime's integer kernels differ between CPUs
+with and without VNNI (AVX2's 8-bit multiply-add saturates at 16 bits), so the
+Rust test judges INT8 against this script run live on the same machine:
+
+    python -m toolchain.parity --package reference --dataset DIR --precisions int8 --out FILE
 """
 import argparse
 import json
@@ -28,25 +35,41 @@ def main():
     ap.add_argument("--package", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--appliance", default=os.environ.get("APPLIANCE_BIN", "../target/debug/appliance"))
+    ap.add_argument("--dataset", help="judge this already written set (its manifest.jsonl) instead of writing one")
+    ap.add_argument("--precisions", default="fp32")
     args = ap.parse_args()
-    items = []
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [args.appliance, "synth", "--out", tmp, "--count", str(SPEC["count"]), "--seed", str(SPEC["seed"]),
-               "--standards-per-part", str(SPEC["standards_per_part"]), "--languages", ",".join(SPEC["languages"])]
-        cmd += ["--heldout"] * SPEC["heldout"] + ["--counterfactuals"] * SPEC["counterfactuals"]
-        subprocess.run(cmd, check=True)
-        records = [json.loads(l) for l in (Path(tmp) / "manifest.jsonl").read_text().splitlines() if l.strip()]
-        for precision in ("fp32", "int8"):
-            judge = Judge(args.package, precision, threads=1, citation_guard=True)
-            for p, rec in enumerate(records):
-                feats = judge.image_features([Image.open(Path(tmp) / rec["image"])])
-                for s, std in enumerate(rec["standards"]):
-                    v = judge.judge(feats, [std["text"]])[0]
-                    tokens = [judge.tok.id_to_token(int(i)) for i in v["tokens"]]
-                    items.append({"precision": precision, "part": p, "standard": s, "tokens": tokens})
+    precisions = args.precisions.split(",")
+    if args.dataset:
+        items = fixtures(Path(args.dataset), args.package, precisions)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            write_set(args.appliance, tmp)
+            items = fixtures(Path(tmp), args.package, precisions)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"dataset": SPEC, "items": items}, ensure_ascii=False, indent=1) + "\n")
     print(f"wrote {len(items)} fixtures to {args.out}")
+
+
+def write_set(appliance, tmp):
+    cmd = [appliance, "synth", "--out", tmp, "--count", str(SPEC["count"]), "--seed", str(SPEC["seed"]),
+           "--standards-per-part", str(SPEC["standards_per_part"]), "--languages", ",".join(SPEC["languages"])]
+    cmd += ["--heldout"] * SPEC["heldout"] + ["--counterfactuals"] * SPEC["counterfactuals"]
+    subprocess.run(cmd, check=True)
+
+
+def fixtures(folder, package, precisions):
+    """Decodes every (part, standard) pair of the set in `folder`, one at a time."""
+    records = [json.loads(l) for l in (folder / "manifest.jsonl").read_text().splitlines() if l.strip()]
+    items = []
+    for precision in precisions:
+        judge = Judge(package, precision, threads=1, citation_guard=True)
+        for p, rec in enumerate(records):
+            feats = judge.image_features([Image.open(folder / rec["image"])])
+            for s, std in enumerate(rec["standards"]):
+                v = judge.judge(feats, [std["text"]])[0]
+                tokens = [judge.tok.id_to_token(int(i)) for i in v["tokens"]]
+                items.append({"precision": precision, "part": p, "standard": s, "tokens": tokens})
+    return items
 
 
 if __name__ == "__main__":

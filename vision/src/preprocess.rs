@@ -48,19 +48,37 @@ impl Crop {
 }
 
 /// Crops, resizes (stretch, bilinear) and normalises into CHW floats.
+/// A full-frame crop of the model's own size is neither copied nor resized,
+/// and normalisation is one table look-up per channel value.
 pub fn to_tensor(img: &RgbImage, crop: Crop, spec: &InputSpec) -> Vec<f32> {
-    let view = imageops::crop_imm(img, crop.x, crop.y, crop.width, crop.height).to_image();
+    let cropped;
+    let view = if crop == Crop::full(img) {
+        img
+    } else {
+        cropped = imageops::crop_imm(img, crop.x, crop.y, crop.width, crop.height).to_image();
+        &cropped
+    };
+    let resized;
     let sized = if view.dimensions() == (spec.width, spec.height) {
         view
     } else {
-        imageops::resize(&view, spec.width, spec.height, FilterType::Triangle)
+        resized = imageops::resize(view, spec.width, spec.height, FilterType::Triangle);
+        &resized
     };
+    let mut table = [[0f32; 256]; 3];
+    for (c, row) in table.iter_mut().enumerate() {
+        for (v, x) in row.iter_mut().enumerate() {
+            *x = (v as f32 / 255.0 - spec.mean[c]) / spec.std[c];
+        }
+    }
     let plane = (spec.width * spec.height) as usize;
     let mut out = vec![0f32; plane * 3];
-    for (i, px) in sized.pixels().enumerate() {
-        for c in 0..3 {
-            out[c * plane + i] = (px[c] as f32 / 255.0 - spec.mean[c]) / spec.std[c];
-        }
+    let (r, rest) = out.split_at_mut(plane);
+    let (g, b) = rest.split_at_mut(plane);
+    for (i, px) in sized.as_raw().chunks_exact(3).enumerate() {
+        r[i] = table[0][px[0] as usize];
+        g[i] = table[1][px[1] as usize];
+        b[i] = table[2][px[2] as usize];
     }
     out
 }
