@@ -232,11 +232,14 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
     let work = tempfile::tempdir()?;
     cfg.storage.database_url = format!("sqlite://{}", work.path().join("bench.db").display());
     cfg.storage.data_dir = work.path().join("data");
+    cfg.http.bind = "127.0.0.1:0".parse().expect("literal address");
     cfg.cameras = (1..=opts.cameras.max(1))
         .map(|i| Camera {
             id: format!("cam-{i}"),
             mm_per_px: 0.1,
             roi: None,
+            rotate: 0,
+            flip: Default::default(),
             source: CameraSource::Synthetic {
                 seed: i as u64,
                 interval: Duration::from_secs(1),
@@ -265,6 +268,7 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
     let station = tokio::spawn(pipeline::serve(
         cfg.clone(),
         rx,
+        crate::cameras::CameraLinks::none(),
         shutdown,
         Arc::new(AtomicBool::new(false)),
     ));

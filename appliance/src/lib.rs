@@ -4,7 +4,10 @@
 
 pub mod batcher;
 pub mod bench;
+pub mod cameras;
+pub mod commands;
 pub mod eval;
+pub mod http;
 pub mod mqtt;
 pub mod pipeline;
 pub mod store;

@@ -40,6 +40,31 @@ impl Topics {
     pub fn status(&self) -> String {
         format!("{}/status", self.base)
     }
+    /// Retained state of one camera.
+    pub fn camera(&self, camera: &str) -> String {
+        format!("{}/camera/{camera}", self.base)
+    }
+    /// Commands in: `{base}/cmd/{name}`.
+    pub fn commands(&self) -> String {
+        format!("{}/cmd/+", self.base)
+    }
+    /// Replies to commands.
+    pub fn reply(&self) -> String {
+        format!("{}/cmd/reply", self.base)
+    }
+    /// The command name of a topic under `{base}/cmd/`, if it is one (replies
+    /// are not commands).
+    pub fn command_name<'a>(&self, topic: &'a str) -> Option<&'a str> {
+        let name = topic.strip_prefix(&self.base)?.strip_prefix("/cmd/")?;
+        (name != "reply" && !name.is_empty()).then_some(name)
+    }
+}
+
+/// A command received on `{base}/cmd/{name}`.
+#[derive(Debug, Clone)]
+pub struct Command {
+    pub name: String,
+    pub payload: Vec<u8>,
 }
 
 /// Why the broker connection could not be set up.
@@ -115,6 +140,7 @@ pub struct Publisher {
     wake: Arc<Notify>,
     connected: Arc<AtomicBool>,
     topics: Topics,
+    commands: tokio::sync::mpsc::Sender<Command>,
 }
 
 impl Publisher {
@@ -124,6 +150,7 @@ impl Publisher {
         store: Store,
         birth: String,
         mut shutdown: watch::Receiver<bool>,
+        commands: tokio::sync::mpsc::Sender<Command>,
     ) -> Result<(Self, tokio::task::JoinHandle<()>), MqttError> {
         let topics = Topics::new(&cfg.mqtt.topic_prefix, &cfg.station.station);
         let (client, mut eventloop) = AsyncClient::new(options(cfg, &topics)?, 256);
@@ -136,6 +163,7 @@ impl Publisher {
             wake: Arc::new(Notify::new()),
             connected: Arc::new(AtomicBool::new(false)),
             topics,
+            commands,
         };
         let events = p.clone();
         let drain_store = store.clone();
@@ -220,6 +248,13 @@ impl Publisher {
                         if let Err(e) = events.publish_status(&birth).await {
                             tracing::warn!(error = %e, "cannot publish birth status");
                         }
+                        if let Err(e) = events
+                            .client
+                            .subscribe(events.topics.commands(), QoS::AtLeastOnce)
+                            .await
+                        {
+                            tracing::warn!(error = %e, "cannot subscribe to commands");
+                        }
                         events.wake.notify_one();
                     }
                     Ok(ev) => events.on_event(ev, &acked).await,
@@ -252,6 +287,18 @@ impl Publisher {
                     inflight.by_pkid.insert(pkid, seq);
                 }
             }
+            Event::Incoming(Packet::Publish(p)) => {
+                let topic = p.topic.clone();
+                if let Some(name) = self.topics.command_name(&topic) {
+                    let cmd = Command {
+                        name: name.to_string(),
+                        payload: p.payload.to_vec(),
+                    };
+                    if self.commands.try_send(cmd).is_err() {
+                        tracing::warn!(topic, "command queue full; command dropped");
+                    }
+                }
+            }
             Event::Incoming(Packet::PubAck(ack)) => {
                 let seq = self.inflight.lock().await.by_pkid.remove(&ack.pkid);
                 if let Some(Some(seq)) = seq {
@@ -263,16 +310,23 @@ impl Publisher {
     }
 
     async fn publish_status(&self, payload: &str) -> Result<(), rumqttc::ClientError> {
+        self.publish_now(&self.topics.status(), payload, true).await
+    }
+
+    /// Publishes a message that is not a verdict (status, camera state,
+    /// command reply) with QoS 1, without the outbox: it matters now or not
+    /// at all (retained ones are published again on change).
+    pub async fn publish_now(
+        &self,
+        topic: &str,
+        payload: &str,
+        retain: bool,
+    ) -> Result<(), rumqttc::ClientError> {
         let mut inflight = self.inflight.lock().await;
         inflight.queued.push_back(None);
         let r = self
             .client
-            .publish(
-                self.topics.status(),
-                QoS::AtLeastOnce,
-                true,
-                payload.to_string(),
-            )
+            .publish(topic, QoS::AtLeastOnce, retain, payload.to_string())
             .await;
         if r.is_err() {
             inflight.queued.pop_back();

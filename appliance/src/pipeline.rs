@@ -17,13 +17,14 @@ use fusion::{Engine, EngineSettings, ModelPackage, Standard};
 use tokio::sync::{mpsc, watch, Semaphore};
 use vision::preprocess::Crop;
 use vision::runtime::SessionSettings;
-use vision::sources::hot_folder::{self, HotFolder};
-use vision::sources::synthetic::SyntheticCamera;
+use vision::sources::health::CameraEvent;
+use vision::sources::hot_folder;
 use vision::sources::{Arrival, Origin};
 use vision::Frame;
 
 use crate::batcher::Batcher;
-use crate::mqtt::Publisher;
+use crate::cameras::{CameraLinks, Cameras};
+use crate::mqtt::{Publisher, Topics};
 use crate::store::Store;
 use crate::verdict::{self, Geometry, ImageRef, StationRef, Timings, Verdict};
 use crate::worker::{self, EngineHandle};
@@ -153,11 +154,25 @@ impl Station {
         }
     }
 
-    async fn inspect(&self, frame: Frame) -> anyhow::Result<Verdict> {
+    async fn inspect(&self, mut frame: Frame) -> anyhow::Result<Verdict> {
         let camera = self
             .cameras
             .get(&frame.camera_id)
             .with_context(|| format!("unknown camera `{}`", frame.camera_id))?;
+        if !vision::geometry::is_identity(camera.rotate, camera.flip) {
+            // Stored as the model sees it, so boxes and image agree.
+            let (rotate, flip, image) = (camera.rotate, camera.flip, frame.image.clone());
+            let (oriented, png) = tokio::task::spawn_blocking(move || {
+                let oriented = vision::geometry::orient(&image, rotate, flip);
+                let png = vision::sources::video::encode_png(&oriented);
+                (oriented, png)
+            })
+            .await
+            .context("orientation panicked")?;
+            frame.image = Arc::new(oriented);
+            frame.encoded = Arc::new(png);
+            frame.format = "png";
+        }
         let queued_at = SystemTime::now();
         let crop = crop_for(camera, &frame);
         let judged = self
@@ -231,46 +246,56 @@ impl Station {
 pub async fn run(cfg: StationConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel::<Arrival>(cfg.batching.queue_capacity);
     let stop = Arc::new(AtomicBool::new(false));
-    let mut source_threads = Vec::new();
-    for cam in &cfg.cameras {
-        let tx = tx.clone();
-        let stop = stop.clone();
-        let id = cam.id.clone();
-        let t = match &cam.source {
-            CameraSource::HotFolder { path, poll, .. } => {
-                let folder = HotFolder {
-                    camera_id: id.clone(),
-                    path: path.clone(),
-                    poll: *poll,
-                };
-                std::thread::Builder::new()
-                    .name(format!("camera-{id}"))
-                    .spawn(move || {
-                        if let Err(e) = folder.run(tx, stop) {
-                            tracing::error!(camera = %id, error = %e, "hot folder stopped");
-                        }
-                    })?
+    let (cameras, events) = Cameras::start(&cfg, &tx, &stop)?;
+    drop(tx);
+    let links = CameraLinks {
+        triggers: cameras.triggers.clone(),
+        health: cameras.health.clone(),
+        events,
+    };
+    let result = serve(cfg, rx, links, shutdown, stop.clone()).await;
+    stop.store(true, Ordering::Relaxed);
+    cameras.join();
+    result
+}
+
+/// Publishes each camera's state change, retained, on `{base}/camera/{id}`.
+async fn report_cameras(
+    mut events: mpsc::UnboundedReceiver<CameraEvent>,
+    publisher: Publisher,
+    topics: Topics,
+) {
+    while let Some(e) = events.recv().await {
+        let at = rfc3339(SystemTime::now());
+        let (camera, payload) = match e {
+            CameraEvent::Up {
+                camera_id,
+                reconnects,
+            } => {
+                let p = serde_json::json!({"camera": camera_id, "state": "up", "reconnects": reconnects, "at": at});
+                (camera_id, p)
             }
-            CameraSource::Synthetic { seed, interval } => {
-                let cam = SyntheticCamera {
-                    camera_id: id.clone(),
-                    seed: *seed,
-                    interval: *interval,
-                };
-                std::thread::Builder::new()
-                    .name(format!("camera-{id}"))
-                    .spawn(move || cam.run(tx, stop))?
+            CameraEvent::Down {
+                camera_id,
+                reason,
+                retry_in,
+            } => {
+                let p = serde_json::json!({"camera": camera_id, "state": "down", "reason": reason,
+                    "retry_in_ms": retry_in.as_millis() as u64, "at": at});
+                (camera_id, p)
+            }
+            CameraEvent::Ended { camera_id } => {
+                let p = serde_json::json!({"camera": camera_id, "state": "ended", "at": at});
+                (camera_id, p)
             }
         };
-        source_threads.push(t);
+        if let Err(e) = publisher
+            .publish_now(&topics.camera(&camera), &payload.to_string(), true)
+            .await
+        {
+            tracing::warn!(camera, error = %e, "cannot publish camera state");
+        }
     }
-    drop(tx);
-    let result = serve(cfg, rx, shutdown, stop.clone()).await;
-    stop.store(true, Ordering::Relaxed);
-    for t in source_threads {
-        let _ = t.join();
-    }
-    result
 }
 
 /// Runs the station on the arrivals of `rx` until `shutdown` turns true or
@@ -279,6 +304,7 @@ pub async fn run(cfg: StationConfig, shutdown: watch::Receiver<bool>) -> anyhow:
 pub async fn serve(
     cfg: StationConfig,
     mut rx: mpsc::Receiver<Arrival>,
+    links: CameraLinks,
     mut shutdown: watch::Receiver<bool>,
     stop_sources: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
@@ -311,7 +337,35 @@ pub async fn serve(
     })
     .to_string();
     let (publisher_stop_tx, publisher_stop) = watch::channel(false);
-    let (publisher, mqtt_task) = Publisher::start(&cfg, store.clone(), birth, publisher_stop)?;
+    let (commands_tx, commands_rx) = mpsc::channel(64);
+    let (publisher, mqtt_task) =
+        Publisher::start(&cfg, store.clone(), birth, publisher_stop, commands_tx)?;
+    tokio::spawn(crate::commands::serve(
+        commands_rx,
+        links.triggers.clone(),
+        publisher.clone(),
+    ));
+    tokio::spawn(report_cameras(
+        links.events,
+        publisher.clone(),
+        publisher.topics().clone(),
+    ));
+    // The HTTP API is secondary: a port already taken is logged, and the
+    // station inspects without it.
+    let http = match crate::http::start(
+        cfg.http.bind,
+        links.triggers.clone(),
+        links.health.clone(),
+        shutdown.clone(),
+    )
+    .await
+    {
+        Ok((_, task)) => Some(task),
+        Err(e) => {
+            tracing::error!(address = %cfg.http.bind, error = %e, "cannot serve the HTTP API");
+            None
+        }
+    };
 
     let ctx = Arc::new(Station {
         cameras: cfg
@@ -359,6 +413,9 @@ pub async fn serve(
     ctx.publisher.wake();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _ = publisher_stop_tx.send(true);
+    if let Some(http) = http {
+        http.abort();
+    }
     let _ = tokio::time::timeout(Duration::from_secs(5), mqtt_task).await;
     drop(ctx);
     let _ = tokio::task::spawn_blocking(move || worker_thread.join()).await;

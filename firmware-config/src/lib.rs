@@ -166,6 +166,12 @@ fn resolve(base: &Path, p: &mut PathBuf) {
 /// Makes every relative path relative to the configuration file's folder.
 fn resolve_paths(c: &mut StationConfig, base: &Path) {
     for cam in &mut c.cameras {
+        if let CameraSource::Opencv {
+            file: Some(path), ..
+        } = &mut cam.source
+        {
+            resolve(base, path);
+        }
         if let CameraSource::HotFolder { path, .. } = &mut cam.source {
             resolve(base, path);
         }

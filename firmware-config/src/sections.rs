@@ -45,10 +45,43 @@ pub struct Camera {
     pub id: String,
     /// Millimetres per pixel of the full frame, for sizes in findings.
     pub mm_per_px: f64,
-    /// Crop applied before the model sees the frame.
+    /// Crop applied before the model sees the frame (in pixels of the
+    /// frame after `rotate` and `flip`).
     #[serde(default)]
     pub roi: Option<Roi>,
+    /// Clockwise rotation applied to every frame: 0, 90, 180 or 270 degrees.
+    #[serde(default)]
+    pub rotate: u16,
+    /// Mirror applied after rotation.
+    #[serde(default)]
+    pub flip: Flip,
     pub source: CameraSource,
+}
+
+/// Mirroring of a camera's frames.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flip {
+    #[default]
+    None,
+    Horizontal,
+    Vertical,
+    Both,
+}
+
+/// When a streaming camera's frames are judged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureMode {
+    /// Every frame the camera delivers (at most one per `every`); under
+    /// overload the newest frame replaces an older one waiting (counted as
+    /// dropped).
+    #[default]
+    FreeRun,
+    /// Only on a trigger (MQTT `cmd/trigger` or HTTP): the first frame
+    /// captured after the trigger arrived. Triggered frames are never
+    /// dropped; triggers beyond `trigger_queue` waiting are refused.
+    Trigger,
 }
 
 /// A rectangle in frame pixels.
@@ -73,6 +106,48 @@ pub enum CameraSource {
         #[serde(default = "default_poll", with = "humantime_serde")]
         poll: Duration,
     },
+    /// Anything OpenCV's `VideoCapture` opens. Exactly one of `device`
+    /// (V4L2 index), `url` (RTSP/HTTP stream), `pipeline` (GStreamer
+    /// pipeline string) or `file` (a video file) is given.
+    Opencv {
+        #[serde(default)]
+        device: Option<i32>,
+        #[serde(default)]
+        url: Option<String>,
+        #[serde(default)]
+        pipeline: Option<String>,
+        #[serde(default)]
+        file: Option<PathBuf>,
+        /// A video file starts again at its end instead of ending.
+        #[serde(default)]
+        looping: bool,
+        /// Requested resolution, frame rate and exposure, where the backend
+        /// accepts them.
+        #[serde(default)]
+        width: Option<u32>,
+        #[serde(default)]
+        height: Option<u32>,
+        #[serde(default)]
+        fps: Option<f64>,
+        #[serde(default)]
+        exposure: Option<f64>,
+        #[serde(default)]
+        mode: CaptureMode,
+        /// Free-run: judge at most one frame per this interval (0: every frame).
+        #[serde(default, with = "humantime_serde")]
+        every: Duration,
+        /// Trigger mode: triggers waiting for a frame before new ones are refused.
+        #[serde(default = "default_trigger_queue")]
+        trigger_queue: usize,
+        /// No frame for this long means the camera is down; it is reopened.
+        #[serde(default = "default_stall_timeout", with = "humantime_serde")]
+        stall_timeout: Duration,
+        /// Reopen attempts wait this long, doubling up to `backoff_max`.
+        #[serde(default = "default_backoff_initial", with = "humantime_serde")]
+        backoff_initial: Duration,
+        #[serde(default = "default_backoff_max", with = "humantime_serde")]
+        backoff_max: Duration,
+    },
     /// The built-in synthetic line.
     Synthetic {
         #[serde(default)]
@@ -85,6 +160,22 @@ pub enum CameraSource {
 
 fn default_poll() -> Duration {
     Duration::from_millis(100)
+}
+
+fn default_trigger_queue() -> usize {
+    16
+}
+
+fn default_stall_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_backoff_initial() -> Duration {
+    Duration::from_millis(500)
+}
+
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_interval() -> Duration {

@@ -104,6 +104,61 @@ pub fn check_values(c: &StationConfig) -> Vec<Problem> {
                 );
             }
         }
+        if ![0, 90, 180, 270].contains(&cam.rotate) {
+            r.push(
+                format!("cameras[{i}].rotate"),
+                format!(
+                    "is {}; allowed: 0, 90, 180 or 270 (degrees clockwise)",
+                    cam.rotate
+                ),
+            );
+        }
+        if let CameraSource::Opencv {
+            device,
+            url,
+            pipeline,
+            file,
+            trigger_queue,
+            stall_timeout,
+            backoff_initial,
+            backoff_max,
+            ..
+        } = &cam.source
+        {
+            let given = [
+                device.is_some(),
+                url.is_some(),
+                pipeline.is_some(),
+                file.is_some(),
+            ]
+            .iter()
+            .filter(|g| **g)
+            .count();
+            if given != 1 {
+                r.push(
+                    format!("cameras[{i}].source"),
+                    format!("{given} of device, url, pipeline, file given; exactly one is needed"),
+                );
+            }
+            if *trigger_queue == 0 {
+                r.push(
+                    format!("cameras[{i}].source.trigger_queue"),
+                    "must be at least 1",
+                );
+            }
+            if stall_timeout.is_zero() {
+                r.push(
+                    format!("cameras[{i}].source.stall_timeout"),
+                    "must be greater than 0",
+                );
+            }
+            if backoff_initial.is_zero() || backoff_max < backoff_initial {
+                r.push(
+                    format!("cameras[{i}].source.backoff_initial"),
+                    "must be greater than 0 and at most backoff_max",
+                );
+            }
+        }
         if let CameraSource::Synthetic { interval, .. } = &cam.source {
             if interval.is_zero() {
                 r.push(

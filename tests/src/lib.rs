@@ -56,3 +56,41 @@ impl Drop for Broker {
         let _ = self.child.wait();
     }
 }
+
+/// Writes `text` as `station.toml` in `dir` and loads it (no environment layer).
+pub fn load_config(dir: &std::path::Path, text: &str) -> firmware_config::StationConfig {
+    let path = dir.join("station.toml");
+    std::fs::write(&path, text).expect("write station.toml");
+    firmware_config::Loader::without_env(Some(&path))
+        .load()
+        .expect("test configuration is valid")
+}
+
+/// A client of `broker` subscribed to `filter`, as a PLC or the MES would
+/// be; every message it receives comes out as (topic, payload).
+pub async fn subscribe(
+    broker: &Broker,
+    client_id: &str,
+    filter: &str,
+) -> (
+    rumqttc::AsyncClient,
+    tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+) {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let mut opts = MqttOptions::new(client_id, "127.0.0.1", broker.port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut events) = AsyncClient::new(opts, 64);
+    client
+        .subscribe(filter, QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(ev) = events.poll().await {
+            if let Event::Incoming(Packet::Publish(p)) = ev {
+                let _ = tx.send((p.topic.clone(), p.payload.to_vec()));
+            }
+        }
+    });
+    (client, rx)
+}

@@ -6,8 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use e2e::{repo, Broker};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use e2e::{load_config, repo, subscribe, Broker};
 use sqlx::Row;
 use vision::synth::{DefectKind, SynthLine, SynthPart};
 
@@ -57,10 +56,9 @@ async fn dropped_images_become_stored_and_published_verdicts() {
     let incoming = dir.path().join("incoming");
     std::fs::create_dir_all(&incoming).unwrap();
     std::fs::write(dir.path().join("standard.txt"), banning_standard()).unwrap();
-    let config = dir.path().join("station.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let cfg = load_config(
+        dir.path(),
+        &format!(
             r#"
 [station]
 station = "e2e-1"
@@ -88,27 +86,10 @@ data_dir = "data"
             model = repo().join("models/reference").display(),
             url = broker.url(),
         ),
-    )
-    .unwrap();
-    let cfg = firmware_config::Loader::without_env(Some(&config))
-        .load()
-        .expect("test configuration is valid");
+    );
 
     // A subscriber, as the MES would be.
-    let mut opts = MqttOptions::new("e2e-sub", "127.0.0.1", broker.port);
-    opts.set_keep_alive(Duration::from_secs(5));
-    let (sub, mut events) = AsyncClient::new(opts, 64);
-    sub.subscribe("inspect/e2e-1/#", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    let (msg_tx, mut messages) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok(ev) = events.poll().await {
-            if let Event::Incoming(Packet::Publish(p)) = ev {
-                let _ = msg_tx.send((p.topic.clone(), p.payload.to_vec()));
-            }
-        }
-    });
+    let (_sub, mut messages) = subscribe(&broker, "e2e-sub", "inspect/e2e-1/#").await;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let service = tokio::spawn(appliance::pipeline::run(cfg, stop_rx));

@@ -8,6 +8,7 @@
 pub mod decode;
 pub mod encoder;
 pub mod frame;
+pub mod geometry;
 pub mod preprocess;
 pub mod runtime;
 pub mod sources;

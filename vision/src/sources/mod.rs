@@ -2,8 +2,11 @@
 //! into a bounded channel, so a slow model never blocks a camera's driver and
 //! a full queue is visible instead of silent.
 
+pub mod health;
 pub mod hot_folder;
 pub mod synthetic;
+pub mod trigger;
+pub mod video;
 
 use std::path::PathBuf;
 

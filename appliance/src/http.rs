@@ -1,0 +1,76 @@
+//! The appliance's HTTP API. For now: triggers (`POST /api/v1/trigger`, the
+//! same JSON as the MQTT `cmd/trigger` payload and the same reply) and camera
+//! health (`GET /api/v1/cameras`). The review UI joins it here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio::sync::watch;
+use vision::sources::health::CameraHealth;
+
+use crate::cameras::Triggers;
+use crate::commands::{self, Failure};
+
+#[derive(Clone)]
+struct Api {
+    triggers: Triggers,
+    health: Arc<Vec<Arc<CameraHealth>>>,
+}
+
+async fn trigger(State(api): State<Api>, body: Bytes) -> impl IntoResponse {
+    let reply = commands::handle("trigger", &body, &api.triggers);
+    let status = match reply.kind {
+        Failure::None => StatusCode::OK,
+        Failure::Malformed => StatusCode::BAD_REQUEST,
+        Failure::Unknown => StatusCode::NOT_FOUND,
+        Failure::Conflict => StatusCode::CONFLICT,
+        Failure::Busy => StatusCode::TOO_MANY_REQUESTS,
+    };
+    (status, Json(reply))
+}
+
+async fn cameras(State(api): State<Api>) -> impl IntoResponse {
+    Json(api.health.iter().map(|h| h.snapshot()).collect::<Vec<_>>())
+}
+
+/// Binds `addr` and serves until `shutdown` turns true. Returns the bound
+/// address (port 0 picks a free one) and the server task.
+pub async fn start(
+    addr: SocketAddr,
+    triggers: Triggers,
+    health: Vec<Arc<CameraHealth>>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let app = Router::new()
+        .route("/api/v1/trigger", post(trigger))
+        .route("/api/v1/cameras", get(cameras))
+        .with_state(Api {
+            triggers,
+            health: Arc::new(health),
+        });
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let stop = async move {
+            while !*shutdown.borrow() {
+                if shutdown.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+    tracing::info!(address = %bound, "HTTP API listening");
+    Ok((bound, task))
+}

@@ -1,0 +1,280 @@
+//! Trigger mode end to end: an OpenCV camera (a video file written here with
+//! OpenCV's writer, mounted rotated) runs continuously, and only MQTT
+//! `cmd/trigger` commands and HTTP trigger calls turn frames into verdicts
+//! carrying the part id. Malformed commands are answered with errors naming
+//! the problem while inspection continues; the camera's state is published.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use e2e::{load_config, repo, subscribe, Broker};
+use opencv::core::{Mat, Scalar, Size, CV_8UC3};
+use opencv::prelude::*;
+use opencv::videoio::VideoWriter;
+use rumqttc::QoS;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+fn write_video(path: &Path) {
+    let fourcc = VideoWriter::fourcc('M', 'J', 'P', 'G').unwrap();
+    let mut w = VideoWriter::new(
+        &path.to_string_lossy(),
+        fourcc,
+        25.0,
+        Size::new(320, 240),
+        true,
+    )
+    .unwrap();
+    for i in 0..50 {
+        let m = Mat::new_rows_cols_with_default(
+            240,
+            320,
+            CV_8UC3,
+            Scalar::new(90.0 + i as f64, 100.0, 110.0, 0.0),
+        )
+        .unwrap();
+        w.write(&m).unwrap();
+    }
+    w.release().unwrap();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A minimal HTTP/1.1 POST; returns the status code and body.
+fn post(port: u16, path: &str, body: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_string())
+}
+
+async fn next_on(
+    messages: &mut UnboundedReceiver<(String, Vec<u8>)>,
+    topic: &str,
+    what: &str,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (t, v) = tokio::time::timeout(left, messages.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {what} on {topic} in time"))
+            .unwrap();
+        if t == topic {
+            return serde_json::from_slice(&v).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triggers_over_mqtt_and_http_turn_fresh_frames_into_verdicts() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    write_video(&dir.path().join("line.avi"));
+    std::fs::write(
+        dir.path().join("standard.txt"),
+        "Housing standard.\n1. No scratches are permitted.\n2. No dents are permitted.",
+    )
+    .unwrap();
+    let http_port = free_port();
+    let cfg = load_config(
+        dir.path(),
+        &format!(
+            r#"
+[station]
+station = "trig-1"
+recipe = "housing"
+
+[[cameras]]
+id = "line"
+mm_per_px = 0.1
+rotate = 90
+[cameras.source]
+kind = "opencv"
+file = "line.avi"
+looping = true
+mode = "trigger"
+trigger_queue = 4
+
+[[recipes]]
+name = "housing"
+standard = "standard.txt"
+
+[model]
+package = "{model}"
+
+[mqtt]
+url = "{url}"
+
+[storage]
+database_url = "sqlite://appliance.db"
+data_dir = "data"
+
+[http]
+bind = "127.0.0.1:{http_port}"
+"#,
+            model = repo().join("models/reference").display(),
+            url = broker.url(),
+        ),
+    );
+    let (plc, mut messages) = subscribe(&broker, "plc", "inspect/trig-1/#").await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let service = tokio::spawn(appliance::pipeline::run(cfg, stop_rx));
+
+    // The camera's state and the birth (the model is loaded) come in either order.
+    let (mut camera_up, mut online) = (false, false);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(camera_up && online) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (t, v) = tokio::time::timeout(left, messages.recv())
+            .await
+            .expect("camera state and birth in time")
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&v).unwrap_or_default();
+        match t.as_str() {
+            "inspect/trig-1/camera/line" => {
+                assert_eq!(v["state"], "up", "{v}");
+                camera_up = true;
+            }
+            "inspect/trig-1/status" => online = v["state"] == "online",
+            _ => {}
+        }
+    }
+    // The camera streams, but nothing is judged without a trigger.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while let Ok((t, _)) = messages.try_recv() {
+        assert_ne!(t, "inspect/trig-1/verdict", "a verdict without a trigger");
+    }
+
+    let cmd = |payload: Vec<u8>| {
+        let plc = plc.clone();
+        async move {
+            plc.publish(
+                "inspect/trig-1/cmd/trigger",
+                QoS::AtLeastOnce,
+                false,
+                payload,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    cmd(br#"{"part_id":"P-1","request_id":"r1","trigger_id":"T-1"}"#.to_vec()).await;
+    let reply = next_on(&mut messages, "inspect/trig-1/cmd/reply", "reply").await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(reply["request_id"], "r1");
+    assert_eq!(reply["cameras"], serde_json::json!(["line"]));
+    let v = next_on(&mut messages, "inspect/trig-1/verdict", "verdict").await;
+    assert_eq!(v["part_id"], "P-1");
+    assert_eq!(v["trigger_id"], "T-1");
+    assert_eq!(v["camera"], "line");
+    // Mounted rotated by 90 degrees: the 320x240 stream is judged and stored upright.
+    assert_eq!(
+        (v["image"]["width"].clone(), v["image"]["height"].clone()),
+        (240.into(), 320.into())
+    );
+    let stored = image::open(dir.path().join(v["image"]["path"].as_str().unwrap()))
+        .or_else(|_| image::open(v["image"]["path"].as_str().unwrap()))
+        .unwrap();
+    assert_eq!((stored.width(), stored.height()), (240, 320));
+
+    // Malformed commands: each answered with the problem, nothing judged.
+    let bad: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("trigger", b"{\"part_id\": ".to_vec(), "not valid JSON"),
+        (
+            "trigger",
+            br#"{"part_id": 17}"#.to_vec(),
+            "field `part_id`: invalid type",
+        ),
+        (
+            "trigger",
+            br#"{"part_id":"P-x","camera":"side"}"#.to_vec(),
+            "no camera `side`",
+        ),
+        (
+            "trigger",
+            format!(r#"{{"part_id":"{}"}}"#, "x".repeat(5000)).into_bytes(),
+            "limit is 4096",
+        ),
+        (
+            "self-destruct",
+            b"{}".to_vec(),
+            "unknown command `self-destruct`",
+        ),
+    ];
+    for (name, payload, expected) in bad {
+        plc.publish(
+            format!("inspect/trig-1/cmd/{name}"),
+            QoS::AtLeastOnce,
+            false,
+            payload,
+        )
+        .await
+        .unwrap();
+        let reply = next_on(&mut messages, "inspect/trig-1/cmd/reply", "error reply").await;
+        assert_eq!(reply["ok"], false, "{reply}");
+        let error = reply["error"].as_str().unwrap();
+        assert!(error.contains(expected), "{error} should say {expected}");
+    }
+
+    // Inspection continues: MQTT and HTTP triggers are both answered.
+    cmd(br#"{"part_id":"P-2"}"#.to_vec()).await;
+    let v = next_on(&mut messages, "inspect/trig-1/verdict", "verdict").await;
+    assert_eq!(v["part_id"], "P-2");
+    assert!(
+        v["trigger_id"].is_string(),
+        "a trigger id is made when absent"
+    );
+    let (status, body) = tokio::task::spawn_blocking(move || {
+        post(
+            http_port,
+            "/api/v1/trigger",
+            r#"{"part_id":"P-3","request_id":"h1"}"#,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""ok":true"#), "{body}");
+    let v = next_on(&mut messages, "inspect/trig-1/verdict", "verdict").await;
+    assert_eq!(v["part_id"], "P-3");
+    let (status, body) =
+        tokio::task::spawn_blocking(move || post(http_port, "/api/v1/trigger", r#"{"part":1}"#))
+            .await
+            .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("unknown field `part`"), "{body}");
+
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), service)
+        .await
+        .expect("service stops")
+        .unwrap()
+        .unwrap();
+    // Exactly three parts were triggered, so exactly three verdicts exist.
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("appliance.db").display()
+    ))
+    .await
+    .unwrap();
+    let parts: Vec<String> = sqlx::query_scalar("SELECT part_id FROM verdicts ORDER BY part_id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(parts, ["P-1", "P-2", "P-3"]);
+}
