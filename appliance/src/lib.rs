@@ -9,6 +9,7 @@ pub mod commands;
 pub mod eval;
 pub mod http;
 pub mod mqtt;
+pub mod parts;
 pub mod pipeline;
 pub mod store;
 pub mod systemd;

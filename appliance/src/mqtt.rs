@@ -36,6 +36,10 @@ impl Topics {
     pub fn result(&self) -> String {
         format!("{}/result", self.base)
     }
+    /// Combined multi-view part verdict, QoS 1.
+    pub fn part(&self) -> String {
+        format!("{}/part", self.base)
+    }
     /// Retained birth / last will.
     pub fn status(&self) -> String {
         format!("{}/status", self.base)

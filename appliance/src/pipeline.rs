@@ -71,6 +71,8 @@ struct Station {
     engine: EngineHandle,
     store: Store,
     publisher: Publisher,
+    /// Multi-view stations: judged views go to the part assembler.
+    parts: Option<mpsc::UnboundedSender<(String, crate::parts::View)>>,
 }
 
 fn crop_for(camera: &Camera, frame: &Frame) -> Crop {
@@ -229,14 +231,31 @@ impl Station {
             context_loss: judgement.context_loss,
         };
         let topics = self.publisher.topics();
-        let outbox = vec![
-            (topics.verdict(), serde_json::to_string(&v)?),
-            (topics.result(), serde_json::to_string(&v.plc())?),
-        ];
+        let mut outbox = vec![(topics.verdict(), serde_json::to_string(&v)?)];
+        // A view of a multi-view part: the PLC gets the part's result, not
+        // each view's.
+        let view_of = match (&self.parts, &v.part_id) {
+            (Some(parts), Some(part)) if self.cfg.parts.views.contains(&v.camera) => {
+                Some((parts, part.clone()))
+            }
+            _ => {
+                outbox.push((topics.result(), serde_json::to_string(&v.plc())?));
+                None
+            }
+        };
         self.store
             .commit_verdict(&v, &self.standard.text, &outbox)
             .await?;
         self.publisher.wake();
+        if let Some((parts, part)) = view_of {
+            let view = crate::parts::View {
+                camera: v.camera.clone(),
+                verdict_id: v.id.clone(),
+                decision: v.decision,
+                findings: v.findings.len(),
+            };
+            let _ = parts.send((part, view));
+        }
         Ok(v)
     }
 }
@@ -367,7 +386,27 @@ pub async fn serve(
         }
     };
 
+    let (parts, parts_task) = if cfg.parts.views.is_empty() {
+        (None, None)
+    } else {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let assembler = crate::parts::Assembler::new(
+            &cfg.station.station,
+            cfg.parts.views.clone(),
+            cfg.parts.view_timeout,
+        );
+        let (stop_tx, stop) = watch::channel(false);
+        let task = tokio::spawn(crate::parts::serve(
+            assembler,
+            rx,
+            stop,
+            store.clone(),
+            publisher.clone(),
+        ));
+        (Some(tx), Some((stop_tx, task)))
+    };
     let ctx = Arc::new(Station {
+        parts,
         cameras: cfg
             .cameras
             .iter()
@@ -409,6 +448,11 @@ pub async fn serve(
     }
     let total = (ctx.cfg.batching.max_batch * 2) as u32;
     let _ = tokio::time::timeout(Duration::from_secs(20), in_flight.acquire_many(total)).await;
+    // Parts still waiting for a view are decided now, naming what is missing.
+    if let Some((stop, task)) = parts_task {
+        let _ = stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
     // Give the drain a moment to hand over what was just committed.
     ctx.publisher.wake();
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -224,17 +224,33 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        for (topic, payload) in outbox {
-            sqlx::query(
-                "INSERT INTO outbox (verdict_id, topic, payload, created_at) VALUES (?, ?, ?, ?)",
-            )
-            .bind(&v.id)
-            .bind(topic)
-            .bind(payload)
-            .bind(&at)
-            .execute(&mut *tx)
-            .await?;
-        }
+        enqueue(&mut tx, &v.id, outbox, &at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores a multi-view part verdict and its outbox rows in one transaction.
+    pub async fn commit_part(
+        &self,
+        p: &crate::parts::PartVerdict,
+        outbox: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO part_verdicts (id, station, part_id, decision, reason, views, missing, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&p.id)
+        .bind(&p.station)
+        .bind(&p.part_id)
+        .bind(decision_text(p.decision))
+        .bind(&p.reason)
+        .bind(serde_json::to_string(&p.views).expect("views serialise"))
+        .bind(serde_json::to_string(&p.missing).expect("names serialise"))
+        .bind(&p.decided_at)
+        .execute(&mut *tx)
+        .await?;
+        enqueue(&mut tx, &p.id, outbox, &at).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -325,6 +341,27 @@ fn decision_text(d: fusion::Decision) -> &'static str {
         fusion::Decision::Fail => "FAIL",
         fusion::Decision::Review => "REVIEW",
     }
+}
+
+/// Adds outbox rows for one record inside its transaction.
+async fn enqueue(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    record_id: &str,
+    outbox: &[(String, String)],
+    at: &str,
+) -> Result<(), StoreError> {
+    for (topic, payload) in outbox {
+        sqlx::query(
+            "INSERT INTO outbox (verdict_id, topic, payload, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(record_id)
+        .bind(topic)
+        .bind(payload)
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use crate::units::{ByteSize, Secret};
 pub struct StationConfig {
     pub station: Identity,
     pub cameras: Vec<Camera>,
+    pub parts: Parts,
     pub recipes: Vec<RecipeConfig>,
     pub model: ModelConfig,
     pub batching: Batching,
@@ -82,6 +83,18 @@ pub enum CaptureMode {
     /// captured after the trigger arrived. Triggered frames are never
     /// dropped; triggers beyond `trigger_queue` waiting are refused.
     Trigger,
+}
+
+/// Multi-view parts: cameras that each photograph every part.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Parts {
+    /// Camera ids whose verdicts for one part id are combined into one part
+    /// verdict; empty: every verdict stands alone.
+    pub views: Vec<String>,
+    /// How long after a part's first view the others may take.
+    #[serde(with = "humantime_serde")]
+    pub view_timeout: Duration,
 }
 
 /// A rectangle in frame pixels.

@@ -168,6 +168,23 @@ pub fn check_values(c: &StationConfig) -> Vec<Problem> {
             }
         }
     }
+    if c.parts.views.len() == 1 {
+        r.push(
+            "parts.views",
+            "a single view needs no combining; list two or more cameras, or none",
+        );
+    }
+    for (i, view) in c.parts.views.iter().enumerate() {
+        if !c.cameras.iter().any(|cam| &cam.id == view) {
+            r.push(
+                format!("parts.views[{i}]"),
+                format!("`{view}` is not a configured camera id"),
+            );
+        }
+    }
+    if !c.parts.views.is_empty() && c.parts.view_timeout.is_zero() {
+        r.push("parts.view_timeout", "must be greater than 0");
+    }
     if c.recipes.is_empty() {
         r.push(
             "recipes",

@@ -94,3 +94,42 @@ pub async fn subscribe(
     });
     (client, rx)
 }
+
+/// Every kind banned, clause number = position in `vision::synth::DefectKind::ALL` + 1.
+pub fn banning_standard() -> String {
+    let mut text = String::from("Inspection standard for machined housings.");
+    for (i, k) in vision::synth::DefectKind::ALL.iter().enumerate() {
+        text.push_str(&format!("\n{}. No {} are permitted.", i + 1, k.plural()));
+    }
+    text
+}
+
+/// The first clean part and the first part with one clearly visible defect.
+pub fn pick_parts() -> (vision::synth::SynthPart, vision::synth::SynthPart) {
+    let mut line = vision::synth::SynthLine::new(20_261_128);
+    let (mut clean, mut defective) = (None, None);
+    while clean.is_none() || defective.is_none() {
+        let p = line.next_part();
+        match p.defects.len() {
+            0 if clean.is_none() => clean = Some(p),
+            1 if defective.is_none() && p.defects[0].size_mm >= 2.0 => defective = Some(p),
+            _ => {}
+        }
+    }
+    (clean.unwrap(), defective.unwrap())
+}
+
+/// Writes a file the way a well-behaved vision PC does: temp name, then rename.
+pub fn drop_file(dir: &std::path::Path, name: &str, bytes: &[u8]) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(tmp, dir.join(name)).unwrap();
+}
+
+pub fn png(part: &vision::synth::SynthPart) -> Vec<u8> {
+    let mut out = Vec::new();
+    part.image
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}

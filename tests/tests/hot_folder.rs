@@ -6,48 +6,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use e2e::{load_config, repo, subscribe, Broker};
+use e2e::{banning_standard, drop_file, load_config, pick_parts, png, repo, subscribe, Broker};
 use sqlx::Row;
-use vision::synth::{DefectKind, SynthLine, SynthPart};
-
-/// Every kind banned, clause number = position in `DefectKind::ALL` + 1.
-fn banning_standard() -> String {
-    let mut text = String::from("Inspection standard for machined housings.");
-    for (i, k) in DefectKind::ALL.iter().enumerate() {
-        text.push_str(&format!("\n{}. No {} are permitted.", i + 1, k.plural()));
-    }
-    text
-}
-
-/// The first clean part and the first part with one clearly visible defect.
-fn pick_parts() -> (SynthPart, SynthPart) {
-    let mut line = SynthLine::new(20_261_128);
-    let (mut clean, mut defective) = (None, None);
-    while clean.is_none() || defective.is_none() {
-        let p = line.next_part();
-        match p.defects.len() {
-            0 if clean.is_none() => clean = Some(p),
-            1 if defective.is_none() && p.defects[0].size_mm >= 2.0 => defective = Some(p),
-            _ => {}
-        }
-    }
-    (clean.unwrap(), defective.unwrap())
-}
-
-/// Writes a file the way a well-behaved vision PC does: temp name, then rename.
-fn drop_file(dir: &Path, name: &str, bytes: &[u8]) {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, bytes).unwrap();
-    std::fs::rename(tmp, dir.join(name)).unwrap();
-}
-
-fn png(part: &SynthPart) -> Vec<u8> {
-    let mut out = Vec::new();
-    part.image
-        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .unwrap();
-    out
-}
+use vision::synth::DefectKind;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_images_become_stored_and_published_verdicts() {
