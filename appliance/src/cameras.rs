@@ -124,11 +124,14 @@ impl Cameras {
             cams.health.push(health.clone());
             let builder = std::thread::Builder::new().name(format!("camera-{id}"));
             let t = match &cam.source {
-                CameraSource::HotFolder { path, poll, .. } => {
+                CameraSource::HotFolder {
+                    path, poll, settle, ..
+                } => {
                     let folder = HotFolder {
                         camera_id: id.clone(),
                         path: path.clone(),
                         poll: *poll,
+                        settle: *settle,
                     };
                     health.started();
                     builder.spawn(move || {

@@ -166,7 +166,7 @@ impl Station {
             let (rotate, flip, image) = (camera.rotate, camera.flip, frame.image.clone());
             let (oriented, png) = tokio::task::spawn_blocking(move || {
                 let oriented = vision::geometry::orient(&image, rotate, flip);
-                let png = vision::sources::video::encode_png(&oriented);
+                let png = vision::decode::encode_png(&oriented);
                 (oriented, png)
             })
             .await

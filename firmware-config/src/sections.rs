@@ -118,6 +118,10 @@ pub enum CameraSource {
         after: AfterJudged,
         #[serde(default = "default_poll", with = "humantime_serde")]
         poll: Duration,
+        /// A file that does not decode is rejected only after it stayed
+        /// unchanged this long (a slow writer may still be filling it).
+        #[serde(default = "default_settle", with = "humantime_serde")]
+        settle: Duration,
     },
     /// Anything OpenCV's `VideoCapture` opens. Exactly one of `device`
     /// (V4L2 index), `url` (RTSP/HTTP stream), `pipeline` (GStreamer
@@ -173,6 +177,10 @@ pub enum CameraSource {
 
 fn default_poll() -> Duration {
     Duration::from_millis(100)
+}
+
+fn default_settle() -> Duration {
+    Duration::from_secs(2)
 }
 
 fn default_trigger_queue() -> usize {

@@ -10,6 +10,22 @@ use e2e::{banning_standard, drop_file, load_config, pick_parts, png, repo, subsc
 use sqlx::Row;
 use vision::synth::DefectKind;
 
+/// A small JPEG whose header claims 50000 x 50000 pixels (a decompression
+/// bomb: decoding it would allocate 7.5 GB).
+fn huge_jpeg() -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(8, 8, image::Rgb([9, 9, 9]));
+    let mut bytes = Vec::new();
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Jpeg,
+    )
+    .unwrap();
+    let sof = bytes.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+    bytes[sof + 5..sof + 7].copy_from_slice(&50_000u16.to_be_bytes());
+    bytes[sof + 7..sof + 9].copy_from_slice(&50_000u16.to_be_bytes());
+    bytes
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_images_become_stored_and_published_verdicts() {
     let broker = Broker::start();
@@ -64,6 +80,7 @@ data_dir = "data"
     drop_file(&incoming, "corrupt.png", &good[..good.len() / 3]);
     drop_file(&incoming, "empty.png", b"");
     drop_file(&incoming, "notes.png", b"shift notes: all fine\n");
+    drop_file(&incoming, "huge.jpg", &huge_jpeg());
 
     // Collect verdicts from MQTT.
     let mut verdicts = std::collections::HashMap::new();
@@ -112,21 +129,28 @@ data_dir = "data"
             .fetch_all(&pool)
             .await
             .unwrap();
-        if rows.len() >= 3 || Instant::now() > deadline {
+        if rows.len() >= 4 || Instant::now() > deadline {
             break rows;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let errors: Vec<(String, String)> = errors.iter().map(|r| (r.get(0), r.get(1))).collect();
-    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert_eq!(errors.len(), 4, "{errors:?}");
     assert_eq!(errors[0].0, "corrupt.png");
     assert!(
         errors[0].1.contains("corrupt or truncated png"),
         "{errors:?}"
     );
     assert_eq!(errors[1], ("empty.png".into(), "empty file".into()));
-    assert_eq!(errors[2].0, "notes.png");
-    assert!(errors[2].1.contains("not a supported image"), "{errors:?}");
+    assert_eq!(
+        errors[2],
+        (
+            "huge.jpg".into(),
+            "image is 50000x50000, larger than the 16384x16384 limit".into()
+        )
+    );
+    assert_eq!(errors[3].0, "notes.png");
+    assert!(errors[3].1.contains("not a supported image"), "{errors:?}");
 
     let stored: Vec<(String, String)> =
         sqlx::query("SELECT part_id, decision FROM verdicts ORDER BY part_id")
@@ -178,7 +202,7 @@ data_dir = "data"
         std::fs::read_dir(incoming.join("processed"))
             .unwrap()
             .count(),
-        5
+        6
     );
 
     // Still running after the bad files: one more part is judged.

@@ -5,7 +5,9 @@
 //! Every such case becomes a `DecodeError` that names the problem; nothing
 //! here panics or allocates without a bound.
 
-use image::{ImageFormat, ImageReader, Limits, RgbImage};
+use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageEncoder, ImageFormat, ImageReader, Limits, RgbImage};
 use std::io::Cursor;
 
 /// Largest width or height accepted, in pixels.
@@ -37,8 +39,9 @@ fn format_name(f: ImageFormat) -> &'static str {
     }
 }
 
-/// Decodes PNG or JPEG bytes into RGB, converting grayscale and 16-bit input.
-/// Returns the pixels and the format's file extension.
+/// Decodes PNG or JPEG bytes into RGB, converting grayscale and 16-bit input
+/// and turning the picture upright as its EXIF orientation says. Returns the
+/// pixels and the format's file extension.
 pub fn decode(bytes: &[u8]) -> Result<(RgbImage, &'static str), DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
@@ -49,9 +52,8 @@ pub fn decode(bytes: &[u8]) -> Result<(RgbImage, &'static str), DecodeError> {
     }
     let name = format_name(format);
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    // Only the header is read here; the size check below names the sides.
     let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_ALLOC);
     reader.limits(limits);
     let (width, height) = reader.into_dimensions().map_err(|e| DecodeError::Corrupt {
@@ -63,16 +65,42 @@ pub fn decode(bytes: &[u8]) -> Result<(RgbImage, &'static str), DecodeError> {
     }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_ALLOC);
     reader.limits(limits);
-    let img = reader.decode().map_err(|e| match e {
+    let failed = |e: image::ImageError| match e {
         image::ImageError::Limits(_) => DecodeError::TooLarge { width, height },
         other => DecodeError::Corrupt {
             format: name,
             reason: other.to_string(),
         },
-    })?;
+    };
+    let mut decoder = reader.into_decoder().map_err(failed)?;
+    // Unreadable EXIF is not a reason to refuse the pixels.
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(failed)?;
+    img.apply_orientation(orientation);
     Ok((img.to_rgb8(), name))
+}
+
+/// PNG bytes of a frame (fast compression: a camera frame is stored once,
+/// losslessly, so review and retraining see exactly what the model saw).
+pub fn encode_png(img: &RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    PngEncoder::new_with_quality(
+        Cursor::new(&mut out),
+        CompressionType::Fast,
+        FilterType::Sub,
+    )
+    .write_image(
+        img.as_raw(),
+        img.width(),
+        img.height(),
+        image::ExtendedColorType::Rgb8,
+    )
+    .expect("encoding an in-memory PNG cannot fail");
+    out
 }
 
 #[cfg(test)]
@@ -126,5 +154,114 @@ mod tests {
             ),
             "{err:?}"
         );
+    }
+
+    fn jpeg(w: u32, h: u32) -> Vec<u8> {
+        let img = RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x * 40) as u8, (y * 60) as u8, 90])
+        });
+        let mut out = Vec::new();
+        img.write_to(&mut Cursor::new(&mut out), ImageFormat::Jpeg)
+            .unwrap();
+        out
+    }
+
+    /// Decoding must end in a picture or a named error, never a panic.
+    fn survives(bytes: &[u8]) {
+        match decode(bytes) {
+            Ok((img, _)) => assert!(img.width() <= MAX_SIDE && img.height() <= MAX_SIDE),
+            Err(e) => assert!(!e.to_string().is_empty()),
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_thousands_of_bit_flips_end_in_a_picture_or_an_error() {
+        for original in [png(32, 24), jpeg(32, 24)] {
+            for cut in 0..original.len() {
+                survives(&original[..cut]);
+            }
+            let mut state = 0x2545_f491_4f6c_dd1du64;
+            for _ in 0..3000 {
+                let mut bytes = original.clone();
+                for _ in 0..1 + (state % 4) {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    let bit = (state % (bytes.len() as u64 * 8)) as usize;
+                    bytes[bit / 8] ^= 1 << (bit % 8);
+                }
+                survives(&bytes);
+            }
+        }
+    }
+
+    #[test]
+    fn a_jpeg_claiming_50000_by_50000_is_refused_before_allocation() {
+        let mut bytes = jpeg(8, 8);
+        // Baseline SOF0: FF C0, length, precision, then height and width.
+        let sof = bytes.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        bytes[sof + 5..sof + 7].copy_from_slice(&50_000u16.to_be_bytes());
+        bytes[sof + 7..sof + 9].copy_from_slice(&50_000u16.to_be_bytes());
+        let err = decode(&bytes).unwrap_err();
+        assert_eq!(
+            err,
+            DecodeError::TooLarge {
+                width: 50_000,
+                height: 50_000
+            }
+        );
+    }
+
+    #[test]
+    fn sixteen_bit_and_grayscale_pictures_become_8_bit_rgb() {
+        let deep = image::ImageBuffer::<image::Rgb<u16>, _>::from_pixel(
+            3,
+            2,
+            image::Rgb([65535, 32896, 0]),
+        );
+        let mut bytes = Vec::new();
+        DynamicImage::ImageRgb16(deep)
+            .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
+            .unwrap();
+        let (img, _) = decode(&bytes).unwrap();
+        assert_eq!(img.get_pixel(2, 1).0, [255, 128, 0]);
+
+        let gray = image::GrayImage::from_pixel(3, 2, image::Luma([77]));
+        let mut bytes = Vec::new();
+        gray.write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
+            .unwrap();
+        let (img, _) = decode(&bytes).unwrap();
+        assert_eq!(img.get_pixel(0, 0).0, [77, 77, 77]);
+    }
+
+    /// A JPEG with an EXIF APP1 segment saying "rotate 90 degrees clockwise
+    /// to display" (orientation 6), as phones and some cameras write.
+    fn exif_rotated_jpeg(w: u32, h: u32) -> Vec<u8> {
+        let plain = jpeg(w, h);
+        let mut tiff = b"MM\x00\x2a\x00\x00\x00\x08".to_vec();
+        tiff.extend_from_slice(&1u16.to_be_bytes()); // one IFD entry
+        tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
+        tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
+        tiff.extend_from_slice(&1u32.to_be_bytes()); // count
+        tiff.extend_from_slice(&[0, 6, 0, 0]); // value 6, padded
+        tiff.extend_from_slice(&0u32.to_be_bytes()); // no next IFD
+        let mut app1 = b"Exif\x00\x00".to_vec();
+        app1.extend_from_slice(&tiff);
+        let mut out = plain[..2].to_vec();
+        out.extend_from_slice(&[0xFF, 0xE1]);
+        out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+        out.extend_from_slice(&app1);
+        out.extend_from_slice(&plain[2..]);
+        out
+    }
+
+    #[test]
+    fn exif_orientation_turns_the_picture_upright() {
+        let (img, fmt) = decode(&exif_rotated_jpeg(16, 8)).unwrap();
+        assert_eq!((img.width(), img.height(), fmt), (8, 16, "jpg"));
+        // The source's top-left (dark red channel) ends at the top-right.
+        let top_right = img.get_pixel(7, 0)[0];
+        let bottom_left = img.get_pixel(0, 15)[0];
+        assert!(top_right < bottom_left, "{top_right} vs {bottom_left}");
     }
 }

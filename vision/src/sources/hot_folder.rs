@@ -3,7 +3,10 @@
 //! Writers must not be read half-way: names starting with `.` or ending in
 //! `.tmp`, `.part`, `.partial` or `~` are ignored (write there, then rename),
 //! and any other file is only read once its size and modification time have
-//! stayed the same across two scans. Each file is delivered once; it is moved
+//! stayed the same across two scans. A writer that pauses longer than a scan
+//! can still be caught half-way: a file that is empty or does not decode is
+//! only rejected once it has stayed unchanged for `settle` (if it grows in
+//! the meantime it is read again). Each file is delivered once; it is moved
 //! to `processed/` or deleted only after its verdict is committed.
 
 use std::collections::{HashMap, HashSet};
@@ -11,13 +14,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use firmware_config::AfterJudged;
 use tokio::sync::mpsc::Sender;
 
 use super::{Arrival, Origin};
-use crate::decode;
+use crate::decode::{self, DecodeError};
 use crate::frame::Frame;
 
 /// Sub-folder judged files are moved into.
@@ -37,6 +40,9 @@ pub struct HotFolder {
     pub camera_id: String,
     pub path: PathBuf,
     pub poll: Duration,
+    /// How long a file that does not decode must stay unchanged before it is
+    /// rejected (a slow writer may still be filling it).
+    pub settle: Duration,
 }
 
 impl HotFolder {
@@ -46,6 +52,8 @@ impl HotFolder {
         fs::create_dir_all(&self.path)?;
         let mut seen: HashMap<PathBuf, (u64, SystemTime)> = HashMap::new();
         let mut delivered: HashSet<PathBuf> = HashSet::new();
+        // Files that did not decode: their stamp then, and since when.
+        let mut suspect: HashMap<PathBuf, ((u64, SystemTime), Instant)> = HashMap::new();
         let mut seq = 0u64;
         while !stop.load(Ordering::Relaxed) && !tx.is_closed() {
             let mut ready = Vec::new();
@@ -80,6 +88,7 @@ impl HotFolder {
             }
             seen.retain(|p, _| present.contains(p));
             delivered.retain(|p| present.contains(p));
+            suspect.retain(|p, _| present.contains(p));
             ready.sort();
             for (_, name, path) in ready {
                 let bytes = match fs::read(&path) {
@@ -89,13 +98,27 @@ impl HotFolder {
                         continue;
                     }
                 };
+                let decoded = decode::decode(&bytes);
+                if let Err(DecodeError::Empty | DecodeError::Corrupt { .. }) = &decoded {
+                    let stamp = seen[&path];
+                    let since = suspect
+                        .entry(path.clone())
+                        .or_insert((stamp, Instant::now()));
+                    if since.0 != stamp {
+                        *since = (stamp, Instant::now());
+                    }
+                    if since.1.elapsed() < self.settle {
+                        continue;
+                    }
+                }
+                suspect.remove(&path);
                 seen.remove(&path);
                 delivered.insert(path.clone());
                 let origin = Origin {
                     name: name.clone(),
                     path: Some(path.clone()),
                 };
-                let arrival = match decode::decode(&bytes) {
+                let arrival = match decoded {
                     Ok((image, format)) => Arrival::Frame {
                         frame: Frame {
                             camera_id: self.camera_id.clone(),
@@ -167,6 +190,7 @@ mod tests {
             camera_id: "cam".into(),
             path: dir.path().to_path_buf(),
             poll: Duration::from_millis(20),
+            settle: Duration::from_millis(100),
         };
         let stop2 = stop.clone();
         let handle = std::thread::spawn(move || folder.run(tx, stop2));
@@ -196,5 +220,56 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["frame:p1", "rejected:empty.png:empty file"]);
+    }
+
+    #[test]
+    fn a_slow_writer_is_read_when_done_and_a_renamed_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let stop = Arc::new(AtomicBool::new(false));
+        let folder = HotFolder {
+            camera_id: "cam".into(),
+            path: dir.path().to_path_buf(),
+            poll: Duration::from_millis(20),
+            settle: Duration::from_millis(500),
+        };
+        let stop2 = stop.clone();
+        let handle = std::thread::spawn(move || folder.run(tx, stop2));
+        let img = image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let mut png = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        // A writer that creates the file empty, then writes it in four
+        // pieces with pauses longer than two scans, under its final name.
+        let slow = dir.path().join("slow.png");
+        let mut f = fs::File::create(&slow).unwrap();
+        for piece in png.chunks(png.len().div_ceil(4)) {
+            std::thread::sleep(Duration::from_millis(120));
+            std::io::Write::write_all(&mut f, piece).unwrap();
+            f.sync_all().unwrap();
+        }
+        drop(f);
+        // A writer that follows the convention: temporary name, then rename.
+        let tmp = dir.path().join("renamed.png.part");
+        fs::write(&tmp, &png).unwrap();
+        fs::rename(&tmp, dir.path().join("renamed.png")).unwrap();
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            match rx.blocking_recv().unwrap() {
+                Arrival::Frame { frame, .. } => {
+                    assert_eq!(frame.image.as_raw(), img.as_raw());
+                    got.push(frame.part_id.unwrap());
+                }
+                Arrival::Rejected { origin, error, .. } => {
+                    panic!("{} rejected while being written: {error}", origin.name)
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(700));
+        assert!(rx.try_recv().is_err(), "a file was delivered twice");
+        stop.store(true, Ordering::Relaxed);
+        handle.join().unwrap().unwrap();
+        got.sort();
+        assert_eq!(got, ["renamed", "slow"]);
     }
 }

@@ -6,6 +6,7 @@ pub mod health;
 pub mod hot_folder;
 pub mod synthetic;
 pub mod trigger;
+#[cfg(feature = "opencv")]
 pub mod video;
 
 use std::path::PathBuf;

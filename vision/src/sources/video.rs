@@ -12,15 +12,13 @@
 //! `stall_timeout` is reported down and reopened with capped exponential
 //! backoff; the other cameras are unaffected (each has its own thread).
 
-use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use image::codecs::png::{CompressionType, FilterType, PngEncoder};
-use image::{ImageEncoder, RgbImage};
+use image::RgbImage;
 use opencv::core::{Mat, Vector};
 use opencv::prelude::*;
 use opencv::{imgproc, videoio};
@@ -114,25 +112,6 @@ pub fn to_rgb(mat: &Mat) -> Result<RgbImage, String> {
     let bytes = rgb.data_bytes().map_err(cv)?;
     RgbImage::from_raw(w as u32, h as u32, bytes.to_vec())
         .ok_or_else(|| "frame buffer smaller than its size".into())
-}
-
-/// PNG bytes of a frame (fast compression: a camera frame is stored once,
-/// losslessly, so review and retraining see exactly what the model saw).
-pub fn encode_png(img: &RgbImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    PngEncoder::new_with_quality(
-        Cursor::new(&mut out),
-        CompressionType::Fast,
-        FilterType::Sub,
-    )
-    .write_image(
-        img.as_raw(),
-        img.width(),
-        img.height(),
-        image::ExtendedColorType::Rgb8,
-    )
-    .expect("encoding an in-memory PNG cannot fail");
-    out
 }
 
 impl VideoCamera {
@@ -325,7 +304,7 @@ impl VideoCamera {
                 return None;
             }
         };
-        let encoded = encode_png(&image);
+        let encoded = crate::decode::encode_png(&image);
         let (part_id, trigger_id) = match trigger {
             Some(t) => (t.part_id, Some(t.trigger_id)),
             None => (None, None),
