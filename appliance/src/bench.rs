@@ -212,6 +212,7 @@ fn feed(
             image: Arc::new(image),
             encoded: Arc::new(png.clone()),
             format,
+            truth: None,
         };
         let origin = Origin { name, path: None };
         if tx.blocking_send(Arrival::Frame { frame, origin }).is_err() {

@@ -11,6 +11,7 @@ pub mod http;
 pub mod mqtt;
 pub mod parts;
 pub mod pipeline;
+pub mod score;
 pub mod store;
 pub mod systemd;
 pub mod verdict;

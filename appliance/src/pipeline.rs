@@ -71,6 +71,8 @@ struct Station {
     engine: EngineHandle,
     store: Store,
     publisher: Publisher,
+    /// Verdicts of synthetic-line frames scored against their ground truth.
+    score: crate::score::LiveScore,
     /// Multi-view stations: judged views go to the part assembler.
     parts: Option<mpsc::UnboundedSender<(String, crate::parts::View)>>,
 }
@@ -247,6 +249,9 @@ impl Station {
             .commit_verdict(&v, &self.standard.text, &outbox)
             .await?;
         self.publisher.wake();
+        if let Some(truth) = &frame.truth {
+            self.score.record(truth, &v.findings);
+        }
         if let Some((parts, part)) = view_of {
             let view = crate::parts::View {
                 camera: v.camera.clone(),
@@ -406,6 +411,7 @@ pub async fn serve(
         (Some(tx), Some((stop_tx, task)))
     };
     let ctx = Arc::new(Station {
+        score: Default::default(),
         parts,
         cameras: cfg
             .cameras
@@ -440,6 +446,14 @@ pub async fn serve(
         }
     }
     tracing::info!("stopping: cameras first, then frames in flight, then MQTT");
+    let (scored, agreed) = ctx.score.snapshot();
+    if scored > 0 {
+        tracing::info!(
+            parts = scored,
+            agreed,
+            "synthetic line: findings agreed with the drawn defects"
+        );
+    }
     crate::systemd::stopping();
     stop_sources.store(true, Ordering::Relaxed);
     rx.close();

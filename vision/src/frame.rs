@@ -25,4 +25,7 @@ pub struct Frame {
     pub encoded: Arc<Vec<u8>>,
     /// File extension of `encoded` (`png`, `jpg`).
     pub format: &'static str,
+    /// Ground truth, for frames from the synthetic line: every defect drawn
+    /// on the part (so demos and soak runs can score verdicts live).
+    pub truth: Option<Arc<Vec<crate::synth::DrawnDefect>>>,
 }

@@ -131,6 +131,7 @@ impl HotFolder {
                             image: Arc::new(image),
                             encoded: Arc::new(bytes),
                             format,
+                            truth: None,
                         },
                         origin,
                     },

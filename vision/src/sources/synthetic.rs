@@ -42,6 +42,7 @@ impl SyntheticCamera {
                 image: Arc::new(part.image),
                 encoded: Arc::new(png),
                 format: "png",
+                truth: Some(Arc::new(part.defects.clone())),
             };
             let origin = Origin { name, path: None };
             if tx.blocking_send(Arrival::Frame { frame, origin }).is_err() {

@@ -320,6 +320,7 @@ impl VideoCamera {
                 image: Arc::new(image),
                 encoded: Arc::new(encoded),
                 format: "png",
+                truth: None,
             },
             origin: Origin { name, path: None },
         })
