@@ -35,7 +35,7 @@ impl LiveScore {
         if same_defects(drawn, findings.iter().map(|f| f.defect.as_str())) {
             self.agreed.fetch_add(1, Ordering::Relaxed);
         }
-        if judged % 50 == 0 {
+        if judged.is_multiple_of(50) {
             let (judged, agreed) = self.snapshot();
             tracing::info!(
                 parts = judged,
