@@ -19,30 +19,82 @@ pub fn repo() -> PathBuf {
 pub struct Broker {
     pub port: u16,
     child: Child,
+    /// Configuration file, for brokers that keep sessions across restarts.
+    config: Option<PathBuf>,
+}
+
+fn spawn_mosquitto(port: u16, config: Option<&PathBuf>) -> Child {
+    let mut cmd = Command::new("mosquitto");
+    match config {
+        Some(c) => cmd.arg("-c").arg(c),
+        None => cmd.args(["-p", &port.to_string()]),
+    };
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto is installed (scripts/setup.sh installs it)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "mosquitto did not start on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
 }
 
 impl Broker {
     /// Starts `mosquitto -p PORT` and waits until it accepts connections.
     pub fn start() -> Broker {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = Command::new("mosquitto")
-            .args(["-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto is installed (scripts/setup.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not start on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        let port = free_port();
+        Broker {
+            port,
+            child: spawn_mosquitto(port, None),
+            config: None,
         }
-        Broker { port, child }
+    }
+
+    /// A broker that keeps sessions and queued messages on disk in `dir`
+    /// across a restart, as a production broker does.
+    pub fn start_persistent(dir: &std::path::Path) -> Broker {
+        let port = free_port();
+        let config = dir.join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\nuser root\npersistence_location {}/\nmax_queued_messages 100000\n",
+                dir.display()
+            ),
+        )
+        .expect("write mosquitto.conf");
+        Broker {
+            port,
+            child: spawn_mosquitto(port, Some(&config)),
+            config: Some(config),
+        }
+    }
+
+    /// Stops the broker (SIGTERM: it saves its sessions) and returns when
+    /// it is gone.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port with the same configuration.
+    pub fn restart(&mut self) {
+        self.child = spawn_mosquitto(self.port, self.config.as_ref());
     }
 
     pub fn url(&self) -> String {
@@ -93,6 +145,40 @@ pub async fn subscribe(
         }
     });
     (client, rx)
+}
+
+/// Like [`subscribe`], but with a persistent session (clean session off)
+/// that reconnects after the broker goes away, as an MES consumer should.
+pub async fn subscribe_durably(
+    broker: &Broker,
+    client_id: &str,
+    filter: &str,
+) -> tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)> {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let mut opts = MqttOptions::new(client_id, "127.0.0.1", broker.port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    opts.set_clean_session(false);
+    let (client, mut events) = AsyncClient::new(opts, 1024);
+    client
+        .subscribe(filter, QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let _client = client;
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if tx.send((p.topic.clone(), p.payload.to_vec())).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    rx
 }
 
 /// Every kind banned, clause number = position in `vision::synth::DefectKind::ALL` + 1.
