@@ -219,3 +219,16 @@ pub fn png(part: &vision::synth::SynthPart) -> Vec<u8> {
         .unwrap();
     out
 }
+
+/// The appliance binary of this checkout (built here if the test run has
+/// not built it yet).
+pub fn appliance_bin() -> PathBuf {
+    let bin = repo().join("target/debug/appliance");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", "appliance", "--bin", "appliance"])
+        .current_dir(repo())
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the appliance binary failed");
+    bin
+}
