@@ -232,3 +232,19 @@ pub fn appliance_bin() -> PathBuf {
     assert!(status.success(), "building the appliance binary failed");
     bin
 }
+
+/// Asserts `value` matches `schemas/{name}.schema.json`, listing every
+/// violation with its place in the document.
+pub fn assert_schema(name: &str, value: &serde_json::Value) {
+    let path = repo().join("schemas").join(format!("{name}.schema.json"));
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .expect("schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{name}: {errors:#?}\n{value:#}");
+}

@@ -6,7 +6,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use e2e::{banning_standard, drop_file, load_config, pick_parts, png, repo, subscribe, Broker};
+use e2e::{
+    assert_schema, banning_standard, drop_file, load_config, pick_parts, png, repo, subscribe,
+    Broker,
+};
 use sqlx::Row;
 use vision::synth::DefectKind;
 
@@ -94,9 +97,10 @@ data_dir = "data"
             .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
         if topic == "inspect/e2e-1/verdict" {
-            assert_eq!(v["schema"], "verdict/v1");
+            assert_schema("verdict.v1", &v);
             verdicts.insert(v["part_id"].as_str().unwrap().to_string(), v);
         } else if topic == "inspect/e2e-1/result" {
+            assert_schema("result", &v);
             results += 1;
         }
     }

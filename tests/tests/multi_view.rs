@@ -5,7 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{banning_standard, drop_file, load_config, pick_parts, png, repo, subscribe, Broker};
+use e2e::{
+    assert_schema, banning_standard, drop_file, load_config, pick_parts, png, repo, subscribe,
+    Broker,
+};
 use sqlx::Row;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,17 +90,21 @@ bind = "127.0.0.1:0"
         let v: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
         match topic.as_str() {
             "inspect/mv-1/part" => {
-                assert_eq!(v["schema"], "part-verdict/v1");
+                assert_schema("part-verdict.v1", &v);
                 parts.insert(v["part_id"].as_str().unwrap().to_string(), v);
             }
             "inspect/mv-1/result" => {
+                assert_schema("result", &v);
                 assert!(
                     v["part_verdict_id"].is_string(),
                     "the PLC gets part results only: {v}"
                 );
                 results.insert(v["part_id"].as_str().unwrap().to_string(), v);
             }
-            "inspect/mv-1/verdict" => view_verdicts += 1,
+            "inspect/mv-1/verdict" => {
+                assert_schema("verdict.v1", &v);
+                view_verdicts += 1;
+            }
             _ => {}
         }
     }

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use e2e::{load_config, repo, subscribe, Broker};
+use e2e::{assert_schema, load_config, repo, subscribe, Broker};
 use opencv::core::{Mat, Scalar, Size, CV_8UC3};
 use opencv::prelude::*;
 use opencv::videoio::VideoWriter;
@@ -75,7 +75,14 @@ async fn next_on(
             .unwrap_or_else(|_| panic!("no {what} on {topic} in time"))
             .unwrap();
         if t == topic {
-            return serde_json::from_slice(&v).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&v).unwrap();
+            let schema = match topic.rsplit('/').next().unwrap() {
+                "verdict" => "verdict.v1",
+                "reply" => "command-reply",
+                _ => "camera-state",
+            };
+            assert_schema(schema, &v);
+            return v;
         }
     }
 }
@@ -147,10 +154,14 @@ bind = "127.0.0.1:{http_port}"
         let v: serde_json::Value = serde_json::from_slice(&v).unwrap_or_default();
         match t.as_str() {
             "inspect/trig-1/camera/line" => {
+                assert_schema("camera-state", &v);
                 assert_eq!(v["state"], "up", "{v}");
                 camera_up = true;
             }
-            "inspect/trig-1/status" => online = v["state"] == "online",
+            "inspect/trig-1/status" => {
+                assert_schema("status", &v);
+                online = v["state"] == "online";
+            }
             _ => {}
         }
     }
