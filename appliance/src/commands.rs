@@ -13,6 +13,34 @@ use crate::mqtt::{Command, Publisher};
 /// Largest command payload accepted, in bytes.
 pub const MAX_COMMAND_BYTES: usize = 4096;
 
+/// What commands act on besides cameras: the station's recipe and model.
+pub trait Control: Send + Sync {
+    /// Makes `name` the active recipe; returns it and its standard's sha256.
+    fn switch_recipe(&self, name: &str) -> Result<(String, String), String>;
+    /// Reloads the configured model package (verified, warmed up, swapped
+    /// between batches); returns the new model's name and version.
+    fn reload(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>>;
+}
+
+/// `cmd/recipe` payload.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipeRequest {
+    pub recipe: String,
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+/// `cmd/reload` payload.
+#[derive(Debug, serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadRequest {
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
 /// The answer to one command.
 #[derive(Debug, Serialize, PartialEq)]
 pub struct Reply {
@@ -24,6 +52,12 @@ pub struct Reply {
     pub part_id: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cameras: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standard_sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// What kind of failure, for HTTP status codes and PLC logic.
@@ -47,15 +81,27 @@ pub enum Failure {
 }
 
 impl Reply {
-    fn error(command: &str, kind: Failure, request_id: Option<String>, message: String) -> Self {
+    fn ok(command: &str, request_id: Option<String>) -> Self {
         Reply {
             command: command.to_string(),
-            ok: false,
+            ok: true,
             request_id,
             part_id: None,
             cameras: Vec::new(),
+            recipe: None,
+            standard_sha256: None,
+            model: None,
+            error: None,
+            kind: Failure::None,
+        }
+    }
+
+    fn error(command: &str, kind: Failure, request_id: Option<String>, message: String) -> Self {
+        Reply {
+            ok: false,
             error: Some(message),
             kind,
+            ..Reply::ok(command, request_id)
         }
     }
 }
@@ -95,13 +141,9 @@ pub fn handle(name: &str, payload: &[u8], triggers: &Triggers) -> Reply {
             };
             match triggers.fire(&req) {
                 Ok(cameras) => Reply {
-                    command: name.to_string(),
-                    ok: true,
-                    request_id: req.request_id,
                     part_id: Some(req.part_id),
                     cameras,
-                    error: None,
-                    kind: Failure::None,
+                    ..Reply::ok(name, req.request_id)
                 },
                 Err(e) => {
                     let kind = match e {
@@ -119,24 +161,83 @@ pub fn handle(name: &str, payload: &[u8], triggers: &Triggers) -> Reply {
             other,
             Failure::Malformed,
             None,
-            format!("unknown command `{other}`; this station accepts: trigger"),
+            format!("unknown command `{other}`; this station accepts: trigger, recipe, reload"),
         ),
     }
 }
 
-/// Answers MQTT commands until the channel closes.
-pub async fn serve(mut rx: mpsc::Receiver<Command>, triggers: Triggers, publisher: Publisher) {
-    while let Some(cmd) = rx.recv().await {
-        let reply = handle(&cmd.name, &cmd.payload, &triggers);
-        if !reply.ok {
-            tracing::warn!(command = %cmd.name, error = ?reply.error, "command refused");
+/// Handles any command, the station's own (`recipe`, `reload`) included.
+pub async fn handle_all(
+    name: &str,
+    payload: &[u8],
+    triggers: &Triggers,
+    control: &dyn Control,
+) -> Reply {
+    match name {
+        "recipe" => {
+            let req: RecipeRequest = match parse(payload) {
+                Ok(r) => r,
+                Err(e) => return Reply::error(name, Failure::Malformed, None, e),
+            };
+            match control.switch_recipe(&req.recipe) {
+                Ok((recipe, sha)) => Reply {
+                    recipe: Some(recipe),
+                    standard_sha256: Some(sha),
+                    ..Reply::ok(name, req.request_id)
+                },
+                Err(e) => Reply::error(name, Failure::Unknown, req.request_id, e),
+            }
         }
-        let json = serde_json::to_string(&reply).expect("reply serialises");
-        if let Err(e) = publisher
-            .publish_now(&publisher.topics().reply(), &json, false)
-            .await
-        {
-            tracing::warn!(error = %e, "cannot publish command reply");
+        "reload" => {
+            let req: ReloadRequest = if payload.iter().all(u8::is_ascii_whitespace) {
+                ReloadRequest::default()
+            } else {
+                match parse(payload) {
+                    Ok(r) => r,
+                    Err(e) => return Reply::error(name, Failure::Malformed, None, e),
+                }
+            };
+            match control.reload().await {
+                Ok(model) => Reply {
+                    model: Some(model),
+                    ..Reply::ok(name, req.request_id)
+                },
+                Err(e) => Reply::error(name, Failure::Busy, req.request_id, e),
+            }
+        }
+        _ => handle(name, payload, triggers),
+    }
+}
+
+/// Answers MQTT commands until the channel closes.
+pub async fn serve<C: Control + 'static>(
+    mut rx: mpsc::Receiver<Command>,
+    triggers: Triggers,
+    control: std::sync::Arc<C>,
+    publisher: Publisher,
+) {
+    while let Some(cmd) = rx.recv().await {
+        let slow = cmd.name == "reload";
+        let (triggers, control, publisher) = (triggers.clone(), control.clone(), publisher.clone());
+        let answer = async move {
+            let reply = handle_all(&cmd.name, &cmd.payload, &triggers, control.as_ref()).await;
+            if !reply.ok {
+                tracing::warn!(command = %cmd.name, error = ?reply.error, "command refused");
+            }
+            let json = serde_json::to_string(&reply).expect("reply serialises");
+            if let Err(e) = publisher
+                .publish_now(&publisher.topics().reply(), &json, false)
+                .await
+            {
+                tracing::warn!(error = %e, "cannot publish command reply");
+            }
+        };
+        // A reload takes seconds (load, verify, warm up); triggers and
+        // recipe switches are answered meanwhile, in order.
+        if slow {
+            tokio::spawn(answer);
+        } else {
+            answer.await;
         }
     }
 }

@@ -67,7 +67,8 @@ pub fn load_engine(cfg: &StationConfig) -> anyhow::Result<Engine> {
 struct Station {
     cfg: StationConfig,
     cameras: HashMap<String, Camera>,
-    standard: Arc<Standard>,
+    /// The active recipe's standard; a `recipe` command swaps it between frames.
+    standard: std::sync::RwLock<Arc<Standard>>,
     engine: EngineHandle,
     store: Store,
     publisher: Publisher,
@@ -93,6 +94,10 @@ fn crop_for(camera: &Camera, frame: &Frame) -> Crop {
 }
 
 impl Station {
+    fn standard(&self) -> Arc<Standard> {
+        self.standard.read().expect("standard lock").clone()
+    }
+
     fn after(&self, camera: &str) -> Option<AfterJudged> {
         match &self.cameras.get(camera)?.source {
             CameraSource::HotFolder { after, .. } => Some(*after),
@@ -179,10 +184,8 @@ impl Station {
         }
         let queued_at = SystemTime::now();
         let crop = crop_for(camera, &frame);
-        let judged = self
-            .engine
-            .judge(&frame, crop, self.standard.clone())
-            .await?;
+        let standard = self.standard();
+        let judged = self.engine.judge(&frame, crop, standard.clone()).await?;
         let judgement = judged.judgement;
         let decided_at = SystemTime::now();
         let store = self.store.clone();
@@ -209,8 +212,8 @@ impl Station {
             part_id: frame.part_id.clone(),
             trigger_id: frame.trigger_id.clone(),
             frame_seq: frame.seq,
-            recipe: self.standard.recipe.clone(),
-            standard_sha256: self.standard.sha256.clone(),
+            recipe: standard.recipe.clone(),
+            standard_sha256: standard.sha256.clone(),
             decision: judgement.decision,
             confidence: judgement.confidence,
             review_reason: judgement.review_reason.clone(),
@@ -246,7 +249,7 @@ impl Station {
             }
         };
         self.store
-            .commit_verdict(&v, &self.standard.text, &outbox)
+            .commit_verdict(&v, &standard.text, &outbox)
             .await?;
         self.publisher.wake();
         if let Some(truth) = &frame.truth {
@@ -364,11 +367,6 @@ pub async fn serve(
     let (commands_tx, commands_rx) = mpsc::channel(64);
     let (publisher, mqtt_task) =
         Publisher::start(&cfg, store.clone(), birth, publisher_stop, commands_tx)?;
-    tokio::spawn(crate::commands::serve(
-        commands_rx,
-        links.triggers.clone(),
-        publisher.clone(),
-    ));
     tokio::spawn(report_cameras(
         links.events,
         publisher.clone(),
@@ -411,6 +409,7 @@ pub async fn serve(
         (Some(tx), Some((stop_tx, task)))
     };
     let ctx = Arc::new(Station {
+        standard: std::sync::RwLock::new(standard),
         score: Default::default(),
         parts,
         cameras: cfg
@@ -419,11 +418,17 @@ pub async fn serve(
             .map(|c| (c.id.clone(), c.clone()))
             .collect(),
         cfg,
-        standard,
         engine: handle,
         store,
         publisher,
     });
+    // Holds the station: aborted at shutdown so the engine can stop.
+    let commands_task = tokio::spawn(crate::commands::serve(
+        commands_rx,
+        links.triggers.clone(),
+        ctx.clone(),
+        ctx.publisher.clone(),
+    ));
     crate::systemd::ready();
     let mut watchdog = tokio::time::interval(
         crate::systemd::watchdog_interval().unwrap_or(Duration::from_secs(3600)),
@@ -470,6 +475,8 @@ pub async fn serve(
     // Give the drain a moment to hand over what was just committed.
     ctx.publisher.wake();
     tokio::time::sleep(Duration::from_millis(300)).await;
+    commands_task.abort();
+    let _ = commands_task.await;
     let _ = publisher_stop_tx.send(true);
     if let Some(http) = http {
         http.abort();
@@ -478,4 +485,36 @@ pub async fn serve(
     drop(ctx);
     let _ = tokio::task::spawn_blocking(move || worker_thread.join()).await;
     Ok(())
+}
+
+impl crate::commands::Control for Station {
+    fn switch_recipe(&self, name: &str) -> Result<(String, String), String> {
+        if self.cfg.recipe(name).is_none() {
+            let known: Vec<&str> = self.cfg.recipes.iter().map(|r| r.name.as_str()).collect();
+            return Err(format!(
+                "unknown recipe `{name}`; configured: {}",
+                known.join(", ")
+            ));
+        }
+        let standard = load_standard(&self.cfg, name).map_err(|e| format!("{e:#}"))?;
+        let sha = standard.sha256.clone();
+        *self.standard.write().expect("standard lock") = Arc::new(standard);
+        tracing::info!(recipe = name, standard_sha256 = %sha, "recipe switched");
+        Ok((name.to_string(), sha))
+    }
+
+    fn reload(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>>
+    {
+        Box::pin(async move {
+            let cfg = self.cfg.clone();
+            let model = self
+                .engine
+                .reload(move || load_engine(&cfg), vec![self.standard()])
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            Ok(format!("{} {}", model.name, model.version))
+        })
+    }
 }

@@ -97,6 +97,11 @@ async fn triggers_over_mqtt_and_http_turn_fresh_frames_into_verdicts() {
         "Housing standard.\n1. No scratches are permitted.\n2. No dents are permitted.",
     )
     .unwrap();
+    std::fs::write(
+        dir.path().join("cover.txt"),
+        "Cover standard.\n1. No stains are permitted.",
+    )
+    .unwrap();
     let http_port = free_port();
     let cfg = load_config(
         dir.path(),
@@ -120,6 +125,10 @@ trigger_queue = 4
 [[recipes]]
 name = "housing"
 standard = "standard.txt"
+
+[[recipes]]
+name = "cover"
+standard = "cover.txt"
 
 [model]
 package = "{model}"
@@ -270,13 +279,83 @@ bind = "127.0.0.1:{http_port}"
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("unknown field `part`"), "{body}");
 
+    // Recipe switch: an unknown one is refused naming the configured ones;
+    // a known one takes effect for the next part.
+    plc.publish(
+        "inspect/trig-1/cmd/recipe",
+        QoS::AtLeastOnce,
+        false,
+        br#"{"recipe":"lid"}"#.to_vec(),
+    )
+    .await
+    .unwrap();
+    let reply = next_on(&mut messages, "inspect/trig-1/cmd/reply", "recipe reply").await;
+    assert_eq!(reply["ok"], false);
+    assert_eq!(
+        reply["error"],
+        "unknown recipe `lid`; configured: housing, cover"
+    );
+    plc.publish(
+        "inspect/trig-1/cmd/recipe",
+        QoS::AtLeastOnce,
+        false,
+        br#"{"recipe":"cover","request_id":"r9"}"#.to_vec(),
+    )
+    .await
+    .unwrap();
+    let reply = next_on(&mut messages, "inspect/trig-1/cmd/reply", "recipe reply").await;
+    assert_eq!(
+        (reply["ok"].clone(), reply["recipe"].clone()),
+        (true.into(), "cover".into()),
+        "{reply}"
+    );
+    cmd(br#"{"part_id":"P-4"}"#.to_vec()).await;
+    let v = next_on(&mut messages, "inspect/trig-1/verdict", "verdict").await;
+    assert_eq!(
+        (v["part_id"].as_str(), v["recipe"].as_str()),
+        (Some("P-4"), Some("cover"))
+    );
+    assert_eq!(v["standard_sha256"], reply["standard_sha256"]);
+
+    // Model reload: verified, warmed up and swapped; a malformed request is refused.
+    plc.publish(
+        "inspect/trig-1/cmd/reload",
+        QoS::AtLeastOnce,
+        false,
+        br#"{"now":true}"#.to_vec(),
+    )
+    .await
+    .unwrap();
+    let reply = next_on(&mut messages, "inspect/trig-1/cmd/reply", "reload reply").await;
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `now`"),
+        "{reply}"
+    );
+    plc.publish(
+        "inspect/trig-1/cmd/reload",
+        QoS::AtLeastOnce,
+        false,
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    let reply = next_on(&mut messages, "inspect/trig-1/cmd/reply", "reload reply").await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(reply["model"], "reference-inspector 0.2.0");
+    cmd(br#"{"part_id":"P-5"}"#.to_vec()).await;
+    let v = next_on(&mut messages, "inspect/trig-1/verdict", "verdict").await;
+    assert_eq!(v["part_id"], "P-5");
+
     stop_tx.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(30), service)
         .await
         .expect("service stops")
         .unwrap()
         .unwrap();
-    // Exactly three parts were triggered, so exactly three verdicts exist.
+    // Exactly five parts were triggered, so exactly five verdicts exist.
     let pool = sqlx::SqlitePool::connect(&format!(
         "sqlite://{}",
         dir.path().join("appliance.db").display()
@@ -287,5 +366,5 @@ bind = "127.0.0.1:{http_port}"
         .fetch_all(&pool)
         .await
         .unwrap();
-    assert_eq!(parts, ["P-1", "P-2", "P-3"]);
+    assert_eq!(parts, ["P-1", "P-2", "P-3", "P-4", "P-5"]);
 }
