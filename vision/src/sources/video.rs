@@ -166,6 +166,9 @@ impl VideoCamera {
     pub fn run(mut self, tx: Sender<Arrival>, stop: Arc<AtomicBool>) {
         let mut seq = 0u64;
         let mut opened_once = false;
+        // A trigger taken from the queue but not yet answered survives a
+        // rewind or a reconnect: the next fresh frame answers it.
+        let mut pending: Option<Trigger> = None;
         while !stop.load(Ordering::Relaxed) && !tx.is_closed() {
             if opened_once {
                 self.health.reconnecting();
@@ -174,7 +177,8 @@ impl VideoCamera {
                 Ok(cap) => {
                     opened_once = true;
                     let mut waiting = None;
-                    let outcome = self.read_loop(cap, &tx, &stop, &mut seq, &mut waiting);
+                    let outcome =
+                        self.read_loop(cap, &tx, &stop, &mut seq, &mut waiting, &mut pending);
                     if waiting.is_some() {
                         // The newest free-run frame never found queue space.
                         self.health.dropped();
@@ -206,10 +210,10 @@ impl VideoCamera {
         stop: &AtomicBool,
         seq: &mut u64,
         waiting: &mut Option<Arrival>,
+        pending: &mut Option<Trigger>,
     ) -> Outcome {
         let mut mat = Mat::default();
         let mut last_delivered: Option<Instant> = None;
-        let mut pending: Option<Trigger> = None;
         loop {
             if stop.load(Ordering::Relaxed) || tx.is_closed() {
                 return Outcome::Stopped;
@@ -271,7 +275,7 @@ impl VideoCamera {
                     // began is answered by it.
                     loop {
                         if pending.is_none() {
-                            pending = triggers.try_recv().ok();
+                            *pending = triggers.try_recv().ok();
                         }
                         let Some(t) = pending.take_if(|t| t.at <= started) else {
                             break;
