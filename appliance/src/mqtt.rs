@@ -81,6 +81,51 @@ pub enum MqttError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot read mqtt.tls.{key} {path}: {source}")]
+    TlsFile {
+        key: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("mqtt.tls: {0}")]
+    Tls(String),
+}
+
+fn read_tls(key: &'static str, path: &std::path::Path) -> Result<Vec<u8>, MqttError> {
+    std::fs::read(path).map_err(|source| MqttError::TlsFile {
+        key,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// TLS transport from `[mqtt.tls]`: the CA that signed the broker's
+/// certificate, and optionally this station's client certificate and key.
+fn tls_transport(tls: Option<&firmware_config::Tls>) -> Result<rumqttc::Transport, MqttError> {
+    let tls =
+        tls.ok_or_else(|| MqttError::Tls("mqtts:// needs [mqtt.tls] with at least `ca`".into()))?;
+    // One crypto provider for the process (ring); a second install is a no-op.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = read_tls("ca", &tls.ca)?;
+    let client_auth = match (
+        tls.cert.as_os_str().is_empty(),
+        tls.key.as_os_str().is_empty(),
+    ) {
+        (true, true) => None,
+        (false, false) => Some((read_tls("cert", &tls.cert)?, read_tls("key", &tls.key)?)),
+        _ => {
+            return Err(MqttError::Tls(
+                "`cert` and `key` go together: give both or neither".into(),
+            ))
+        }
+    };
+    Ok(rumqttc::Transport::tls_with_config(
+        rumqttc::TlsConfiguration::Simple {
+            ca,
+            alpn: None,
+            client_auth,
+        },
+    ))
 }
 
 fn options(cfg: &StationConfig, topics: &Topics) -> Result<MqttOptions, MqttError> {
@@ -89,18 +134,25 @@ fn options(cfg: &StationConfig, topics: &Topics) -> Result<MqttOptions, MqttErro
         url: url.clone(),
         reason: reason.to_string(),
     };
-    let rest = url
-        .strip_prefix("mqtt://")
-        .ok_or_else(|| bad("only mqtt:// is supported by this build"))?;
+    let (rest, secure) = if let Some(r) = url.strip_prefix("mqtt://") {
+        (r, false)
+    } else if let Some(r) = url.strip_prefix("mqtts://") {
+        (r, true)
+    } else {
+        return Err(bad("must start with mqtt:// or mqtts://"));
+    };
     let rest = rest.trim_end_matches('/');
     let (host, port) = match rest.rsplit_once(':') {
         Some((h, p)) => (
             h,
             p.parse::<u16>().map_err(|_| bad("port is not a number"))?,
         ),
-        None => (rest, 1883),
+        None => (rest, if secure { 8883 } else { 1883 }),
     };
     let mut o = MqttOptions::new(cfg.client_id(), host, port);
+    if secure {
+        o.set_transport(tls_transport(cfg.mqtt.tls.as_ref())?);
+    }
     o.set_keep_alive(cfg.mqtt.keep_alive.max(Duration::from_secs(1)));
     o.set_clean_session(false);
     o.set_inflight(100);
