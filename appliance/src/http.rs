@@ -1,6 +1,7 @@
 //! The appliance's HTTP API. For now: triggers (`POST /api/v1/trigger`, the
-//! same JSON as the MQTT `cmd/trigger` payload and the same reply) and camera
-//! health (`GET /api/v1/cameras`). The review UI joins it here.
+//! same JSON as the MQTT `cmd/trigger` payload and the same reply), camera
+//! health (`GET /api/v1/cameras`) and the MQTT backlog (`GET
+//! /api/v1/outbox`). The review UI joins it here.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::commands::{self, Failure};
 struct Api {
     triggers: Triggers,
     health: Arc<Vec<Arc<CameraHealth>>>,
+    store: crate::store::Store,
 }
 
 async fn trigger(State(api): State<Api>, body: Bytes) -> impl IntoResponse {
@@ -39,20 +41,36 @@ async fn cameras(State(api): State<Api>) -> impl IntoResponse {
     Json(api.health.iter().map(|h| h.snapshot()).collect::<Vec<_>>())
 }
 
+async fn outbox(State(api): State<Api>) -> impl IntoResponse {
+    match api.store.backlog().await {
+        Ok(b) => (
+            StatusCode::OK,
+            Json(serde_json::to_value(b).expect("backlog serialises")),
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({"error": e.to_string()})),
+        ),
+    }
+}
+
 /// Binds `addr` and serves until `shutdown` turns true. Returns the bound
 /// address (port 0 picks a free one) and the server task.
 pub async fn start(
     addr: SocketAddr,
     triggers: Triggers,
     health: Vec<Arc<CameraHealth>>,
+    store: crate::store::Store,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let app = Router::new()
         .route("/api/v1/trigger", post(trigger))
         .route("/api/v1/cameras", get(cameras))
+        .route("/api/v1/outbox", get(outbox))
         .with_state(Api {
             triggers,
             health: Arc::new(health),
+            store,
         });
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;

@@ -378,6 +378,7 @@ pub async fn serve(
         cfg.http.bind,
         links.triggers.clone(),
         links.health.clone(),
+        store.clone(),
         shutdown.clone(),
     )
     .await

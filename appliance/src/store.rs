@@ -310,6 +310,16 @@ impl Store {
             .collect())
     }
 
+    /// Messages waiting for the broker: how many, and since when.
+    pub async fn backlog(&self) -> Result<Backlog, StoreError> {
+        let (pending, oldest): (i64, Option<String>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE published_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Backlog { pending, oldest })
+    }
+
     /// Marks outbox rows acknowledged by the broker (and their verdicts
     /// published), all in one transaction.
     pub async fn mark_published(&self, seqs: &[i64]) -> Result<(), StoreError> {
@@ -341,6 +351,14 @@ fn decision_text(d: fusion::Decision) -> &'static str {
         fusion::Decision::Fail => "FAIL",
         fusion::Decision::Review => "REVIEW",
     }
+}
+
+/// The outbox rows not yet acknowledged by the broker.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct Backlog {
+    pub pending: i64,
+    /// When the oldest waiting row was committed (RFC 3339).
+    pub oldest: Option<String>,
 }
 
 /// Adds outbox rows for one record inside its transaction.

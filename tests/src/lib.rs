@@ -248,3 +248,24 @@ pub fn assert_schema(name: &str, value: &serde_json::Value) {
         .collect();
     assert!(errors.is_empty(), "{name}: {errors:#?}\n{value:#}");
 }
+
+/// A minimal HTTP/1.1 GET on 127.0.0.1; returns the status code and body.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().expect("status code");
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_string())
+}
+
+/// A free TCP port on the loopback interface.
+pub fn free_local_port() -> u16 {
+    free_port()
+}

@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use e2e::{load_config, repo, subscribe_durably, Broker};
+use e2e::{free_local_port, http_get, load_config, repo, subscribe_durably, Broker};
 use vision::sources::{Arrival, Origin};
 use vision::synth::SynthLine;
 use vision::Frame;
@@ -41,6 +41,7 @@ async fn a_broker_restart_mid_stream_loses_no_verdict() {
         "Housing standard.\n1. No scratches are permitted.\n2. No dents are permitted.",
     )
     .unwrap();
+    let http_port = free_local_port();
     let cfg = load_config(
         dir.path(),
         &format!(
@@ -73,7 +74,7 @@ database_url = "sqlite://appliance.db"
 data_dir = "data"
 
 [http]
-bind = "127.0.0.1:0"
+bind = "127.0.0.1:{http_port}"
 "#,
             model = repo().join("models/reference").display(),
             port = broker.port,
@@ -143,6 +144,14 @@ bind = "127.0.0.1:0"
     let at_down = committed(&pool).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let at_up = committed(&pool).await;
+    // The backlog is visible while the broker is away.
+    let (status, body) = tokio::task::spawn_blocking(move || http_get(http_port, "/api/v1/outbox"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let backlog: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(backlog["pending"].as_i64().unwrap() > 0, "{backlog}");
+    assert!(backlog["oldest"].is_string(), "{backlog}");
     assert!(
         at_up > at_down,
         "inspection stopped while the broker was down ({at_down} -> {at_up})"
@@ -181,6 +190,21 @@ bind = "127.0.0.1:0"
         {
             take(&p, &mut arrivals);
         }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, body) = tokio::task::spawn_blocking(move || http_get(http_port, "/api/v1/outbox"))
+            .await
+            .unwrap();
+        let backlog: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if backlog["pending"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "backlog never emptied: {backlog}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(tx);
     stop_tx.send(true).unwrap();
