@@ -220,10 +220,38 @@ pub fn png(part: &vision::synth::SynthPart) -> Vec<u8> {
     out
 }
 
-/// The appliance binary of this checkout (built here if the test run has
-/// not built it yet).
+/// Newest modification time of any file under `dir`.
+fn newest(dir: &std::path::Path) -> std::time::SystemTime {
+    let mut t = std::time::SystemTime::UNIX_EPOCH;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let path = e.path();
+            let m = if path.is_dir() {
+                newest(&path)
+            } else {
+                e.metadata().and_then(|m| m.modified()).unwrap_or(t)
+            };
+            t = t.max(m);
+        }
+    }
+    t
+}
+
+/// The appliance binary of this checkout. A workspace test run has already
+/// built it (with the workspace's unified features); it is rebuilt here only
+/// when missing or older than the sources, since a `cargo build -p
+/// appliance` with other features would recompile most dependencies.
 pub fn appliance_bin() -> PathBuf {
     let bin = repo().join("target/debug/appliance");
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+    let sources = ["appliance", "vision", "fusion", "firmware-config"]
+        .iter()
+        .map(|c| newest(&repo().join(c).join("src")))
+        .max()
+        .expect("four crates");
+    if built.is_some_and(|b| b >= sources) {
+        return bin;
+    }
     let status = Command::new(env!("CARGO"))
         .args(["build", "--quiet", "-p", "appliance", "--bin", "appliance"])
         .current_dir(repo())
