@@ -197,6 +197,9 @@ pub struct Publisher {
     connected: Arc<AtomicBool>,
     topics: Topics,
     commands: tokio::sync::mpsc::Sender<Command>,
+    /// The retained birth status, published on every connect; it changes
+    /// when the recipe or the model does.
+    birth: Arc<std::sync::Mutex<String>>,
 }
 
 impl Publisher {
@@ -220,6 +223,7 @@ impl Publisher {
             connected: Arc::new(AtomicBool::new(false)),
             topics,
             commands,
+            birth: Arc::new(std::sync::Mutex::new(birth)),
         };
         let events = p.clone();
         let drain_store = store.clone();
@@ -301,6 +305,7 @@ impl Publisher {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         tracing::info!("connected to MQTT broker");
                         events.connected.store(true, Ordering::Relaxed);
+                        let birth = events.birth.lock().expect("birth lock").clone();
                         if let Err(e) = events.publish_status(&birth).await {
                             tracing::warn!(error = %e, "cannot publish birth status");
                         }
@@ -388,6 +393,16 @@ impl Publisher {
             inflight.queued.pop_back();
         }
         r
+    }
+
+    /// Replaces the birth status (recipe or model changed) and publishes it.
+    pub async fn set_birth(&self, birth: String) {
+        *self.birth.lock().expect("birth lock") = birth.clone();
+        if self.connected.load(Ordering::Relaxed) {
+            if let Err(e) = self.publish_status(&birth).await {
+                tracing::warn!(error = %e, "cannot publish the new status");
+            }
+        }
     }
 
     /// Tells the drain that new rows were committed.

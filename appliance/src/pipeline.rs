@@ -286,6 +286,23 @@ pub async fn run(cfg: StationConfig, shutdown: watch::Receiver<bool>) -> anyhow:
     result
 }
 
+/// The retained `status` payload announced on every connect.
+fn birth_status(
+    cfg: &StationConfig,
+    model: &crate::verdict::ModelRef,
+    standard: &Standard,
+) -> String {
+    serde_json::json!({
+        "state": "online",
+        "version": env!("CARGO_PKG_VERSION"),
+        "model": model,
+        "recipe": standard.recipe,
+        "standard_sha256": standard.sha256,
+        "cameras": cfg.cameras.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+    })
+    .to_string()
+}
+
 /// Publishes each camera's state change, retained, on `{base}/camera/{id}`.
 async fn report_cameras(
     mut events: mpsc::UnboundedReceiver<CameraEvent>,
@@ -354,15 +371,7 @@ pub async fn serve(
         cfg.batching.queue_capacity,
         tokio::runtime::Handle::current(),
     );
-    let birth = serde_json::json!({
-        "state": "online",
-        "version": env!("CARGO_PKG_VERSION"),
-        "model": handle.model(),
-        "recipe": standard.recipe,
-        "standard_sha256": standard.sha256,
-        "cameras": cfg.cameras.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
-    })
-    .to_string();
+    let birth = birth_status(&cfg, &handle.model(), &standard);
     let (publisher_stop_tx, publisher_stop) = watch::channel(false);
     let (commands_tx, commands_rx) = mpsc::channel(64);
     let (publisher, mqtt_task) =
@@ -499,7 +508,10 @@ impl crate::commands::Control for Station {
         }
         let standard = load_standard(&self.cfg, name).map_err(|e| format!("{e:#}"))?;
         let sha = standard.sha256.clone();
+        let birth = birth_status(&self.cfg, &self.engine.model(), &standard);
         *self.standard.write().expect("standard lock") = Arc::new(standard);
+        let publisher = self.publisher.clone();
+        tokio::spawn(async move { publisher.set_birth(birth).await });
         tracing::info!(recipe = name, standard_sha256 = %sha, "recipe switched");
         Ok((name.to_string(), sha))
     }
@@ -515,6 +527,8 @@ impl crate::commands::Control for Station {
                 .reload(move || load_engine(&cfg), vec![self.standard()])
                 .await
                 .map_err(|e| format!("{e:#}"))?;
+            let birth = birth_status(&self.cfg, &model, &self.standard());
+            self.publisher.set_birth(birth).await;
             Ok(format!("{} {}", model.name, model.version))
         })
     }

@@ -79,6 +79,7 @@ async fn next_on(
             let schema = match topic.rsplit('/').next().unwrap() {
                 "verdict" => "verdict.v1",
                 "reply" => "command-reply",
+                "status" => "status",
                 _ => "camera-state",
             };
             assert_schema(schema, &v);
@@ -303,12 +304,37 @@ bind = "127.0.0.1:{http_port}"
     )
     .await
     .unwrap();
-    let reply = next_on(&mut messages, "inspect/trig-1/cmd/reply", "recipe reply").await;
+    // The reply and the retained status that follows the switch come in
+    // either order.
+    let (mut reply, mut status) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reply.is_none() || status.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (t, v) = tokio::time::timeout(left, messages.recv())
+            .await
+            .expect("recipe reply and new status in time")
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&v).unwrap_or_default();
+        match t.as_str() {
+            "inspect/trig-1/cmd/reply" => {
+                assert_schema("command-reply", &v);
+                reply = Some(v);
+            }
+            "inspect/trig-1/status" => {
+                assert_schema("status", &v);
+                status = Some(v);
+            }
+            _ => {}
+        }
+    }
+    let (reply, status) = (reply.unwrap(), status.unwrap());
     assert_eq!(
         (reply["ok"].clone(), reply["recipe"].clone()),
         (true.into(), "cover".into()),
         "{reply}"
     );
+    assert_eq!(status["recipe"], "cover", "{status}");
+    assert_eq!(status["standard_sha256"], reply["standard_sha256"]);
     cmd(br#"{"part_id":"P-4"}"#.to_vec()).await;
     let v = next_on(&mut messages, "inspect/trig-1/verdict", "verdict").await;
     assert_eq!(
