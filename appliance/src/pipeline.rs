@@ -24,7 +24,7 @@ use vision::Frame;
 
 use crate::batcher::Batcher;
 use crate::cameras::{CameraLinks, Cameras};
-use crate::mqtt::{Publisher, Topics};
+use crate::mqtt::Publisher;
 use crate::store::Store;
 use crate::verdict::{self, Geometry, ImageRef, StationRef, Timings, Verdict};
 use crate::worker::{self, EngineHandle};
@@ -304,11 +304,7 @@ fn birth_status(
 }
 
 /// Publishes each camera's state change, retained, on `{base}/camera/{id}`.
-async fn report_cameras(
-    mut events: mpsc::UnboundedReceiver<CameraEvent>,
-    publisher: Publisher,
-    topics: Topics,
-) {
+async fn report_cameras(mut events: mpsc::UnboundedReceiver<CameraEvent>, publisher: Publisher) {
     while let Some(e) = events.recv().await {
         let at = rfc3339(SystemTime::now());
         let (camera, payload) = match e {
@@ -334,7 +330,11 @@ async fn report_cameras(
             }
         };
         if let Err(e) = publisher
-            .publish_now(&topics.camera(&camera), &payload.to_string(), true)
+            .publish_now(
+                &publisher.topics().camera(&camera),
+                &payload.to_string(),
+                true,
+            )
             .await
         {
             tracing::warn!(camera, error = %e, "cannot publish camera state");
@@ -376,11 +376,7 @@ pub async fn serve(
     let (commands_tx, commands_rx) = mpsc::channel(64);
     let (publisher, mqtt_task) =
         Publisher::start(&cfg, store.clone(), birth, publisher_stop, commands_tx)?;
-    tokio::spawn(report_cameras(
-        links.events,
-        publisher.clone(),
-        publisher.topics().clone(),
-    ));
+    tokio::spawn(report_cameras(links.events, publisher.clone()));
     // The HTTP API is secondary: a port already taken is logged, and the
     // station inspects without it.
     let http = match crate::http::start(

@@ -45,7 +45,8 @@ fn spawn_mosquitto(port: u16, config: Option<&PathBuf>) -> Child {
     child
 }
 
-fn free_port() -> u16 {
+/// A free TCP port on the loopback interface.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -277,15 +278,11 @@ pub fn assert_schema(name: &str, value: &serde_json::Value) {
     assert!(errors.is_empty(), "{name}: {errors:#?}\n{value:#}");
 }
 
-/// A minimal HTTP/1.1 GET on 127.0.0.1; returns the status code and body.
-pub fn http_get(port: u16, path: &str) -> (u16, String) {
+/// Sends one HTTP/1.1 request to 127.0.0.1 and returns the status code and body.
+fn http(port: u16, request: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    s.write_all(request.as_bytes()).unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     let status = out[9..12].parse().expect("status code");
@@ -293,7 +290,21 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
     (status, body.to_string())
 }
 
-/// A free TCP port on the loopback interface.
-pub fn free_local_port() -> u16 {
-    free_port()
+/// A minimal HTTP/1.1 GET on 127.0.0.1; returns the status code and body.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    http(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+/// A minimal HTTP/1.1 POST of JSON on 127.0.0.1; returns the status code and body.
+pub fn http_post(port: u16, path: &str, body: &str) -> (u16, String) {
+    http(
+        port,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
 }

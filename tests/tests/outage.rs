@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use e2e::{free_local_port, http_get, load_config, repo, subscribe_durably, Broker};
+use e2e::{free_port, http_get, load_config, repo, subscribe_durably, Broker};
 use vision::sources::{Arrival, Origin};
 use vision::synth::SynthLine;
 use vision::Frame;
@@ -41,7 +41,7 @@ async fn a_broker_restart_mid_stream_loses_no_verdict() {
         "Housing standard.\n1. No scratches are permitted.\n2. No dents are permitted.",
     )
     .unwrap();
-    let http_port = free_local_port();
+    let http_port = free_port();
     let cfg = load_config(
         dir.path(),
         &format!(

@@ -4,11 +4,10 @@
 //! carrying the part id. Malformed commands are answered with errors naming
 //! the problem while inspection continues; the camera's state is published.
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use e2e::{assert_schema, load_config, repo, subscribe, Broker};
+use e2e::{assert_schema, free_port, http_post, load_config, repo, subscribe, Broker};
 use opencv::core::{Mat, Scalar, Size, CV_8UC3};
 use opencv::prelude::*;
 use opencv::videoio::VideoWriter;
@@ -36,30 +35,6 @@ fn write_video(path: &Path) {
         w.write(&m).unwrap();
     }
     w.release().unwrap();
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A minimal HTTP/1.1 POST; returns the status code and body.
-fn post(port: u16, path: &str, body: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out[9..12].parse().unwrap();
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, body.to_string())
 }
 
 async fn next_on(
@@ -261,7 +236,7 @@ bind = "127.0.0.1:{http_port}"
         "a trigger id is made when absent"
     );
     let (status, body) = tokio::task::spawn_blocking(move || {
-        post(
+        http_post(
             http_port,
             "/api/v1/trigger",
             r#"{"part_id":"P-3","request_id":"h1"}"#,
@@ -273,10 +248,11 @@ bind = "127.0.0.1:{http_port}"
     assert!(body.contains(r#""ok":true"#), "{body}");
     let v = next_on(&mut messages, "inspect/trig-1/verdict", "verdict").await;
     assert_eq!(v["part_id"], "P-3");
-    let (status, body) =
-        tokio::task::spawn_blocking(move || post(http_port, "/api/v1/trigger", r#"{"part":1}"#))
-            .await
-            .unwrap();
+    let (status, body) = tokio::task::spawn_blocking(move || {
+        http_post(http_port, "/api/v1/trigger", r#"{"part":1}"#)
+    })
+    .await
+    .unwrap();
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("unknown field `part`"), "{body}");
 
