@@ -1,20 +1,15 @@
 #!/usr/bin/env bash
-# Runs the demo station: synthetic line -> reference model -> SQLite -> MQTT.
-# Uses the broker on 127.0.0.1:1883 if one answers, else starts a private
-# Mosquitto on a free port for the demo's lifetime.
+# Runs the demo station: synthetic line -> reference model -> SQLite -> MQTT,
+# with the broker embedded in the appliance.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .demo/incoming
 cargo build -p appliance
-if mosquitto_pub -h 127.0.0.1 -p 1883 -t appliance/probe -n -q 0 >/dev/null 2>&1; then
-  export APPLIANCE__MQTT__URL=mqtt://127.0.0.1:1883
-else
+# The demo station hosts its own MQTT broker (mqtt.broker = "embedded") on
+# 127.0.0.1:1883, or on a free port when that one is taken.
+if ! python3 -c 'import socket; socket.socket().bind(("127.0.0.1", 1883))' 2>/dev/null; then
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  mosquitto -p "$port" >.demo/mosquitto.log 2>&1 &
-  broker=$!
-  trap 'kill $broker 2>/dev/null || true' EXIT
-  sleep 0.5
-  export APPLIANCE__MQTT__URL=mqtt://127.0.0.1:$port
-  echo "demo: started a private Mosquitto on port $port"
+  export APPLIANCE__MQTT__EMBEDDED_LISTEN="127.0.0.1:$port"
+  echo "demo: port 1883 is taken; the appliance's broker listens on $port"
 fi
 target/debug/appliance demo --config config/demo/station.toml

@@ -5,6 +5,7 @@
 #    PyPI into .cache/onnxruntime (the appliance finds it there by itself);
 #  - the Python packages the model toolchain needs to train, export, quantize
 #    and evaluate models (its tests run a tiny training);
+#  - the Python packages the end-to-end tests use (a Sparkplug B decoder);
 #  - with GPU=1 only: the GPU build of ONNX Runtime (CUDA and TensorRT
 #    providers) and the CUDA 13, cuDNN 9 and TensorRT 10 libraries it needs,
 #    from their PyPI wheels, into .cache/onnxruntime-gpu (about 3 GB). The
@@ -81,6 +82,11 @@ fi
 if ! python3 -c "import numpy, onnx, onnxruntime, tokenizers, PIL, torch" >/dev/null 2>&1; then
   echo "setup: installing the model toolchain's Python packages (PyTorch included: the toolchain's tests train)"
   python3 -m pip install --quiet -r models/requirements-train.txt
+fi
+
+if ! python3 -c "import pysparkplug" >/dev/null 2>&1; then
+  echo "setup: installing the end-to-end tests' Python packages"
+  python3 -m pip install --quiet -r tests/requirements.txt
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -4,14 +4,18 @@
 
 pub mod batcher;
 pub mod bench;
+#[cfg(feature = "embedded-broker")]
+pub mod broker;
 pub mod cameras;
 pub mod commands;
 pub mod eval;
 pub mod http;
+pub mod link;
 pub mod mqtt;
 pub mod parts;
 pub mod pipeline;
 pub mod score;
+pub mod sparkplug;
 pub mod store;
 pub mod systemd;
 pub mod verdict;

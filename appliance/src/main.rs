@@ -365,13 +365,19 @@ fn main() -> anyhow::Result<()> {
             init_logging();
             let cfg = Loader::new(Some(&config)).load()?;
             let topic = format!("{}/{}/#", cfg.mqtt.topic_prefix, cfg.station.station);
-            let (host, port) = cfg
-                .mqtt
-                .url
-                .trim_start_matches("mqtt://")
-                .rsplit_once(':')
-                .map(|(h, p)| (h.to_string(), p.to_string()))
-                .unwrap_or(("127.0.0.1".into(), "1883".into()));
+            let (host, port) = match cfg.mqtt.broker {
+                firmware_config::BrokerMode::Embedded => {
+                    let a = cfg.mqtt.embedded_listen;
+                    (a.ip().to_string(), a.port().to_string())
+                }
+                firmware_config::BrokerMode::External => cfg
+                    .mqtt
+                    .url
+                    .trim_start_matches("mqtt://")
+                    .rsplit_once(':')
+                    .map(|(h, p)| (h.to_string(), p.to_string()))
+                    .unwrap_or(("127.0.0.1".into(), "1883".into())),
+            };
             eprintln!(
                 "\nDemo station `{}`: the synthetic line feeds the pipeline.",
                 cfg.station.station

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use firmware_config::StationConfig;
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::QoS;
 use tokio::sync::{watch, Mutex, Notify};
 
+use crate::link::{self, Client, Endpoint, LinkError, LinkEvent, Session, Will};
 use crate::store::Store;
 
 /// Topic names for one station.
@@ -71,114 +72,6 @@ pub struct Command {
     pub payload: Vec<u8>,
 }
 
-/// Why the broker connection could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum MqttError {
-    #[error("mqtt.url `{url}`: {reason}")]
-    Url { url: String, reason: String },
-    #[error("cannot read mqtt.password_file {path}: {source}")]
-    Password {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot read mqtt.tls.{key} {path}: {source}")]
-    TlsFile {
-        key: &'static str,
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
-    #[error("mqtt.tls: {0}")]
-    Tls(String),
-}
-
-fn read_tls(key: &'static str, path: &std::path::Path) -> Result<Vec<u8>, MqttError> {
-    std::fs::read(path).map_err(|source| MqttError::TlsFile {
-        key,
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-/// TLS transport from `[mqtt.tls]`: the CA that signed the broker's
-/// certificate, and optionally this station's client certificate and key.
-fn tls_transport(tls: Option<&firmware_config::Tls>) -> Result<rumqttc::Transport, MqttError> {
-    let tls =
-        tls.ok_or_else(|| MqttError::Tls("mqtts:// needs [mqtt.tls] with at least `ca`".into()))?;
-    // One crypto provider for the process (ring); a second install is a no-op.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let ca = read_tls("ca", &tls.ca)?;
-    let client_auth = match (
-        tls.cert.as_os_str().is_empty(),
-        tls.key.as_os_str().is_empty(),
-    ) {
-        (true, true) => None,
-        (false, false) => Some((read_tls("cert", &tls.cert)?, read_tls("key", &tls.key)?)),
-        _ => {
-            return Err(MqttError::Tls(
-                "`cert` and `key` go together: give both or neither".into(),
-            ))
-        }
-    };
-    Ok(rumqttc::Transport::tls_with_config(
-        rumqttc::TlsConfiguration::Simple {
-            ca,
-            alpn: None,
-            client_auth,
-        },
-    ))
-}
-
-fn options(cfg: &StationConfig, topics: &Topics) -> Result<MqttOptions, MqttError> {
-    let url = &cfg.mqtt.url;
-    let bad = |reason: &str| MqttError::Url {
-        url: url.clone(),
-        reason: reason.to_string(),
-    };
-    let (rest, secure) = if let Some(r) = url.strip_prefix("mqtt://") {
-        (r, false)
-    } else if let Some(r) = url.strip_prefix("mqtts://") {
-        (r, true)
-    } else {
-        return Err(bad("must start with mqtt:// or mqtts://"));
-    };
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) => (
-            h,
-            p.parse::<u16>().map_err(|_| bad("port is not a number"))?,
-        ),
-        None => (rest, if secure { 8883 } else { 1883 }),
-    };
-    let mut o = MqttOptions::new(cfg.client_id(), host, port);
-    if secure {
-        o.set_transport(tls_transport(cfg.mqtt.tls.as_ref())?);
-    }
-    o.set_keep_alive(cfg.mqtt.keep_alive.max(Duration::from_secs(1)));
-    o.set_clean_session(false);
-    o.set_inflight(100);
-    o.set_last_will(LastWill::new(
-        topics.status(),
-        r#"{"state":"offline"}"#,
-        QoS::AtLeastOnce,
-        true,
-    ));
-    if !cfg.mqtt.username.is_empty() {
-        let password = if cfg.mqtt.password_file.as_os_str().is_empty() {
-            cfg.mqtt.password.expose().to_string()
-        } else {
-            let text = std::fs::read_to_string(&cfg.mqtt.password_file).map_err(|source| {
-                MqttError::Password {
-                    path: cfg.mqtt.password_file.clone(),
-                    source,
-                }
-            })?;
-            text.lines().next().unwrap_or_default().to_string()
-        };
-        o.set_credentials(cfg.mqtt.username.clone(), password);
-    }
-    Ok(o)
-}
-
 /// Shared state between the drain and the event loop.
 struct Inflight {
     /// Outbox seq (or `None` for status messages) of publishes handed to the
@@ -186,12 +79,18 @@ struct Inflight {
     queued: VecDeque<Option<i64>>,
     /// Packet id -> outbox seq, until acknowledged.
     by_pkid: HashMap<u16, Option<i64>>,
+    /// Last outbox seq handed to the client.
+    cursor: i64,
+    /// Bumped when the broker starts us on a fresh session: what was handed
+    /// over before is gone, and the drain starts again from the oldest
+    /// unacknowledged row.
+    epoch: u64,
 }
 
 /// Handle to the running publisher.
 #[derive(Clone)]
 pub struct Publisher {
-    client: AsyncClient,
+    client: Client,
     inflight: Arc<Mutex<Inflight>>,
     wake: Arc<Notify>,
     connected: Arc<AtomicBool>,
@@ -206,18 +105,33 @@ impl Publisher {
     /// Connects (in the background, retrying) and starts draining the outbox.
     pub fn start(
         cfg: &StationConfig,
+        endpoint: &Endpoint,
         store: Store,
         birth: String,
         mut shutdown: watch::Receiver<bool>,
         commands: tokio::sync::mpsc::Sender<Command>,
-    ) -> Result<(Self, tokio::task::JoinHandle<()>), MqttError> {
+    ) -> Result<(Self, tokio::task::JoinHandle<()>), LinkError> {
         let topics = Topics::new(&cfg.mqtt.topic_prefix, &cfg.station.station);
-        let (client, mut eventloop) = AsyncClient::new(options(cfg, &topics)?, 256);
+        let (client, mut eventloop) = link::connect(
+            endpoint,
+            Session {
+                client_id: cfg.client_id(),
+                persistent: true,
+                will: Some(Will {
+                    topic: topics.status(),
+                    payload: br#"{"state":"offline"}"#.to_vec(),
+                    retain: true,
+                }),
+                capacity: 256,
+            },
+        );
         let p = Self {
             client,
             inflight: Arc::new(Mutex::new(Inflight {
                 queued: VecDeque::new(),
                 by_pkid: HashMap::new(),
+                cursor: 0,
+                epoch: 0,
             })),
             wake: Arc::new(Notify::new()),
             connected: Arc::new(AtomicBool::new(false)),
@@ -230,29 +144,61 @@ impl Publisher {
         let drain = p.clone();
         let mut drain_shutdown = shutdown.clone();
         let drain_task = tokio::spawn(async move {
-            let mut cursor = 0i64;
+            /// Outbox rows read per query.
+            const BATCH: usize = 100;
+            /// Publishes handed over and not yet acknowledged, at most: the
+            /// client's in-flight window, so nothing piles up in its queue.
+            const WINDOW: usize = 100;
             loop {
+                // A full batch handed over means more may be waiting: read
+                // again at once instead of waiting for a wake.
+                let mut more = false;
                 if drain.connected.load(Ordering::Relaxed) {
-                    match drain_store.pending(cursor, 100).await {
+                    let (cursor, epoch) = {
+                        let i = drain.inflight.lock().await;
+                        (i.cursor, i.epoch)
+                    };
+                    match drain_store.pending(cursor, BATCH as i64).await {
                         Ok(rows) => {
+                            more = rows.len() == BATCH;
                             for row in rows {
                                 let payload = stamp_published(&row.payload);
                                 let mut inflight = drain.inflight.lock().await;
+                                if inflight.epoch != epoch
+                                    || !drain.connected.load(Ordering::Relaxed)
+                                {
+                                    more = inflight.epoch != epoch;
+                                    break;
+                                }
+                                if inflight.queued.len() + inflight.by_pkid.len() >= WINDOW {
+                                    // An acknowledgement wakes the drain.
+                                    more = false;
+                                    break;
+                                }
                                 inflight.queued.push_back(Some(row.seq));
                                 if let Err(e) = drain
                                     .client
-                                    .publish(row.topic.clone(), QoS::AtLeastOnce, false, payload)
+                                    .publish(
+                                        &row.topic,
+                                        QoS::AtLeastOnce,
+                                        false,
+                                        payload.into_bytes(),
+                                    )
                                     .await
                                 {
                                     inflight.queued.pop_back();
                                     tracing::warn!(error = %e, "cannot hand message to MQTT client");
+                                    more = false;
                                     break;
                                 }
-                                cursor = row.seq;
+                                inflight.cursor = row.seq;
                             }
                         }
                         Err(e) => tracing::error!(error = %e, "cannot read outbox"),
                     }
+                }
+                if more {
+                    continue;
                 }
                 tokio::select! {
                     _ = drain.wake.notified() => {}
@@ -302,8 +248,19 @@ impl Publisher {
                     }
                 };
                 match event {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        tracing::info!("connected to MQTT broker");
+                    Ok(LinkEvent::Connected { session_present }) => {
+                        tracing::info!(session_present, "connected to MQTT broker");
+                        if !session_present {
+                            // The broker kept nothing of ours (a first
+                            // connect, or a broker that lost its state):
+                            // whatever was handed over and not acknowledged
+                            // is sent again from the outbox.
+                            let mut i = events.inflight.lock().await;
+                            i.queued.clear();
+                            i.by_pkid.clear();
+                            i.cursor = 0;
+                            i.epoch += 1;
+                        }
                         events.connected.store(true, Ordering::Relaxed);
                         let birth = events.birth.lock().expect("birth lock").clone();
                         if let Err(e) = events.publish_status(&birth).await {
@@ -311,7 +268,7 @@ impl Publisher {
                         }
                         if let Err(e) = events
                             .client
-                            .subscribe(events.topics.commands(), QoS::AtLeastOnce)
+                            .subscribe(&events.topics.commands(), QoS::AtLeastOnce)
                             .await
                         {
                             tracing::warn!(error = %e, "cannot subscribe to commands");
@@ -333,9 +290,9 @@ impl Publisher {
         Ok((p, task))
     }
 
-    async fn on_event(&self, ev: Event, acked: &tokio::sync::mpsc::UnboundedSender<i64>) {
+    async fn on_event(&self, ev: LinkEvent, acked: &tokio::sync::mpsc::UnboundedSender<i64>) {
         match ev {
-            Event::Outgoing(Outgoing::Publish(pkid)) => {
+            LinkEvent::Sent(pkid) => {
                 let mut inflight = self.inflight.lock().await;
                 // A packet id still awaiting its ack is a retransmission.
                 if pkid == 0 || inflight.by_pkid.contains_key(&pkid) {
@@ -348,29 +305,40 @@ impl Publisher {
                     inflight.by_pkid.insert(pkid, seq);
                 }
             }
-            Event::Incoming(Packet::Publish(p)) => {
-                let topic = p.topic.clone();
+            LinkEvent::Message { topic, payload } => {
                 if let Some(name) = self.topics.command_name(&topic) {
                     let cmd = Command {
                         name: name.to_string(),
-                        payload: p.payload.to_vec(),
+                        payload,
                     };
                     if self.commands.try_send(cmd).is_err() {
                         tracing::warn!(topic, "command queue full; command dropped");
                     }
                 }
             }
-            Event::Incoming(Packet::PubAck(ack)) => {
-                let seq = self.inflight.lock().await.by_pkid.remove(&ack.pkid);
-                if let Some(Some(seq)) = seq {
-                    let _ = acked.send(seq);
+            LinkEvent::Acked {
+                pkid,
+                accepted,
+                reason,
+            } => {
+                let seq = self.inflight.lock().await.by_pkid.remove(&pkid);
+                self.wake.notify_one();
+                match seq {
+                    Some(Some(seq)) if accepted => {
+                        let _ = acked.send(seq);
+                    }
+                    // Left in the outbox: sent again after the next restart.
+                    Some(Some(seq)) => {
+                        tracing::error!(outbox_seq = seq, reason, "broker refused a verdict")
+                    }
+                    _ => {}
                 }
             }
             _ => {}
         }
     }
 
-    async fn publish_status(&self, payload: &str) -> Result<(), rumqttc::ClientError> {
+    async fn publish_status(&self, payload: &str) -> Result<(), link::ClientError> {
         self.publish_now(&self.topics.status(), payload, true).await
     }
 
@@ -382,12 +350,12 @@ impl Publisher {
         topic: &str,
         payload: &str,
         retain: bool,
-    ) -> Result<(), rumqttc::ClientError> {
+    ) -> Result<(), link::ClientError> {
         let mut inflight = self.inflight.lock().await;
         inflight.queued.push_back(None);
         let r = self
             .client
-            .publish(topic, QoS::AtLeastOnce, retain, payload.to_string())
+            .publish(topic, QoS::AtLeastOnce, retain, payload.as_bytes().to_vec())
             .await;
         if r.is_err() {
             inflight.queued.pop_back();

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use firmware_config::{AfterJudged, Camera, CameraSource, StationConfig};
+use firmware_config::{AfterJudged, BrokerMode, Camera, CameraSource, StationConfig};
 use fusion::{Engine, EngineSettings, ModelPackage, Standard};
 use tokio::sync::{mpsc, watch, Semaphore};
 use vision::preprocess::Crop;
@@ -72,6 +72,8 @@ struct Station {
     engine: EngineHandle,
     store: Store,
     publisher: Publisher,
+    /// Sparkplug B mode: each verdict also goes to the edge node.
+    sparkplug: Option<crate::sparkplug::EdgeNode>,
     /// Verdicts of synthetic-line frames scored against their ground truth.
     score: crate::score::LiveScore,
     /// Multi-view stations: judged views go to the part assembler.
@@ -252,6 +254,9 @@ impl Station {
             .commit_verdict(&v, &standard.text, &outbox)
             .await?;
         self.publisher.wake();
+        if let Some(node) = &self.sparkplug {
+            node.send(crate::sparkplug::Update::Verdict(Box::new(v.clone())));
+        }
         if let Some(truth) = &frame.truth {
             self.score.record(truth, &v.findings);
         }
@@ -284,6 +289,36 @@ pub async fn run(cfg: StationConfig, shutdown: watch::Receiver<bool>) -> anyhow:
     stop.store(true, Ordering::Relaxed);
     cameras.join();
     result
+}
+
+/// Where the station's MQTT clients connect: the plant's broker, or the
+/// embedded one started here.
+fn broker_endpoint(cfg: &StationConfig) -> anyhow::Result<crate::link::Endpoint> {
+    let endpoint = crate::link::Endpoint::from_config(cfg)?;
+    match cfg.mqtt.broker {
+        BrokerMode::External => Ok(endpoint),
+        #[cfg(feature = "embedded-broker")]
+        BrokerMode::Embedded => {
+            crate::broker::start(cfg.mqtt.embedded_listen, cfg.mqtt.protocol)?;
+            Ok(endpoint.local(cfg.mqtt.embedded_listen.port()))
+        }
+        #[cfg(not(feature = "embedded-broker"))]
+        BrokerMode::Embedded => anyhow::bail!(
+            "mqtt.broker = \"embedded\" needs the appliance built with the `embedded-broker` feature"
+        ),
+    }
+}
+
+/// The recipe and model the Sparkplug device announces.
+fn sparkplug_context(
+    model: &crate::verdict::ModelRef,
+    standard: &Standard,
+) -> crate::sparkplug::Update {
+    crate::sparkplug::Update::Context {
+        recipe: standard.recipe.clone(),
+        standard_sha256: standard.sha256.clone(),
+        model: format!("{} {}", model.name, model.version),
+    }
 }
 
 /// The retained `status` payload announced on every connect.
@@ -374,8 +409,24 @@ pub async fn serve(
     let birth = birth_status(&cfg, &handle.model(), &standard);
     let (publisher_stop_tx, publisher_stop) = watch::channel(false);
     let (commands_tx, commands_rx) = mpsc::channel(64);
-    let (publisher, mqtt_task) =
-        Publisher::start(&cfg, store.clone(), birth, publisher_stop, commands_tx)?;
+    let endpoint = broker_endpoint(&cfg)?;
+    let (publisher, mqtt_task) = Publisher::start(
+        &cfg,
+        &endpoint,
+        store.clone(),
+        birth,
+        publisher_stop.clone(),
+        commands_tx,
+    )?;
+    let (sparkplug, sparkplug_task) = match &cfg.mqtt.sparkplug {
+        Some(spb) => {
+            let context = sparkplug_context(&handle.model(), &standard);
+            let (node, task) =
+                crate::sparkplug::EdgeNode::start(&cfg, spb, &endpoint, context, publisher_stop)?;
+            (Some(node), Some(task))
+        }
+        None => (None, None),
+    };
     tokio::spawn(report_cameras(links.events, publisher.clone()));
     // The HTTP API is secondary: a port already taken is logged, and the
     // station inspects without it.
@@ -427,6 +478,7 @@ pub async fn serve(
         engine: handle,
         store,
         publisher,
+        sparkplug,
     });
     // Holds the station: aborted at shutdown so the engine can stop.
     let commands_task = tokio::spawn(crate::commands::serve(
@@ -488,6 +540,9 @@ pub async fn serve(
         http.abort();
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), mqtt_task).await;
+    if let Some(task) = sparkplug_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     drop(ctx);
     let _ = tokio::task::spawn_blocking(move || worker_thread.join()).await;
     Ok(())
@@ -505,6 +560,9 @@ impl crate::commands::Control for Station {
         let standard = load_standard(&self.cfg, name).map_err(|e| format!("{e:#}"))?;
         let sha = standard.sha256.clone();
         let birth = birth_status(&self.cfg, &self.engine.model(), &standard);
+        if let Some(node) = &self.sparkplug {
+            node.send(sparkplug_context(&self.engine.model(), &standard));
+        }
         *self.standard.write().expect("standard lock") = Arc::new(standard);
         let publisher = self.publisher.clone();
         tokio::spawn(async move { publisher.set_birth(birth).await });
@@ -524,6 +582,9 @@ impl crate::commands::Control for Station {
                 .await
                 .map_err(|e| format!("{e:#}"))?;
             let birth = birth_status(&self.cfg, &model, &self.standard());
+            if let Some(node) = &self.sparkplug {
+                node.send(sparkplug_context(&model, &self.standard()));
+            }
             self.publisher.set_birth(birth).await;
             Ok(format!("{} {}", model.name, model.version))
         })

@@ -285,6 +285,9 @@ pub struct Mqtt {
     pub client_id: String,
     pub topic_prefix: String,
     pub broker: BrokerMode,
+    /// With `broker = "embedded"`: where the appliance's own broker listens.
+    pub embedded_listen: std::net::SocketAddr,
+    pub protocol: MqttVersion,
     pub username: String,
     pub password: Secret,
     pub password_file: PathBuf,
@@ -292,6 +295,25 @@ pub struct Mqtt {
     pub keep_alive: Duration,
     #[serde(default)]
     pub tls: Option<Tls>,
+    #[serde(default)]
+    pub sparkplug: Option<Sparkplug>,
+}
+
+/// MQTT protocol version spoken to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum MqttVersion {
+    #[serde(rename = "3.1.1")]
+    V311,
+    #[serde(rename = "5")]
+    V5,
+}
+
+/// Sparkplug B: the appliance as an edge node, the station as its device.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sparkplug {
+    pub group_id: String,
+    pub edge_node_id: String,
 }
 
 /// Whether the appliance connects out or hosts the broker.

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
 
-use crate::sections::{CameraSource, StationConfig};
+use crate::sections::{CameraSource, MqttVersion, StationConfig};
 
 /// One thing wrong with a configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -266,8 +266,27 @@ pub fn check_values(c: &StationConfig) -> Vec<Problem> {
             "give either mqtt.password or mqtt.password_file, not both",
         );
     }
+    if let Some(spb) = &c.mqtt.sparkplug {
+        for (key, id) in [
+            ("mqtt.sparkplug.group_id", &spb.group_id),
+            ("mqtt.sparkplug.edge_node_id", &spb.edge_node_id),
+            ("station.station", &c.station.station),
+        ] {
+            if id.is_empty() || id.contains(['/', '+', '#']) {
+                r.push(
+                    key,
+                    format!("`{id}` is not a Sparkplug id: it must be non-empty, without `/`, `+` or `#`"),
+                );
+            }
+        }
+    }
     if c.mqtt.keep_alive.as_secs() < 1 {
         r.push("mqtt.keep_alive", "must be at least 1s");
+    } else if c.mqtt.protocol == MqttVersion::V5 && c.mqtt.keep_alive.as_secs() < 5 {
+        r.push(
+            "mqtt.keep_alive",
+            "must be at least 5s with protocol = \"5\" (the MQTT 5 client's lower bound)",
+        );
     }
     if !(c.storage.database_url.starts_with("sqlite://")
         || c.storage.database_url.starts_with("postgres://")

@@ -184,3 +184,25 @@ fn relative_paths_follow_the_config_file() {
         .database_url
         .starts_with(&format!("sqlite://{}", dir.path().display())));
 }
+
+#[test]
+fn mqtt_protocol_sparkplug_ids_and_embedded_listen_are_checked() {
+    let (key, msg) = only_problem("[mqtt]\nprotocol = \"4\"\n");
+    assert_eq!(key, "mqtt.protocol");
+    assert!(msg.contains("3.1.1") && msg.contains('5'), "{msg}");
+    let (key, msg) = only_problem("[mqtt]\nprotocol = \"5\"\nkeep_alive = \"2s\"\n");
+    assert_eq!(key, "mqtt.keep_alive");
+    assert!(msg.contains("5s"), "{msg}");
+    let (key, msg) =
+        only_problem("[mqtt.sparkplug]\ngroup_id = \"plant/a\"\nedge_node_id = \"line-1\"\n");
+    assert_eq!(key, "mqtt.sparkplug.group_id");
+    assert!(msg.contains("`plant/a`") && msg.contains('/'), "{msg}");
+    let (key, _) = only_problem("[mqtt]\nembedded_listen = \"localhost\"\n");
+    assert_eq!(key, "mqtt.embedded_listen");
+    let cfg = load(
+        "[mqtt]\nprotocol = \"5\"\n[mqtt.sparkplug]\ngroup_id = \"a\"\nedge_node_id = \"b\"\n",
+    )
+    .expect("valid");
+    assert_eq!(cfg.mqtt.protocol, firmware_config::MqttVersion::V5);
+    assert_eq!(cfg.mqtt.sparkplug.unwrap().edge_node_id, "b");
+}

@@ -308,3 +308,56 @@ pub fn http_post(port: u16, path: &str, body: &str) -> (u16, String) {
         ),
     )
 }
+
+/// Starts the appliance binary as the service (`appliance run --config
+/// FILE`), its output discarded; kill it with `Child::kill` (SIGKILL) or the
+/// `kill` command (SIGTERM).
+pub fn start_service(config: &std::path::Path) -> Child {
+    Command::new(appliance_bin())
+        .args(["run", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("appliance starts")
+}
+
+/// Feeds `parts` frames of camera `line` to `tx` from a thread, as a camera
+/// would: six distinct parts of the synthetic line (seeded), repeated, with
+/// part ids `P-00000`, `P-00001`, …
+pub fn feed_frames(
+    tx: tokio::sync::mpsc::Sender<vision::sources::Arrival>,
+    parts: usize,
+    seed: u64,
+) -> std::thread::JoinHandle<()> {
+    use std::sync::Arc;
+    std::thread::spawn(move || {
+        let mut line = vision::synth::SynthLine::new(seed);
+        let pngs: Vec<Vec<u8>> = (0..6)
+            .map(|_| vision::decode::encode_png(&line.next_part().image))
+            .collect();
+        for seq in 0..parts {
+            let png = &pngs[seq % pngs.len()];
+            let (image, format) = vision::decode::decode(png).unwrap();
+            let name = format!("P-{seq:05}");
+            let frame = vision::Frame {
+                camera_id: "line".into(),
+                seq: seq as u64,
+                captured_at: std::time::SystemTime::now(),
+                part_id: Some(name.clone()),
+                trigger_id: None,
+                image: Arc::new(image),
+                encoded: Arc::new(png.clone()),
+                format,
+                truth: None,
+            };
+            let origin = vision::sources::Origin { name, path: None };
+            if tx
+                .blocking_send(vision::sources::Arrival::Frame { frame, origin })
+                .is_err()
+            {
+                return; // the station stopped
+            }
+        }
+    })
+}

@@ -2,48 +2,33 @@
 //! broker stopped after the first few hundred verdicts and restarted three
 //! seconds later. The appliance keeps inspecting into its outbox; afterwards
 //! every verdict id reaches a durable subscriber at least once, and the
-//! first arrivals come in commit order. Prints the outage figures.
+//! first arrivals come in commit order. Prints the outage figures. The same
+//! runs over MQTT 5 (its persistent session needs a session expiry), with
+//! fewer parts.
 
 use std::collections::HashSet;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use e2e::{free_port, http_get, load_config, repo, subscribe_durably, Broker};
-use vision::sources::{Arrival, Origin};
-use vision::synth::SynthLine;
-use vision::Frame;
+use e2e::{feed_frames, free_port, http_get, load_config, repo, subscribe_durably, Broker};
+use vision::sources::Arrival;
 
-const PARTS: usize = 1200;
-
-fn frames() -> Vec<Vec<u8>> {
-    let mut line = SynthLine::new(606);
-    (0..6)
-        .map(|_| vision::decode::encode_png(&line.next_part().image))
-        .collect()
-}
-
-async fn committed(pool: &sqlx::SqlitePool) -> i64 {
-    sqlx::query_scalar("SELECT COUNT(*) FROM verdicts")
-        .fetch_one(pool)
-        .await
-        .unwrap_or(0)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broker_restart_mid_stream_loses_no_verdict() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker_dir = dir.path().join("broker");
-    std::fs::create_dir_all(&broker_dir).unwrap();
-    let mut broker = Broker::start_persistent(&broker_dir);
+/// The outage station: one camera fed directly, batches of 8, a short
+/// keep-alive so the outage is noticed quickly.
+fn station(
+    dir: &std::path::Path,
+    broker_port: u16,
+    http_port: u16,
+    protocol: &str,
+) -> firmware_config::StationConfig {
     std::fs::write(
-        dir.path().join("standard.txt"),
+        dir.join("standard.txt"),
         "Housing standard.\n1. No scratches are permitted.\n2. No dents are permitted.",
     )
     .unwrap();
-    let http_port = free_port();
-    let cfg = load_config(
-        dir.path(),
+    load_config(
+        dir,
         &format!(
             r#"
 [station]
@@ -67,7 +52,8 @@ max_batch = 8
 
 [mqtt]
 url = "mqtt://127.0.0.1:{port}"
-keep_alive = "2s"
+keep_alive = "{keep_alive}"
+protocol = "{protocol}"
 
 [storage]
 database_url = "sqlite://appliance.db"
@@ -77,9 +63,37 @@ data_dir = "data"
 bind = "127.0.0.1:{http_port}"
 "#,
             model = repo().join("models/reference").display(),
-            port = broker.port,
+            port = broker_port,
+            // The MQTT 5 client's lower bound.
+            keep_alive = if protocol == "5" { "5s" } else { "2s" },
         ),
-    );
+    )
+}
+
+async fn committed(pool: &sqlx::SqlitePool) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM verdicts")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_mid_stream_loses_no_verdict() {
+    outage("3.1.1", 1200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_loses_no_verdict_over_mqtt5() {
+    outage("5", 600).await;
+}
+
+async fn outage(protocol: &str, parts: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let broker_dir = dir.path().join("broker");
+    std::fs::create_dir_all(&broker_dir).unwrap();
+    let mut broker = Broker::start_persistent(&broker_dir);
+    let http_port = free_port();
+    let cfg = station(dir.path(), broker.port, http_port, protocol);
     let mut received = subscribe_durably(&broker, "mes", "inspect/out-1/verdict").await;
 
     let (tx, rx) = tokio::sync::mpsc::channel::<Arrival>(64);
@@ -91,30 +105,7 @@ bind = "127.0.0.1:{http_port}"
         stop_rx,
         Arc::new(AtomicBool::new(false)),
     ));
-    let feeder_tx = tx.clone();
-    let feeder = std::thread::spawn(move || {
-        let pngs = frames();
-        for seq in 0..PARTS {
-            let png = &pngs[seq % pngs.len()];
-            let (image, format) = vision::decode::decode(png).unwrap();
-            let name = format!("P-{seq:05}");
-            let frame = Frame {
-                camera_id: "line".into(),
-                seq: seq as u64,
-                captured_at: SystemTime::now(),
-                part_id: Some(name.clone()),
-                trigger_id: None,
-                image: Arc::new(image),
-                encoded: Arc::new(png.clone()),
-                format,
-                truth: None,
-            };
-            let origin = Origin { name, path: None };
-            feeder_tx
-                .blocking_send(Arrival::Frame { frame, origin })
-                .unwrap();
-        }
-    });
+    let feeder = feed_frames(tx.clone(), parts, 606);
 
     let mut arrivals: Vec<String> = Vec::new();
     let mut ids = HashSet::new();
@@ -128,7 +119,7 @@ bind = "127.0.0.1:{http_port}"
             duplicates += 1;
         }
     };
-    while arrivals.len() < 300 {
+    while arrivals.len() < parts / 4 {
         let (_, p) = tokio::time::timeout(Duration::from_secs(60), received.recv())
             .await
             .expect("verdicts flow before the outage")
@@ -177,7 +168,7 @@ bind = "127.0.0.1:{http_port}"
         if arrivals.len() >= at_up as usize && drained_at.is_none() {
             drained_at = Some(up_at.elapsed());
         }
-        if total == PARTS && arrivals.len() == PARTS {
+        if total == parts && arrivals.len() == parts {
             break;
         }
         assert!(
@@ -191,28 +182,9 @@ bind = "127.0.0.1:{http_port}"
             take(&p, &mut arrivals);
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, body) = tokio::task::spawn_blocking(move || http_get(http_port, "/api/v1/outbox"))
-            .await
-            .unwrap();
-        let backlog: serde_json::Value = serde_json::from_str(&body).unwrap();
-        if backlog["pending"] == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "backlog never emptied: {backlog}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_empty_backlog(http_port, Duration::from_secs(30)).await;
     drop(tx);
-    stop_tx.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(60), service)
-        .await
-        .expect("service stops")
-        .unwrap()
-        .unwrap();
+    stop(stop_tx, service).await;
 
     let order: Vec<String> = sqlx::query_scalar(
         "SELECT verdict_id FROM outbox WHERE topic = 'inspect/out-1/verdict' ORDER BY seq",
@@ -220,19 +192,97 @@ bind = "127.0.0.1:{http_port}"
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(order.len(), PARTS);
+    assert_eq!(order.len(), parts);
     assert_eq!(
         arrivals, order,
         "first arrivals are not in commit order, or a verdict is missing"
     );
     println!(
-        "outage figures: broker down 3 s; {} verdicts committed during the outage; {} delivered before it; backlog of {} drained in {:.2} s after the broker returned; {} duplicates; {} of {} verdict ids arrived",
+        "outage figures (MQTT {protocol}): broker down 3 s; {} verdicts committed during the outage; {} delivered before it; backlog of {} drained in {:.2} s after the broker returned; {} duplicates; {} of {} verdict ids arrived",
         at_up - at_down,
         backlog_start,
         at_up as usize - backlog_start,
         drained_at.unwrap_or_default().as_secs_f64(),
         duplicates,
         arrivals.len(),
-        PARTS
+        parts
     );
+}
+
+/// A broker that forgets sessions (no persistence, or a fail-over to another
+/// node) drops what was in flight when it went away; the appliance notices
+/// the fresh session and sends every unacknowledged verdict again from the
+/// outbox, so the backlog still empties.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_forgets_the_session_still_gets_every_verdict() {
+    let parts = 400;
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start();
+    let http_port = free_port();
+    let cfg = station(dir.path(), broker.port, http_port, "3.1.1");
+    let (tx, rx) = tokio::sync::mpsc::channel::<Arrival>(64);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let service = tokio::spawn(appliance::pipeline::serve(
+        cfg,
+        rx,
+        appliance::cameras::CameraLinks::none(),
+        stop_rx,
+        Arc::new(AtomicBool::new(false)),
+    ));
+    let feeder = feed_frames(tx.clone(), parts, 606);
+    let db = dir.path().join("appliance.db");
+    while !db.exists() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    while committed(&pool).await < (parts / 4) as i64 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    broker.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    broker.restart();
+    feeder.join().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while committed(&pool).await < parts as i64 {
+        assert!(Instant::now() < deadline, "not every part was judged");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Verdicts lost in flight when the broker forgot the session would stay
+    // unacknowledged here.
+    wait_for_empty_backlog(http_port, Duration::from_secs(60)).await;
+    drop(tx);
+    stop(stop_tx, service).await;
+}
+
+/// Waits until `GET /api/v1/outbox` reports no pending row.
+async fn wait_for_empty_backlog(http_port: u16, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let (_, body) = tokio::task::spawn_blocking(move || http_get(http_port, "/api/v1/outbox"))
+            .await
+            .unwrap();
+        let backlog: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if backlog["pending"] == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "backlog never emptied: {backlog}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn stop<E: std::fmt::Debug>(
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    service: tokio::task::JoinHandle<Result<(), E>>,
+) {
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(60), service)
+        .await
+        .expect("service stops")
+        .unwrap()
+        .unwrap();
 }

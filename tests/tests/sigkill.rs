@@ -5,27 +5,16 @@
 //! commit order.
 
 use std::collections::{BTreeSet, HashSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::{appliance_bin, drop_file, repo, subscribe_durably, Broker};
+use e2e::{drop_file, repo, start_service, subscribe_durably, Broker};
 use vision::synth::SynthLine;
 
 const PARTS: usize = 400;
 
-fn start(bin: &std::path::Path, config: &std::path::Path) -> Child {
-    Command::new(bin)
-        .args(["run", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("appliance starts")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_loses_no_verdict() {
-    let bin = appliance_bin();
     let dir = tempfile::tempdir().unwrap();
     let broker_dir = dir.path().join("broker");
     std::fs::create_dir_all(&broker_dir).unwrap();
@@ -91,7 +80,7 @@ bind = "127.0.0.1:0"
             first.push(id);
         }
     };
-    let mut service = start(&bin, &config);
+    let mut service = start_service(&config);
     while first.len() < 120 {
         let (_, p) = tokio::time::timeout(Duration::from_secs(90), received.recv())
             .await
@@ -102,7 +91,7 @@ bind = "127.0.0.1:0"
     service.kill().unwrap(); // SIGKILL
     service.wait().unwrap();
     let killed_after = first.len();
-    let mut service = start(&bin, &config);
+    let mut service = start_service(&config);
 
     let db = dir.path().join("appliance.db");
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))

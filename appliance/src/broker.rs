@@ -1,0 +1,99 @@
+//! The embedded broker (`mqtt.broker = "embedded"`): a stand-alone station,
+//! or the demo, whose PLC and MES connect to the appliance itself instead of
+//! a plant broker. It is rumqttd, in process, on `mqtt.embedded_listen`,
+//! speaking the configured protocol version; the appliance's own clients
+//! connect to it over loopback like any other client.
+//!
+//! It keeps sessions, retained messages and wills in memory only: what must
+//! survive a power cut is the verdict outbox, which is in the store either way.
+//! Production plants use their own broker (the default, `external`).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use firmware_config::MqttVersion;
+
+/// Why the embedded broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("mqtt.embedded_listen {addr}: cannot listen there: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("mqtt.embedded_listen {addr}: the embedded broker did not start within 5 s")]
+    NotReady { addr: SocketAddr },
+    #[error("the embedded broker failed: {0}")]
+    Broker(String),
+}
+
+/// Starts the broker on its own threads; returns once it accepts connections.
+/// It runs until the process ends.
+pub fn start(listen: SocketAddr, version: MqttVersion) -> Result<(), BrokerError> {
+    // rumqttd reports a taken port only in its log; find out here instead.
+    drop(
+        TcpListener::bind(listen).map_err(|source| BrokerError::Listen {
+            addr: listen,
+            source,
+        })?,
+    );
+    let server = rumqttd::ServerSettings {
+        name: "appliance".into(),
+        listen,
+        tls: None,
+        next_connection_delay_ms: 1,
+        connections: rumqttd::ConnectionSettings {
+            connection_timeout_ms: 60_000,
+            max_payload_size: 1 << 20,
+            max_inflight_count: 200,
+            auth: None,
+            external_auth: None,
+            dynamic_filters: true,
+        },
+    };
+    let servers = Some([("1".to_string(), server)].into_iter().collect());
+    let (v4, v5) = match version {
+        MqttVersion::V311 => (servers, None),
+        MqttVersion::V5 => (None, servers),
+    };
+    let config = rumqttd::Config {
+        id: 0,
+        router: rumqttd::RouterConfig {
+            max_connections: 1000,
+            max_outgoing_packet_count: 200,
+            max_segment_size: 16 << 20,
+            max_segment_count: 10,
+            ..Default::default()
+        },
+        v4,
+        v5,
+        ..Default::default()
+    };
+    std::thread::Builder::new()
+        .name("embedded-broker".into())
+        .spawn(move || {
+            let mut broker = rumqttd::Broker::new(config);
+            if let Err(e) = broker.start() {
+                tracing::error!(error = %e, "embedded broker stopped");
+            }
+        })
+        .map_err(|e| BrokerError::Broker(e.to_string()))?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let probe = match listen.ip() {
+        IpAddr::V4(a) if a.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), listen.port())
+        }
+        IpAddr::V6(a) if a.is_unspecified() => {
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), listen.port())
+        }
+        _ => listen,
+    };
+    while TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_err() {
+        if Instant::now() > deadline {
+            return Err(BrokerError::NotReady { addr: listen });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    tracing::info!(address = %listen, ?version, "embedded MQTT broker listening");
+    Ok(())
+}
