@@ -8,6 +8,7 @@
 //! survive a power cut is the verdict outbox, which is in the store either way.
 //! Production plants use their own broker (the default, `external`).
 
+use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,31 @@ pub enum BrokerError {
     NotReady { addr: SocketAddr },
     #[error("the embedded broker failed: {0}")]
     Broker(String),
+}
+
+/// Whether an MQTT broker at `addr` accepts a connection: a real CONNECT,
+/// its CONNACK, then DISCONNECT (a bare TCP probe would be logged by the
+/// broker as a failed client).
+fn answers(addr: SocketAddr, version: MqttVersion) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    // CONNECT: protocol "MQTT", level 4 or 5, clean session, keep-alive
+    // 60 s, client id "probe" (MQTT 5 adds an empty property list).
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T'];
+    match version {
+        MqttVersion::V311 => body.extend_from_slice(&[4, 0x02, 0, 60]),
+        MqttVersion::V5 => body.extend_from_slice(&[5, 0x02, 0, 60, 0]),
+    }
+    body.extend_from_slice(&[0, 5, b'p', b'r', b'o', b'b', b'e']);
+    let mut packet = vec![0x10, body.len() as u8];
+    packet.extend_from_slice(&body);
+    let mut connack = [0u8; 2];
+    let ok =
+        s.write_all(&packet).is_ok() && s.read_exact(&mut connack).is_ok() && connack[0] == 0x20;
+    let _ = s.write_all(&[0xE0, 0x00]);
+    ok
 }
 
 /// Starts the broker on its own threads; returns once it accepts connections.
@@ -88,7 +114,7 @@ pub fn start(listen: SocketAddr, version: MqttVersion) -> Result<(), BrokerError
         }
         _ => listen,
     };
-    while TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_err() {
+    while !answers(probe, version) {
         if Instant::now() > deadline {
             return Err(BrokerError::NotReady { addr: listen });
         }

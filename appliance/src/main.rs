@@ -150,7 +150,10 @@ enum ConfigAction {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // The embedded broker (rumqttd) logs every client disconnect as an
+        // error; by default only its own start-up line (ours) is shown.
+        // `RUST_LOG=info,rumqttd=info` brings its log back.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=off"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
