@@ -1,18 +1,19 @@
 //! The store: verdicts, findings, images, ingest errors and the MQTT outbox in
-//! one database (SQLite in WAL mode on the station), plus image files under the
-//! data folder, content-addressed by sha256.
+//! one database (SQLite in WAL mode on the station, or a central PostgreSQL
+//! shared by many stations; the same queries on both), plus image files
+//! under the data folder, content-addressed by sha256.
 //!
 //! A verdict and its outbox rows are committed in one transaction before
 //! anything is published, so a crash can lose no verdict: what is committed
 //! is eventually published, in order.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+use sqlx::Row;
 
 use crate::verdict::Verdict;
 
@@ -30,7 +31,7 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("unsupported database URL `{0}` (this build supports sqlite://)")]
+    #[error("unsupported database URL `{0}`; allowed: sqlite://FILE or postgres://USER@HOST/DB")]
     Unsupported(String),
 }
 
@@ -51,11 +52,22 @@ pub struct OutboxRow {
     pub payload: String,
 }
 
+/// The database behind a store. Both run the same queries; the migrations
+/// are twins that differ only in column types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded default: one file on the station.
+    Sqlite,
+    /// A central database shared by many stations.
+    Postgres,
+}
+
 /// Database plus image folder.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
     data_dir: PathBuf,
+    backend: Backend,
 }
 
 fn now() -> String {
@@ -79,36 +91,55 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database and runs migrations.
+    /// Opens (creating if needed) the database and runs migrations:
+    /// `sqlite://FILE` (WAL, full sync, foreign keys) or
+    /// `postgres://user@host/db` (the database must exist).
     pub async fn open(url: &str, data_dir: &Path) -> Result<Self, StoreError> {
-        let Some(file) = url.strip_prefix("sqlite://") else {
+        sqlx::any::install_default_drivers();
+        let open_err = |source| StoreError::Open {
+            url: url.to_string(),
+            source,
+        };
+        let (pool, backend) = if let Some(file) = url.strip_prefix("sqlite://") {
+            if let Some(dir) = Path::new(file).parent() {
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::File {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+            }
+            let pool = AnyPoolOptions::new()
+                .max_connections(4)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        // Per connection; WAL is a property of the file.
+                        sqlx::raw_sql(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                        )
+                        .execute(conn)
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .connect(&format!("sqlite://{file}?mode=rwc"))
+                .await
+                .map_err(open_err)?;
+            (pool, Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = AnyPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await
+                .map_err(open_err)?;
+            (pool, Backend::Postgres)
+        } else {
             return Err(StoreError::Unsupported(url.to_string()));
         };
-        if let Some(dir) = Path::new(file).parent() {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::File {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{file}"))
-            .map_err(|source| StoreError::Open {
-                url: url.to_string(),
-                source,
-            })?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await
-            .map_err(|source| StoreError::Open {
-                url: url.to_string(),
-                source,
-            })?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::File {
             path: data_dir.to_path_buf(),
             source,
@@ -117,11 +148,20 @@ impl Store {
         let data_dir = data_dir
             .canonicalize()
             .unwrap_or_else(|_| data_dir.to_path_buf());
-        Ok(Self { pool, data_dir })
+        Ok(Self {
+            pool,
+            data_dir,
+            backend,
+        })
     }
 
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Which database this store is on.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Writes image bytes under `images/ab/<sha256>.<ext>` (once per content).
@@ -153,7 +193,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let at = now();
         sqlx::query(
-            "INSERT OR IGNORE INTO standard_versions (sha256, recipe, text, first_seen) VALUES (?, ?, ?, ?)",
+            "INSERT INTO standard_versions (sha256, recipe, text, first_seen) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (sha256) DO NOTHING",
         )
         .bind(&v.standard_sha256)
         .bind(&v.recipe)
@@ -167,7 +208,7 @@ impl Store {
         };
         sqlx::query(
             "INSERT INTO images (sha256, path, bytes, width, height, retention_class, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (sha256) DO UPDATE SET retention_class =
                CASE WHEN excluded.retention_class = 'keep' THEN 'keep' ELSE images.retention_class END",
         )
@@ -185,7 +226,7 @@ impl Store {
             "INSERT INTO verdicts (id, station, camera, part_id, trigger_id, recipe, standard_sha256,
                decision, confidence, model_name, model_version, model_sha256, image_sha256,
                captured_at, decided_at, record)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(&v.id)
         .bind(&v.station.station)
@@ -208,7 +249,7 @@ impl Store {
         for (i, f) in v.findings.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO findings (verdict_id, idx, defect, x0, y0, x1, y1, size_mm, clause, clause_text, confidence)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(&v.id)
             .bind(i as i64)
@@ -238,7 +279,7 @@ impl Store {
         let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO part_verdicts (id, station, part_id, decision, reason, views, missing, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO part_verdicts (id, station, part_id, decision, reason, views, missing, decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&p.id)
         .bind(&p.station)
@@ -274,7 +315,7 @@ impl Store {
         };
         sqlx::query(
             "INSERT INTO ingest_errors (id, station, camera, source, reason, bytes, kept_path, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&id)
         .bind(station)
@@ -293,7 +334,7 @@ impl Store {
     pub async fn pending(&self, after_seq: i64, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT seq, verdict_id, topic, payload FROM outbox
-             WHERE published_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
+             WHERE published_at IS NULL AND seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(after_seq)
         .bind(limit)
@@ -326,14 +367,14 @@ impl Store {
         let at = now();
         let mut tx = self.pool.begin().await?;
         for seq in seqs {
-            sqlx::query("UPDATE outbox SET published_at = ? WHERE seq = ?")
+            sqlx::query("UPDATE outbox SET published_at = $1 WHERE seq = $2")
                 .bind(&at)
                 .bind(seq)
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(
-                "UPDATE verdicts SET published_at = ? WHERE published_at IS NULL
-                   AND id = (SELECT verdict_id FROM outbox WHERE seq = ?)",
+                "UPDATE verdicts SET published_at = $1 WHERE published_at IS NULL
+                   AND id = (SELECT verdict_id FROM outbox WHERE seq = $2)",
             )
             .bind(&at)
             .bind(seq)
@@ -363,14 +404,14 @@ pub struct Backlog {
 
 /// Adds outbox rows for one record inside its transaction.
 async fn enqueue(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     record_id: &str,
     outbox: &[(String, String)],
     at: &str,
 ) -> Result<(), StoreError> {
     for (topic, payload) in outbox {
         sqlx::query(
-            "INSERT INTO outbox (verdict_id, topic, payload, created_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO outbox (verdict_id, topic, payload, created_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(record_id)
         .bind(topic)

@@ -361,3 +361,201 @@ pub fn feed_frames(
         }
     })
 }
+
+/// A fresh PostgreSQL database for one test, dropped afterwards. Where it
+/// lives, by `APPLIANCE_TEST_POSTGRES`:
+/// - unset: the server on 127.0.0.1:5432 when one answers (trust auth, as on
+///   the CI machine), else a throwaway cluster started here;
+/// - `throwaway`: always a throwaway cluster (initdb + pg_ctl from Debian's
+///   `postgresql` package, on a free port, deleted afterwards);
+/// - a URL such as `postgres://postgres@db:5432/postgres`: that server (the
+///   user must be allowed to create databases).
+pub struct Postgres {
+    /// URL of the test's own database.
+    pub url: String,
+    admin: String,
+    name: String,
+    cluster: Option<Cluster>,
+}
+
+/// A PostgreSQL cluster in a temporary folder, stopped on drop.
+struct Cluster {
+    dir: tempfile::TempDir,
+    pg_ctl: PathBuf,
+}
+
+impl Postgres {
+    pub async fn start() -> Postgres {
+        let choice = std::env::var("APPLIANCE_TEST_POSTGRES").unwrap_or_default();
+        let (admin, cluster) = match choice.as_str() {
+            "" => {
+                let local = "postgres://postgres@127.0.0.1:5432/postgres".to_string();
+                if answers(&local).await {
+                    (local, None)
+                } else {
+                    let (url, c) = Cluster::start();
+                    (url, Some(c))
+                }
+            }
+            "throwaway" => {
+                let (url, c) = Cluster::start();
+                (url, Some(c))
+            }
+            url => (url.to_string(), None),
+        };
+        let name = format!("appliance_test_{}", uuid_like());
+        let mut conn = connect(&admin).await;
+        // `name` is ours: letters, digits and underscores.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("CREATE DATABASE on {admin}: {e}"));
+        let base = admin.rsplit_once('/').expect("URL has a database").0;
+        Postgres {
+            url: format!("{base}/{name}"),
+            admin,
+            name,
+            cluster,
+        }
+    }
+}
+
+async fn connect(url: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let mut last = None;
+    for _ in 0..50 {
+        match sqlx::PgConnection::connect(url).await {
+            Ok(c) => return c,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("cannot connect to {url}: {last:?}")
+}
+
+async fn answers(url: &str) -> bool {
+    use sqlx::Connection;
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), sqlx::PgConnection::connect(url)).await,
+        Ok(Ok(_))
+    )
+}
+
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{}_{nanos}", std::process::id())
+}
+
+/// Where Debian keeps a PostgreSQL program (`initdb`, `pg_ctl`).
+fn pg_program(name: &str) -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join("bin").join(name))
+        .filter(|p| p.exists())
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .unwrap_or_else(|| panic!("{name} not found under /usr/lib/postgresql: install Debian's `postgresql` (scripts/setup.sh does)"))
+}
+
+/// Runs a PostgreSQL program; as root, as the `postgres` user (initdb
+/// refuses root).
+fn pg_run(program: &std::path::Path, args: &[&str]) {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false);
+    let mut cmd = if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    };
+    let out = cmd.args(args).output().expect("PostgreSQL program runs");
+    assert!(
+        out.status.success(),
+        "{} {args:?}: {}",
+        program.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Cluster {
+    fn start() -> (String, Cluster) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temporary folder");
+        // The server runs as `postgres` when we are root: let it in.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let data = dir.path().join("data");
+        let data_s = data.to_str().unwrap().to_string();
+        let sock = dir.path().to_str().unwrap().to_string();
+        let port = free_port();
+        pg_run(
+            &pg_program("initdb"),
+            &["-D", &data_s, "-A", "trust", "-U", "postgres", "--no-sync"],
+        );
+        let pg_ctl = pg_program("pg_ctl");
+        let opts = format!("-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off");
+        let log = dir.path().join("server.log");
+        pg_run(
+            &pg_ctl,
+            &[
+                "-D",
+                &data_s,
+                "-o",
+                &opts,
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "start",
+            ],
+        );
+        (
+            format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            Cluster { dir, pg_ctl },
+        )
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        pg_run(
+            &self.pg_ctl,
+            &["-D", data.to_str().unwrap(), "-m", "immediate", "stop"],
+        );
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if self.cluster.is_some() {
+            return; // the whole cluster goes
+        }
+        // A shared server: drop the test's database (from a thread with its
+        // own runtime, since this may run inside one).
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut conn = connect(&admin).await;
+                let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
+                    .execute(&mut conn)
+                    .await;
+            });
+        })
+        .join();
+    }
+}
