@@ -14,6 +14,7 @@ pub mod link;
 pub mod mqtt;
 pub mod parts;
 pub mod pipeline;
+pub mod retention;
 pub mod score;
 pub mod sparkplug;
 pub mod store;

@@ -193,9 +193,26 @@ impl Station {
         let store = self.store.clone();
         let encoded = frame.encoded.clone();
         let format = frame.format;
-        let image = tokio::task::spawn_blocking(move || store.put_image(&encoded, format))
-            .await
-            .context("image writer panicked")??;
+        let stored = tokio::task::spawn_blocking(move || {
+            let r = store.put_image(&encoded, format);
+            (r, encoded)
+        })
+        .await
+        .context("image writer panicked")?;
+        // A picture that cannot be kept (full disk, write error) never stops
+        // the verdict: it is decided, stored and published, and says so.
+        let (image, not_kept) = match stored {
+            (Ok(image), _) => (image, None),
+            (Err(e), encoded) => {
+                tracing::warn!(camera = %frame.camera_id, error = %e, "image not kept");
+                let image = crate::store::StoredImage {
+                    sha256: crate::store::image_sha256(&encoded),
+                    path: Default::default(),
+                    bytes: encoded.len() as u64,
+                };
+                (image, Some(e.to_string()))
+            }
+        };
         let geometry = Geometry {
             crop: [crop.x, crop.y, crop.width, crop.height],
             frame_width: frame.image.width(),
@@ -234,6 +251,7 @@ impl Station {
                 bytes: image.bytes,
                 width: frame.image.width(),
                 height: frame.image.height(),
+                not_kept,
             },
             context_loss: judgement.context_loss,
         };
@@ -387,7 +405,10 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
     stop_sources: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
-    let store = Store::open(&cfg.storage.database_url, &cfg.storage.data_dir).await?;
+    let store = Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
+        .await?
+        .with_min_free(cfg.storage.min_free.0)
+        .with_station(&cfg.station.station);
     let standard = Arc::new(load_standard(&cfg, &cfg.station.recipe)?);
     let engine_cfg = cfg.clone();
     let warm_standard = standard.clone();
@@ -428,6 +449,12 @@ pub async fn serve(
         None => (None, None),
     };
     tokio::spawn(report_cameras(links.events, publisher.clone()));
+    tokio::spawn(crate::retention::run(
+        store.clone(),
+        crate::retention::Policy::from_config(&cfg.storage),
+        cfg.storage.sweep_every,
+        shutdown.clone(),
+    ));
     // The HTTP API is secondary: a port already taken is logged, and the
     // station inspects without it.
     let http = match crate::http::start(

@@ -31,6 +31,14 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "disk nearly full under {path}: {free} bytes free, {reserve} reserved (storage.min_free)"
+    )]
+    DiskFull {
+        path: PathBuf,
+        free: u64,
+        reserve: u64,
+    },
     #[error("unsupported database URL `{0}`; allowed: sqlite://FILE or postgres://USER@HOST/DB")]
     Unsupported(String),
 }
@@ -68,6 +76,15 @@ pub struct Store {
     pool: AnyPool,
     data_dir: PathBuf,
     backend: Backend,
+    /// Free bytes to leave on the data folder's disk (`storage.min_free`).
+    min_free: u64,
+    /// The station whose outbox this store drains (`with_station`).
+    station: String,
+    /// Held for the whole of each commit that writes outbox rows, so their
+    /// sequence numbers are committed in order: PostgreSQL hands out
+    /// identities at insert, and two transactions committing the other way
+    /// round would let the drain's cursor pass a row that appears later.
+    commit_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 fn now() -> String {
@@ -152,6 +169,30 @@ impl Store {
             pool,
             data_dir,
             backend,
+            min_free: 0,
+            station: String::new(),
+            commit_lock: Default::default(),
+        })
+    }
+
+    /// Scopes the outbox to one station (many can share a database).
+    pub fn with_station(mut self, station: &str) -> Self {
+        self.station = station.to_string();
+        self
+    }
+
+    /// Leaves at least `bytes` free on the data folder's disk: an image that
+    /// would eat into it is not written ([`StoreError::DiskFull`]).
+    pub fn with_min_free(mut self, bytes: u64) -> Self {
+        self.min_free = bytes;
+        self
+    }
+
+    /// Free bytes on the data folder's file system (for unprivileged users).
+    pub fn free_bytes(&self) -> Result<u64, StoreError> {
+        free_bytes(&self.data_dir).map_err(|source| StoreError::File {
+            path: self.data_dir.clone(),
+            source,
         })
     }
 
@@ -164,15 +205,26 @@ impl Store {
         self.backend
     }
 
-    /// Writes image bytes under `images/ab/<sha256>.<ext>` (once per content).
+    /// Writes image bytes under `images/ab/<sha256>.<ext>` (once per content),
+    /// unless that would leave less than the reserved free space.
     pub fn put_image(&self, bytes: &[u8], ext: &str) -> Result<StoredImage, StoreError> {
-        let sha = hex::encode(Sha256::digest(bytes));
+        let sha = image_sha256(bytes);
         let path = self
             .data_dir
             .join("images")
             .join(&sha[..2])
             .join(format!("{sha}.{ext}"));
         if !path.exists() {
+            if self.min_free > 0 {
+                let free = self.free_bytes()?;
+                if free < self.min_free + bytes.len() as u64 {
+                    return Err(StoreError::DiskFull {
+                        path: self.data_dir.clone(),
+                        free,
+                        reserve: self.min_free,
+                    });
+                }
+            }
             write_atomically(&path, bytes)?;
         }
         Ok(StoredImage {
@@ -190,6 +242,7 @@ impl Store {
         standard_text: &str,
         outbox: &[(String, String)],
     ) -> Result<(), StoreError> {
+        let _in_order = self.commit_lock.lock().await;
         let mut tx = self.pool.begin().await?;
         let at = now();
         sqlx::query(
@@ -206,9 +259,16 @@ impl Store {
             fusion::Decision::Pass => "pass",
             _ => "keep",
         };
+        // An image not kept (disk full) still gets its row, already marked
+        // deleted with the reason, so its verdicts can say where it went.
+        let (deleted_at, deleted_reason) = match &v.image.not_kept {
+            Some(reason) => (Some(at.clone()), Some(reason.clone())),
+            None => (None, None),
+        };
         sqlx::query(
-            "INSERT INTO images (sha256, path, bytes, width, height, retention_class, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+            "INSERT INTO images (sha256, path, bytes, width, height, retention_class, created_at,
+               deleted_at, deleted_reason)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (sha256) DO UPDATE SET retention_class =
                CASE WHEN excluded.retention_class = 'keep' THEN 'keep' ELSE images.retention_class END",
         )
@@ -219,6 +279,8 @@ impl Store {
         .bind(v.image.height as i64)
         .bind(class)
         .bind(&at)
+        .bind(deleted_at)
+        .bind(deleted_reason)
         .execute(&mut *tx)
         .await?;
         let record = serde_json::to_string(v).expect("verdict serialises");
@@ -265,7 +327,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        enqueue(&mut tx, &v.id, outbox, &at).await?;
+        enqueue(&mut tx, &v.station.station, &v.id, outbox, &at).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -277,6 +339,7 @@ impl Store {
         outbox: &[(String, String)],
     ) -> Result<(), StoreError> {
         let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let _in_order = self.commit_lock.lock().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO part_verdicts (id, station, part_id, decision, reason, views, missing, decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -291,7 +354,7 @@ impl Store {
         .bind(&p.decided_at)
         .execute(&mut *tx)
         .await?;
-        enqueue(&mut tx, &p.id, outbox, &at).await?;
+        enqueue(&mut tx, &p.station, &p.id, outbox, &at).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -334,8 +397,9 @@ impl Store {
     pub async fn pending(&self, after_seq: i64, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT seq, verdict_id, topic, payload FROM outbox
-             WHERE published_at IS NULL AND seq > $1 ORDER BY seq LIMIT $2",
+             WHERE published_at IS NULL AND station = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
+        .bind(&self.station)
         .bind(after_seq)
         .bind(limit)
         .fetch_all(&self.pool)
@@ -354,8 +418,9 @@ impl Store {
     /// Messages waiting for the broker: how many, and since when.
     pub async fn backlog(&self) -> Result<Backlog, StoreError> {
         let (pending, oldest): (i64, Option<String>) = sqlx::query_as(
-            "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE published_at IS NULL",
+            "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE published_at IS NULL AND station = $1",
         )
+        .bind(&self.station)
         .fetch_one(&self.pool)
         .await?;
         Ok(Backlog { pending, oldest })
@@ -386,6 +451,26 @@ impl Store {
     }
 }
 
+/// The content address of an image.
+pub fn image_sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a valid NUL-terminated path and `st` is written by
+    // statvfs before it is read (only when it returns 0).
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let st = unsafe { st.assume_init() };
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
 fn decision_text(d: fusion::Decision) -> &'static str {
     match d {
         fusion::Decision::Pass => "PASS",
@@ -405,14 +490,16 @@ pub struct Backlog {
 /// Adds outbox rows for one record inside its transaction.
 async fn enqueue(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    station: &str,
     record_id: &str,
     outbox: &[(String, String)],
     at: &str,
 ) -> Result<(), StoreError> {
     for (topic, payload) in outbox {
         sqlx::query(
-            "INSERT INTO outbox (verdict_id, topic, payload, created_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO outbox (station, verdict_id, topic, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
+        .bind(station)
         .bind(record_id)
         .bind(topic)
         .bind(payload)

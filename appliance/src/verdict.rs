@@ -56,10 +56,15 @@ pub struct Timings {
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageRef {
     pub sha256: String,
+    /// Empty when the image was not kept.
     pub path: String,
     pub bytes: u64,
     pub width: u32,
     pub height: u32,
+    /// Present only when the image could not be kept (disk full, write
+    /// error): why. The verdict itself is unaffected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_kept: Option<String>,
 }
 
 /// The full verdict record.

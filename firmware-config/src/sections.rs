@@ -341,9 +341,20 @@ pub struct Tls {
 pub struct Storage {
     pub database_url: String,
     pub data_dir: PathBuf,
+    /// PASS images are deleted after this.
     #[serde(with = "humantime_serde")]
     pub max_age: Duration,
+    /// FAIL, REVIEW and reviewed images are deleted after this.
+    #[serde(with = "humantime_serde")]
+    pub keep_max_age: Duration,
+    /// Images above this total are deleted, PASS first, oldest first.
     pub disk_quota: ByteSize,
+    /// Below this much free disk, new images are not written (the verdict
+    /// is still decided, stored and published, and says so).
+    pub min_free: ByteSize,
+    /// How often retention runs.
+    #[serde(with = "humantime_serde")]
+    pub sweep_every: Duration,
 }
 
 /// The review UI, API and metrics endpoint.

@@ -280,6 +280,19 @@ pub fn check_values(c: &StationConfig) -> Vec<Problem> {
             }
         }
     }
+    if c.storage.keep_max_age < c.storage.max_age {
+        r.push(
+            "storage.keep_max_age",
+            format!(
+                "{} is shorter than storage.max_age ({}); FAIL and reviewed images are kept at least as long as PASS ones",
+                humantime::format_duration(c.storage.keep_max_age),
+                humantime::format_duration(c.storage.max_age)
+            ),
+        );
+    }
+    if c.storage.sweep_every.as_secs() < 1 {
+        r.push("storage.sweep_every", "must be at least 1s");
+    }
     if c.mqtt.keep_alive.as_secs() < 1 {
         r.push("mqtt.keep_alive", "must be at least 1s");
     } else if c.mqtt.protocol == MqttVersion::V5 && c.mqtt.keep_alive.as_secs() < 5 {

@@ -559,3 +559,14 @@ impl Drop for Postgres {
         .join();
     }
 }
+
+/// Shows the appliance's log in a test's output when `RUST_LOG` is set
+/// (e.g. `RUST_LOG=appliance=debug cargo nextest run … --no-capture`).
+pub fn show_logs() {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
+}

@@ -56,6 +56,7 @@ fn verdict(n: u32, decision: Decision, image_sha: &str, findings: usize) -> Verd
             bytes: 1234,
             width: 640,
             height: 480,
+            not_kept: None,
         },
         context_loss: 0.0,
     }
@@ -65,7 +66,10 @@ fn verdict(n: u32, decision: Decision, image_sha: &str, findings: usize) -> Verd
 /// everything.
 async fn exercise(url: &str, backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(url, &dir.path().join("data")).await.unwrap();
+    let store = Store::open(url, &dir.path().join("data"))
+        .await
+        .unwrap()
+        .with_station("st-1");
     assert_eq!(store.backend(), backend);
     let image_a = "a1".repeat(32);
     let image_b = "b2".repeat(32);
@@ -105,6 +109,11 @@ async fn exercise(url: &str, backend: Backend) {
     assert_eq!(pending[5].verdict_id, verdicts[2].id);
     let after_two = store.pending(pending[1].seq, 100).await.unwrap();
     assert_eq!(after_two.len(), 4);
+
+    // Another station sharing the database drains only its own rows.
+    let neighbour = store.clone().with_station("st-2");
+    assert!(neighbour.pending(0, 100).await.unwrap().is_empty());
+    assert_eq!(neighbour.backlog().await.unwrap().pending, 0);
 
     let backlog = store.backlog().await.unwrap();
     assert_eq!(backlog.pending, 6);
@@ -170,8 +179,99 @@ async fn exercise(url: &str, backend: Backend) {
     drop(store);
 
     // Reopening runs the migrations again (a no-op) and finds everything.
-    let store = Store::open(url, &dir.path().join("data")).await.unwrap();
+    let store = Store::open(url, &dir.path().join("data"))
+        .await
+        .unwrap()
+        .with_station("st-1");
     assert_eq!(store.backlog().await.unwrap().pending, 4);
+}
+
+/// Retention on a store: PASS images go first (by age and by quota), FAIL
+/// ones last; rows stay, marked with why their file went.
+async fn retention(url: &str) {
+    use appliance::retention::{bytes_kept, sweep, Policy};
+    let day = std::time::Duration::from_secs(86_400);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(url, &dir.path().join("data")).await.unwrap();
+    // P1 (PASS), F1 (FAIL), P2 (PASS), F2 (FAIL), 1,000 bytes each, in this order.
+    let mut paths = Vec::new();
+    for (n, decision) in [
+        Decision::Pass,
+        Decision::Fail,
+        Decision::Pass,
+        Decision::Fail,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let stored = store.put_image(&[n as u8; 1000], "png").unwrap();
+        let mut v = verdict(n as u32 + 10, decision, &stored.sha256, 0);
+        v.image.path = stored.path.display().to_string();
+        v.image.bytes = stored.bytes;
+        store.commit_verdict(&v, "1. x", &[]).await.unwrap();
+        paths.push(stored.path);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let policy = |quota: u64| Policy {
+        max_age: 90 * day,
+        keep_max_age: 365 * day,
+        disk_quota: quota,
+    };
+    let now = chrono::Utc::now();
+    let s = sweep(&store, policy(1 << 30), now + chrono::Duration::days(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.deleted_for_age, s.deleted_for_quota, s.bytes_kept),
+        (0, 0, 4000)
+    );
+    // Over quota: both PASS images go, though F1 is older than P2.
+    let s = sweep(&store, policy(2500), now).await.unwrap();
+    assert_eq!(
+        (s.deleted_for_quota, s.bytes_freed, s.bytes_kept),
+        (2, 2000, 2000)
+    );
+    let exists: Vec<bool> = paths.iter().map(|p| p.exists()).collect();
+    assert_eq!(exists, vec![false, true, false, true]);
+    // PASS age passed, FAIL age not yet: nothing more to delete.
+    let s = sweep(&store, policy(1 << 30), now + chrono::Duration::days(100))
+        .await
+        .unwrap();
+    assert_eq!(s.deleted_for_age, 0);
+    let s = sweep(&store, policy(1 << 30), now + chrono::Duration::days(400))
+        .await
+        .unwrap();
+    assert_eq!((s.deleted_for_age, s.bytes_kept), (2, 0));
+    assert!(paths.iter().all(|p| !p.exists()));
+    assert_eq!(bytes_kept(&store).await.unwrap(), 0);
+    let reasons: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT retention_class, deleted_reason FROM images ORDER BY created_at")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    let reasons: Vec<(&str, Option<&str>)> = reasons
+        .iter()
+        .map(|(c, r)| (c.as_str(), r.as_deref()))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            ("pass", Some("disk quota")),
+            ("keep", Some("age")),
+            ("pass", Some("disk quota")),
+            ("keep", Some("age")),
+        ]
+    );
+    let (verdicts,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM verdicts")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(verdicts, 4, "verdicts are never deleted");
+
+    // A disk that cannot spare the reserve gets no new image.
+    let full = store.with_min_free(u64::MAX / 2);
+    let err = full.put_image(&[9u8; 10], "png").unwrap_err().to_string();
+    assert!(err.contains("storage.min_free"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,12 +279,16 @@ async fn the_store_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("station.db").display());
     exercise(&url, Backend::Sqlite).await;
+    let url = format!("sqlite://{}", dir.path().join("retention.db").display());
+    retention(&url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_on_postgresql() {
     let pg = Postgres::start().await;
     exercise(&pg.url, Backend::Postgres).await;
+    let pg = Postgres::start().await;
+    retention(&pg.url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,6 +311,7 @@ async fn a_database_url_of_another_kind_is_refused_by_name() {
 async fn a_station_stores_its_verdicts_in_postgresql() {
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
+    e2e::show_logs();
     let parts = 30;
     let pg = Postgres::start().await;
     let broker = e2e::Broker::start();
@@ -263,11 +368,13 @@ bind = "127.0.0.1:0"
     ));
     e2e::feed_frames(tx.clone(), parts, 5);
     let mut ids = std::collections::BTreeSet::new();
+    let mut service = service;
     while ids.len() < parts {
-        let (_, p) = tokio::time::timeout(std::time::Duration::from_secs(60), verdicts.recv())
-            .await
-            .expect("verdicts arrive")
-            .unwrap();
+        let (_, p) = tokio::select! {
+            m = verdicts.recv() => m.unwrap(),
+            r = &mut service => panic!("the station stopped: {r:?}"),
+            _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => panic!("{} of {parts} verdicts arrived", ids.len()),
+        };
         let v: serde_json::Value = serde_json::from_slice(&p).unwrap();
         ids.insert(v["id"].as_str().unwrap().to_string());
     }
@@ -293,4 +400,104 @@ bind = "127.0.0.1:0"
             .unwrap();
     assert_eq!(pending, 0, "every outbox row acknowledged");
     pool.close().await;
+}
+
+/// A full disk never stops verdicts: with less free space than
+/// `storage.min_free`, every part is still decided, stored and published;
+/// its image is not written and the verdict says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_keeps_verdicts_flowing_without_images() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let parts = 8;
+    let broker = e2e::Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("standard.txt"),
+        "Housing standard.\n1. No scratches are permitted.",
+    )
+    .unwrap();
+    let cfg = e2e::load_config(
+        dir.path(),
+        &format!(
+            r#"
+[station]
+station = "full-1"
+recipe = "housing"
+
+[[cameras]]
+id = "line"
+mm_per_px = 0.1
+source = {{ kind = "hot_folder", path = "unused" }}
+
+[[recipes]]
+name = "housing"
+standard = "standard.txt"
+
+[model]
+package = "{model}"
+
+[mqtt]
+url = "mqtt://127.0.0.1:{port}"
+
+[storage]
+database_url = "sqlite://appliance.db"
+data_dir = "data"
+min_free = "1000 TiB"
+
+[http]
+bind = "127.0.0.1:0"
+"#,
+            model = e2e::repo().join("models/reference").display(),
+            port = broker.port,
+        ),
+    );
+    let (_mes, mut verdicts) = e2e::subscribe(&broker, "mes", "inspect/full-1/verdict").await;
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let service = tokio::spawn(appliance::pipeline::serve(
+        cfg,
+        rx,
+        appliance::cameras::CameraLinks::none(),
+        stop_rx,
+        Arc::new(AtomicBool::new(false)),
+    ));
+    e2e::feed_frames(tx.clone(), parts, 8);
+    for _ in 0..parts {
+        let (_, p) = tokio::time::timeout(std::time::Duration::from_secs(60), verdicts.recv())
+            .await
+            .expect("verdicts arrive with the disk full")
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&p).unwrap();
+        e2e::assert_schema("verdict.v1", &v);
+        assert_eq!(v["image"]["path"], "");
+        let why = v["image"]["not_kept"].as_str().unwrap();
+        assert!(why.contains("storage.min_free"), "{why}");
+    }
+    drop(tx);
+    stop_tx.send(true).unwrap();
+    service.await.unwrap().unwrap();
+    assert!(
+        !dir.path().join("data/images").exists()
+            || std::fs::read_dir(dir.path().join("data/images"))
+                .unwrap()
+                .count()
+                == 0,
+        "no image written"
+    );
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("appliance.db").display()
+    ))
+    .await
+    .unwrap();
+    let (stored, without_file): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM verdicts),
+                (SELECT COUNT(*) FROM images WHERE deleted_reason LIKE 'disk nearly full%')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, parts as i64);
+    assert_eq!(without_file, 6, "six distinct pictures, none kept");
 }
