@@ -1,7 +1,7 @@
 //! The appliance's HTTP API. For now: triggers (`POST /api/v1/trigger`, the
 //! same JSON as the MQTT `cmd/trigger` payload and the same reply), camera
 //! health (`GET /api/v1/cameras`) and the MQTT backlog (`GET
-//! /api/v1/outbox`). The review UI joins it here.
+//! /api/v1/outbox`), and the review UI and its API (`crate::review::web`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,8 +61,14 @@ pub async fn start(
     triggers: Triggers,
     health: Vec<Arc<CameraHealth>>,
     store: crate::store::Store,
+    secure_cookies: bool,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let review = crate::review::web::router(crate::review::web::Web {
+        accounts: crate::review::accounts::Accounts::new(store.clone()),
+        store: store.clone(),
+        secure_cookies,
+    });
     let app = Router::new()
         .route("/api/v1/trigger", post(trigger))
         .route("/api/v1/cameras", get(cameras))
@@ -71,7 +77,8 @@ pub async fn start(
             triggers,
             health: Arc::new(health),
             store,
-        });
+        })
+        .merge(review);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let task = tokio::spawn(async move {
@@ -82,6 +89,8 @@ pub async fn start(
                 }
             }
         };
+        // The peer address feeds the limit on failed sign-ins.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(stop)
             .await

@@ -15,6 +15,7 @@ pub mod mqtt;
 pub mod parts;
 pub mod pipeline;
 pub mod retention;
+pub mod review;
 pub mod score;
 pub mod sparkplug;
 pub mod store;

@@ -28,6 +28,16 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Review UI accounts: `appliance user add --config FILE NAME --role admin`.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// API tokens for reading verdicts from the MES.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Run the synthetic line through the station pipeline and say how to watch it.
     Demo {
         #[arg(long, default_value = "config/demo/station.toml")]
@@ -141,6 +151,33 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum UserAction {
+    /// Create a user (or set a new password and role); the password is read
+    /// from the first line of standard input, never from the command line.
+    Add {
+        #[arg(long)]
+        config: PathBuf,
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long, default_value = "operator")]
+        role: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Create an API token for the MES (printed once; only its hash is kept).
+    Add {
+        #[arg(long)]
+        config: PathBuf,
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConfigAction {
     /// Validate a station file and explain what is wrong.
     Check { file: PathBuf },
@@ -192,6 +229,37 @@ async fn serve(cfg: StationConfig) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::User {
+            action: UserAction::Add { config, name, role },
+        } => {
+            let cfg = Loader::new(Some(&config)).load()?;
+            let role = appliance::review::accounts::Role::parse(&role)?;
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            tokio::runtime::Runtime::new()?.block_on(async {
+                let store =
+                    appliance::store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
+                        .await?;
+                appliance::review::accounts::add_user(&store, &name, role, password).await?;
+                anyhow::Ok(())
+            })?;
+            eprintln!("user `{name}` ({}) saved", role.as_str());
+        }
+        Command::Token {
+            action: TokenAction::Add { config, name, role },
+        } => {
+            let cfg = Loader::new(Some(&config)).load()?;
+            let role = appliance::review::accounts::Role::parse(&role)?;
+            let token = tokio::runtime::Runtime::new()?.block_on(async {
+                let store =
+                    appliance::store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
+                        .await?;
+                anyhow::Ok(appliance::review::accounts::add_token(&store, &name, role).await?)
+            })?;
+            println!("{token}");
+            eprintln!("token `{name}` ({}): send it as `Authorization: Bearer <token>`; it is not shown again", role.as_str());
+        }
         Command::Config { action } => match action {
             ConfigAction::Default => print!("{}", firmware_config::DEFAULT_TOML),
             ConfigAction::Check { file } => match Loader::new(Some(&file)).load() {

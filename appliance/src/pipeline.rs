@@ -462,6 +462,7 @@ pub async fn serve(
         links.triggers.clone(),
         links.health.clone(),
         store.clone(),
+        cfg.http.secure_cookies,
         shutdown.clone(),
     )
     .await

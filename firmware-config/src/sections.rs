@@ -362,6 +362,8 @@ pub struct Storage {
 #[serde(deny_unknown_fields)]
 pub struct Http {
     pub bind: SocketAddr,
+    /// Mark the review UI's session cookie `Secure` (reached over HTTPS).
+    pub secure_cookies: bool,
 }
 
 /// Thresholds the monitoring panel alarms on.

@@ -280,14 +280,42 @@ pub fn assert_schema(name: &str, value: &serde_json::Value) {
 
 /// Sends one HTTP/1.1 request to 127.0.0.1 and returns the status code and body.
 fn http(port: u16, request: &str) -> (u16, String) {
+    let (status, _, body) = raw_http(port, request);
+    (status, body)
+}
+
+/// Sends one raw HTTP/1.1 request; returns status, head and body (bodies
+/// that are not UTF-8 come back lossily converted).
+fn raw_http(port: u16, request: &str) -> (u16, String, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.write_all(request.as_bytes()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let out = String::from_utf8_lossy(&out).into_owned();
     let status = out[9..12].parse().expect("status code");
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, body.to_string())
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    (status, head.to_string(), body.to_string())
+}
+
+/// An HTTP request with extra header lines (`Name: value`) and a body of
+/// `content_type`; returns status, response head and body.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[String],
+    content_type: &str,
+    body: &str,
+) -> (u16, String, String) {
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    raw_http(
+        port,
+        &format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
 }
 
 /// A minimal HTTP/1.1 GET on 127.0.0.1; returns the status code and body.

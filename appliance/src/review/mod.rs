@@ -1,0 +1,6 @@
+//! Operator review: accounts and sessions, the queries behind the review UI
+//! and API, and the UI itself (served by the appliance's HTTP server).
+
+pub mod accounts;
+pub mod queries;
+pub mod web;

@@ -1,0 +1,405 @@
+//! What the review UI and API read and write: the filtered verdict list with
+//! keyset paging (fast however many verdicts are stored), one verdict with
+//! the standard it was judged against and its reviews, and new reviews.
+//!
+//! Every value from a request is bound as a parameter; the only SQL built at
+//! run time is the choice among fixed fragments with numbered placeholders.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::accounts::User;
+use crate::store::{Store, StoreError};
+
+/// Filters of the verdict list (all optional; empty strings are ignored).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Filter {
+    pub station: String,
+    pub camera: String,
+    pub recipe: String,
+    /// PASS, FAIL or REVIEW.
+    pub decision: String,
+    /// Decided at or after (RFC 3339 or YYYY-MM-DD).
+    pub from: String,
+    /// Decided before (RFC 3339 or YYYY-MM-DD; a date means its end).
+    pub to: String,
+    /// Verdicts with at least one finding of this defect.
+    pub defect: String,
+    /// `yes`: reviewed at least once; `no`: never reviewed.
+    pub reviewed: String,
+    /// Paging cursor: the last row of the previous page.
+    pub after: String,
+    /// Rows per page (default 50, at most 200).
+    pub limit: Option<i64>,
+}
+
+/// One row of the list.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ListRow {
+    pub id: String,
+    pub station: String,
+    pub camera: String,
+    pub part_id: Option<String>,
+    pub recipe: String,
+    pub decision: String,
+    pub confidence: f64,
+    pub decided_at: String,
+    pub findings: i64,
+    /// The latest review's decision, if any.
+    pub reviewed: Option<String>,
+}
+
+/// One page of the list.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page {
+    pub items: Vec<ListRow>,
+    /// Pass as `after` for the next page; absent on the last one.
+    pub next: Option<String>,
+}
+
+/// A request that cannot be answered as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no verdict `{0}`")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+fn bound(s: &str, end_of_day: bool) -> Result<String, QueryError> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t
+            .with_timezone(&chrono::Utc)
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+        QueryError::Invalid(format!(
+            "`{s}` is not a date; write 2026-11-29 or 2026-11-29T08:00:00Z"
+        ))
+    })?;
+    let d = if end_of_day {
+        d.succ_opt().unwrap_or(d)
+    } else {
+        d
+    };
+    Ok(format!("{d}T00:00:00.000000Z"))
+}
+
+/// The verdict list, newest first.
+pub async fn list(store: &Store, f: &Filter) -> Result<Page, QueryError> {
+    let limit = f.limit.unwrap_or(50).clamp(1, 200);
+    let mut clauses: Vec<String> = Vec::new();
+    let mut binds: Vec<String> = Vec::new();
+    let bind = |binds: &mut Vec<String>, v: String| {
+        binds.push(v);
+        format!("${}", binds.len())
+    };
+    for (col, v) in [
+        ("v.station", &f.station),
+        ("v.camera", &f.camera),
+        ("v.recipe", &f.recipe),
+    ] {
+        if !v.is_empty() {
+            let p = bind(&mut binds, v.clone());
+            clauses.push(format!("{col} = {p}"));
+        }
+    }
+    if !f.decision.is_empty() {
+        if !["PASS", "FAIL", "REVIEW"].contains(&f.decision.as_str()) {
+            return Err(QueryError::Invalid(format!(
+                "decision `{}`; allowed: PASS, FAIL, REVIEW",
+                f.decision
+            )));
+        }
+        let p = bind(&mut binds, f.decision.clone());
+        clauses.push(format!("v.decision = {p}"));
+    }
+    if !f.from.is_empty() {
+        let p = bind(&mut binds, bound(&f.from, false)?);
+        clauses.push(format!("v.decided_at >= {p}"));
+    }
+    if !f.to.is_empty() {
+        let p = bind(&mut binds, bound(&f.to, true)?);
+        clauses.push(format!("v.decided_at < {p}"));
+    }
+    if !f.defect.is_empty() {
+        let p = bind(&mut binds, f.defect.clone());
+        clauses.push(format!(
+            "EXISTS (SELECT 1 FROM findings fd WHERE fd.verdict_id = v.id AND fd.defect = {p})"
+        ));
+    }
+    match f.reviewed.as_str() {
+        "" => {}
+        "yes" => {
+            clauses.push("EXISTS (SELECT 1 FROM reviews rv WHERE rv.verdict_id = v.id)".into())
+        }
+        "no" => {
+            clauses.push("NOT EXISTS (SELECT 1 FROM reviews rv WHERE rv.verdict_id = v.id)".into())
+        }
+        other => {
+            return Err(QueryError::Invalid(format!(
+                "reviewed `{other}`; allowed: yes, no"
+            )))
+        }
+    }
+    if !f.after.is_empty() {
+        let (at, id) = f
+            .after
+            .split_once('|')
+            .ok_or_else(|| QueryError::Invalid("`after` is not a paging cursor".into()))?;
+        let (pa, pi) = (
+            bind(&mut binds, at.to_string()),
+            bind(&mut binds, id.to_string()),
+        );
+        clauses.push(format!(
+            "(v.decided_at < {pa} OR (v.decided_at = {pa} AND v.id < {pi}))"
+        ));
+    }
+    let filter = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    let limit_p = format!("${}", binds.len() + 1);
+    let sql = format!(
+        "SELECT v.id, v.station, v.camera, v.part_id, v.recipe, v.decision, v.confidence, v.decided_at,
+                (SELECT COUNT(*) FROM findings fc WHERE fc.verdict_id = v.id),
+                (SELECT r.decision FROM reviews r WHERE r.verdict_id = v.id ORDER BY r.created_at DESC LIMIT 1)
+           FROM verdicts v {filter}
+          ORDER BY v.decided_at DESC, v.id DESC
+          LIMIT {limit_p}"
+    );
+    // Only fixed fragments and numbered placeholders: values are bound.
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for b in binds {
+        q = q.bind(b);
+    }
+    let rows = q.bind(limit + 1).fetch_all(store.pool()).await?;
+    let mut items: Vec<ListRow> = rows
+        .into_iter()
+        .map(|r| ListRow {
+            id: r.get(0),
+            station: r.get(1),
+            camera: r.get(2),
+            part_id: r.get(3),
+            recipe: r.get(4),
+            decision: r.get(5),
+            confidence: r.get(6),
+            decided_at: r.get(7),
+            findings: r.get(8),
+            reviewed: r.get(9),
+        })
+        .collect();
+    let next = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(|r| format!("{}|{}", r.decided_at, r.id))
+    } else {
+        None
+    };
+    Ok(Page { items, next })
+}
+
+/// The operator's inbox: REVIEW verdicts nobody has reviewed, oldest first.
+pub async fn inbox(store: &Store, limit: i64) -> Result<Vec<ListRow>, QueryError> {
+    let rows = sqlx::query(
+        "SELECT v.id, v.station, v.camera, v.part_id, v.recipe, v.decision, v.confidence, v.decided_at,
+                (SELECT COUNT(*) FROM findings fc WHERE fc.verdict_id = v.id)
+           FROM verdicts v
+          WHERE v.decision = 'REVIEW'
+            AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.verdict_id = v.id)
+          ORDER BY v.decided_at, v.id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(store.pool())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ListRow {
+            id: r.get(0),
+            station: r.get(1),
+            camera: r.get(2),
+            part_id: r.get(3),
+            recipe: r.get(4),
+            decision: r.get(5),
+            confidence: r.get(6),
+            decided_at: r.get(7),
+            findings: r.get(8),
+            reviewed: None,
+        })
+        .collect())
+}
+
+/// A review as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Review {
+    pub id: String,
+    pub reviewer: String,
+    pub decision: String,
+    /// The reviewer kept the appliance's decision.
+    pub agrees: bool,
+    pub reason: String,
+    pub corrections: Corrections,
+    pub created_at: String,
+}
+
+/// What the reviewer corrected, finding by finding, and what was missed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Corrections {
+    /// Indexes (into the verdict's findings) the reviewer says are wrong.
+    pub wrong_findings: Vec<usize>,
+    /// Defects the model missed, as boxes normalised to the frame.
+    pub missed: Vec<Missed>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Missed {
+    pub defect: String,
+    pub box_norm: [f32; 4],
+}
+
+/// One verdict with everything its page shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Detail {
+    /// The `verdict/v1` record as stored.
+    pub verdict: serde_json::Value,
+    /// The standard text this verdict was judged against.
+    pub standard: String,
+    /// Why the image file is gone, if it is.
+    pub image_deleted: Option<String>,
+    pub reviews: Vec<Review>,
+}
+
+pub async fn detail(store: &Store, id: &str) -> Result<Detail, QueryError> {
+    let row = sqlx::query(
+        "SELECT v.record, s.text, i.deleted_reason FROM verdicts v
+           JOIN standard_versions s ON s.sha256 = v.standard_sha256
+           LEFT JOIN images i ON i.sha256 = v.image_sha256
+          WHERE v.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(store.pool())
+    .await?
+    .ok_or_else(|| QueryError::NotFound(id.to_string()))?;
+    let record: String = row.get(0);
+    let verdict: serde_json::Value = serde_json::from_str(&record)
+        .map_err(|e| QueryError::Invalid(format!("stored record of `{id}` is not JSON: {e}")))?;
+    let reviews = sqlx::query(
+        "SELECT id, reviewer, decision, agrees, reason, corrections, created_at FROM reviews
+          WHERE verdict_id = $1 ORDER BY created_at",
+    )
+    .bind(id)
+    .fetch_all(store.pool())
+    .await?
+    .into_iter()
+    .map(|r| Review {
+        id: r.get(0),
+        reviewer: r.get(1),
+        decision: r.get(2),
+        agrees: r.get::<i64, _>(3) != 0,
+        reason: r.get(4),
+        corrections: serde_json::from_str(&r.get::<String, _>(5)).unwrap_or_default(),
+        created_at: r.get(6),
+    })
+    .collect();
+    Ok(Detail {
+        verdict,
+        standard: row.get(1),
+        image_deleted: row.get(2),
+        reviews,
+    })
+}
+
+/// A review as submitted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewReview {
+    pub decision: String,
+    pub reason: String,
+    #[serde(default)]
+    pub corrections: Corrections,
+}
+
+/// Records a review (never touching the verdict) and keeps the verdict's
+/// image as long as the retention allows reviewed images.
+pub async fn review(
+    store: &Store,
+    verdict_id: &str,
+    who: &User,
+    r: &NewReview,
+) -> Result<Review, QueryError> {
+    if !["PASS", "FAIL", "REVIEW"].contains(&r.decision.as_str()) {
+        return Err(QueryError::Invalid(format!(
+            "decision `{}`; allowed: PASS, FAIL, REVIEW",
+            r.decision
+        )));
+    }
+    let reason = r.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 2000 {
+        return Err(QueryError::Invalid(
+            "a reason is required (at most 2,000 characters)".into(),
+        ));
+    }
+    let d = detail(store, verdict_id).await?;
+    let findings = d.verdict["findings"].as_array().map_or(0, |f| f.len());
+    if let Some(bad) = r
+        .corrections
+        .wrong_findings
+        .iter()
+        .find(|i| **i >= findings)
+    {
+        return Err(QueryError::Invalid(format!(
+            "finding {bad} does not exist; this verdict has {findings}"
+        )));
+    }
+    for m in &r.corrections.missed {
+        let [x0, y0, x1, y1] = m.box_norm;
+        let inside = [x0, y0, x1, y1].iter().all(|v| (0.0..=1.0).contains(v));
+        if m.defect.trim().is_empty() || !inside || x1 <= x0 || y1 <= y0 {
+            return Err(QueryError::Invalid(format!(
+                "missed defect `{}` needs a name and a box x0<x1, y0<y1 within 0..1",
+                m.defect
+            )));
+        }
+    }
+    let review = Review {
+        id: uuid::Uuid::now_v7().to_string(),
+        reviewer: who.name.clone(),
+        decision: r.decision.clone(),
+        agrees: d.verdict["decision"] == r.decision.as_str()
+            && r.corrections == Corrections::default(),
+        reason: reason.to_string(),
+        corrections: r.corrections.clone(),
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    };
+    let mut tx = store.pool().begin().await?;
+    sqlx::query(
+        "INSERT INTO reviews (id, verdict_id, reviewer, decision, agrees, reason, corrections, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&review.id)
+    .bind(verdict_id)
+    .bind(&review.reviewer)
+    .bind(&review.decision)
+    .bind(review.agrees as i64)
+    .bind(&review.reason)
+    .bind(serde_json::to_string(&review.corrections).expect("corrections serialise"))
+    .bind(&review.created_at)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE images SET retention_class = 'reviewed'
+          WHERE sha256 = (SELECT image_sha256 FROM verdicts WHERE id = $1)",
+    )
+    .bind(verdict_id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(review)
+}

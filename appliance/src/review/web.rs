@@ -1,0 +1,715 @@
+//! The review UI and its JSON API, served by the appliance: server-rendered
+//! HTML that works on a shop-floor touch screen and a desktop browser
+//! without a front-end build, and the same data as JSON for the MES.
+//!
+//! Security: every page but the login needs a session (cookie `session`,
+//! HttpOnly, SameSite=Strict, Secure when `http.secure_cookies`) or an API
+//! token (`Authorization: Bearer …`). Every form and every cookie-authorised
+//! API write must echo the session's CSRF token. Reviews need the operator
+//! role. Images are served by sha256 looked up in the database, never by a
+//! path from the request.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::accounts::{AccountError, Accounts, Role, User, SESSION_LIFETIME};
+use super::queries::{self, Corrections, Filter, ListRow, Missed, NewReview, QueryError};
+use crate::store::Store;
+
+const COOKIE: &str = "session";
+
+#[derive(Clone)]
+pub struct Web {
+    pub accounts: Accounts,
+    pub store: Store,
+    /// Mark the session cookie `Secure` (the UI is reached over HTTPS).
+    pub secure_cookies: bool,
+}
+
+/// The review routes, to be merged into the appliance's HTTP server.
+pub fn router(web: Web) -> Router {
+    Router::new()
+        .route("/", get(list_page))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/verdicts/{id}", get(verdict_page))
+        .route("/verdicts/{id}/review", post(review_form))
+        .route("/images/{sha}", get(image))
+        .route("/api/v1/verdicts", get(api_list))
+        .route("/api/v1/verdicts/{id}", get(api_get))
+        .route("/api/v1/verdicts/{id}/reviews", post(api_review))
+        .with_state(web)
+}
+
+/// Who is asking: a session (with its CSRF token) or an API token.
+struct Caller {
+    user: User,
+    /// `None` for API tokens (no cookie, so no cross-site forgery).
+    csrf: Option<String>,
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+async fn caller(web: &Web, headers: &HeaderMap) -> Result<Option<Caller>, AccountError> {
+    if let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Ok(web
+            .accounts
+            .token(token.trim())
+            .await?
+            .map(|user| Caller { user, csrf: None }));
+    }
+    let Some(token) = cookie(headers, COOKIE) else {
+        return Ok(None);
+    };
+    Ok(web
+        .accounts
+        .session(&token)
+        .await?
+        .map(|(user, csrf)| Caller {
+            user,
+            csrf: Some(csrf),
+        }))
+}
+
+/// Constant-time comparison of CSRF tokens.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn page(title: &str, who: Option<&Caller>, body: &str) -> Html<String> {
+    let nav = match who {
+        Some(c) => format!(
+            r#"<nav><a href="/">Verdicts</a><span>{} ({})</span><form method="post" action="/logout"><input type="hidden" name="csrf" value="{}"><button>Sign out</button></form></nav>"#,
+            esc(&c.user.name),
+            c.user.role.as_str(),
+            esc(c.csrf.as_deref().unwrap_or_default())
+        ),
+        None => String::new(),
+    };
+    Html(format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title><style>{CSS}</style></head><body>{nav}<main><h1>{title}</h1>{body}</main></body></html>"#,
+        title = esc(title)
+    ))
+}
+
+const CSS: &str = "body{font:16px system-ui,sans-serif;margin:0;color:#1b1b1b;background:#f6f6f4}\
+nav{display:flex;gap:1em;align-items:center;padding:.6em 1em;background:#22313f;color:#fff}nav a{color:#fff;font-weight:600}\
+nav form{margin-left:auto}main{padding:1em;max-width:1200px;margin:auto}table{border-collapse:collapse;width:100%;background:#fff}\
+td,th{padding:.55em .5em;border-bottom:1px solid #ddd;text-align:left}tr:hover{background:#eef3f8}\
+.PASS{color:#17692f;font-weight:700}.FAIL{color:#b3261e;font-weight:700}.REVIEW{color:#a15c00;font-weight:700}\
+button,input,select,textarea{font:inherit;padding:.5em .7em;min-height:2.6em}button{background:#22313f;color:#fff;border:0;border-radius:4px}\
+form.filters{display:flex;flex-wrap:wrap;gap:.5em;margin:1em 0}.err{background:#fde8e6;padding:.8em;border-left:4px solid #b3261e}\
+.cols{display:flex;flex-wrap:wrap;gap:1.5em}.cols>div{flex:1 1 420px}figure{margin:0;position:relative}figure svg{position:absolute;left:0;top:0;width:100%;height:100%}\
+figure img{width:100%;display:block}blockquote{margin:.3em 0;padding:.4em .8em;border-left:4px solid #b3261e;background:#fff}";
+
+fn unauthorised_page() -> Response {
+    Redirect::to("/login").into_response()
+}
+
+fn forbidden(msg: &str) -> Response {
+    (StatusCode::FORBIDDEN, msg.to_string()).into_response()
+}
+
+fn server_error(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "review UI");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error; see the appliance log",
+    )
+        .into_response()
+}
+
+fn query_error(e: QueryError) -> Response {
+    match e {
+        QueryError::Invalid(m) => (StatusCode::BAD_REQUEST, m).into_response(),
+        QueryError::NotFound(m) => {
+            (StatusCode::NOT_FOUND, format!("no verdict `{m}`")).into_response()
+        }
+        other => server_error(other),
+    }
+}
+
+async fn login_page() -> Html<String> {
+    login_form("")
+}
+
+fn login_form(error: &str) -> Html<String> {
+    let err = if error.is_empty() {
+        String::new()
+    } else {
+        format!(r#"<p class="err">{}</p>"#, esc(error))
+    };
+    page(
+        "Sign in",
+        None,
+        &format!(
+            r#"{err}<form method="post" action="/login"><p><label>User <input name="name" autocomplete="username" required></label></p><p><label>Password <input name="password" type="password" autocomplete="current-password" required></label></p><button>Sign in</button></form>"#
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    name: String,
+    password: String,
+}
+
+async fn login(
+    State(web): State<Web>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    match web
+        .accounts
+        .login(&f.name, &f.password, &peer.ip().to_string())
+        .await
+    {
+        Ok(session) => {
+            let secure = if web.secure_cookies { "; Secure" } else { "" };
+            let cookie = format!(
+                "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+                session.token,
+                SESSION_LIFETIME.as_secs()
+            );
+            ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+        }
+        Err(AccountError::WrongCredentials) => (
+            StatusCode::UNAUTHORIZED,
+            login_form("Wrong user name or password."),
+        )
+            .into_response(),
+        Err(AccountError::TooManyAttempts(s)) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            login_form(&format!("Too many failed sign-ins; try again in {s} s.")),
+        )
+            .into_response(),
+        Err(e) => server_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(State(web): State<Web>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
+    let who = match caller(&web, &headers).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return unauthorised_page(),
+        Err(e) => return server_error(e),
+    };
+    if !who.csrf.as_deref().is_some_and(|c| same(c, &f.csrf)) {
+        return forbidden("missing or wrong CSRF token");
+    }
+    if let Some(token) = cookie(&headers, COOKIE) {
+        if let Err(e) = web.accounts.logout(&token).await {
+            return server_error(e);
+        }
+    }
+    (
+        [(
+            header::SET_COOKIE,
+            format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+        )],
+        Redirect::to("/login"),
+    )
+        .into_response()
+}
+
+fn rows_table(rows: &[ListRow]) -> String {
+    let mut t = String::from("<table><thead><tr><th>Decided</th><th>Decision</th><th>Part</th><th>Station</th><th>Camera</th><th>Recipe</th><th>Findings</th><th>Reviewed</th></tr></thead><tbody>");
+    for r in rows {
+        t.push_str(&format!(
+            r#"<tr><td><a href="/verdicts/{id}">{at}</a></td><td class="{d}">{d}</td><td>{part}</td><td>{st}</td><td>{cam}</td><td>{rec}</td><td>{n}</td><td>{rev}</td></tr>"#,
+            id = esc(&r.id),
+            at = esc(&r.decided_at.replace('T', " ")[..19.min(r.decided_at.len())]),
+            d = esc(&r.decision),
+            part = esc(r.part_id.as_deref().unwrap_or("—")),
+            st = esc(&r.station),
+            cam = esc(&r.camera),
+            rec = esc(&r.recipe),
+            n = r.findings,
+            rev = esc(r.reviewed.as_deref().unwrap_or("")),
+        ));
+    }
+    t.push_str("</tbody></table>");
+    t
+}
+
+async fn list_page(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    Query(f): Query<Filter>,
+) -> Response {
+    let who = match caller(&web, &headers).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return unauthorised_page(),
+        Err(e) => return server_error(e),
+    };
+    let page_rows = match queries::list(&web.store, &f).await {
+        Ok(p) => p,
+        Err(QueryError::Invalid(m)) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                page(
+                    "Verdicts",
+                    Some(&who),
+                    &format!(r#"<p class="err">{}</p>"#, esc(&m)),
+                ),
+            )
+                .into_response()
+        }
+        Err(e) => return query_error(e),
+    };
+    let inbox = match queries::inbox(&web.store, 20).await {
+        Ok(i) => i,
+        Err(e) => return query_error(e),
+    };
+    let field = |name: &str, value: &str, hint: &str| {
+        format!(
+            r#"<input name="{name}" value="{}" placeholder="{hint}" aria-label="{hint}">"#,
+            esc(value)
+        )
+    };
+    let select = |name: &str, value: &str, options: &[&str]| {
+        let opts: String = options
+            .iter()
+            .map(|o| {
+                let sel = if *o == value { " selected" } else { "" };
+                format!(
+                    r#"<option value="{o}"{sel}>{}</option>"#,
+                    if o.is_empty() { "any" } else { o }
+                )
+            })
+            .collect();
+        format!(r#"<select name="{name}" aria-label="{name}">{opts}</select>"#)
+    };
+    let filters = format!(
+        r#"<form class="filters" method="get" action="/">{}{}{}{}{}{}{}{}<button>Filter</button></form>"#,
+        field("station", &f.station, "station"),
+        field("camera", &f.camera, "camera"),
+        field("recipe", &f.recipe, "recipe"),
+        select("decision", &f.decision, &["", "PASS", "FAIL", "REVIEW"]),
+        field("defect", &f.defect, "defect"),
+        field("from", &f.from, "from (YYYY-MM-DD)"),
+        field("to", &f.to, "to (YYYY-MM-DD)"),
+        select("reviewed", &f.reviewed, &["", "yes", "no"]),
+    );
+    let next = match &page_rows.next {
+        Some(cursor) => {
+            let mut q = f.clone();
+            q.after = cursor.clone();
+            let qs = serde_urlencoded(&q);
+            format!(r#"<p><a href="/?{qs}">Older verdicts →</a></p>"#)
+        }
+        None => String::new(),
+    };
+    let inbox_html = if inbox.is_empty() {
+        "<p>Nothing waiting for review.</p>".to_string()
+    } else {
+        rows_table(&inbox)
+    };
+    let body = format!(
+        "<h2>Review inbox ({})</h2>{inbox_html}<h2>All verdicts</h2>{filters}{}{next}",
+        inbox.len(),
+        rows_table(&page_rows.items)
+    );
+    page("Verdicts", Some(&who), &body).into_response()
+}
+
+/// `application/x-www-form-urlencoded` of the non-empty filter fields.
+fn serde_urlencoded(f: &Filter) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    [
+        ("station", &f.station),
+        ("camera", &f.camera),
+        ("recipe", &f.recipe),
+        ("decision", &f.decision),
+        ("from", &f.from),
+        ("to", &f.to),
+        ("defect", &f.defect),
+        ("reviewed", &f.reviewed),
+        ("after", &f.after),
+    ]
+    .iter()
+    .filter(|(_, v)| !v.is_empty())
+    .map(|(k, v)| format!("{k}={}", enc(v)))
+    .collect::<Vec<_>>()
+    .join("&")
+}
+
+async fn verdict_page(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let who = match caller(&web, &headers).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return unauthorised_page(),
+        Err(e) => return server_error(e),
+    };
+    let d = match queries::detail(&web.store, &id).await {
+        Ok(d) => d,
+        Err(e) => return query_error(e),
+    };
+    let v = &d.verdict;
+    let s = |p: &serde_json::Value| p.as_str().unwrap_or_default().to_string();
+    let findings = v["findings"].as_array().cloned().unwrap_or_default();
+    let (w, h) = (
+        v["image"]["width"].as_f64().unwrap_or(1.0),
+        v["image"]["height"].as_f64().unwrap_or(1.0),
+    );
+    let mut boxes = String::new();
+    let mut rows = String::new();
+    for (i, f) in findings.iter().enumerate() {
+        let b: Vec<f64> = f["box_norm"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+            .unwrap_or_default();
+        let violates = !f["clause"].is_null();
+        let colour = if violates { "#e3261b" } else { "#f2a900" };
+        if b.len() == 4 {
+            boxes.push_str(&format!(
+                r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="none" stroke="{colour}" stroke-width="{sw:.1}"/><text x="{:.1}" y="{:.1}" fill="{colour}" font-size="{fs:.1}" font-weight="700">{} {}</text>"#,
+                b[0] * w,
+                b[1] * h,
+                (b[2] - b[0]) * w,
+                (b[3] - b[1]) * h,
+                b[0] * w,
+                (b[1] * h - 3.0).max(12.0),
+                i + 1,
+                esc(&s(&f["defect"])),
+                sw = (w / 200.0).max(2.0),
+                fs = (w / 28.0).max(11.0),
+            ));
+        }
+        let clause = if violates {
+            format!(
+                "<blockquote>Clause {}: {}</blockquote>",
+                f["clause"],
+                esc(&s(&f["clause_text"]))
+            )
+        } else {
+            "tolerated by the standard".to_string()
+        };
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{clause}</td><td>{:.2}</td><td>{} mm</td></tr>",
+            i + 1,
+            esc(&s(&f["defect"])),
+            f["confidence"].as_f64().unwrap_or(0.0),
+            f["size_mm"]
+        ));
+    }
+    let image = match (&d.image_deleted, v["image"]["not_kept"].as_str()) {
+        (_, Some(why)) => format!(r#"<p class="err">Image not kept: {}</p>"#, esc(why)),
+        (Some(why), _) => format!(
+            r#"<p class="err">Image deleted by retention ({}).</p>"#,
+            esc(why)
+        ),
+        _ => format!(
+            r#"<figure><img src="/images/{sha}" alt="part image"><svg viewBox="0 0 {w} {h}" preserveAspectRatio="none" role="img" aria-label="findings">{boxes}</svg></figure>"#,
+            sha = esc(&s(&v["image"]["sha256"]))
+        ),
+    };
+    let reviews: String = d
+        .reviews
+        .iter()
+        .map(|r| {
+            format!(
+                "<li>{} — <b>{}</b> by {} ({}): {}{}</li>",
+                esc(&r.created_at),
+                esc(&r.decision),
+                esc(&r.reviewer),
+                if r.agrees { "confirmed" } else { "overridden" },
+                esc(&r.reason),
+                if r.corrections == Corrections::default() {
+                    String::new()
+                } else {
+                    format!(
+                        " — corrections: {}",
+                        esc(&serde_json::to_string(&r.corrections).unwrap_or_default())
+                    )
+                }
+            )
+        })
+        .collect();
+    let form = if who.user.role >= Role::Operator && who.csrf.is_some() {
+        let per_finding: String = (0..findings.len())
+            .map(|i| format!(r#"<label><input type="checkbox" name="wrong" value="{i}"> finding {} is wrong</label><br>"#, i + 1))
+            .collect();
+        format!(
+            r#"<h2>Review</h2><form method="post" action="/verdicts/{id}/review"><input type="hidden" name="csrf" value="{csrf}">
+<p>Decision: <label><input type="radio" name="decision" value="PASS" required> PASS</label> <label><input type="radio" name="decision" value="FAIL"> FAIL</label></p>
+<p>{per_finding}</p><p><label>Missed defects, one per line: <code>name x0 y0 x1 y1</code> (0–1 of the image)<br><textarea name="missed" rows="3" cols="50"></textarea></label></p>
+<p><label>Reason<br><textarea name="reason" rows="3" cols="50" required></textarea></label></p><button>Record review</button></form>"#,
+            id = esc(&id),
+            csrf = esc(who.csrf.as_deref().unwrap_or_default()),
+        )
+    } else {
+        String::new()
+    };
+    let body = format!(
+        r#"<div class="cols"><div>{image}</div><div><p class="{dec}" style="font-size:1.6em">{dec}</p>
+<p>Part <b>{part}</b> · camera {cam} · station {st} · confidence {conf:.2}{why}</p>
+<table><thead><tr><th>#</th><th>Defect</th><th>Violates</th><th>Confidence</th><th>Size</th></tr></thead><tbody>{rows}</tbody></table>
+<p>Recipe <b>{recipe}</b>, standard <code>{std_sha}</code> · model {model} {mver}</p>
+<p>Captured {cap} · decided {dec_at} · inference {inf} ms</p>
+<details><summary>The standard this verdict was judged against</summary><pre>{standard}</pre></details>
+<h2>Reviews</h2><ul>{reviews}</ul>{form}</div></div>"#,
+        dec = esc(&s(&v["decision"])),
+        part = esc(v["part_id"].as_str().unwrap_or("—")),
+        cam = esc(&s(&v["camera"])),
+        st = esc(&s(&v["station"]["station"])),
+        conf = v["confidence"].as_f64().unwrap_or(0.0),
+        why = v["review_reason"]
+            .as_str()
+            .map(|r| format!(" · {}", esc(r)))
+            .unwrap_or_default(),
+        recipe = esc(&s(&v["recipe"])),
+        std_sha = esc(&s(&v["standard_sha256"])[..12.min(s(&v["standard_sha256"]).len())]),
+        model = esc(&s(&v["model"]["name"])),
+        mver = esc(&s(&v["model"]["version"])),
+        cap = esc(&s(&v["timings"]["captured_at"])),
+        dec_at = esc(&s(&v["timings"]["decided_at"])),
+        inf = v["timings"]["inference_ms"],
+        standard = esc(&d.standard),
+    );
+    page(&format!("Verdict {}", &id), Some(&who), &body).into_response()
+}
+
+/// The review form: decision, wrong findings, missed boxes, reason.
+fn parse_review_form(pairs: &[(String, String)]) -> Result<(String, NewReview), String> {
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let csrf = get("csrf").unwrap_or_default();
+    let mut wrong = Vec::new();
+    for (_, v) in pairs.iter().filter(|(k, _)| k == "wrong") {
+        wrong.push(
+            v.parse::<usize>()
+                .map_err(|_| format!("`{v}` is not a finding number"))?,
+        );
+    }
+    let mut missed = Vec::new();
+    for line in get("missed")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+    {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        let nums: Result<Vec<f32>, _> = parts.iter().skip(1).map(|p| p.parse::<f32>()).collect();
+        match (parts.first(), nums) {
+            (Some(name), Ok(n)) if n.len() == 4 => missed.push(Missed {
+                defect: name.to_string(),
+                box_norm: [n[0], n[1], n[2], n[3]],
+            }),
+            _ => {
+                return Err(format!(
+                    "`{line}`: write a missed defect as `name x0 y0 x1 y1`"
+                ))
+            }
+        }
+    }
+    Ok((
+        csrf,
+        NewReview {
+            decision: get("decision").unwrap_or_default(),
+            reason: get("reason").unwrap_or_default(),
+            corrections: Corrections {
+                wrong_findings: wrong,
+                missed,
+            },
+        },
+    ))
+}
+
+async fn review_form(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    let who = match caller(&web, &headers).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return unauthorised_page(),
+        Err(e) => return server_error(e),
+    };
+    let (csrf, review) = match parse_review_form(&pairs) {
+        Ok(r) => r,
+        Err(m) => return (StatusCode::BAD_REQUEST, m).into_response(),
+    };
+    if !who.csrf.as_deref().is_some_and(|c| same(c, &csrf)) {
+        return forbidden("missing or wrong CSRF token");
+    }
+    if who.user.role < Role::Operator {
+        return forbidden("reviewing needs the operator role");
+    }
+    match queries::review(&web.store, &id, &who.user, &review).await {
+        Ok(_) => Redirect::to(&format!("/verdicts/{id}")).into_response(),
+        Err(e) => query_error(e),
+    }
+}
+
+async fn image(State(web): State<Web>, headers: HeaderMap, Path(sha): Path<String>) -> Response {
+    match caller(&web, &headers).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return (StatusCode::UNAUTHORIZED, "sign in first").into_response(),
+        Err(e) => return server_error(e),
+    }
+    // Only a content address is accepted; the file path comes from the database.
+    if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return (StatusCode::NOT_FOUND, "no such image").into_response();
+    }
+    let path: Option<String> = match sqlx::query_scalar(
+        "SELECT path FROM images WHERE sha256 = $1 AND deleted_at IS NULL AND path <> ''",
+    )
+    .bind(sha.to_ascii_lowercase())
+    .fetch_optional(web.store.pool())
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => return server_error(e),
+    };
+    let Some(path) = path else {
+        return (StatusCode::NOT_FOUND, "no such image").into_response();
+    };
+    let mime = if path.ends_with(".jpg") || path.ends_with(".jpeg") {
+        "image/jpeg"
+    } else {
+        "image/png"
+    };
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => (
+            [
+                (header::CONTENT_TYPE, mime),
+                (header::CACHE_CONTROL, "private, max-age=86400"),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, "image file is gone").into_response(),
+    }
+}
+
+fn api_unauthorised() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(serde_json::json!({"error": "sign in or send Authorization: Bearer <token>"})),
+    )
+        .into_response()
+}
+
+fn api_error(e: QueryError) -> Response {
+    let (status, msg) = match &e {
+        QueryError::Invalid(m) => (StatusCode::BAD_REQUEST, m.clone()),
+        QueryError::NotFound(_) => (StatusCode::NOT_FOUND, e.to_string()),
+        _ => return server_error(e),
+    };
+    (status, Json(serde_json::json!({ "error": msg }))).into_response()
+}
+
+async fn api_list(State(web): State<Web>, headers: HeaderMap, Query(f): Query<Filter>) -> Response {
+    match caller(&web, &headers).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return api_unauthorised(),
+        Err(e) => return server_error(e),
+    }
+    match queries::list(&web.store, &f).await {
+        Ok(p) => Json(p).into_response(),
+        Err(e) => api_error(e),
+    }
+}
+
+async fn api_get(State(web): State<Web>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    match caller(&web, &headers).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return api_unauthorised(),
+        Err(e) => return server_error(e),
+    }
+    match queries::detail(&web.store, &id).await {
+        Ok(d) => Json(d).into_response(),
+        Err(e) => api_error(e),
+    }
+}
+
+async fn api_review(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let who = match caller(&web, &headers).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return api_unauthorised(),
+        Err(e) => return server_error(e),
+    };
+    if let Some(csrf) = &who.csrf {
+        let sent = headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !same(csrf, sent) {
+            return (
+                StatusCode::FORBIDDEN,
+                Json(serde_json::json!({"error": "missing or wrong X-CSRF-Token"})),
+            )
+                .into_response();
+        }
+    }
+    if who.user.role < Role::Operator {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(serde_json::json!({"error": "reviewing needs the operator role"})),
+        )
+            .into_response();
+    }
+    let review: NewReview = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({"error": format!("not a review: {e}")})),
+            )
+                .into_response()
+        }
+    };
+    match queries::review(&web.store, &id, &who.user, &review).await {
+        Ok(r) => (StatusCode::CREATED, Json(r)).into_response(),
+        Err(e) => api_error(e),
+    }
+}

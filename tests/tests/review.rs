@@ -1,0 +1,335 @@
+//! The review UI and API over HTTP, with the security they promise: a
+//! station judges parts; an operator signs in, filters, opens a FAIL
+//! verdict (box and violated clause on the page) and overrides it with a
+//! reason; and each refusal holds — no session, wrong password, missing
+//! CSRF token, a viewer reviewing, `../` in an image URL, SQL
+//! metacharacters in filters, too many failed sign-ins.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use appliance::review::accounts::{add_token, add_user, Role};
+use e2e::{free_port, http_request, load_config, repo, Broker};
+use serde_json::Value;
+
+const PARTS: usize = 24;
+
+fn form(port: u16, path: &str, cookie: &str, body: &str) -> (u16, String, String) {
+    let headers: Vec<String> = if cookie.is_empty() {
+        vec![]
+    } else {
+        vec![format!("Cookie: {cookie}")]
+    };
+    http_request(
+        port,
+        "POST",
+        path,
+        &headers,
+        "application/x-www-form-urlencoded",
+        body,
+    )
+}
+
+fn get(port: u16, path: &str, auth: &str) -> (u16, String, String) {
+    let headers: Vec<String> = match auth {
+        "" => vec![],
+        a if a.starts_with("session=") => vec![format!("Cookie: {a}")],
+        token => vec![format!("Authorization: Bearer {token}")],
+    };
+    http_request(port, "GET", path, &headers, "text/plain", "")
+}
+
+/// Signs in; returns the `session=…` cookie and the page's CSRF token.
+fn sign_in(port: u16, name: &str, password: &str) -> (String, String) {
+    let (status, head, _) = form(
+        port,
+        "/login",
+        "",
+        &format!("name={name}&password={password}"),
+    );
+    assert_eq!(status, 303, "{head}");
+    let set = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .expect("a session cookie");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let cookie = set["set-cookie:".len()..]
+        .trim()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let (status, _, page) = get(port, "/", &cookie);
+    assert_eq!(status, 200);
+    let csrf = page
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a CSRF token on the page")
+        .to_string();
+    (cookie, csrf)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_ui_and_api_with_their_security() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("standard.txt"), e2e::banning_standard()).unwrap();
+    let port = free_port();
+    let cfg = load_config(
+        dir.path(),
+        &format!(
+            r#"
+[station]
+station = "rev-1"
+recipe = "housing"
+
+[[cameras]]
+id = "line"
+mm_per_px = 0.1
+source = {{ kind = "hot_folder", path = "unused" }}
+
+[[recipes]]
+name = "housing"
+standard = "standard.txt"
+
+[model]
+package = "{model}"
+
+[mqtt]
+url = "mqtt://127.0.0.1:{mqtt}"
+
+[storage]
+database_url = "sqlite://appliance.db"
+data_dir = "data"
+
+[http]
+bind = "127.0.0.1:{port}"
+"#,
+            model = repo().join("models/reference").display(),
+            mqtt = broker.port,
+        ),
+    );
+    let store = appliance::store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
+        .await
+        .unwrap();
+    add_user(&store, "ana", Role::Operator, "ana's long password")
+        .await
+        .unwrap();
+    add_user(&store, "vic", Role::Viewer, "vic's long password")
+        .await
+        .unwrap();
+    let mes = add_token(&store, "mes", Role::Viewer).await.unwrap();
+
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let service = tokio::spawn(appliance::pipeline::serve(
+        cfg,
+        rx,
+        appliance::cameras::CameraLinks::none(),
+        stop_rx,
+        Arc::new(AtomicBool::new(false)),
+    ));
+    e2e::feed_frames(tx.clone(), PARTS, 2024);
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM verdicts")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        if n == PARTS as i64 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{n} verdicts");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let checks = tokio::task::spawn_blocking(move || {
+        // No session: the UI sends to the login page, the API says 401.
+        let (s, head, _) = get(port, "/", "");
+        assert!(s == 303 && head.contains("location: /login"), "{s} {head}");
+        assert_eq!(get(port, "/api/v1/verdicts", "").0, 401);
+        // A wrong password is refused without saying which part was wrong.
+        let (s, _, body) = form(port, "/login", "", "name=ana&password=guess");
+        assert_eq!(s, 401);
+        assert!(body.contains("Wrong user name or password"));
+
+        let (ana, csrf) = sign_in(port, "ana", "ana's long password");
+        let (_, _, home) = get(port, "/", &ana);
+        assert!(home.contains("Review inbox") && home.contains("All verdicts"));
+
+        // Filters: FAIL only; SQL metacharacters are just values.
+        let (s, _, fails) = get(port, "/?decision=FAIL", &ana);
+        assert_eq!(s, 200);
+        assert!(fails.contains(r#"class="FAIL""#) && !fails.contains(r#"<td class="PASS""#));
+        for evil in [
+            "/?station=x%27%20OR%20%271%27=%271",
+            "/?defect=%27%3B%20DROP%20TABLE%20verdicts%3B--",
+            "/?recipe=%22%29%20UNION%20SELECT%20*%20FROM%20users--",
+        ] {
+            let (s, _, page) = get(port, evil, &ana);
+            assert_eq!(s, 200, "{evil}");
+            assert!(
+                page.contains("<tbody></tbody></table><"),
+                "{evil} matched rows"
+            );
+        }
+        let (s, _, listed) = get(
+            port,
+            "/api/v1/verdicts?station=x%27%20OR%20%271%27=%271",
+            &mes,
+        );
+        assert_eq!(s, 200);
+        assert_eq!(
+            serde_json::from_str::<Value>(&listed).unwrap()["items"],
+            serde_json::json!([])
+        );
+        let (s, _, bad) = get(port, "/api/v1/verdicts?decision=MAYBE", &mes);
+        assert!(
+            s == 400 && bad.contains("allowed: PASS, FAIL, REVIEW"),
+            "{bad}"
+        );
+
+        // The MES token lists FAIL verdicts; open one with findings.
+        let (s, _, listed) = get(port, "/api/v1/verdicts?decision=FAIL&limit=200", &mes);
+        assert_eq!(s, 200);
+        let listed: Value = serde_json::from_str(&listed).unwrap();
+        let fail = listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["findings"].as_i64().unwrap() > 0)
+            .expect("a FAIL verdict with findings")
+            .clone();
+        let id = fail["id"].as_str().unwrap().to_string();
+        let (s, _, page) = get(port, &format!("/verdicts/{id}"), &ana);
+        assert_eq!(s, 200);
+        assert!(page.contains("<rect "), "the finding's box is drawn");
+        assert!(
+            page.contains("<blockquote>Clause "),
+            "the violated clause is quoted"
+        );
+        assert!(page.contains("are permitted."), "quoted from the standard");
+        let (_, _, detail) = get(port, &format!("/api/v1/verdicts/{id}"), &mes);
+        let detail: Value = serde_json::from_str(&detail).unwrap();
+        let sha = detail["verdict"]["image"]["sha256"]
+            .as_str()
+            .unwrap()
+            .to_string();
+
+        // Images: by content address only.
+        assert_eq!(get(port, &format!("/images/{sha}"), &ana).0, 200);
+        assert_eq!(get(port, &format!("/images/{sha}"), "").0, 401);
+        for evil in [
+            "/images/..%2F..%2Fetc%2Fpasswd",
+            "/images/../../etc/passwd",
+            "/images/%2e%2e%2fappliance.db",
+        ] {
+            assert_eq!(get(port, evil, &ana).0, 404, "{evil}");
+        }
+
+        // Reviews: CSRF token required, operator role required.
+        let review = "decision=PASS&wrong=0&reason=burr+is+a+casting+mark";
+        let path = format!("/verdicts/{id}/review");
+        assert_eq!(form(port, &path, &ana, review).0, 403, "no CSRF token");
+        assert_eq!(
+            form(port, &path, &ana, &format!("{review}&csrf=forged")).0,
+            403
+        );
+        let (vic, vic_csrf) = sign_in(port, "vic", "vic's long password");
+        assert_eq!(
+            form(port, &path, &vic, &format!("{review}&csrf={vic_csrf}")).0,
+            403,
+            "viewer"
+        );
+        let (s, head, _) = form(port, &path, &ana, &format!("{review}&csrf={csrf}"));
+        assert!(s == 303, "{s} {head}");
+        let (_, _, page) = get(port, &format!("/verdicts/{id}"), &ana);
+        assert!(
+            page.contains("by ana (overridden): burr is a casting mark"),
+            "the review is shown"
+        );
+        assert!(
+            page.contains(r#"class="FAIL""#),
+            "the verdict itself is unchanged"
+        );
+
+        // The API: a viewer token may not review; a session needs X-CSRF-Token.
+        let body = r#"{"decision":"FAIL","reason":"agree"}"#;
+        let api_path = format!("/api/v1/verdicts/{id}/reviews");
+        let (s, _, _) = http_request(
+            port,
+            "POST",
+            &api_path,
+            &[format!("Authorization: Bearer {mes}")],
+            "application/json",
+            body,
+        );
+        assert_eq!(s, 403);
+        let (s, _, _) = http_request(
+            port,
+            "POST",
+            &api_path,
+            &[format!("Cookie: {ana}")],
+            "application/json",
+            body,
+        );
+        assert_eq!(s, 403);
+        let (s, _, created) = http_request(
+            port,
+            "POST",
+            &api_path,
+            &[format!("Cookie: {ana}"), format!("X-CSRF-Token: {csrf}")],
+            "application/json",
+            body,
+        );
+        assert_eq!(s, 201, "{created}");
+        let (_, _, reviewed) = get(port, "/api/v1/verdicts?reviewed=yes", &mes);
+        let reviewed: Value = serde_json::from_str(&reviewed).unwrap();
+        assert_eq!(reviewed["items"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            reviewed["items"][0]["reviewed"], "FAIL",
+            "latest review first"
+        );
+
+        // Too many failed sign-ins (5 in 15 minutes, per name and per
+        // address; one failed above) lock out, even the right password.
+        let refused: Vec<u16> = (0..5)
+            .map(|_| form(port, "/login", "", "name=vic&password=nope").0)
+            .collect();
+        assert_eq!(refused, vec![401, 401, 401, 401, 429]);
+        let (s, _, body) = form(
+            port,
+            "/login",
+            "",
+            "name=vic&password=vic%27s+long+password",
+        );
+        assert!(s == 429 && body.contains("Too many failed sign-ins"), "{s}");
+        id
+    })
+    .await
+    .unwrap();
+
+    // Nothing was dropped or overwritten by the attempts above.
+    let (verdicts, reviews): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT COUNT(*) FROM verdicts), (SELECT COUNT(*) FROM reviews)")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!((verdicts, reviews), (PARTS as i64, 2));
+    let class: String = sqlx::query_scalar(
+        "SELECT i.retention_class FROM images i JOIN verdicts v ON v.image_sha256 = i.sha256 WHERE v.id = $1",
+    )
+    .bind(&checks)
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(class, "reviewed", "a reviewed image is kept longest");
+    drop(tx);
+    stop_tx.send(true).unwrap();
+    service.await.unwrap().unwrap();
+}
