@@ -33,6 +33,16 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Reviewed verdicts as fine-tuning data (`toolchain.finetune --reviews DIR`).
+    Export {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Only reviews made at or after this time (RFC 3339).
+        #[arg(long, default_value = "")]
+        since: String,
+    },
     /// API tokens for reading verdicts from the MES.
     Token {
         #[command(subcommand)]
@@ -245,6 +255,16 @@ fn main() -> anyhow::Result<()> {
                 anyhow::Ok(())
             })?;
             eprintln!("user `{name}` ({}) saved", role.as_str());
+        }
+        Command::Export { config, out, since } => {
+            let cfg = Loader::new(Some(&config)).load()?;
+            let report = tokio::runtime::Runtime::new()?.block_on(async {
+                let store =
+                    appliance::store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
+                        .await?;
+                anyhow::Ok(appliance::review::export::export(&store, &out, &since).await?)
+            })?;
+            println!("{}", serde_json::to_string(&report)?);
         }
         Command::Token {
             action: TokenAction::Add { config, name, role },

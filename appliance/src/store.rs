@@ -200,6 +200,11 @@ impl Store {
         &self.pool
     }
 
+    /// The data folder (absolute): images, exports.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     /// Which database this store is on.
     pub fn backend(&self) -> Backend {
         self.backend

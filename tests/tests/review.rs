@@ -124,6 +124,7 @@ bind = "127.0.0.1:{port}"
         .await
         .unwrap();
     let mes = add_token(&store, "mes", Role::Viewer).await.unwrap();
+    let admin = add_token(&store, "trainer", Role::Admin).await.unwrap();
 
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -206,6 +207,13 @@ bind = "127.0.0.1:{port}"
             .expect("a FAIL verdict with findings")
             .clone();
         let id = fail["id"].as_str().unwrap().to_string();
+        let other = listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .find(|o| *o != id)
+            .expect("a second FAIL verdict");
         let (s, _, page) = get(port, &format!("/verdicts/{id}"), &ana);
         assert_eq!(s, 200);
         assert!(page.contains("<rect "), "the finding's box is drawn");
@@ -260,7 +268,7 @@ bind = "127.0.0.1:{port}"
 
         // The API: a viewer token may not review; a session needs X-CSRF-Token.
         let body = r#"{"decision":"FAIL","reason":"agree"}"#;
-        let api_path = format!("/api/v1/verdicts/{id}/reviews");
+        let api_path = format!("/api/v1/verdicts/{other}/reviews");
         let (s, _, _) = http_request(
             port,
             "POST",
@@ -290,11 +298,30 @@ bind = "127.0.0.1:{port}"
         assert_eq!(s, 201, "{created}");
         let (_, _, reviewed) = get(port, "/api/v1/verdicts?reviewed=yes", &mes);
         let reviewed: Value = serde_json::from_str(&reviewed).unwrap();
-        assert_eq!(reviewed["items"].as_array().unwrap().len(), 1);
+        let items = reviewed["items"].as_array().unwrap();
+        assert_eq!(items.len(), 2);
+        let latest = |v: &str| items.iter().find(|r| r["id"] == v).unwrap()["reviewed"].clone();
         assert_eq!(
-            reviewed["items"][0]["reviewed"], "FAIL",
-            "latest review first"
+            (latest(&id), latest(&other)),
+            ("PASS".into(), "FAIL".into())
         );
+
+        // Export for retraining: admins only.
+        let export = |auth: Vec<String>| {
+            http_request(
+                port,
+                "POST",
+                "/api/v1/export",
+                &auth,
+                "application/json",
+                "",
+            )
+        };
+        assert_eq!(export(vec![format!("Authorization: Bearer {mes}")]).0, 403);
+        let (s, _, report) = export(vec![format!("Authorization: Bearer {admin}")]);
+        assert_eq!(s, 200, "{report}");
+        let report: Value = serde_json::from_str(&report).unwrap();
+        assert_eq!(report["records"], 2, "{report}");
 
         // Too many failed sign-ins (5 in 15 minutes, per name and per
         // address; one failed above) lock out, even the right password.
@@ -321,6 +348,40 @@ bind = "127.0.0.1:{port}"
             .await
             .unwrap();
     assert_eq!((verdicts, reviews), (PARTS as i64, 2));
+
+    // The export, read by the fine-tuning toolchain itself.
+    let out = dir.path().join("export");
+    let r = appliance::review::export::export(&store, &out, "")
+        .await
+        .unwrap();
+    assert_eq!((r.records, r.without_image), (2, 0));
+    let text = std::fs::read_to_string(out.join("reviewed.jsonl")).unwrap();
+    let records: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let overridden = records
+        .iter()
+        .find(|r| r["verdict_id"] == checks.as_str())
+        .unwrap();
+    assert_eq!(overridden["decision"], "PASS");
+    assert_eq!(overridden["reason"], "burr is a casting mark");
+    assert!(out.join(overridden["image"].as_str().unwrap()).exists());
+    let check = std::process::Command::new("python3")
+        .current_dir(repo().join("models"))
+        .args([
+            "-c",
+            "import sys; from toolchain.finetune import read_reviews; ex, words = read_reviews(sys.argv[1], 'x'); print(len(ex)); assert all(p.exists() for p, *_ in ex)",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "toolchain.finetune cannot read the export: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), "2");
     let class: String = sqlx::query_scalar(
         "SELECT i.retention_class FROM images i JOIN verdicts v ON v.image_sha256 = i.sha256 WHERE v.id = $1",
     )

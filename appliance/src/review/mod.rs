@@ -2,5 +2,6 @@
 //! and API, and the UI itself (served by the appliance's HTTP server).
 
 pub mod accounts;
+pub mod export;
 pub mod queries;
 pub mod web;

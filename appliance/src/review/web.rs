@@ -44,6 +44,8 @@ pub fn router(web: Web) -> Router {
         .route("/api/v1/verdicts", get(api_list))
         .route("/api/v1/verdicts/{id}", get(api_get))
         .route("/api/v1/verdicts/{id}/reviews", post(api_review))
+        .route("/export", post(export_form))
+        .route("/api/v1/export", post(api_export))
         .with_state(web)
 }
 
@@ -337,8 +339,16 @@ async fn list_page(
     } else {
         rows_table(&inbox)
     };
+    let export = if who.user.role >= Role::Admin && who.csrf.is_some() {
+        format!(
+            r#"<form method="post" action="/export"><input type="hidden" name="csrf" value="{}"><button>Export reviewed verdicts for retraining</button></form>"#,
+            esc(who.csrf.as_deref().unwrap_or_default())
+        )
+    } else {
+        String::new()
+    };
     let body = format!(
-        "<h2>Review inbox ({})</h2>{inbox_html}<h2>All verdicts</h2>{filters}{}{next}",
+        "<h2>Review inbox ({})</h2>{inbox_html}<h2>All verdicts</h2>{filters}{}{next}{export}",
         inbox.len(),
         rows_table(&page_rows.items)
     );
@@ -512,6 +522,78 @@ async fn verdict_page(
         standard = esc(&d.standard),
     );
     page(&format!("Verdict {}", &id), Some(&who), &body).into_response()
+}
+
+/// A fresh export folder under the data folder.
+async fn export_now(web: &Web) -> Result<super::export::Exported, crate::store::StoreError> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
+    let out = web.store.data_dir().join("exports").join(stamp);
+    super::export::export(&web.store, &out, "").await
+}
+
+async fn export_form(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let who = match caller(&web, &headers).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return unauthorised_page(),
+        Err(e) => return server_error(e),
+    };
+    if !who.csrf.as_deref().is_some_and(|c| same(c, &f.csrf)) {
+        return forbidden("missing or wrong CSRF token");
+    }
+    if who.user.role < Role::Admin {
+        return forbidden("exporting needs the admin role");
+    }
+    match export_now(&web).await {
+        Ok(r) => page(
+            "Export for retraining",
+            Some(&who),
+            &format!(
+                "<p>{} reviewed verdicts written to <code>{}</code> ({} left out: image gone).</p><p>Fine-tune with <code>python -m toolchain.finetune --base … --images … --standard … --reviews {}</code>.</p>",
+                r.records,
+                esc(&r.file.display().to_string()),
+                r.without_image,
+                esc(&r.file.parent().map(|p| p.display().to_string()).unwrap_or_default()),
+            ),
+        )
+        .into_response(),
+        Err(e) => server_error(e),
+    }
+}
+
+async fn api_export(State(web): State<Web>, headers: HeaderMap) -> Response {
+    let who = match caller(&web, &headers).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return api_unauthorised(),
+        Err(e) => return server_error(e),
+    };
+    if let Some(csrf) = &who.csrf {
+        let sent = headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !same(csrf, sent) {
+            return (
+                StatusCode::FORBIDDEN,
+                Json(serde_json::json!({"error": "missing or wrong X-CSRF-Token"})),
+            )
+                .into_response();
+        }
+    }
+    if who.user.role < Role::Admin {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(serde_json::json!({"error": "exporting needs the admin role"})),
+        )
+            .into_response();
+    }
+    match export_now(&web).await {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => server_error(e),
+    }
 }
 
 /// The review form: decision, wrong findings, missed boxes, reason.
