@@ -4,6 +4,7 @@
 
 pub mod batcher;
 pub mod bench;
+pub mod bench_review;
 #[cfg(feature = "embedded-broker")]
 pub mod broker;
 pub mod cameras;

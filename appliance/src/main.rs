@@ -33,6 +33,16 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// The review list benchmark: N synthetic verdicts, list page timings (JSON).
+    BenchReview {
+        #[arg(long, default_value_t = 1_000_000)]
+        verdicts: u64,
+        #[arg(long, default_value_t = 30)]
+        rounds: usize,
+        /// Where the benchmark database goes (replaced).
+        #[arg(long, default_value = "target/bench-review")]
+        dir: PathBuf,
+    },
     /// Reviewed verdicts as fine-tuning data (`toolchain.finetune --reviews DIR`).
     Export {
         #[arg(long)]
@@ -255,6 +265,15 @@ fn main() -> anyhow::Result<()> {
                 anyhow::Ok(())
             })?;
             eprintln!("user `{name}` ({}) saved", role.as_str());
+        }
+        Command::BenchReview {
+            verdicts,
+            rounds,
+            dir,
+        } => {
+            let report = tokio::runtime::Runtime::new()?
+                .block_on(appliance::bench_review::run(verdicts, rounds, &dir))?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Export { config, out, since } => {
             let cfg = Loader::new(Some(&config)).load()?;

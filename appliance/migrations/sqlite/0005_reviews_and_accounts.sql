@@ -37,7 +37,13 @@ CREATE TABLE reviews (
 );
 CREATE INDEX reviews_by_verdict ON reviews (verdict_id, created_at);
 
--- The review inbox and the list's filters.
-CREATE INDEX verdicts_by_decision ON verdicts (decision, decided_at);
-CREATE INDEX verdicts_by_station_time ON verdicts (station, decided_at);
+-- The review inbox and the list's filters: each equality filter has an
+-- index that also yields the list's order (newest first, id breaking ties),
+-- so a page reads about as many index entries as it shows rows.
+DROP INDEX verdicts_by_time;
+CREATE INDEX verdicts_by_time ON verdicts (decided_at, id);
+CREATE INDEX verdicts_by_decision ON verdicts (decision, decided_at, id);
+CREATE INDEX verdicts_by_station ON verdicts (station, decided_at, id);
+CREATE INDEX verdicts_by_camera ON verdicts (camera, decided_at, id);
+CREATE INDEX verdicts_by_recipe ON verdicts (recipe, decided_at, id);
 CREATE INDEX findings_by_defect ON findings (defect, verdict_id);

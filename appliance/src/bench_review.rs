@@ -1,0 +1,197 @@
+//! The review list benchmark: fills a fresh SQLite store with N synthetic
+//! verdicts (one million by default; about a fifth FAIL or REVIEW, each of
+//! those with a finding, one in a thousand reviewed), serves the review UI
+//! on a free port, signs in, and times `GET /?…` — the HTML list page with
+//! its inbox — for a set of filters and a deep page. Prints JSON with the
+//! median and p95 of each, in milliseconds.
+//!
+//! `appliance bench-review [--verdicts N] [--rounds R] [--dir DIR]`
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::review::accounts::{add_user, Accounts, Role};
+use crate::review::web::{router, Web};
+use crate::store::Store;
+
+#[derive(Serialize)]
+pub struct Timing {
+    pub query: String,
+    pub rows_on_page: usize,
+    pub median_ms: f64,
+    pub p95_ms: f64,
+}
+
+#[derive(Serialize)]
+pub struct Report {
+    pub verdicts: u64,
+    pub fill_s: f64,
+    pub database_mib: f64,
+    pub rounds: usize,
+    pub pages: Vec<Timing>,
+}
+
+/// Inserts `n` synthetic verdicts in one statement per table.
+async fn fill(store: &Store, n: u64) -> anyhow::Result<()> {
+    let record = format!(
+        "{{\"schema\":\"verdict/v1\",\"pad\":\"{}\"}}",
+        "x".repeat(1100)
+    );
+    let mut tx = store.pool().begin().await?;
+    sqlx::raw_sql(
+        "INSERT INTO standard_versions (sha256, recipe, text, first_seen)
+         VALUES ('bench', 'housing', '1. No scratches are permitted.', '2026-01-01T00:00:00.000000Z');
+         INSERT INTO images (sha256, path, bytes, width, height, retention_class, created_at)
+         WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k WHERE i < 999)
+         SELECT 'img' || i, '', 1000, 256, 256, 'pass', '2026-01-01T00:00:00.000000Z' FROM k;",
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO verdicts (id, station, camera, part_id, trigger_id, recipe, standard_sha256,
+           decision, confidence, model_name, model_version, model_sha256, image_sha256,
+           captured_at, decided_at, record)
+         WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < $1)
+         SELECT printf('v%09d', i), 'st-' || (i % 4), 'cam-' || (i % 3), 'P-' || i, NULL,
+                CASE WHEN i % 7 = 0 THEN 'cover' ELSE 'housing' END, 'bench',
+                CASE WHEN i % 20 = 0 THEN 'REVIEW' WHEN i % 5 = 0 THEN 'FAIL' ELSE 'PASS' END,
+                0.9, 'reference-inspector', '0.2.0', 'm', 'img' || (i % 1000),
+                strftime('%Y-%m-%dT%H:%M:%f', 1767225600 + i * 2, 'unixepoch') || '000Z',
+                strftime('%Y-%m-%dT%H:%M:%f', 1767225600 + i * 2, 'unixepoch') || '000Z',
+                $2
+           FROM k",
+    )
+    .bind(n as i64)
+    .bind(&record)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::raw_sql(
+        "INSERT INTO findings (verdict_id, idx, defect, x0, y0, x1, y1, size_mm, clause, clause_text, confidence)
+         SELECT id, 0,
+                CASE CAST(substr(id, 2) AS INTEGER) % 6 WHEN 0 THEN 'scratch' WHEN 1 THEN 'dent'
+                  WHEN 2 THEN 'burr' WHEN 3 THEN 'crack' WHEN 4 THEN 'stain' ELSE 'porosity' END,
+                0.1, 0.1, 0.3, 0.3, 2.5, 1, 'No scratches are permitted.', 0.8
+           FROM verdicts WHERE decision <> 'PASS';
+         INSERT INTO reviews (id, verdict_id, reviewer, decision, agrees, reason, corrections, created_at)
+         SELECT 'r' || id, id, 'ana', 'PASS', 0, 'bench', '{}', decided_at
+           FROM verdicts WHERE CAST(substr(id, 2) AS INTEGER) % 1000 = 0;",
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    sqlx::raw_sql("ANALYZE").execute(store.pool()).await?;
+    Ok(())
+}
+
+fn request(port: u16, req: &str) -> anyhow::Result<(u16, String, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.write_all(req.as_bytes())?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let status = out.get(9..12).context("no status line")?.parse()?;
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    Ok((status, head.to_string(), body.to_string()))
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+pub async fn run(verdicts: u64, rounds: usize, dir: &Path) -> anyhow::Result<Report> {
+    std::fs::create_dir_all(dir)?;
+    let db = dir.join("bench-review.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let store = Store::open(&format!("sqlite://{}", db.display()), &dir.join("data")).await?;
+    let t = Instant::now();
+    fill(&store, verdicts).await?;
+    let fill_s = t.elapsed().as_secs_f64();
+    add_user(&store, "bench", Role::Operator, "bench password").await?;
+    let app = router(Web {
+        accounts: Accounts::new(store.clone()),
+        store: store.clone(),
+        secure_cookies: false,
+    })
+    .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let body = "name=bench&password=bench+password";
+    let login = format!(
+        "POST /login HTTP/1.1\r\nHost: b\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (_, head, _) = tokio::task::spawn_blocking(move || request(port, &login)).await??;
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .context("no session cookie")?
+        .to_string();
+    // A cursor deep in the list: the row a third of the way back.
+    let i = verdicts * 2 / 3;
+    let at = chrono::DateTime::from_timestamp(1_767_225_600 + 2 * i as i64, 0)
+        .context("time in range")?
+        .format("%Y-%m-%dT%H%%3A%M%%3A%S.000000Z");
+    let deep = format!("after={at}%7Cv{i:09}");
+    let queries = vec![
+        String::new(),
+        "decision=FAIL".into(),
+        "defect=crack".into(),
+        "station=st-0&decision=REVIEW".into(),
+        "from=2026-01-05&to=2026-01-06".into(),
+        "reviewed=yes".into(),
+        "reviewed=no&decision=REVIEW".into(),
+        "recipe=cover&defect=dent".into(),
+        // Worst case: a defect no verdict has (the whole index is read).
+        "defect=weld%20spatter".into(),
+        deep,
+    ];
+    let mut pages = Vec::new();
+    for q in queries {
+        let req = format!(
+            "GET /?{q} HTTP/1.1\r\nHost: b\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+        );
+        let (times, rows) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let mut times = Vec::with_capacity(rounds);
+            let mut rows = 0;
+            for _ in 0..rounds {
+                let t = Instant::now();
+                let (status, _, body) = request(port, &req)?;
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+                anyhow::ensure!(status == 200, "{req}: HTTP {status}");
+                // Rows of the "All verdicts" table (after the inbox).
+                let all = body.split("All verdicts").nth(1).unwrap_or_default();
+                rows = all.matches("<tr><td><a").count();
+            }
+            Ok((times, rows))
+        })
+        .await??;
+        let mut sorted = times;
+        sorted.sort_by(f64::total_cmp);
+        pages.push(Timing {
+            query: format!("/?{q}"),
+            rows_on_page: rows,
+            median_ms: percentile(&sorted, 0.5),
+            p95_ms: percentile(&sorted, 0.95),
+        });
+    }
+    server.abort();
+    let database_mib =
+        std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) as f64 / (1 << 20) as f64;
+    Ok(Report {
+        verdicts,
+        fill_s,
+        database_mib,
+        rounds,
+        pages,
+    })
+}
