@@ -598,3 +598,85 @@ pub fn show_logs() {
             .try_init();
     }
 }
+
+/// The review API's OpenAPI document (`openapi/review-api.json`), checked
+/// against what the running server answers: each answer must be documented
+/// for its operation and status, and match the documented schema.
+pub struct OpenApi {
+    doc: serde_json::Value,
+    seen: std::collections::BTreeSet<String>,
+}
+
+impl OpenApi {
+    pub fn load() -> OpenApi {
+        let path = repo().join("openapi/review-api.json");
+        let doc = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        OpenApi {
+            doc,
+            seen: Default::default(),
+        }
+    }
+
+    fn resolve<'a>(&'a self, v: &'a serde_json::Value) -> &'a serde_json::Value {
+        match v.get("$ref").and_then(|r| r.as_str()) {
+            Some(r) => self
+                .doc
+                .pointer(r.trim_start_matches('#'))
+                .unwrap_or_else(|| panic!("dangling $ref {r}")),
+            None => v,
+        }
+    }
+
+    /// Asserts `body` (JSON) is what `method path_template` documents for
+    /// `status`.
+    pub fn check(&mut self, path_template: &str, method: &str, status: u16, body: &str) {
+        let op = self
+            .doc
+            .pointer(&format!(
+                "/paths/{}/{method}",
+                path_template.replace('~', "~0").replace('/', "~1")
+            ))
+            .unwrap_or_else(|| panic!("{method} {path_template} is not documented"));
+        let response = op["responses"]
+            .get(status.to_string())
+            .unwrap_or_else(|| panic!("{method} {path_template} answered {status}, undocumented"));
+        let schema = &self.resolve(response)["content"]["application/json"]["schema"];
+        let root = serde_json::json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "components": self.doc["components"],
+            "allOf": [schema],
+        });
+        let validator = jsonschema::validator_for(&root).expect("OpenAPI schemas compile");
+        let value: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| {
+            panic!("{method} {path_template} {status}: not JSON ({e}): {body}")
+        });
+        let errors: Vec<String> = validator
+            .iter_errors(&value)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{method} {path_template} {status} does not match the OpenAPI document:\n{}",
+            errors.join("\n")
+        );
+        self.seen
+            .insert(format!("{method} {path_template} {status}"));
+    }
+
+    /// Documented success answers no test has checked.
+    pub fn unchecked_successes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (path, ops) in self.doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                for status in op["responses"].as_object().unwrap().keys() {
+                    let key = format!("{method} {path} {status}");
+                    if status.starts_with('2') && !self.seen.contains(&key) {
+                        out.push(key);
+                    }
+                }
+            }
+        }
+        out
+    }
+}

@@ -153,7 +153,10 @@ bind = "127.0.0.1:{port}"
         // No session: the UI sends to the login page, the API says 401.
         let (s, head, _) = get(port, "/", "");
         assert!(s == 303 && head.contains("location: /login"), "{s} {head}");
-        assert_eq!(get(port, "/api/v1/verdicts", "").0, 401);
+        let mut api = e2e::OpenApi::load();
+        let (s, _, body) = get(port, "/api/v1/verdicts", "");
+        assert_eq!(s, 401);
+        api.check("/api/v1/verdicts", "get", s, &body);
         // A wrong password is refused without saying which part was wrong.
         let (s, _, body) = form(port, "/login", "", "name=ana&password=guess");
         assert_eq!(s, 401);
@@ -185,6 +188,7 @@ bind = "127.0.0.1:{port}"
             &mes,
         );
         assert_eq!(s, 200);
+        api.check("/api/v1/verdicts", "get", s, &listed);
         assert_eq!(
             serde_json::from_str::<Value>(&listed).unwrap()["items"],
             serde_json::json!([])
@@ -194,10 +198,15 @@ bind = "127.0.0.1:{port}"
             s == 400 && bad.contains("allowed: PASS, FAIL, REVIEW"),
             "{bad}"
         );
+        api.check("/api/v1/verdicts", "get", s, &bad);
+        let (s, _, missing) = get(port, "/api/v1/verdicts/no-such-verdict", &mes);
+        assert_eq!(s, 404);
+        api.check("/api/v1/verdicts/{id}", "get", s, &missing);
 
         // The MES token lists FAIL verdicts; open one with findings.
         let (s, _, listed) = get(port, "/api/v1/verdicts?decision=FAIL&limit=200", &mes);
         assert_eq!(s, 200);
+        api.check("/api/v1/verdicts", "get", s, &listed);
         let listed: Value = serde_json::from_str(&listed).unwrap();
         let fail = listed["items"]
             .as_array()
@@ -222,7 +231,8 @@ bind = "127.0.0.1:{port}"
             "the violated clause is quoted"
         );
         assert!(page.contains("are permitted."), "quoted from the standard");
-        let (_, _, detail) = get(port, &format!("/api/v1/verdicts/{id}"), &mes);
+        let (s, _, detail) = get(port, &format!("/api/v1/verdicts/{id}"), &mes);
+        api.check("/api/v1/verdicts/{id}", "get", s, &detail);
         let detail: Value = serde_json::from_str(&detail).unwrap();
         let sha = detail["verdict"]["image"]["sha256"]
             .as_str()
@@ -269,7 +279,7 @@ bind = "127.0.0.1:{port}"
         // The API: a viewer token may not review; a session needs X-CSRF-Token.
         let body = r#"{"decision":"FAIL","reason":"agree"}"#;
         let api_path = format!("/api/v1/verdicts/{other}/reviews");
-        let (s, _, _) = http_request(
+        let (s, _, refused) = http_request(
             port,
             "POST",
             &api_path,
@@ -278,7 +288,8 @@ bind = "127.0.0.1:{port}"
             body,
         );
         assert_eq!(s, 403);
-        let (s, _, _) = http_request(
+        api.check("/api/v1/verdicts/{id}/reviews", "post", s, &refused);
+        let (s, _, refused) = http_request(
             port,
             "POST",
             &api_path,
@@ -287,6 +298,7 @@ bind = "127.0.0.1:{port}"
             body,
         );
         assert_eq!(s, 403);
+        api.check("/api/v1/verdicts/{id}/reviews", "post", s, &refused);
         let (s, _, created) = http_request(
             port,
             "POST",
@@ -296,7 +308,9 @@ bind = "127.0.0.1:{port}"
             body,
         );
         assert_eq!(s, 201, "{created}");
-        let (_, _, reviewed) = get(port, "/api/v1/verdicts?reviewed=yes", &mes);
+        api.check("/api/v1/verdicts/{id}/reviews", "post", s, &created);
+        let (s, _, reviewed) = get(port, "/api/v1/verdicts?reviewed=yes", &mes);
+        api.check("/api/v1/verdicts", "get", s, &reviewed);
         let reviewed: Value = serde_json::from_str(&reviewed).unwrap();
         let items = reviewed["items"].as_array().unwrap();
         assert_eq!(items.len(), 2);
@@ -317,11 +331,19 @@ bind = "127.0.0.1:{port}"
                 "",
             )
         };
-        assert_eq!(export(vec![format!("Authorization: Bearer {mes}")]).0, 403);
+        let (s, _, refused) = export(vec![format!("Authorization: Bearer {mes}")]);
+        assert_eq!(s, 403);
+        api.check("/api/v1/export", "post", s, &refused);
         let (s, _, report) = export(vec![format!("Authorization: Bearer {admin}")]);
         assert_eq!(s, 200, "{report}");
+        api.check("/api/v1/export", "post", s, &report);
         let report: Value = serde_json::from_str(&report).unwrap();
         assert_eq!(report["records"], 2, "{report}");
+        assert!(
+            api.unchecked_successes().is_empty(),
+            "documented but never checked: {:?}",
+            api.unchecked_successes()
+        );
 
         // Too many failed sign-ins (5 in 15 minutes, per name and per
         // address; one failed above) lock out, even the right password.
