@@ -5,7 +5,8 @@
 #    PyPI into .cache/onnxruntime (the appliance finds it there by itself);
 #  - the Python packages the model toolchain needs to train, export, quantize
 #    and evaluate models (its tests run a tiny training);
-#  - the Python packages the end-to-end tests use (a Sparkplug B decoder);
+#  - the Python packages the end-to-end tests use (a Sparkplug B decoder, a
+#    WebDriver client for the browser test);
 #  - with GPU=1 only: the GPU build of ONNX Runtime (CUDA and TensorRT
 #    providers) and the CUDA 13, cuDNN 9 and TensorRT 10 libraries it needs,
 #    from their PyPI wheels, into .cache/onnxruntime-gpu (about 3 GB). The
@@ -18,7 +19,7 @@ cd "$(dirname "$0")/.."
 
 ORT_VERSION=1.31.1
 ORT_DIR=.cache/onnxruntime
-APT_PACKAGES=(pkg-config clang libclang-dev libopencv-dev mosquitto mosquitto-clients sqlite3 openssl postgresql)
+APT_PACKAGES=(pkg-config clang libclang-dev libopencv-dev mosquitto mosquitto-clients sqlite3 openssl postgresql chromium chromium-driver)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -84,7 +85,7 @@ if ! python3 -c "import numpy, onnx, onnxruntime, tokenizers, PIL, torch" >/dev/
   python3 -m pip install --quiet -r models/requirements-train.txt
 fi
 
-if ! python3 -c "import pysparkplug" >/dev/null 2>&1; then
+if ! python3 -c "import pysparkplug, selenium" >/dev/null 2>&1; then
   echo "setup: installing the end-to-end tests' Python packages"
   python3 -m pip install --quiet -r tests/requirements.txt
 fi

@@ -480,6 +480,11 @@ async fn verdict_page(
             )
         })
         .collect();
+    let reviews = if reviews.is_empty() {
+        "<li>None yet.</li>".to_string()
+    } else {
+        reviews
+    };
     let form = if who.user.role >= Role::Operator && who.csrf.is_some() {
         let per_finding: String = (0..findings.len())
             .map(|i| format!(r#"<label><input type="checkbox" name="wrong" value="{i}"> finding {} is wrong</label><br>"#, i + 1))

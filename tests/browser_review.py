@@ -1,0 +1,74 @@
+"""Drives the review UI in headless Chromium (Debian's `chromium` and
+`chromium-driver`, through Selenium's WebDriver client) as an operator
+would, for the end-to-end test `tests/tests/browser.rs`:
+
+  python3 tests/browser_review.py BASE_URL USER PASSWORD SCREENSHOT.png
+
+Signs in, filters the list to FAIL, opens the first FAIL verdict, checks the
+finding's box and the quoted clause are on the page, saves a screenshot,
+overrides the verdict to PASS with a reason, and checks the review is shown.
+Prints {"verdict_id": ...} on success; exits non-zero naming what failed.
+"""
+
+import json
+import sys
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+
+def main(base, user, password, screenshot):
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+              "--window-size=1280,1000", "--disable-gpu"):
+        opts.add_argument(a)
+    # An explicit driver: nothing is downloaded.
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    driver.implicitly_wait(5)
+    try:
+        driver.get(base + "/")
+        assert driver.current_url.endswith("/login"), f"not sent to sign-in: {driver.current_url}"
+        driver.find_element(By.NAME, "name").send_keys(user)
+        driver.find_element(By.NAME, "password").send_keys(password)
+        driver.find_element(By.TAG_NAME, "button").click()
+        wait = WebDriverWait(driver, 10)
+        # A click returns before the next page has loaded: wait for it.
+        wait.until(lambda d: "Review inbox" in d.page_source, "no inbox after sign-in")
+
+        Select(driver.find_element(By.NAME, "decision")).select_by_value("FAIL")
+        driver.find_element(By.CSS_SELECTOR, "form.filters button").click()
+        wait.until(lambda d: "decision=FAIL" in d.current_url, "the filter was not applied")
+        rows = driver.find_elements(By.XPATH, "//h2[text()='All verdicts']/following::table[1]//tbody/tr")
+        assert rows, "no FAIL verdicts listed"
+        decisions = {r.find_elements(By.TAG_NAME, "td")[1].text for r in rows}
+        assert decisions == {"FAIL"}, f"the filter let through {decisions}"
+        # The first FAIL verdict with findings.
+        link = next(r for r in rows if r.find_elements(By.TAG_NAME, "td")[6].text != "0")
+        link.find_element(By.TAG_NAME, "a").click()
+        wait.until(lambda d: "/verdicts/" in d.current_url, "the verdict did not open")
+
+        verdict_id = driver.current_url.rsplit("/", 1)[1]
+        boxes = driver.find_elements(By.CSS_SELECTOR, "figure svg rect")
+        assert boxes, "no finding box drawn"
+        clause = driver.find_element(By.TAG_NAME, "blockquote").text
+        assert clause.startswith("Clause ") and "permitted" in clause, clause
+        img = driver.find_element(By.CSS_SELECTOR, "figure img")
+        loaded = driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
+        assert loaded, "the part image did not load"
+        driver.save_screenshot(screenshot)
+
+        driver.find_element(By.CSS_SELECTOR, "input[name=decision][value=PASS]").click()
+        driver.find_element(By.NAME, "reason").send_keys("scratch is a fixture mark, not a defect")
+        driver.find_element(By.XPATH, "//button[text()='Record review']").click()
+        wait.until(lambda d: "(overridden): scratch is a fixture mark, not a defect" in d.page_source,
+                   "the review is not shown")
+        print(json.dumps({"verdict_id": verdict_id}))
+    finally:
+        driver.quit()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:5])

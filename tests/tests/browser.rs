@@ -1,0 +1,132 @@
+//! The review UI in a real browser (headless Chromium through WebDriver,
+//! `tests/browser_review.py`): an operator signs in, filters to FAIL, opens
+//! a FAIL verdict, sees its box and the violated clause, overrides it with a
+//! reason — and the review is in the retraining export. The screenshot of
+//! the verdict page lands in `target/screenshots/verdict-page.png` (the
+//! README's picture is a copy).
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use appliance::review::accounts::{add_user, Role};
+use e2e::{free_port, load_config, repo, Broker};
+
+const PARTS: usize = 24;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_overrides_a_fail_verdict_in_chromium() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("standard.txt"), e2e::banning_standard()).unwrap();
+    let port = free_port();
+    let cfg = load_config(
+        dir.path(),
+        &format!(
+            r#"
+[station]
+station = "web-1"
+recipe = "housing"
+
+[[cameras]]
+id = "line"
+mm_per_px = 0.1
+source = {{ kind = "hot_folder", path = "unused" }}
+
+[[recipes]]
+name = "housing"
+standard = "standard.txt"
+
+[model]
+package = "{model}"
+
+[mqtt]
+url = "mqtt://127.0.0.1:{mqtt}"
+
+[storage]
+database_url = "sqlite://appliance.db"
+data_dir = "data"
+
+[http]
+bind = "127.0.0.1:{port}"
+"#,
+            model = repo().join("models/reference").display(),
+            mqtt = broker.port,
+        ),
+    );
+    let store = appliance::store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
+        .await
+        .unwrap();
+    add_user(&store, "olga", Role::Operator, "olga's long password")
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let service = tokio::spawn(appliance::pipeline::serve(
+        cfg,
+        rx,
+        appliance::cameras::CameraLinks::none(),
+        stop_rx,
+        Arc::new(AtomicBool::new(false)),
+    ));
+    e2e::feed_frames(tx.clone(), PARTS, 2024);
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM verdicts")
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        < PARTS as i64
+    {
+        assert!(std::time::Instant::now() < deadline, "parts not judged");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let shots = repo().join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let shot = shots.join("verdict-page.png");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(repo().join("tests/browser_review.py"))
+            .arg(format!("http://127.0.0.1:{port}"))
+            .args(["olga", "olga's long password"])
+            .arg(&shot)
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "the browser session failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = result["verdict_id"].as_str().unwrap();
+    let png = std::fs::read(shots.join("verdict-page.png")).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "a real screenshot"
+    );
+
+    // The override is in the retraining export, as the truth.
+    let export = dir.path().join("export");
+    let report = appliance::review::export::export(&store, &export, "")
+        .await
+        .unwrap();
+    assert_eq!(report.records, 1);
+    let line: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(export.join("reviewed.jsonl"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    assert_eq!(line["verdict_id"], id);
+    assert_eq!(line["decision"], "PASS");
+    assert_eq!(line["reviewer"], "olga");
+    assert_eq!(line["reason"], "scratch is a fixture mark, not a defect");
+
+    drop(tx);
+    stop_tx.send(true).unwrap();
+    service.await.unwrap().unwrap();
+}
