@@ -6,7 +6,8 @@ would, for the end-to-end test `tests/tests/browser.rs`:
 
 Signs in, filters the list to FAIL, opens the first FAIL verdict, checks the
 finding's box and the quoted clause are on the page, saves a screenshot,
-overrides the verdict to PASS with a reason, and checks the review is shown.
+overrides the verdict to PASS with a reason, checks the review is shown,
+and opens the charts (saved as a second screenshot, `…-charts.png`).
 Prints {"verdict_id": ...} on success; exits non-zero naming what failed.
 """
 
@@ -65,6 +66,10 @@ def main(base, user, password, screenshot):
         driver.find_element(By.XPATH, "//button[text()='Record review']").click()
         wait.until(lambda d: "(overridden): scratch is a fixture mark, not a defect" in d.page_source,
                    "the review is not shown")
+        driver.find_element(By.LINK_TEXT, "Charts").click()
+        wait.until(lambda d: "Defect Pareto" in d.page_source, "the charts did not open")
+        assert driver.find_elements(By.CSS_SELECTOR, "svg[aria-label='defect Pareto'] rect"), "no Pareto bars"
+        driver.save_screenshot(screenshot.replace(".png", "-charts.png"))
         print(json.dumps({"verdict_id": verdict_id}))
     finally:
         driver.quit()

@@ -62,12 +62,14 @@ pub async fn start(
     health: Vec<Arc<CameraHealth>>,
     store: crate::store::Store,
     secure_cookies: bool,
+    latency_budget: std::time::Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let review = crate::review::web::router(crate::review::web::Web {
         accounts: crate::review::accounts::Accounts::new(store.clone()),
         store: store.clone(),
         secure_cookies,
+        latency_budget,
     });
     let app = Router::new()
         .route("/api/v1/trigger", post(trigger))

@@ -463,6 +463,7 @@ pub async fn serve(
         links.health.clone(),
         store.clone(),
         cfg.http.secure_cookies,
+        cfg.monitoring.latency_threshold,
         shutdown.clone(),
     )
     .await

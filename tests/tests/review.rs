@@ -149,6 +149,33 @@ bind = "127.0.0.1:{port}"
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // What the charts must show, from the database.
+    while sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM verdicts WHERE published_at IS NULL")
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        > 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "verdicts not published"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pareto: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT defect, COUNT(*) FROM findings WHERE clause IS NOT NULL GROUP BY defect",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert!(!pareto.is_empty(), "the test data has rejecting findings");
+    let hours: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT substr(decided_at, 1, 13), COUNT(*) FROM verdicts GROUP BY substr(decided_at, 1, 13)",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+
     let checks = tokio::task::spawn_blocking(move || {
         // No session: the UI sends to the login page, the API says 401.
         let (s, head, _) = get(port, "/", "");
@@ -165,6 +192,30 @@ bind = "127.0.0.1:{port}"
         let (ana, csrf) = sign_in(port, "ana", "ana's long password");
         let (_, _, home) = get(port, "/", &ana);
         assert!(home.contains("Review inbox") && home.contains("All verdicts"));
+
+        // Charts: the counts behind each bar are the database's.
+        let (s, _, charts) = get(port, "/charts", &ana);
+        assert_eq!(s, 200);
+        for (defect, n) in &pareto {
+            assert!(
+                charts.contains(&format!("<title>{defect}: {n}</title>")),
+                "Pareto bar of {defect}"
+            );
+        }
+        for (hour, n) in &hours {
+            let title = charts
+                .split(&format!("<title>{hour}: "))
+                .nth(1)
+                .and_then(|t| t.split("</title>").next())
+                .unwrap_or_else(|| panic!("no bar for {hour}"));
+            let total: i64 = title
+                .split(", ")
+                .map(|part| part.split(' ').next().unwrap().parse::<i64>().unwrap())
+                .sum();
+            assert_eq!(total, *n, "{title}");
+        }
+        assert!(charts.contains(" ms, p95 "), "latency points");
+        assert_eq!(get(port, "/charts", "").0, 303, "charts need a session");
 
         // Filters: FAIL only; SQL metacharacters are just values.
         let (s, _, fails) = get(port, "/?decision=FAIL", &ana);

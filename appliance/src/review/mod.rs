@@ -2,6 +2,7 @@
 //! and API, and the UI itself (served by the appliance's HTTP server).
 
 pub mod accounts;
+pub mod charts;
 pub mod export;
 pub mod queries;
 pub mod web;

@@ -30,6 +30,8 @@ pub struct Web {
     pub store: Store,
     /// Mark the session cookie `Secure` (the UI is reached over HTTPS).
     pub secure_cookies: bool,
+    /// The response-time budget drawn on the latency chart.
+    pub latency_budget: std::time::Duration,
 }
 
 /// The review routes, to be merged into the appliance's HTTP server.
@@ -44,6 +46,7 @@ pub fn router(web: Web) -> Router {
         .route("/api/v1/verdicts", get(api_list))
         .route("/api/v1/verdicts/{id}", get(api_get))
         .route("/api/v1/verdicts/{id}/reviews", post(api_review))
+        .route("/charts", get(charts_page))
         .route("/export", post(export_form))
         .route("/api/v1/export", post(api_export))
         .with_state(web)
@@ -108,7 +111,7 @@ fn esc(s: &str) -> String {
 fn page(title: &str, who: Option<&Caller>, body: &str) -> Html<String> {
     let nav = match who {
         Some(c) => format!(
-            r#"<nav><a href="/">Verdicts</a><span>{} ({})</span><form method="post" action="/logout"><input type="hidden" name="csrf" value="{}"><button>Sign out</button></form></nav>"#,
+            r#"<nav><a href="/">Verdicts</a><a href="/charts">Charts</a><span>{} ({})</span><form method="post" action="/logout"><input type="hidden" name="csrf" value="{}"><button>Sign out</button></form></nav>"#,
             esc(&c.user.name),
             c.user.role.as_str(),
             esc(c.csrf.as_deref().unwrap_or_default())
@@ -129,7 +132,7 @@ td,th{padding:.55em .5em;border-bottom:1px solid #ddd;text-align:left}tr:hover{b
 button,input,select,textarea{font:inherit;padding:.5em .7em;min-height:2.6em}button{background:#22313f;color:#fff;border:0;border-radius:4px}\
 form.filters{display:flex;flex-wrap:wrap;gap:.5em;margin:1em 0}.err{background:#fde8e6;padding:.8em;border-left:4px solid #b3261e}\
 .cols{display:flex;flex-wrap:wrap;gap:1.5em}.cols>div{flex:1 1 420px}figure{margin:0;position:relative}figure svg{position:absolute;left:0;top:0;width:100%;height:100%}\
-figure img{width:100%;display:block}blockquote{margin:.3em 0;padding:.4em .8em;border-left:4px solid #b3261e;background:#fff}";
+figure img{width:100%;display:block}svg.chart{display:block;width:100%;max-width:760px;background:#fff;margin:.5em 0 1.5em}blockquote{margin:.3em 0;padding:.4em .8em;border-left:4px solid #b3261e;background:#fff}";
 
 fn unauthorised_page() -> Response {
     Redirect::to("/login").into_response()
@@ -527,6 +530,44 @@ async fn verdict_page(
         standard = esc(&d.standard),
     );
     page(&format!("Verdict {}", &id), Some(&who), &body).into_response()
+}
+
+#[derive(Deserialize)]
+struct Window {
+    #[serde(default = "day")]
+    hours: i64,
+}
+
+fn day() -> i64 {
+    24
+}
+
+async fn charts_page(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    Query(w): Query<Window>,
+) -> Response {
+    let who = match caller(&web, &headers).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return unauthorised_page(),
+        Err(e) => return server_error(e),
+    };
+    let hours = w.hours.clamp(1, 24 * 14);
+    let c = match super::charts::load(&web.store, hours).await {
+        Ok(c) => c,
+        Err(e) => return server_error(e),
+    };
+    let windows: String = [24, 72, 168, 336]
+        .iter()
+        .map(|h| format!(r#"<a href="/charts?hours={h}">{h} h</a> "#))
+        .collect();
+    let body = format!(
+        "<p>Window: the last {hours} hours (UTC) · {windows}</p><h2>Pass and fail per hour</h2>{}<h2>Defect Pareto</h2>{}<h2>Response latency per hour</h2>{}",
+        super::charts::rate_svg(&c.hours),
+        super::charts::pareto_svg(&c.pareto),
+        super::charts::latency_svg(&c.hours, web.latency_budget.as_secs_f64() * 1e3),
+    );
+    page("Charts", Some(&who), &body).into_response()
 }
 
 /// A fresh export folder under the data folder.
