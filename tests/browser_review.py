@@ -6,7 +6,8 @@ would, for the end-to-end test `tests/tests/browser.rs`:
 
 Signs in, filters the list to FAIL, opens the first FAIL verdict, checks the
 finding's box and the quoted clause are on the page, saves a screenshot,
-overrides the verdict to PASS with a reason, checks the review is shown,
+draws a missed defect on the image, overrides the verdict to PASS with a
+reason, checks the review is shown,
 and opens the charts (saved as a second screenshot, `…-charts.png`).
 Prints {"verdict_id": ...} on success; exits non-zero naming what failed.
 """
@@ -16,6 +17,7 @@ import sys
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -60,6 +62,18 @@ def main(base, user, password, screenshot):
         loaded = driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
         assert loaded, "the part image did not load"
         driver.save_screenshot(screenshot)
+
+        # A missed defect, drawn on the image with the pointer.
+        driver.find_element(By.ID, "missed-name").send_keys("dent")
+        figure = driver.find_element(By.ID, "part")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", figure)
+        ActionChains(driver).move_to_element_with_offset(figure, -60, -60).click_and_hold() \
+            .move_by_offset(50, 35).release().perform()
+        missed = driver.find_element(By.ID, "missed").get_attribute("value").split()
+        assert missed[0] == "dent" and len(missed) == 5, f"the drawn box is not in the form: {missed}"
+        x0, y0, x1, y1 = map(float, missed[1:])
+        assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, missed
+        assert len(driver.find_elements(By.CSS_SELECTOR, "figure svg rect")) > len(boxes), "box not drawn"
 
         driver.find_element(By.CSS_SELECTOR, "input[name=decision][value=PASS]").click()
         driver.find_element(By.NAME, "reason").send_keys("scratch is a fixture mark, not a defect")

@@ -1,7 +1,8 @@
 //! The review UI in a real browser (headless Chromium through WebDriver,
 //! `tests/browser_review.py`): an operator signs in, filters to FAIL, opens
-//! a FAIL verdict, sees its box and the violated clause, overrides it with a
-//! reason — and the review is in the retraining export. The screenshot of
+//! a FAIL verdict, sees its box and the violated clause, draws a missed
+//! defect on the image, overrides the verdict with a reason — and the review
+//! (with the drawn box) is in the retraining export. The screenshot of
 //! the verdict page lands in `target/screenshots/verdict-page.png` (the
 //! README's picture is a copy).
 
@@ -125,6 +126,20 @@ bind = "127.0.0.1:{port}"
     assert_eq!(line["decision"], "PASS");
     assert_eq!(line["reviewer"], "olga");
     assert_eq!(line["reason"], "scratch is a fixture mark, not a defect");
+    let dent = line["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["defect"] == "dent")
+        .expect("the missed dent drawn in the browser is in the export");
+    assert!(dent["clause"].is_u64(), "the clause naming dents: {dent}");
+    let b: Vec<f64> = dent["box_norm"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(b[0] < b[2] && b[1] < b[3], "{b:?}");
 
     drop(tx);
     stop_tx.send(true).unwrap();

@@ -124,6 +124,18 @@ fn page(title: &str, who: Option<&Caller>, body: &str) -> Html<String> {
     ))
 }
 
+/// Drawing a missed defect: drag on the image (mouse, pen or finger); the
+/// box, normalised to the image, is appended to the "missed" field as
+/// `name x0 y0 x1 y1`. Without script the field can be typed into.
+const DRAW: &str = r#"(function(){var f=document.getElementById('part'),t=document.getElementById('missed');if(!f||!t)return;
+var svg=f.querySelector('svg'),vb=svg.viewBox.baseVal,s=null,r=null;f.style.touchAction='none';f.style.cursor='crosshair';
+function at(e){var b=f.getBoundingClientRect();return[Math.min(1,Math.max(0,(e.clientX-b.left)/b.width)),Math.min(1,Math.max(0,(e.clientY-b.top)/b.height))];}
+f.addEventListener('pointerdown',function(e){s=at(e);r=document.createElementNS('http://www.w3.org/2000/svg','rect');r.setAttribute('fill','none');r.setAttribute('stroke','#1f6feb');r.setAttribute('stroke-width',Math.max(2,vb.width/200));r.setAttribute('stroke-dasharray','6 4');svg.appendChild(r);f.setPointerCapture(e.pointerId);e.preventDefault();});
+f.addEventListener('pointermove',function(e){if(!s)return;var p=at(e);r.setAttribute('x',Math.min(s[0],p[0])*vb.width);r.setAttribute('y',Math.min(s[1],p[1])*vb.height);r.setAttribute('width',Math.abs(p[0]-s[0])*vb.width);r.setAttribute('height',Math.abs(p[1]-s[1])*vb.height);});
+f.addEventListener('pointerup',function(e){if(!s)return;var p=at(e),x0=Math.min(s[0],p[0]),y0=Math.min(s[1],p[1]),x1=Math.max(s[0],p[0]),y1=Math.max(s[1],p[1]);s=null;
+if(x1-x0<0.01||y1-y0<0.01){svg.removeChild(r);return;}var n=(document.getElementById('missed-name').value||'missed').trim().replace(/\s+/g,'_');
+t.value+=(t.value&&!t.value.endsWith('\n')?'\n':'')+[n,x0.toFixed(3),y0.toFixed(3),x1.toFixed(3),y1.toFixed(3)].join(' ')+'\n';});})();"#;
+
 const CSS: &str = "body{font:16px system-ui,sans-serif;margin:0;color:#1b1b1b;background:#f6f6f4}\
 nav{display:flex;gap:1em;align-items:center;padding:.6em 1em;background:#22313f;color:#fff}nav a{color:#fff;font-weight:600}\
 nav form{margin-left:auto}main{padding:1em;max-width:1200px;margin:auto}table{border-collapse:collapse;width:100%;background:#fff}\
@@ -457,7 +469,7 @@ async fn verdict_page(
             esc(why)
         ),
         _ => format!(
-            r#"<figure><img src="/images/{sha}" alt="part image"><svg viewBox="0 0 {w} {h}" preserveAspectRatio="none" role="img" aria-label="findings">{boxes}</svg></figure>"#,
+            r#"<figure id="part"><img src="/images/{sha}" alt="part image"><svg viewBox="0 0 {w} {h}" preserveAspectRatio="none" role="img" aria-label="findings">{boxes}</svg></figure>"#,
             sha = esc(&s(&v["image"]["sha256"]))
         ),
     };
@@ -495,8 +507,9 @@ async fn verdict_page(
         format!(
             r#"<h2>Review</h2><form method="post" action="/verdicts/{id}/review"><input type="hidden" name="csrf" value="{csrf}">
 <p>Decision: <label><input type="radio" name="decision" value="PASS" required> PASS</label> <label><input type="radio" name="decision" value="FAIL"> FAIL</label></p>
-<p>{per_finding}</p><p><label>Missed defects, one per line: <code>name x0 y0 x1 y1</code> (0–1 of the image)<br><textarea name="missed" rows="3" cols="50"></textarea></label></p>
-<p><label>Reason<br><textarea name="reason" rows="3" cols="50" required></textarea></label></p><button>Record review</button></form>"#,
+<p>{per_finding}</p><p><label>Missed defect: <input id="missed-name" value="" placeholder="defect name, then drag a box on the image"></label></p>
+<p><label>Missed defects, one per line: <code>name x0 y0 x1 y1</code> (0–1 of the image; drawn boxes land here)<br><textarea id="missed" name="missed" rows="3" cols="50"></textarea></label></p>
+<p><label>Reason<br><textarea name="reason" rows="3" cols="50" required></textarea></label></p><button>Record review</button></form><script>{DRAW}</script>"#,
             id = esc(&id),
             csrf = esc(who.csrf.as_deref().unwrap_or_default()),
         )
