@@ -125,9 +125,29 @@ pub async fn run(verdicts: u64, rounds: usize, dir: &Path) -> anyhow::Result<Rep
     let port = listener.local_addr()?.port();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let body = "name=bench&password=bench+password";
+    // The sign-in form first: its double-submit cookie and token.
+    let (_, head, page) = tokio::task::spawn_blocking(move || {
+        request(
+            port,
+            "GET /login HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n",
+        )
+    })
+    .await??;
+    let login_cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .context("no sign-in form cookie")?
+        .to_string();
+    let token = page
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .context("no sign-in form token")?
+        .to_string();
+    let body = format!("name=bench&password=bench+password&csrf={token}");
     let login = format!(
-        "POST /login HTTP/1.1\r\nHost: b\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST /login HTTP/1.1\r\nHost: b\r\nCookie: {login_cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let (_, head, _) = tokio::task::spawn_blocking(move || request(port, &login)).await??;

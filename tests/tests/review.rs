@@ -40,14 +40,37 @@ fn get(port: u16, path: &str, auth: &str) -> (u16, String, String) {
     http_request(port, "GET", path, &headers, "text/plain", "")
 }
 
-/// Signs in; returns the `session=…` cookie and the page's CSRF token.
-fn sign_in(port: u16, name: &str, password: &str) -> (String, String) {
-    let (status, head, _) = form(
+/// The value of the cookie `name` set by a response head.
+fn set_cookie(head: &str, name: &str) -> Option<String> {
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .filter_map(|(_, v)| v.trim().split(';').next())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(str::to_string)
+}
+
+/// Posts the sign-in form as a browser would: fetch the form (its
+/// double-submit cookie and token), then post it.
+fn login(port: u16, credentials: &str) -> (u16, String, String) {
+    let (_, head, page) = get(port, "/login", "");
+    let cookie = set_cookie(&head, "login_csrf").expect("the form sets its cookie");
+    let token = page
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("the form carries its token");
+    form(
         port,
         "/login",
-        "",
-        &format!("name={name}&password={password}"),
-    );
+        &cookie,
+        &format!("{credentials}&csrf={token}"),
+    )
+}
+
+/// Signs in; returns the `session=…` cookie and the page's CSRF token.
+fn sign_in(port: u16, name: &str, password: &str) -> (String, String) {
+    let (status, head, _) = login(port, &format!("name={name}&password={password}"));
     assert_eq!(status, 303, "{head}");
     let set = head
         .lines()
@@ -185,10 +208,21 @@ bind = "127.0.0.1:{port}"
         assert_eq!(s, 401);
         api.check("/api/v1/verdicts", "get", s, &body);
         // A wrong password is refused without saying which part was wrong.
-        let (s, _, body) = form(port, "/login", "", "name=ana&password=guess");
+        let (s, _, body) = login(port, "name=ana&password=guess");
         assert_eq!(s, 401);
         assert!(body.contains("Wrong user name or password"));
 
+        // A sign-in posted without the form's own token (login CSRF) is refused.
+        let (s, _, body) = form(
+            port,
+            "/login",
+            "",
+            "name=ana&password=ana%27s+long+password",
+        );
+        assert!(
+            s == 403 && body.contains("did not come from this appliance"),
+            "{s}"
+        );
         let (ana, csrf) = sign_in(port, "ana", "ana's long password");
         let (_, _, home) = get(port, "/", &ana);
         assert!(home.contains("Review inbox") && home.contains("All verdicts"));
@@ -399,15 +433,10 @@ bind = "127.0.0.1:{port}"
         // Too many failed sign-ins (5 in 15 minutes, per name and per
         // address; one failed above) lock out, even the right password.
         let refused: Vec<u16> = (0..5)
-            .map(|_| form(port, "/login", "", "name=vic&password=nope").0)
+            .map(|_| login(port, "name=vic&password=nope").0)
             .collect();
         assert_eq!(refused, vec![401, 401, 401, 401, 429]);
-        let (s, _, body) = form(
-            port,
-            "/login",
-            "",
-            "name=vic&password=vic%27s+long+password",
-        );
+        let (s, _, body) = login(port, "name=vic&password=vic%27s+long+password");
         assert!(s == 429 && body.contains("Too many failed sign-ins"), "{s}");
         id
     })

@@ -173,36 +173,53 @@ fn query_error(e: QueryError) -> Response {
     }
 }
 
-async fn login_page() -> Html<String> {
-    login_form("")
-}
+/// The sign-in form is protected by a double-submit token: a cookie only
+/// this site can set, echoed in the form (no session exists yet).
+const LOGIN_COOKIE: &str = "login_csrf";
 
-fn login_form(error: &str) -> Html<String> {
+fn login_response(status: StatusCode, error: &str) -> Response {
+    let token = super::accounts::random_token();
     let err = if error.is_empty() {
         String::new()
     } else {
         format!(r#"<p class="err">{}</p>"#, esc(error))
     };
-    page(
+    let html = page(
         "Sign in",
         None,
         &format!(
-            r#"{err}<form method="post" action="/login"><p><label>User <input name="name" autocomplete="username" required></label></p><p><label>Password <input name="password" type="password" autocomplete="current-password" required></label></p><button>Sign in</button></form>"#
+            r#"{err}<form method="post" action="/login"><input type="hidden" name="csrf" value="{token}"><p><label>User <input name="name" autocomplete="username" required></label></p><p><label>Password <input name="password" type="password" autocomplete="current-password" required></label></p><button>Sign in</button></form>"#
         ),
-    )
+    );
+    let cookie =
+        format!("{LOGIN_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600");
+    (status, [(header::SET_COOKIE, cookie)], html).into_response()
+}
+
+async fn login_page() -> Response {
+    login_response(StatusCode::OK, "")
 }
 
 #[derive(Deserialize)]
 struct LoginForm {
     name: String,
     password: String,
+    #[serde(default)]
+    csrf: String,
 }
 
 async fn login(
     State(web): State<Web>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
+    if !cookie(&headers, LOGIN_COOKIE).is_some_and(|c| !f.csrf.is_empty() && same(&c, &f.csrf)) {
+        return login_response(
+            StatusCode::FORBIDDEN,
+            "The sign-in form has expired or did not come from this appliance; please sign in again.",
+        );
+    }
     match web
         .accounts
         .login(&f.name, &f.password, &peer.ip().to_string())
@@ -217,16 +234,13 @@ async fn login(
             );
             ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
         }
-        Err(AccountError::WrongCredentials) => (
-            StatusCode::UNAUTHORIZED,
-            login_form("Wrong user name or password."),
-        )
-            .into_response(),
-        Err(AccountError::TooManyAttempts(s)) => (
+        Err(AccountError::WrongCredentials) => {
+            login_response(StatusCode::UNAUTHORIZED, "Wrong user name or password.")
+        }
+        Err(AccountError::TooManyAttempts(s)) => login_response(
             StatusCode::TOO_MANY_REQUESTS,
-            login_form(&format!("Too many failed sign-ins; try again in {s} s.")),
-        )
-            .into_response(),
+            &format!("Too many failed sign-ins; try again in {s} s."),
+        ),
         Err(e) => server_error(e),
     }
 }
