@@ -1,7 +1,8 @@
 //! The appliance's HTTP API. For now: triggers (`POST /api/v1/trigger`, the
 //! same JSON as the MQTT `cmd/trigger` payload and the same reply), camera
 //! health (`GET /api/v1/cameras`) and the MQTT backlog (`GET
-//! /api/v1/outbox`), and the review UI and its API (`crate::review::web`).
+//! /api/v1/outbox`), Prometheus metrics (`/metrics`), health (`/healthz`,
+//! `/readyz`), and the review UI and its API (`crate::review::web`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,6 +55,54 @@ async fn outbox(State(api): State<Api>) -> impl IntoResponse {
     }
 }
 
+/// Prometheus text format.
+async fn metrics(State(api): State<Api>) -> impl IntoResponse {
+    let cameras: Vec<_> = api.health.iter().map(|h| h.snapshot()).collect();
+    let pending = api.store.backlog().await.ok().map(|b| b.pending);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&cameras, pending),
+    )
+}
+
+/// Alive: the process answers.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready to inspect: a model is loaded, the store answers (verdicts are
+/// kept, and buffered in the outbox when the broker is away), and every
+/// camera is up. 503 names what is not.
+async fn readyz(State(api): State<Api>) -> impl IntoResponse {
+    let model = crate::metrics::info();
+    let store = api.store.backlog().await;
+    let down: Vec<String> = api
+        .health
+        .iter()
+        .map(|h| h.snapshot())
+        .filter(|c| !c.up)
+        .map(|c| c.camera)
+        .collect();
+    let ready = model.is_some() && store.is_ok() && down.is_empty();
+    let body = serde_json::json!({
+        "ready": ready,
+        "model": model.map(|i| format!("{} {}", i.model_name, i.model_version)),
+        "store": match &store { Ok(_) => "ok".to_string(), Err(e) => e.to_string() },
+        "broker": if crate::metrics::is_mqtt_connected() { "connected" } else { "buffering in the outbox" },
+        "outbox_pending": store.as_ref().ok().map(|b| b.pending),
+        "cameras_down": down,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
 /// Binds `addr` and serves until `shutdown` turns true. Returns the bound
 /// address (port 0 picks a free one) and the server task.
 pub async fn start(
@@ -75,6 +124,9 @@ pub async fn start(
         .route("/api/v1/trigger", post(trigger))
         .route("/api/v1/cameras", get(cameras))
         .route("/api/v1/outbox", get(outbox))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .with_state(Api {
             triggers,
             health: Arc::new(health),

@@ -12,6 +12,7 @@ pub mod commands;
 pub mod eval;
 pub mod http;
 pub mod link;
+pub mod metrics;
 pub mod mqtt;
 pub mod parts;
 pub mod pipeline;

@@ -262,6 +262,7 @@ impl Publisher {
                             i.epoch += 1;
                         }
                         events.connected.store(true, Ordering::Relaxed);
+                        crate::metrics::mqtt_connected(true);
                         let birth = events.birth.lock().expect("birth lock").clone();
                         if let Err(e) = events.publish_status(&birth).await {
                             tracing::warn!(error = %e, "cannot publish birth status");
@@ -277,6 +278,7 @@ impl Publisher {
                     }
                     Ok(ev) => events.on_event(ev, &acked).await,
                     Err(e) => {
+                        crate::metrics::mqtt_connected(false);
                         if events.connected.swap(false, Ordering::Relaxed) {
                             tracing::warn!(error = %e, "MQTT connection lost; verdicts wait in the outbox");
                         } else {
@@ -387,6 +389,12 @@ impl Publisher {
 fn stamp_published(payload: &str) -> String {
     match serde_json::from_str::<serde_json::Value>(payload) {
         Ok(mut v) if v.get("schema").is_some() => {
+            if let Some(captured) = v["timings"]["captured_at"]
+                .as_str()
+                .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+            {
+                crate::metrics::stage(crate::metrics::Stage::Published, captured.into());
+            }
             if let Some(t) = v.get_mut("timings") {
                 t["published_at"] = serde_json::Value::String(
                     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),

@@ -117,6 +117,7 @@ impl Station {
 
     async fn reject(&self, camera: &str, origin: &Origin, bytes: &[u8], reason: &str) {
         tracing::warn!(camera, source = %origin.name, reason, "frame rejected");
+        crate::metrics::rejected();
         match self
             .store
             .record_ingest_error(
@@ -136,6 +137,10 @@ impl Station {
     }
 
     async fn handle(&self, arrival: Arrival) {
+        crate::metrics::frame_in(match &arrival {
+            Arrival::Frame { frame, .. } => &frame.camera_id,
+            Arrival::Rejected { camera_id, .. } => camera_id,
+        });
         match arrival {
             Arrival::Rejected {
                 camera_id,
@@ -185,9 +190,14 @@ impl Station {
             frame.format = "png";
         }
         let queued_at = SystemTime::now();
+        crate::metrics::stage(crate::metrics::Stage::Queued, frame.captured_at);
         let crop = crop_for(camera, &frame);
         let standard = self.standard();
-        let judged = self.engine.judge(&frame, crop, standard.clone()).await?;
+        crate::metrics::in_engine(1);
+        let judged = self.engine.judge(&frame, crop, standard.clone()).await;
+        crate::metrics::in_engine(-1);
+        let judged = judged?;
+        crate::metrics::stage(crate::metrics::Stage::Inference, frame.captured_at);
         let judgement = judged.judgement;
         let decided_at = SystemTime::now();
         let store = self.store.clone();
@@ -271,6 +281,8 @@ impl Station {
         self.store
             .commit_verdict(&v, &standard.text, &outbox)
             .await?;
+        crate::metrics::stage(crate::metrics::Stage::Decided, frame.captured_at);
+        crate::metrics::verdict(v.decision);
         self.publisher.wake();
         if let Some(node) = &self.sparkplug {
             node.send(crate::sparkplug::Update::Verdict(Box::new(v.clone())));
@@ -325,6 +337,17 @@ fn broker_endpoint(cfg: &StationConfig) -> anyhow::Result<crate::link::Endpoint>
             "mqtt.broker = \"embedded\" needs the appliance built with the `embedded-broker` feature"
         ),
     }
+}
+
+/// Publishes the model and standard in use as info metrics.
+fn set_info(model: &crate::verdict::ModelRef, standard: &Standard) {
+    crate::metrics::set_info(crate::metrics::Info {
+        model_name: model.name.clone(),
+        model_version: model.version.clone(),
+        model_sha256: model.sha256.clone(),
+        recipe: standard.recipe.clone(),
+        standard_sha256: standard.sha256.clone(),
+    });
 }
 
 /// The recipe and model the Sparkplug device announces.
@@ -428,6 +451,7 @@ pub async fn serve(
         tokio::runtime::Handle::current(),
     );
     let birth = birth_status(&cfg, &handle.model(), &standard);
+    set_info(&handle.model(), &standard);
     let (publisher_stop_tx, publisher_stop) = watch::channel(false);
     let (commands_tx, commands_rx) = mpsc::channel(64);
     let endpoint = broker_endpoint(&cfg)?;
@@ -592,6 +616,7 @@ impl crate::commands::Control for Station {
         if let Some(node) = &self.sparkplug {
             node.send(sparkplug_context(&self.engine.model(), &standard));
         }
+        set_info(&self.engine.model(), &standard);
         *self.standard.write().expect("standard lock") = Arc::new(standard);
         let publisher = self.publisher.clone();
         tokio::spawn(async move { publisher.set_birth(birth).await });
@@ -614,6 +639,7 @@ impl crate::commands::Control for Station {
             if let Some(node) = &self.sparkplug {
                 node.send(sparkplug_context(&model, &self.standard()));
             }
+            set_info(&model, &self.standard());
             self.publisher.set_birth(birth).await;
             Ok(format!("{} {}", model.name, model.version))
         })

@@ -285,6 +285,7 @@ fn run(
             .collect();
         BATCHES.fetch_add(1, Ordering::Relaxed);
         BATCHED_FRAMES.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        crate::metrics::batch(jobs.len());
         let started = std::time::Instant::now();
         let result = engine.judge_batch(&requests);
         BUSY_NANOS.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);

@@ -1,0 +1,429 @@
+//! The appliance's own measurements, for `/metrics` (Prometheus text format)
+//! and the health endpoints: counters, gauges and histograms kept in atomics
+//! so that recording costs a few nanoseconds on the hot path, and rendered
+//! only when scraped. Names follow Prometheus conventions (`*_total`,
+//! `*_seconds`, `*_bytes`); labels are bounded (stage, decision, configured
+//! camera ids, the current model and recipe).
+//!
+//! One station runs per process, so the registry is process-wide.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+/// A histogram with fixed bucket bounds.
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    /// Sum of observations in micro-units (µs for seconds).
+    sum_micro: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micro: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, v: f64) {
+        let i = self
+            .bounds
+            .iter()
+            .position(|b| v <= *b)
+            .unwrap_or(self.bounds.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_micro
+            .fetch_add((v.max(0.0) * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, b) in self.bounds.iter().enumerate() {
+            cumulative += self.counts[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
+        }
+        cumulative += self.counts[self.bounds.len()].load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
+        );
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let sum = self.sum_micro.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(out, "{name}_count{braces} {cumulative}");
+    }
+}
+
+/// Seconds: 5 ms to 10 s, around the 1.2 s response budget.
+const SECONDS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.2, 2.0, 5.0, 10.0,
+];
+const BATCH: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0];
+
+/// Stages of a frame, each timed from its capture.
+#[derive(Debug, Clone, Copy)]
+pub enum Stage {
+    /// Accepted by the pipeline, waiting for the engine.
+    Queued = 0,
+    /// The engine returned its judgement.
+    Inference = 1,
+    /// The verdict is committed to the store.
+    Decided = 2,
+    /// The verdict was handed to the broker.
+    Published = 3,
+}
+
+const STAGES: [&str; 4] = ["queued", "inference", "decided", "published"];
+const DECISIONS: [&str; 3] = ["PASS", "FAIL", "REVIEW"];
+
+/// What the current model and standard are (info metrics).
+#[derive(Debug, Clone, Default)]
+pub struct Info {
+    pub model_name: String,
+    pub model_version: String,
+    pub model_sha256: String,
+    pub recipe: String,
+    pub standard_sha256: String,
+}
+
+pub struct Registry {
+    stage: [Histogram; 4],
+    batch: Histogram,
+    verdicts: [AtomicU64; 3],
+    rejected: AtomicU64,
+    /// Frames (and unreadable files) that reached the pipeline, by camera.
+    frames: Mutex<std::collections::BTreeMap<String, u64>>,
+    in_engine: AtomicI64,
+    mqtt_connected: AtomicBool,
+    info: Mutex<Option<Info>>,
+}
+
+fn registry() -> &'static Registry {
+    static R: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
+    R.get_or_init(|| Registry {
+        stage: [
+            Histogram::new(SECONDS),
+            Histogram::new(SECONDS),
+            Histogram::new(SECONDS),
+            Histogram::new(SECONDS),
+        ],
+        batch: Histogram::new(BATCH),
+        verdicts: Default::default(),
+        rejected: AtomicU64::new(0),
+        frames: Default::default(),
+        in_engine: AtomicI64::new(0),
+        mqtt_connected: AtomicBool::new(false),
+        info: Mutex::new(None),
+    })
+}
+
+/// Records that a frame captured at `captured` reached `stage` now.
+pub fn stage(stage: Stage, captured: SystemTime) {
+    let s = SystemTime::now()
+        .duration_since(captured)
+        .unwrap_or_default()
+        .as_secs_f64();
+    registry().stage[stage as usize].observe(s);
+}
+
+/// A frame entered (+1) or left (-1) the engine's queue.
+pub fn in_engine(delta: i64) {
+    registry().in_engine.fetch_add(delta, Ordering::Relaxed);
+}
+
+pub fn batch(frames: usize) {
+    registry().batch.observe(frames as f64);
+}
+
+pub fn verdict(decision: fusion::Decision) {
+    let i = match decision {
+        fusion::Decision::Pass => 0,
+        fusion::Decision::Fail => 1,
+        fusion::Decision::Review => 2,
+    };
+    registry().verdicts[i].fetch_add(1, Ordering::Relaxed);
+}
+
+/// A frame (or an unreadable file) from `camera` reached the pipeline.
+pub fn frame_in(camera: &str) {
+    let mut f = registry().frames.lock().expect("frames lock");
+    match f.get_mut(camera) {
+        Some(n) => *n += 1,
+        None => {
+            f.insert(camera.to_string(), 1);
+        }
+    }
+}
+
+/// A frame or file could not be judged (stored as an ingest error).
+pub fn rejected() {
+    registry().rejected.fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn mqtt_connected(up: bool) {
+    registry().mqtt_connected.store(up, Ordering::Relaxed);
+}
+
+pub fn is_mqtt_connected() -> bool {
+    registry().mqtt_connected.load(Ordering::Relaxed)
+}
+
+/// The model and standard now in use.
+pub fn set_info(info: Info) {
+    *registry().info.lock().expect("info lock") = Some(info);
+}
+
+pub fn info() -> Option<Info> {
+    registry().info.lock().expect("info lock").clone()
+}
+
+/// Label value escaping per the text format.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn head(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Resident memory and CPU time of this process, from /proc.
+pub fn process() -> (u64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let rss_kib = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime, in clock ticks of 1/100 s.
+    (rss_kib * 1024, (ticks(11) + ticks(12)) / 100.0)
+}
+
+/// The text exposition: the registry plus what is read at scrape time.
+pub fn render(
+    cameras: &[vision::sources::health::HealthSnapshot],
+    outbox_pending: Option<i64>,
+) -> String {
+    let r = registry();
+    let mut out = String::with_capacity(8 << 10);
+    head(&mut out, "appliance_stage_seconds", "histogram", "Time from capture to each stage of a frame: queued, inference, decided (stored), published (handed to the broker).");
+    for (i, name) in STAGES.iter().enumerate() {
+        r.stage[i].render(
+            &mut out,
+            "appliance_stage_seconds",
+            &format!("stage=\"{name}\""),
+        );
+    }
+    head(
+        &mut out,
+        "appliance_batch_size",
+        "histogram",
+        "Frames per inference batch.",
+    );
+    let w = crate::worker::counts();
+    r.batch.render(&mut out, "appliance_batch_size", "");
+    head(
+        &mut out,
+        "appliance_verdicts_total",
+        "counter",
+        "Verdicts decided, by decision.",
+    );
+    for (i, d) in DECISIONS.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "appliance_verdicts_total{{decision=\"{d}\"}} {}",
+            r.verdicts[i].load(Ordering::Relaxed)
+        );
+    }
+    head(
+        &mut out,
+        "appliance_rejected_frames_total",
+        "counter",
+        "Frames or files that could not be judged (kept as ingest errors).",
+    );
+    let _ = writeln!(
+        out,
+        "appliance_rejected_frames_total {}",
+        r.rejected.load(Ordering::Relaxed)
+    );
+    head(
+        &mut out,
+        "appliance_queue_depth",
+        "gauge",
+        "Frames accepted and not yet judged (waiting for or in the engine).",
+    );
+    let _ = writeln!(
+        out,
+        "appliance_queue_depth {}",
+        r.in_engine.load(Ordering::Relaxed).max(0)
+    );
+    head(
+        &mut out,
+        "appliance_engine_busy_seconds_total",
+        "counter",
+        "Time the inference engine spent running batches.",
+    );
+    let _ = writeln!(
+        out,
+        "appliance_engine_busy_seconds_total {}",
+        w.busy.as_secs_f64()
+    );
+    head(
+        &mut out,
+        "appliance_frames_total",
+        "counter",
+        "Frames (and unreadable files) that reached the pipeline, by camera.",
+    );
+    for (camera, n) in registry().frames.lock().expect("frames lock").iter() {
+        let _ = writeln!(
+            out,
+            "appliance_frames_total{{camera=\"{}\"}} {n}",
+            label(camera)
+        );
+    }
+    head(
+        &mut out,
+        "appliance_camera_dropped_frames_total",
+        "counter",
+        "Frames a camera dropped (pipeline full, stale frames).",
+    );
+    for c in cameras {
+        let _ = writeln!(
+            out,
+            "appliance_camera_dropped_frames_total{{camera=\"{}\"}} {}",
+            label(&c.camera),
+            c.dropped
+        );
+    }
+    head(
+        &mut out,
+        "appliance_camera_up",
+        "gauge",
+        "1 when the camera delivers frames, 0 when it is down.",
+    );
+    for c in cameras {
+        let _ = writeln!(
+            out,
+            "appliance_camera_up{{camera=\"{}\"}} {}",
+            label(&c.camera),
+            u8::from(c.up)
+        );
+    }
+    head(
+        &mut out,
+        "appliance_camera_reconnects_total",
+        "counter",
+        "Times a camera was reopened.",
+    );
+    for c in cameras {
+        let _ = writeln!(
+            out,
+            "appliance_camera_reconnects_total{{camera=\"{}\"}} {}",
+            label(&c.camera),
+            c.reconnects
+        );
+    }
+    if let Some(p) = outbox_pending {
+        head(
+            &mut out,
+            "appliance_outbox_pending",
+            "gauge",
+            "Messages committed and not yet acknowledged by the broker.",
+        );
+        let _ = writeln!(out, "appliance_outbox_pending {p}");
+    }
+    head(
+        &mut out,
+        "appliance_mqtt_connected",
+        "gauge",
+        "1 while connected to the broker.",
+    );
+    let _ = writeln!(
+        out,
+        "appliance_mqtt_connected {}",
+        u8::from(is_mqtt_connected())
+    );
+    if let Some(i) = info() {
+        head(
+            &mut out,
+            "appliance_model_info",
+            "gauge",
+            "The model in use (value always 1).",
+        );
+        let _ = writeln!(
+            out,
+            "appliance_model_info{{name=\"{}\",version=\"{}\",sha256=\"{}\"}} 1",
+            label(&i.model_name),
+            label(&i.model_version),
+            label(&i.model_sha256)
+        );
+        head(
+            &mut out,
+            "appliance_standard_info",
+            "gauge",
+            "The active recipe and its standard (value always 1).",
+        );
+        let _ = writeln!(
+            out,
+            "appliance_standard_info{{recipe=\"{}\",sha256=\"{}\"}} 1",
+            label(&i.recipe),
+            label(&i.standard_sha256)
+        );
+    }
+    let (rss, cpu) = process();
+    head(
+        &mut out,
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory of the appliance process.",
+    );
+    let _ = writeln!(out, "process_resident_memory_bytes {rss}");
+    head(
+        &mut out,
+        "process_cpu_seconds_total",
+        "counter",
+        "User and system CPU time of the appliance process.",
+    );
+    let _ = writeln!(out, "process_cpu_seconds_total {cpu}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_histogram_is_cumulative_with_sum_and_count() {
+        let h = Histogram::new(&[0.1, 1.0]);
+        for v in [0.05, 0.5, 0.7, 3.0] {
+            h.observe(v);
+        }
+        let mut out = String::new();
+        h.render(&mut out, "x_seconds", "stage=\"a\"");
+        assert_eq!(
+            out,
+            "x_seconds_bucket{stage=\"a\",le=\"0.1\"} 1\nx_seconds_bucket{stage=\"a\",le=\"1\"} 3\nx_seconds_bucket{stage=\"a\",le=\"+Inf\"} 4\nx_seconds_sum{stage=\"a\"} 4.25\nx_seconds_count{stage=\"a\"} 4\n"
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
