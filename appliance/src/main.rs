@@ -155,7 +155,7 @@ enum Command {
         max_batch: Option<usize>,
         #[arg(long)]
         max_wait_ms: Option<f64>,
-        /// Broker URL (default: the configuration's).
+        /// Broker URL; the station then connects out to it (default: the configuration's broker).
         #[arg(long)]
         mqtt: Option<String>,
         /// Distinct synthetic parts, cycled.
@@ -450,7 +450,10 @@ fn main() -> anyhow::Result<()> {
                 cfg.batching.max_wait = std::time::Duration::from_secs_f64(ms.max(0.0) / 1e3);
             }
             if let Some(url) = mqtt {
+                // A broker named on the command line is the one to use, even
+                // where the configuration hosts its own (the demo's does).
                 cfg.mqtt.url = url;
+                cfg.mqtt.broker = firmware_config::BrokerMode::External;
             }
             cfg.station.station = format!("bench-{}", std::process::id());
             let opts = appliance::bench::BenchOptions {
