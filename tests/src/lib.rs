@@ -680,3 +680,38 @@ impl OpenApi {
         out
     }
 }
+
+/// A station served in the test's own process on frames the test feeds
+/// (see [`feed_frames`]), for the tests that need no real camera.
+pub struct InProcess {
+    pub frames: tokio::sync::mpsc::Sender<vision::sources::Arrival>,
+    stop: tokio::sync::watch::Sender<bool>,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl InProcess {
+    pub fn start(cfg: firmware_config::StationConfig) -> InProcess {
+        let (frames, rx) = tokio::sync::mpsc::channel(64);
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(appliance::pipeline::serve(
+            cfg,
+            rx,
+            appliance::cameras::CameraLinks::none(),
+            stop_rx,
+            std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        ));
+        InProcess { frames, stop, task }
+    }
+
+    /// Ends the feed, stops the station and waits (60 s at most) for it to
+    /// stop cleanly.
+    pub async fn stop(self) {
+        drop(self.frames);
+        let _ = self.stop.send(true);
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .expect("the station stops")
+            .expect("the station does not panic")
+            .expect("the station stops without error");
+    }
+}

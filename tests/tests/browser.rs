@@ -6,8 +6,6 @@
 //! the verdict page lands in `target/screenshots/verdict-page.png` (the
 //! README's picture is a copy).
 
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 
 use appliance::review::accounts::{add_user, Role};
@@ -61,16 +59,8 @@ bind = "127.0.0.1:{port}"
     add_user(&store, "olga", Role::Operator, "olga's long password")
         .await
         .unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let service = tokio::spawn(appliance::pipeline::serve(
-        cfg,
-        rx,
-        appliance::cameras::CameraLinks::none(),
-        stop_rx,
-        Arc::new(AtomicBool::new(false)),
-    ));
-    e2e::feed_frames(tx.clone(), PARTS, 2024);
+    let station = e2e::InProcess::start(cfg);
+    e2e::feed_frames(station.frames.clone(), PARTS, 2024);
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     while sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM verdicts")
         .fetch_one(store.pool())
@@ -141,7 +131,5 @@ bind = "127.0.0.1:{port}"
         .collect();
     assert!(b[0] < b[2] && b[1] < b[3], "{b:?}");
 
-    drop(tx);
-    stop_tx.send(true).unwrap();
-    service.await.unwrap().unwrap();
+    station.stop().await;
 }

@@ -61,15 +61,7 @@ async fn a_plc_talks_to_the_appliance_broker() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let cfg = station(dir.path(), port);
-    let (tx, rx) = tokio::sync::mpsc::channel::<Arrival>(64);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let service = tokio::spawn(appliance::pipeline::serve(
-        cfg,
-        rx,
-        appliance::cameras::CameraLinks::none(),
-        stop_rx,
-        Arc::new(AtomicBool::new(false)),
-    ));
+    let solo = e2e::InProcess::start(cfg);
 
     // The PLC connects to the appliance (retrying until it listens).
     let mut opts = MqttOptions::new("plc", "127.0.0.1", port);
@@ -111,7 +103,7 @@ async fn a_plc_talks_to_the_appliance_broker() {
                 status_online = true;
                 if !fed {
                     fed = true;
-                    feed_frames(tx.clone(), PARTS, 31);
+                    feed_frames(solo.frames.clone(), PARTS, 31);
                     plc.publish("inspect/solo-1/cmd/recipe", QoS::AtLeastOnce, false, "{")
                         .await
                         .unwrap();
@@ -147,11 +139,5 @@ async fn a_plc_talks_to_the_appliance_broker() {
         "{err:#}"
     );
 
-    drop(tx);
-    stop_tx.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(60), service)
-        .await
-        .expect("service stops")
-        .unwrap()
-        .unwrap();
+    solo.stop().await;
 }

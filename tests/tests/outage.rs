@@ -7,12 +7,9 @@
 //! fewer parts.
 
 use std::collections::HashSet;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use e2e::{feed_frames, free_port, http_get, load_config, repo, subscribe_durably, Broker};
-use vision::sources::Arrival;
 
 /// The outage station: one camera fed directly, batches of 8, a short
 /// keep-alive so the outage is noticed quickly.
@@ -96,16 +93,8 @@ async fn outage(protocol: &str, parts: usize) {
     let cfg = station(dir.path(), broker.port, http_port, protocol);
     let mut received = subscribe_durably(&broker, "mes", "inspect/out-1/verdict").await;
 
-    let (tx, rx) = tokio::sync::mpsc::channel::<Arrival>(64);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let service = tokio::spawn(appliance::pipeline::serve(
-        cfg,
-        rx,
-        appliance::cameras::CameraLinks::none(),
-        stop_rx,
-        Arc::new(AtomicBool::new(false)),
-    ));
-    let feeder = feed_frames(tx.clone(), parts, 606);
+    let station = e2e::InProcess::start(cfg);
+    let feeder = feed_frames(station.frames.clone(), parts, 606);
 
     let mut arrivals: Vec<String> = Vec::new();
     let mut ids = HashSet::new();
@@ -183,8 +172,7 @@ async fn outage(protocol: &str, parts: usize) {
         }
     }
     wait_for_empty_backlog(http_port, Duration::from_secs(30)).await;
-    drop(tx);
-    stop(stop_tx, service).await;
+    station.stop().await;
 
     let order: Vec<String> = sqlx::query_scalar(
         "SELECT verdict_id FROM outbox WHERE topic = 'inspect/out-1/verdict' ORDER BY seq",
@@ -220,16 +208,8 @@ async fn a_broker_that_forgets_the_session_still_gets_every_verdict() {
     let mut broker = Broker::start();
     let http_port = free_port();
     let cfg = station(dir.path(), broker.port, http_port, "3.1.1");
-    let (tx, rx) = tokio::sync::mpsc::channel::<Arrival>(64);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let service = tokio::spawn(appliance::pipeline::serve(
-        cfg,
-        rx,
-        appliance::cameras::CameraLinks::none(),
-        stop_rx,
-        Arc::new(AtomicBool::new(false)),
-    ));
-    let feeder = feed_frames(tx.clone(), parts, 606);
+    let station = e2e::InProcess::start(cfg);
+    let feeder = feed_frames(station.frames.clone(), parts, 606);
     let db = dir.path().join("appliance.db");
     while !db.exists() {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -252,8 +232,7 @@ async fn a_broker_that_forgets_the_session_still_gets_every_verdict() {
     // Verdicts lost in flight when the broker forgot the session would stay
     // unacknowledged here.
     wait_for_empty_backlog(http_port, Duration::from_secs(60)).await;
-    drop(tx);
-    stop(stop_tx, service).await;
+    station.stop().await;
 }
 
 /// Waits until `GET /api/v1/outbox` reports no pending row.
@@ -273,16 +252,4 @@ async fn wait_for_empty_backlog(http_port: u16, within: Duration) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-async fn stop<E: std::fmt::Debug>(
-    stop_tx: tokio::sync::watch::Sender<bool>,
-    service: tokio::task::JoinHandle<Result<(), E>>,
-) {
-    stop_tx.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(60), service)
-        .await
-        .expect("service stops")
-        .unwrap()
-        .unwrap();
 }

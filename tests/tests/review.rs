@@ -5,8 +5,6 @@
 //! CSRF token, a viewer reviewing, `../` in an image URL, SQL
 //! metacharacters in filters, too many failed sign-ins.
 
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 
 use appliance::review::accounts::{add_token, add_user, Role};
@@ -149,16 +147,8 @@ bind = "127.0.0.1:{port}"
     let mes = add_token(&store, "mes", Role::Viewer).await.unwrap();
     let admin = add_token(&store, "trainer", Role::Admin).await.unwrap();
 
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let service = tokio::spawn(appliance::pipeline::serve(
-        cfg,
-        rx,
-        appliance::cameras::CameraLinks::none(),
-        stop_rx,
-        Arc::new(AtomicBool::new(false)),
-    ));
-    e2e::feed_frames(tx.clone(), PARTS, 2024);
+    let station = e2e::InProcess::start(cfg);
+    e2e::feed_frames(station.frames.clone(), PARTS, 2024);
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     loop {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM verdicts")
@@ -492,7 +482,5 @@ bind = "127.0.0.1:{port}"
     .await
     .unwrap();
     assert_eq!(class, "reviewed", "a reviewed image is kept longest");
-    drop(tx);
-    stop_tx.send(true).unwrap();
-    service.await.unwrap().unwrap();
+    station.stop().await;
 }

@@ -309,8 +309,6 @@ async fn a_database_url_of_another_kind_is_refused_by_name() {
 /// stored there and published.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_station_stores_its_verdicts_in_postgresql() {
-    use std::sync::atomic::AtomicBool;
-    use std::sync::Arc;
     e2e::show_logs();
     let parts = 30;
     let pg = Postgres::start().await;
@@ -357,30 +355,19 @@ bind = "127.0.0.1:0"
         ),
     );
     let (_mes, mut verdicts) = e2e::subscribe(&broker, "mes", "inspect/pg-1/verdict").await;
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let service = tokio::spawn(appliance::pipeline::serve(
-        cfg,
-        rx,
-        appliance::cameras::CameraLinks::none(),
-        stop_rx,
-        Arc::new(AtomicBool::new(false)),
-    ));
-    e2e::feed_frames(tx.clone(), parts, 5);
+    let mut station = e2e::InProcess::start(cfg);
+    e2e::feed_frames(station.frames.clone(), parts, 5);
     let mut ids = std::collections::BTreeSet::new();
-    let mut service = service;
     while ids.len() < parts {
         let (_, p) = tokio::select! {
             m = verdicts.recv() => m.unwrap(),
-            r = &mut service => panic!("the station stopped: {r:?}"),
+            r = &mut station.task => panic!("the station stopped: {r:?}"),
             _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => panic!("{} of {parts} verdicts arrived", ids.len()),
         };
         let v: serde_json::Value = serde_json::from_slice(&p).unwrap();
         ids.insert(v["id"].as_str().unwrap().to_string());
     }
-    drop(tx);
-    stop_tx.send(true).unwrap();
-    service.await.unwrap().unwrap();
+    station.stop().await;
     let pool = sqlx::PgPool::connect(&pg.url).await.unwrap();
     let stored: std::collections::BTreeSet<String> =
         sqlx::query_scalar("SELECT id FROM verdicts WHERE station = 'pg-1'")
@@ -407,8 +394,6 @@ bind = "127.0.0.1:0"
 /// its image is not written and the verdict says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_keeps_verdicts_flowing_without_images() {
-    use std::sync::atomic::AtomicBool;
-    use std::sync::Arc;
     let parts = 8;
     let broker = e2e::Broker::start();
     let dir = tempfile::tempdir().unwrap();
@@ -453,16 +438,8 @@ bind = "127.0.0.1:0"
         ),
     );
     let (_mes, mut verdicts) = e2e::subscribe(&broker, "mes", "inspect/full-1/verdict").await;
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let service = tokio::spawn(appliance::pipeline::serve(
-        cfg,
-        rx,
-        appliance::cameras::CameraLinks::none(),
-        stop_rx,
-        Arc::new(AtomicBool::new(false)),
-    ));
-    e2e::feed_frames(tx.clone(), parts, 8);
+    let station = e2e::InProcess::start(cfg);
+    e2e::feed_frames(station.frames.clone(), parts, 8);
     for _ in 0..parts {
         let (_, p) = tokio::time::timeout(std::time::Duration::from_secs(60), verdicts.recv())
             .await
@@ -474,9 +451,7 @@ bind = "127.0.0.1:0"
         let why = v["image"]["not_kept"].as_str().unwrap();
         assert!(why.contains("storage.min_free"), "{why}");
     }
-    drop(tx);
-    stop_tx.send(true).unwrap();
-    service.await.unwrap().unwrap();
+    station.stop().await;
     assert!(
         !dir.path().join("data/images").exists()
             || std::fs::read_dir(dir.path().join("data/images"))

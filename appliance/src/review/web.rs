@@ -95,6 +95,71 @@ async fn caller(web: &Web, headers: &HeaderMap) -> Result<Option<Caller>, Accoun
         }))
 }
 
+/// A signed-in caller of a page, or the redirect to the sign-in page.
+async fn page_caller(web: &Web, headers: &HeaderMap) -> Result<Caller, Response> {
+    match caller(web, headers).await {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(unauthorised_page()),
+        Err(e) => Err(server_error(e)),
+    }
+}
+
+/// A signed-in caller of the JSON API, or 401.
+async fn api_caller(web: &Web, headers: &HeaderMap) -> Result<Caller, Response> {
+    match caller(web, headers).await {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(api_unauthorised()),
+        Err(e) => Err(server_error(e)),
+    }
+}
+
+/// Why a page form that changes something is refused, if it is: it needs
+/// the session's CSRF token echoed in `csrf` and at least `role` (`what`
+/// names the action in the refusal).
+fn form_refusal(who: &Caller, csrf: &str, role: Role, what: &str) -> Option<Response> {
+    if !who.csrf.as_deref().is_some_and(|c| same(c, csrf)) {
+        return Some(forbidden("missing or wrong CSRF token"));
+    }
+    if who.user.role < role {
+        return Some(forbidden(&format!(
+            "{what} needs the {} role",
+            role.as_str()
+        )));
+    }
+    None
+}
+
+/// Why an API write is refused, if it is: a session must send its CSRF
+/// token as `X-CSRF-Token` (an API token needs none), and the caller needs
+/// at least `role`.
+fn api_write_refusal(
+    who: &Caller,
+    headers: &HeaderMap,
+    role: Role,
+    what: &str,
+) -> Option<Response> {
+    let refuse = |msg: String| {
+        (
+            StatusCode::FORBIDDEN,
+            Json(serde_json::json!({ "error": msg })),
+        )
+            .into_response()
+    };
+    if let Some(csrf) = &who.csrf {
+        let sent = headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !same(csrf, sent) {
+            return Some(refuse("missing or wrong X-CSRF-Token".into()));
+        }
+    }
+    if who.user.role < role {
+        return Some(refuse(format!("{what} needs the {} role", role.as_str())));
+    }
+    None
+}
+
 /// Constant-time comparison of CSRF tokens.
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
@@ -252,13 +317,12 @@ struct CsrfForm {
 }
 
 async fn logout(State(web): State<Web>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
-    let who = match caller(&web, &headers).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return unauthorised_page(),
-        Err(e) => return server_error(e),
+    let who = match page_caller(&web, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
     };
-    if !who.csrf.as_deref().is_some_and(|c| same(c, &f.csrf)) {
-        return forbidden("missing or wrong CSRF token");
+    if let Some(r) = form_refusal(&who, &f.csrf, Role::Viewer, "signing out") {
+        return r;
     }
     if let Some(token) = cookie(&headers, COOKIE) {
         if let Err(e) = web.accounts.logout(&token).await {
@@ -300,10 +364,9 @@ async fn list_page(
     headers: HeaderMap,
     Query(f): Query<Filter>,
 ) -> Response {
-    let who = match caller(&web, &headers).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return unauthorised_page(),
-        Err(e) => return server_error(e),
+    let who = match page_caller(&web, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
     };
     let page_rows = match queries::list(&web.store, &f).await {
         Ok(p) => p,
@@ -419,10 +482,9 @@ async fn verdict_page(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let who = match caller(&web, &headers).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return unauthorised_page(),
-        Err(e) => return server_error(e),
+    let who = match page_caller(&web, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
     };
     let d = match queries::detail(&web.store, &id).await {
         Ok(d) => d,
@@ -574,10 +636,9 @@ async fn charts_page(
     headers: HeaderMap,
     Query(w): Query<Window>,
 ) -> Response {
-    let who = match caller(&web, &headers).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return unauthorised_page(),
-        Err(e) => return server_error(e),
+    let who = match page_caller(&web, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
     };
     let hours = w.hours.clamp(1, 24 * 14);
     let c = match super::charts::load(&web.store, hours).await {
@@ -609,16 +670,12 @@ async fn export_form(
     headers: HeaderMap,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let who = match caller(&web, &headers).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return unauthorised_page(),
-        Err(e) => return server_error(e),
+    let who = match page_caller(&web, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
     };
-    if !who.csrf.as_deref().is_some_and(|c| same(c, &f.csrf)) {
-        return forbidden("missing or wrong CSRF token");
-    }
-    if who.user.role < Role::Admin {
-        return forbidden("exporting needs the admin role");
+    if let Some(r) = form_refusal(&who, &f.csrf, Role::Admin, "exporting") {
+        return r;
     }
     match export_now(&web).await {
         Ok(r) => page(
@@ -638,30 +695,12 @@ async fn export_form(
 }
 
 async fn api_export(State(web): State<Web>, headers: HeaderMap) -> Response {
-    let who = match caller(&web, &headers).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return api_unauthorised(),
-        Err(e) => return server_error(e),
+    let who = match api_caller(&web, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
     };
-    if let Some(csrf) = &who.csrf {
-        let sent = headers
-            .get("x-csrf-token")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if !same(csrf, sent) {
-            return (
-                StatusCode::FORBIDDEN,
-                Json(serde_json::json!({"error": "missing or wrong X-CSRF-Token"})),
-            )
-                .into_response();
-        }
-    }
-    if who.user.role < Role::Admin {
-        return (
-            StatusCode::FORBIDDEN,
-            Json(serde_json::json!({"error": "exporting needs the admin role"})),
-        )
-            .into_response();
+    if let Some(r) = api_write_refusal(&who, &headers, Role::Admin, "exporting") {
+        return r;
     }
     match export_now(&web).await {
         Ok(r) => Json(r).into_response(),
@@ -719,20 +758,16 @@ async fn review_form(
     Path(id): Path<String>,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Response {
-    let who = match caller(&web, &headers).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return unauthorised_page(),
-        Err(e) => return server_error(e),
+    let who = match page_caller(&web, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
     };
     let (csrf, review) = match parse_review_form(&pairs) {
         Ok(r) => r,
         Err(m) => return (StatusCode::BAD_REQUEST, m).into_response(),
     };
-    if !who.csrf.as_deref().is_some_and(|c| same(c, &csrf)) {
-        return forbidden("missing or wrong CSRF token");
-    }
-    if who.user.role < Role::Operator {
-        return forbidden("reviewing needs the operator role");
+    if let Some(r) = form_refusal(&who, &csrf, Role::Operator, "reviewing") {
+        return r;
     }
     match queries::review(&web.store, &id, &who.user, &review).await {
         Ok(_) => Redirect::to(&format!("/verdicts/{id}")).into_response(),
@@ -799,10 +834,8 @@ fn api_error(e: QueryError) -> Response {
 }
 
 async fn api_list(State(web): State<Web>, headers: HeaderMap, Query(f): Query<Filter>) -> Response {
-    match caller(&web, &headers).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return api_unauthorised(),
-        Err(e) => return server_error(e),
+    if let Err(r) = api_caller(&web, &headers).await {
+        return r;
     }
     match queries::list(&web.store, &f).await {
         Ok(p) => Json(p).into_response(),
@@ -811,10 +844,8 @@ async fn api_list(State(web): State<Web>, headers: HeaderMap, Query(f): Query<Fi
 }
 
 async fn api_get(State(web): State<Web>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    match caller(&web, &headers).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return api_unauthorised(),
-        Err(e) => return server_error(e),
+    if let Err(r) = api_caller(&web, &headers).await {
+        return r;
     }
     match queries::detail(&web.store, &id).await {
         Ok(d) => Json(d).into_response(),
@@ -828,30 +859,12 @@ async fn api_review(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let who = match caller(&web, &headers).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return api_unauthorised(),
-        Err(e) => return server_error(e),
+    let who = match api_caller(&web, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
     };
-    if let Some(csrf) = &who.csrf {
-        let sent = headers
-            .get("x-csrf-token")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if !same(csrf, sent) {
-            return (
-                StatusCode::FORBIDDEN,
-                Json(serde_json::json!({"error": "missing or wrong X-CSRF-Token"})),
-            )
-                .into_response();
-        }
-    }
-    if who.user.role < Role::Operator {
-        return (
-            StatusCode::FORBIDDEN,
-            Json(serde_json::json!({"error": "reviewing needs the operator role"})),
-        )
-            .into_response();
+    if let Some(r) = api_write_refusal(&who, &headers, Role::Operator, "reviewing") {
+        return r;
     }
     let review: NewReview = match serde_json::from_slice(&body) {
         Ok(r) => r,
