@@ -715,3 +715,19 @@ impl InProcess {
             .expect("the station stops without error");
     }
 }
+
+/// Waits until `store` holds `n` verdicts (panics after `within`).
+pub async fn wait_until_stored(store: &appliance::store::Store, n: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM verdicts")
+            .fetch_one(store.pool())
+            .await
+            .expect("count verdicts");
+        if stored >= n as i64 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{stored} of {n} verdicts stored");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -61,16 +61,7 @@ bind = "127.0.0.1:{port}"
         .unwrap();
     let station = e2e::InProcess::start(cfg);
     e2e::feed_frames(station.frames.clone(), PARTS, 2024);
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    while sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM verdicts")
-        .fetch_one(store.pool())
-        .await
-        .unwrap()
-        < PARTS as i64
-    {
-        assert!(std::time::Instant::now() < deadline, "parts not judged");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    e2e::wait_until_stored(&store, PARTS, Duration::from_secs(90)).await;
 
     let shots = repo().join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();

@@ -150,17 +150,7 @@ bind = "127.0.0.1:{port}"
     let station = e2e::InProcess::start(cfg);
     e2e::feed_frames(station.frames.clone(), PARTS, 2024);
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM verdicts")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
-        if n == PARTS as i64 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{n} verdicts");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    e2e::wait_until_stored(&store, PARTS, Duration::from_secs(90)).await;
 
     // What the charts must show, from the database.
     while sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM verdicts WHERE published_at IS NULL")
