@@ -22,6 +22,11 @@ pub trait Control: Send + Sync {
     fn reload(
         &self,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>>;
+    /// Reads the station's configuration file again and applies it whole,
+    /// or refuses it and keeps the running one; returns what changed.
+    fn reconfigure(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<String>, String>> + Send + '_>>;
 }
 
 /// `cmd/recipe` payload.
@@ -58,6 +63,9 @@ pub struct Reply {
     pub standard_sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// `config`: the sections and keys that changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changed: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// What kind of failure, for HTTP status codes and PLC logic.
@@ -91,6 +99,7 @@ impl Reply {
             recipe: None,
             standard_sha256: None,
             model: None,
+            changed: None,
             error: None,
             kind: Failure::None,
         }
@@ -161,7 +170,9 @@ pub fn handle(name: &str, payload: &[u8], triggers: &Triggers) -> Reply {
             other,
             Failure::Malformed,
             None,
-            format!("unknown command `{other}`; this station accepts: trigger, recipe, reload"),
+            format!(
+                "unknown command `{other}`; this station accepts: trigger, recipe, reload, config"
+            ),
         ),
     }
 }
@@ -188,7 +199,7 @@ pub async fn handle_all(
                 Err(e) => Reply::error(name, Failure::Unknown, req.request_id, e),
             }
         }
-        "reload" => {
+        "reload" | "config" => {
             let req: ReloadRequest = if payload.iter().all(u8::is_ascii_whitespace) {
                 ReloadRequest::default()
             } else {
@@ -197,6 +208,15 @@ pub async fn handle_all(
                     Err(e) => return Reply::error(name, Failure::Malformed, None, e),
                 }
             };
+            if name == "config" {
+                return match control.reconfigure().await {
+                    Ok(changed) => Reply {
+                        changed: Some(changed),
+                        ..Reply::ok(name, req.request_id)
+                    },
+                    Err(e) => Reply::error(name, Failure::Conflict, req.request_id, e),
+                };
+            }
             match control.reload().await {
                 Ok(model) => Reply {
                     model: Some(model),
@@ -217,20 +237,17 @@ pub async fn serve<C: Control + 'static>(
     publisher: Publisher,
 ) {
     while let Some(cmd) = rx.recv().await {
-        let slow = cmd.name == "reload";
+        let slow = cmd.name == "reload" || cmd.name == "config";
         let (triggers, control, publisher) = (triggers.clone(), control.clone(), publisher.clone());
         let answer = async move {
-            let reply = handle_all(&cmd.name, &cmd.payload, &triggers, control.as_ref()).await;
-            if !reply.ok {
-                tracing::warn!(command = %cmd.name, error = ?reply.error, "command refused");
-            }
-            let json = serde_json::to_string(&reply).expect("reply serialises");
-            if let Err(e) = publisher
-                .publish_now(&publisher.topics().reply(), &json, false)
-                .await
-            {
-                tracing::warn!(error = %e, "cannot publish command reply");
-            }
+            answer(
+                &cmd.name,
+                &cmd.payload,
+                &triggers,
+                control.as_ref(),
+                &publisher,
+            )
+            .await;
         };
         // A reload takes seconds (load, verify, warm up); triggers and
         // recipe switches are answered meanwhile, in order.
@@ -240,6 +257,28 @@ pub async fn serve<C: Control + 'static>(
             answer.await;
         }
     }
+}
+
+/// Handles one command and publishes the reply on `cmd/reply`.
+pub async fn answer(
+    name: &str,
+    payload: &[u8],
+    triggers: &Triggers,
+    control: &dyn Control,
+    publisher: &Publisher,
+) -> Reply {
+    let reply = handle_all(name, payload, triggers, control).await;
+    if !reply.ok {
+        tracing::warn!(command = %name, error = ?reply.error, "command refused");
+    }
+    let json = serde_json::to_string(&reply).expect("reply serialises");
+    if let Err(e) = publisher
+        .publish_now(&publisher.topics().reply(), &json, false)
+        .await
+    {
+        tracing::warn!(error = %e, "cannot publish command reply");
+    }
+    reply
 }
 
 #[cfg(test)]

@@ -105,6 +105,7 @@ pub struct Registry {
     in_engine: AtomicI64,
     mqtt_connected: AtomicBool,
     info: Mutex<Option<Info>>,
+    reloads: AtomicU64,
 }
 
 fn registry() -> &'static Registry {
@@ -123,6 +124,7 @@ fn registry() -> &'static Registry {
         in_engine: AtomicI64::new(0),
         mqtt_connected: AtomicBool::new(false),
         info: Mutex::new(None),
+        reloads: AtomicU64::new(0),
     })
 }
 
@@ -401,7 +403,143 @@ pub fn render(
         "User and system CPU time of the appliance process.",
     );
     let _ = writeln!(out, "process_cpu_seconds_total {cpu}");
+    render_health(&mut out);
     out
+}
+
+/// The health figures as the monitor last computed them, their thresholds,
+/// the healer's state and its reloads.
+fn render_health(out: &mut String) {
+    let Some(h) = crate::health::snapshot() else {
+        return;
+    };
+    head(out, "appliance_health_value", "gauge", "Health figures: p99 capture-to-publish seconds (latency), share of verdicts with context loss, output consistency (absent while the window is empty).");
+    for f in &h.figures {
+        if let Some(v) = f.value {
+            let _ = writeln!(
+                out,
+                "appliance_health_value{{figure=\"{}\"}} {v}",
+                f.name.as_str()
+            );
+        }
+    }
+    head(
+        out,
+        "appliance_health_threshold",
+        "gauge",
+        "Thresholds of the health figures.",
+    );
+    for f in &h.figures {
+        let _ = writeln!(
+            out,
+            "appliance_health_threshold{{figure=\"{}\"}} {}",
+            f.name.as_str(),
+            f.threshold
+        );
+    }
+    head(
+        out,
+        "appliance_health_breached",
+        "gauge",
+        "1 while a figure is beyond its threshold.",
+    );
+    for f in &h.figures {
+        let b = (f.standing == crate::health::Standing::Breached) as u8;
+        let _ = writeln!(
+            out,
+            "appliance_health_breached{{figure=\"{}\"}} {b}",
+            f.name.as_str()
+        );
+    }
+    head(
+        out,
+        "appliance_health_state",
+        "gauge",
+        "Self-healing state: 1 for the current one of healthy, alert, escalated.",
+    );
+    for (name, mode) in [
+        ("healthy", crate::health::healer::Mode::Healthy),
+        ("alert", crate::health::healer::Mode::Alert),
+        ("escalated", crate::health::healer::Mode::Escalated),
+    ] {
+        let _ = writeln!(
+            out,
+            "appliance_health_state{{state=\"{name}\"}} {}",
+            (h.state == mode) as u8
+        );
+    }
+    head(
+        out,
+        "appliance_model_reloads_total",
+        "counter",
+        "Model reloads started by self-healing.",
+    );
+    let _ = writeln!(
+        out,
+        "appliance_model_reloads_total {}",
+        registry().reloads.load(Ordering::Relaxed)
+    );
+}
+
+/// Self-healing started a model reload.
+pub fn reload_started() {
+    registry().reloads.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Cumulative stage-histogram counts and verdicts so far, for the panel's
+/// history (differences between two snapshots give a period's figures).
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub stages: [Vec<u64>; 4],
+    pub verdicts: u64,
+}
+
+pub fn progress() -> Progress {
+    let r = registry();
+    Progress {
+        stages: std::array::from_fn(|i| {
+            r.stage[i]
+                .counts
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect()
+        }),
+        verdicts: r.verdicts.iter().map(|v| v.load(Ordering::Relaxed)).sum(),
+    }
+}
+
+impl Progress {
+    /// The `q` quantile of each stage's seconds between `earlier` and now,
+    /// read as the upper bound of the bucket it falls in (capped at the
+    /// largest bound); `None` for a stage with no frames in between.
+    pub fn stage_quantiles(&self, earlier: &Progress, q: f64) -> [Option<f64>; 4] {
+        std::array::from_fn(|i| {
+            let now = &self.stages[i];
+            let delta: Vec<u64> = now
+                .iter()
+                .enumerate()
+                .map(|(b, n)| n - earlier.stages[i].get(b).copied().unwrap_or(0))
+                .collect();
+            let total: u64 = delta.iter().sum();
+            if total == 0 {
+                return None;
+            }
+            let rank = (q * total as f64).ceil().max(1.0) as u64;
+            let mut seen = 0;
+            for (b, n) in delta.iter().enumerate() {
+                seen += n;
+                if seen >= rank {
+                    return Some(
+                        SECONDS
+                            .get(b)
+                            .copied()
+                            .unwrap_or(SECONDS[SECONDS.len() - 1]),
+                    );
+                }
+            }
+            None
+        })
+    }
 }
 
 #[cfg(test)]

@@ -394,6 +394,8 @@ fn stamp_published(payload: &str) -> String {
                 .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
             {
                 crate::metrics::stage(crate::metrics::Stage::Published, captured.into());
+                let age = chrono::Utc::now().signed_duration_since(captured);
+                crate::health::published(age.to_std().unwrap_or_default());
             }
             if let Some(t) = v.get_mut("timings") {
                 t["published_at"] = serde_json::Value::String(

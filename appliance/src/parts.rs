@@ -217,6 +217,11 @@ pub async fn serve(
                 ),
             ];
             tracing::debug!(part = %p.part_id, decision = ?p.decision, missing = ?p.missing, "part decided");
+            if p.views.len() >= 2 && p.missing.is_empty() {
+                crate::health::views_decided(
+                    p.views.iter().all(|v| v.decision == p.views[0].decision),
+                );
+            }
             if let Err(e) = store.commit_part(&p, &outbox).await {
                 tracing::error!(part = %p.part_id, error = %e, "cannot store part verdict");
             }

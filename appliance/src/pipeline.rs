@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
@@ -65,8 +65,9 @@ pub fn load_engine(cfg: &StationConfig) -> anyhow::Result<Engine> {
 
 /// Everything an arrival needs on its way to a stored verdict.
 struct Station {
-    cfg: StationConfig,
-    cameras: HashMap<String, Camera>,
+    /// The configuration in force; a configuration reload swaps it.
+    cfg: RwLock<Arc<StationConfig>>,
+    cameras: RwLock<Arc<HashMap<String, Camera>>>,
     /// The active recipe's standard; a `recipe` command swaps it between frames.
     standard: std::sync::RwLock<Arc<Standard>>,
     engine: EngineHandle,
@@ -78,9 +79,16 @@ struct Station {
     score: crate::score::LiveScore,
     /// Multi-view stations: judged views go to the part assembler.
     parts: Option<mpsc::UnboundedSender<(String, crate::parts::View)>>,
+    /// Frames taken in and finished, for the watchdog.
+    progress: Arc<crate::systemd::Progress>,
+    /// Asks the monitor to judge the golden set now (new recipe or model).
+    golden_now: Arc<tokio::sync::Notify>,
+    /// One configuration reload at a time.
+    reconfiguring: tokio::sync::Mutex<()>,
 }
 
-fn crop_for(camera: &Camera, frame: &Frame) -> Crop {
+/// The camera's ROI within an (oriented) frame, or the whole frame.
+pub(crate) fn crop_for(camera: &Camera, image: &image::RgbImage) -> Crop {
     camera
         .roi
         .and_then(|r| {
@@ -90,9 +98,9 @@ fn crop_for(camera: &Camera, frame: &Frame) -> Crop {
                 width: r.width,
                 height: r.height,
             }
-            .clamp_to(&frame.image)
+            .clamp_to(image)
         })
-        .unwrap_or_else(|| Crop::full(&frame.image))
+        .unwrap_or_else(|| Crop::full(image))
 }
 
 impl Station {
@@ -100,8 +108,16 @@ impl Station {
         self.standard.read().expect("standard lock").clone()
     }
 
+    fn cfg(&self) -> Arc<StationConfig> {
+        self.cfg.read().expect("config lock").clone()
+    }
+
+    fn cameras(&self) -> Arc<HashMap<String, Camera>> {
+        self.cameras.read().expect("cameras lock").clone()
+    }
+
     fn after(&self, camera: &str) -> Option<AfterJudged> {
-        match &self.cameras.get(camera)?.source {
+        match &self.cameras().get(camera)?.source {
             CameraSource::HotFolder { after, .. } => Some(*after),
             _ => None,
         }
@@ -121,7 +137,7 @@ impl Station {
         match self
             .store
             .record_ingest_error(
-                &self.cfg.station.station,
+                &self.cfg().station.station,
                 camera,
                 &origin.name,
                 reason,
@@ -137,6 +153,11 @@ impl Station {
     }
 
     async fn handle(&self, arrival: Arrival) {
+        self.handle_one(arrival).await;
+        self.progress.finished();
+    }
+
+    async fn handle_one(&self, arrival: Arrival) {
         crate::metrics::frame_in(match &arrival {
             Arrival::Frame { frame, .. } => &frame.camera_id,
             Arrival::Rejected { camera_id, .. } => camera_id,
@@ -171,8 +192,9 @@ impl Station {
     }
 
     async fn inspect(&self, mut frame: Frame) -> anyhow::Result<Verdict> {
-        let camera = self
-            .cameras
+        let cfg = self.cfg();
+        let cameras = self.cameras();
+        let camera = cameras
             .get(&frame.camera_id)
             .with_context(|| format!("unknown camera `{}`", frame.camera_id))?;
         if !vision::geometry::is_identity(camera.rotate, camera.flip) {
@@ -191,7 +213,7 @@ impl Station {
         }
         let queued_at = SystemTime::now();
         crate::metrics::stage(crate::metrics::Stage::Queued, frame.captured_at);
-        let crop = crop_for(camera, &frame);
+        let crop = crop_for(camera, &frame.image);
         let standard = self.standard();
         crate::metrics::in_engine(1);
         let judged = self.engine.judge(&frame, crop, standard.clone()).await;
@@ -199,6 +221,15 @@ impl Station {
         let judged = judged?;
         crate::metrics::stage(crate::metrics::Stage::Inference, frame.captured_at);
         let judgement = judged.judgement;
+        // The model did not get, or did not use, the whole standard.
+        crate::health::judged(
+            judgement.context_loss > 0.0
+                || !judgement.closed
+                || judgement
+                    .findings
+                    .iter()
+                    .any(|f| f.clause.is_some() && f.clause_text.is_none()),
+        );
         let decided_at = SystemTime::now();
         let store = self.store.clone();
         let encoded = frame.encoded.clone();
@@ -233,9 +264,9 @@ impl Station {
             schema: verdict::SCHEMA,
             id: uuid::Uuid::now_v7().to_string(),
             station: StationRef {
-                site: self.cfg.station.site.clone(),
-                line: self.cfg.station.line.clone(),
-                station: self.cfg.station.station.clone(),
+                site: cfg.station.site.clone(),
+                line: cfg.station.line.clone(),
+                station: cfg.station.station.clone(),
             },
             camera: frame.camera_id.clone(),
             part_id: frame.part_id.clone(),
@@ -270,7 +301,7 @@ impl Station {
         // A view of a multi-view part: the PLC gets the part's result, not
         // each view's.
         let view_of = match (&self.parts, &v.part_id) {
-            (Some(parts), Some(part)) if self.cfg.parts.views.contains(&v.camera) => {
+            (Some(parts), Some(part)) if cfg.parts.views.contains(&v.camera) => {
                 Some((parts, part.clone()))
             }
             _ => {
@@ -375,6 +406,19 @@ fn birth_status(
         "recipe": standard.recipe,
         "standard_sha256": standard.sha256,
         "cameras": cfg.cameras.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+        "health": crate::health::snapshot().map(|h| serde_json::json!({
+            "state": h.state,
+            "alerting": h.alerting,
+            "reloads": h.reloads,
+            "at": h.at,
+            "figures": h.figures.iter().map(|f| serde_json::json!({
+                "figure": f.name,
+                "value": f.value,
+                "threshold": f.threshold,
+                "standing": f.standing,
+                "samples": f.samples,
+            })).collect::<Vec<_>>(),
+        })),
     })
     .to_string()
 }
@@ -519,20 +563,34 @@ pub async fn serve(
         (Some(tx), Some((stop_tx, task)))
     };
     let ctx = Arc::new(Station {
-        standard: std::sync::RwLock::new(standard),
+        standard: RwLock::new(standard),
         score: Default::default(),
         parts,
-        cameras: cfg
-            .cameras
-            .iter()
-            .map(|c| (c.id.clone(), c.clone()))
-            .collect(),
-        cfg,
+        cameras: RwLock::new(Arc::new(camera_map(&cfg))),
+        cfg: RwLock::new(Arc::new(cfg)),
         engine: handle,
         store,
         publisher,
         sparkplug,
+        progress: Default::default(),
+        golden_now: Default::default(),
+        reconfiguring: Default::default(),
     });
+    let monitor = crate::health::monitor::Monitor::new(ctx.clone());
+    let golden_now = monitor.golden_now.clone();
+    let monitor_task = tokio::spawn(monitor.run(shutdown.clone()));
+    tokio::spawn(pass_on(ctx.golden_now.clone(), golden_now));
+    tokio::spawn(crate::systemd::feed_watchdog(
+        ctx.progress.clone(),
+        shutdown.clone(),
+    ));
+    if ctx.cfg().source.is_some() {
+        tokio::spawn(reload_on_sighup(
+            ctx.clone(),
+            links.triggers.clone(),
+            shutdown.clone(),
+        ));
+    }
     // Holds the station: aborted at shutdown so the engine can stop.
     let commands_task = tokio::spawn(crate::commands::serve(
         commands_rx,
@@ -541,15 +599,14 @@ pub async fn serve(
         ctx.publisher.clone(),
     ));
     crate::systemd::ready();
-    let mut watchdog = tokio::time::interval(
-        crate::systemd::watchdog_interval().unwrap_or(Duration::from_secs(3600)),
-    );
     // Frames in flight at once: enough to fill a batch twice.
-    let in_flight = Arc::new(Semaphore::new(ctx.cfg.batching.max_batch * 2));
+    let max_batch = ctx.cfg().batching.max_batch;
+    let in_flight = Arc::new(Semaphore::new(max_batch * 2));
     loop {
         tokio::select! {
             arrival = rx.recv() => {
                 let Some(arrival) = arrival else { break };
+                ctx.progress.received();
                 let permit = in_flight.clone().acquire_owned().await.expect("semaphore open");
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
@@ -557,7 +614,6 @@ pub async fn serve(
                     drop(permit);
                 });
             }
-            _ = watchdog.tick() => crate::systemd::watchdog(),
             _ = shutdown.changed() => break,
         }
     }
@@ -574,9 +630,10 @@ pub async fn serve(
     stop_sources.store(true, Ordering::Relaxed);
     rx.close();
     while let Ok(arrival) = rx.try_recv() {
+        ctx.progress.received();
         ctx.handle(arrival).await;
     }
-    let total = (ctx.cfg.batching.max_batch * 2) as u32;
+    let total = (max_batch * 2) as u32;
     let _ = tokio::time::timeout(Duration::from_secs(20), in_flight.acquire_many(total)).await;
     // Parts still waiting for a view are decided now, naming what is missing.
     if let Some((stop, task)) = parts_task {
@@ -588,6 +645,7 @@ pub async fn serve(
     tokio::time::sleep(Duration::from_millis(300)).await;
     commands_task.abort();
     let _ = commands_task.await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), monitor_task).await;
     let _ = publisher_stop_tx.send(true);
     if let Some(http) = http {
         http.abort();
@@ -601,24 +659,114 @@ pub async fn serve(
     Ok(())
 }
 
+fn camera_map(cfg: &StationConfig) -> HashMap<String, Camera> {
+    cfg.cameras
+        .iter()
+        .map(|c| (c.id.clone(), c.clone()))
+        .collect()
+}
+
+/// Forwards pokes from the station to the monitor.
+async fn pass_on(from: Arc<tokio::sync::Notify>, to: Arc<tokio::sync::Notify>) {
+    loop {
+        from.notified().await;
+        to.notify_one();
+    }
+}
+
+/// SIGHUP reloads the configuration file; the outcome is answered on
+/// `cmd/reply` like a `config` command and logged.
+async fn reload_on_sighup(
+    ctx: Arc<Station>,
+    triggers: crate::cameras::Triggers,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; configuration reload only via cmd/config");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                let publisher = ctx.publisher.clone();
+                crate::commands::answer("config", b"", &triggers, ctx.as_ref(), &publisher).await;
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+impl Station {
+    /// Announces the model, standard and health in use: status topic,
+    /// Sparkplug and info metrics.
+    async fn announce(&self) {
+        let birth = self.status_now();
+        self.publisher.set_birth(birth).await;
+    }
+
+    /// Updates Sparkplug and the info metrics; returns the status payload.
+    fn status_now(&self) -> String {
+        let (model, standard) = (self.engine.model(), self.standard());
+        if let Some(node) = &self.sparkplug {
+            node.send(sparkplug_context(&model, &standard));
+        }
+        set_info(&model, &standard);
+        birth_status(&self.cfg(), &model, &standard)
+    }
+}
+
+impl crate::health::monitor::Station for Station {
+    fn config(&self) -> Arc<StationConfig> {
+        self.cfg()
+    }
+
+    fn standard(&self) -> Arc<Standard> {
+        Station::standard(self)
+    }
+
+    fn engine(&self) -> &EngineHandle {
+        &self.engine
+    }
+
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn reload_model(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>>
+    {
+        crate::commands::Control::reload(self)
+    }
+
+    fn health_changed(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(self.announce())
+    }
+}
+
 impl crate::commands::Control for Station {
     fn switch_recipe(&self, name: &str) -> Result<(String, String), String> {
-        if self.cfg.recipe(name).is_none() {
-            let known: Vec<&str> = self.cfg.recipes.iter().map(|r| r.name.as_str()).collect();
+        let cfg = self.cfg();
+        if cfg.recipe(name).is_none() {
+            let known: Vec<&str> = cfg.recipes.iter().map(|r| r.name.as_str()).collect();
             return Err(format!(
                 "unknown recipe `{name}`; configured: {}",
                 known.join(", ")
             ));
         }
-        let standard = load_standard(&self.cfg, name).map_err(|e| format!("{e:#}"))?;
+        let standard = load_standard(&cfg, name).map_err(|e| format!("{e:#}"))?;
         let sha = standard.sha256.clone();
-        let birth = birth_status(&self.cfg, &self.engine.model(), &standard);
-        if let Some(node) = &self.sparkplug {
-            node.send(sparkplug_context(&self.engine.model(), &standard));
-        }
-        set_info(&self.engine.model(), &standard);
         *self.standard.write().expect("standard lock") = Arc::new(standard);
-        let publisher = self.publisher.clone();
+        self.golden_now.notify_one();
+        // Announced in the background: the reply need not wait for the broker.
+        let (birth, publisher) = (self.status_now(), self.publisher.clone());
         tokio::spawn(async move { publisher.set_birth(birth).await });
         tracing::info!(recipe = name, standard_sha256 = %sha, "recipe switched");
         Ok((name.to_string(), sha))
@@ -629,19 +777,57 @@ impl crate::commands::Control for Station {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>>
     {
         Box::pin(async move {
-            let cfg = self.cfg.clone();
+            let cfg = self.cfg();
             let model = self
                 .engine
                 .reload(move || load_engine(&cfg), vec![self.standard()])
                 .await
                 .map_err(|e| format!("{e:#}"))?;
-            let birth = birth_status(&self.cfg, &model, &self.standard());
-            if let Some(node) = &self.sparkplug {
-                node.send(sparkplug_context(&model, &self.standard()));
-            }
-            set_info(&model, &self.standard());
-            self.publisher.set_birth(birth).await;
+            self.announce().await;
             Ok(format!("{} {}", model.name, model.version))
+        })
+    }
+
+    fn reconfigure(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<String>, String>> + Send + '_>>
+    {
+        Box::pin(async move {
+            let _one_at_a_time = self.reconfiguring.lock().await;
+            let old = self.cfg();
+            let Some(path) = old.source.clone() else {
+                return Err("this station was not started from a configuration file; there is nothing to reload".into());
+            };
+            let new = tokio::task::spawn_blocking(move || {
+                firmware_config::Loader::new(Some(&path)).load()
+            })
+            .await
+            .map_err(|e| format!("configuration loader panicked: {e}"))?
+            .map_err(|e| e.to_string())?;
+            let plan = crate::reconfigure::plan(&old, &new)?;
+            let recipe = plan
+                .recipe
+                .clone()
+                .unwrap_or_else(|| self.standard().recipe.clone());
+            let standard = Arc::new(
+                load_standard(&new, &recipe)
+                    .map_err(|e| format!("{e:#}; the running configuration stays"))?,
+            );
+            if plan.model {
+                let model_cfg = new.clone();
+                self.engine
+                    .reload(move || load_engine(&model_cfg), vec![standard.clone()])
+                    .await
+                    .map_err(|e| format!("{e:#}; the running configuration stays"))?;
+            }
+            let cameras = camera_map(&new);
+            *self.cameras.write().expect("cameras lock") = Arc::new(cameras);
+            *self.cfg.write().expect("config lock") = Arc::new(new);
+            *self.standard.write().expect("standard lock") = standard;
+            self.golden_now.notify_one();
+            self.announce().await;
+            tracing::info!(changed = ?plan.changed, recipe, "configuration reloaded");
+            Ok(plan.changed)
         })
     }
 }

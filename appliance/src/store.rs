@@ -196,6 +196,11 @@ impl Store {
         })
     }
 
+    /// The station whose outbox (and health history) this handle writes.
+    pub fn station(&self) -> &str {
+        &self.station
+    }
+
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }

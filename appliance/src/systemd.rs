@@ -1,8 +1,14 @@
 //! systemd notification (Type=notify): READY, STOPPING and watchdog pings,
 //! written to `$NOTIFY_SOCKET` directly. Does nothing outside systemd.
+//!
+//! The watchdog is fed only while the pipeline makes progress: a ping
+//! proves that frames taken in are being finished, not merely that a timer
+//! still fires, so a hung engine or store gets the service restarted.
 
 use std::os::unix::net::UnixDatagram;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 fn notify(state: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
@@ -43,4 +49,57 @@ pub fn watchdog_interval() -> Option<Duration> {
 /// Pings the watchdog.
 pub fn watchdog() {
     notify("WATCHDOG=1");
+}
+
+/// Frames the pipeline took in and frames it finished (stored a verdict or
+/// an ingest error for).
+#[derive(Debug, Default)]
+pub struct Progress {
+    received: AtomicU64,
+    finished: AtomicU64,
+}
+
+impl Progress {
+    pub fn received(&self) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn finished(&self) {
+        self.finished.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Pings the watchdog every half interval while the pipeline is idle or
+/// has finished a frame since the last ping; while frames wait and none
+/// finishes, it stops pinging (and says so in the log) so that systemd
+/// restarts the service. Returns at once outside a watchdog.
+pub async fn feed_watchdog(
+    progress: Arc<Progress>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let Some(every) = watchdog_interval() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(every);
+    let mut last = progress.finished.load(Ordering::Relaxed);
+    let mut stalled_since: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let received = progress.received.load(Ordering::Relaxed);
+        let finished = progress.finished.load(Ordering::Relaxed);
+        let moved = finished != last;
+        last = finished;
+        if received == finished || moved {
+            watchdog();
+            if let Some(since) = stalled_since.take() {
+                tracing::info!(stalled_for = ?since.elapsed(), "pipeline progressing again; watchdog fed");
+            }
+        } else {
+            let since = *stalled_since.get_or_insert_with(Instant::now);
+            tracing::error!(waiting = received - finished, stalled_for = ?since.elapsed(), "pipeline stalled: no frame finished; the watchdog is not fed");
+        }
+    }
 }

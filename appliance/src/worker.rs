@@ -267,6 +267,7 @@ fn run(
             *shared.model.write().expect("model lock") = model.clone();
             *shared.spec.write().expect("spec lock") = engine.input_spec();
             tracing::info!(from = %old.package.manifest.version, to = %model.version, sha256 = %model.sha256, "model swapped");
+            crate::faults::model_swapped();
             let _ = p.done.send(());
         }
         let first = match wake {
@@ -287,6 +288,7 @@ fn run(
         BATCHED_FRAMES.fetch_add(jobs.len() as u64, Ordering::Relaxed);
         crate::metrics::batch(jobs.len());
         let started = std::time::Instant::now();
+        crate::faults::before_batch();
         let result = engine.judge_batch(&requests);
         BUSY_NANOS.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         match result {

@@ -145,6 +145,7 @@ impl<'a> Loader<'a> {
                 }
             })?;
         resolve_paths(&mut config, &base_dir);
+        config.source = self.file.map(Path::to_path_buf);
         let mut problems = validate::check_values(&config);
         if self.check_files {
             problems.extend(validate::check_files(&config));
@@ -178,6 +179,9 @@ fn resolve_paths(c: &mut StationConfig, base: &Path) {
     }
     for r in &mut c.recipes {
         resolve(base, &mut r.standard);
+        if let Some(g) = &mut r.golden {
+            resolve(base, g);
+        }
     }
     resolve(base, &mut c.model.package);
     resolve(base, &mut c.model.onnxruntime_library);

@@ -25,6 +25,10 @@ pub struct StationConfig {
     pub storage: Storage,
     pub http: Http,
     pub monitoring: Monitoring,
+    /// The file it was loaded from, if any: SIGHUP and `cmd/config` read it
+    /// again.
+    #[serde(skip)]
+    pub source: Option<std::path::PathBuf>,
 }
 
 /// Where the station is, and what it inspects against right now.
@@ -221,6 +225,10 @@ pub struct RecipeConfig {
     pub name: String,
     /// Path of the standard's text file.
     pub standard: PathBuf,
+    /// Folder with `golden.toml` and its images: parts whose verdict is
+    /// known, judged again on a schedule (output consistency).
+    #[serde(default)]
+    pub golden: Option<PathBuf>,
 }
 
 /// Which model runs, and how.
@@ -366,12 +374,29 @@ pub struct Http {
     pub secure_cookies: bool,
 }
 
-/// Thresholds the monitoring panel alarms on.
-#[derive(Debug, Clone, Deserialize)]
+/// The health figures' thresholds and windows, and self-healing.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Monitoring {
     #[serde(with = "humantime_serde")]
     pub latency_threshold: Duration,
+    #[serde(with = "humantime_serde")]
+    pub latency_window: Duration,
     pub context_loss_threshold: f64,
+    #[serde(with = "humantime_serde")]
+    pub context_loss_window: Duration,
     pub consistency_threshold: f64,
+    #[serde(with = "humantime_serde")]
+    pub consistency_window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub evaluate_every: Duration,
+    pub min_samples: u64,
+    #[serde(with = "humantime_serde")]
+    pub golden_every: Duration,
+    pub auto_reload: bool,
+    #[serde(with = "humantime_serde")]
+    pub reload_backoff: Duration,
+    pub max_reloads: u32,
+    #[serde(with = "humantime_serde")]
+    pub history_every: Duration,
 }

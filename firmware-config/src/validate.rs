@@ -325,6 +325,38 @@ pub fn check_values(c: &StationConfig) -> Vec<Problem> {
         0.0,
         1.0,
     );
+    for (key, d) in [
+        (
+            "monitoring.latency_threshold",
+            c.monitoring.latency_threshold,
+        ),
+        ("monitoring.latency_window", c.monitoring.latency_window),
+        (
+            "monitoring.context_loss_window",
+            c.monitoring.context_loss_window,
+        ),
+        (
+            "monitoring.consistency_window",
+            c.monitoring.consistency_window,
+        ),
+        ("monitoring.evaluate_every", c.monitoring.evaluate_every),
+        ("monitoring.golden_every", c.monitoring.golden_every),
+        ("monitoring.reload_backoff", c.monitoring.reload_backoff),
+        ("monitoring.history_every", c.monitoring.history_every),
+    ] {
+        if d.is_zero() {
+            r.push(key, "must be longer than zero");
+        }
+    }
+    if c.monitoring.max_reloads == 0 && c.monitoring.auto_reload {
+        r.push(
+            "monitoring.max_reloads",
+            "must be at least 1 with auto_reload = true (set auto_reload = false to only alarm)",
+        );
+    }
+    if c.monitoring.min_samples == 0 {
+        r.push("monitoring.min_samples", "must be at least 1");
+    }
     r.0
 }
 
@@ -343,6 +375,14 @@ pub fn check_files(c: &StationConfig) -> Vec<Problem> {
             &recipe.standard,
             "standard file",
         );
+        if let Some(g) = &recipe.golden {
+            must_exist(
+                &mut r,
+                format!("recipes[{i}].golden"),
+                &g.join("golden.toml"),
+                "golden-set manifest",
+            );
+        }
     }
     must_exist(
         &mut r,

@@ -72,6 +72,8 @@ pub struct Judgement {
     pub tokens: Vec<String>,
     /// Fraction of the standard's tokens cut to fit the model's text window.
     pub context_loss: f32,
+    /// `false` when decoding stopped at the token limit before `</s>`.
+    pub closed: bool,
     /// Milliseconds the engine spent on the batch this image was judged in
     /// (vision encoder to last decoder step).
     pub inference_ms: f64,
@@ -671,6 +673,7 @@ impl Engine {
             review_reason,
             tokens,
             context_loss,
+            closed,
             inference_ms: 0.0,
             batch_size: 1,
         }

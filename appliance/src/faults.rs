@@ -1,0 +1,49 @@
+//! Fault injection for tests and drills: a throttled engine, a stalled
+//! pipeline. Monitoring and self-healing can only be trusted once they have
+//! been seen to act on real faults, and these are the faults a test can
+//! cause on demand. Nothing sets them in production; when unset they cost
+//! two atomic loads per batch.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+static DELAY_MICROS: AtomicU64 = AtomicU64::new(0);
+static CLEARED_BY_RELOAD: AtomicBool = AtomicBool::new(false);
+static STALLED: AtomicBool = AtomicBool::new(false);
+
+/// Every batch takes `delay` longer; with `cleared_by_reload` the next model
+/// swap ends it (a degradation a reload cures), otherwise it stays until
+/// [`clear`].
+pub fn throttle_engine(delay: Duration, cleared_by_reload: bool) {
+    CLEARED_BY_RELOAD.store(cleared_by_reload, Ordering::SeqCst);
+    DELAY_MICROS.store(delay.as_micros() as u64, Ordering::SeqCst);
+}
+
+/// While set, the inference worker holds its batch and makes no progress.
+pub fn stall_pipeline(stalled: bool) {
+    STALLED.store(stalled, Ordering::SeqCst);
+}
+
+/// Ends every fault.
+pub fn clear() {
+    DELAY_MICROS.store(0, Ordering::SeqCst);
+    STALLED.store(false, Ordering::SeqCst);
+}
+
+/// Called by the worker before each batch.
+pub(crate) fn before_batch() {
+    let delay = DELAY_MICROS.load(Ordering::Relaxed);
+    if delay > 0 {
+        std::thread::sleep(Duration::from_micros(delay));
+    }
+    while STALLED.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Called by the worker when a new model is swapped in.
+pub(crate) fn model_swapped() {
+    if CLEARED_BY_RELOAD.load(Ordering::SeqCst) {
+        DELAY_MICROS.store(0, Ordering::SeqCst);
+    }
+}
