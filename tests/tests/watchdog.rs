@@ -1,0 +1,116 @@
+//! The systemd watchdog is fed only while the pipeline makes progress. The
+//! test plays systemd: it owns the notification socket and sets
+//! `NOTIFY_SOCKET` and `WATCHDOG_USEC` (300 ms, so pings every 150 ms) for
+//! an in-process station. Idle, the station pings; with the engine stalled
+//! and frames waiting, the pings stop (systemd would restart it); once the
+//! stall ends, the frames are judged and the pings resume.
+
+use std::os::unix::net::UnixDatagram;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use e2e::{banning_standard, repo, Broker, InProcess};
+
+/// Every datagram received, with when it came.
+fn listen(socket: UnixDatagram) -> Arc<Mutex<Vec<(Instant, String)>>> {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let out = got.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok(n) = socket.recv(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            out.lock().unwrap().push((Instant::now(), text));
+        }
+    });
+    got
+}
+
+fn pings_between(got: &Arc<Mutex<Vec<(Instant, String)>>>, from: Instant, to: Instant) -> usize {
+    got.lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, m)| *t >= from && *t < to && m == "WATCHDOG=1")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_pipeline_stops_feeding_the_watchdog() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let got = listen(UnixDatagram::bind(&path).unwrap());
+    // This test's process is its own (nextest), so the environment is ours.
+    std::env::set_var("NOTIFY_SOCKET", &path);
+    std::env::set_var("WATCHDOG_USEC", "300000");
+    std::fs::write(dir.path().join("standard.txt"), banning_standard()).unwrap();
+    let cfg = e2e::load_config(
+        dir.path(),
+        &format!(
+            r#"
+[station]
+station = "wd-1"
+recipe = "housing"
+
+[[cameras]]
+id = "line"
+mm_per_px = 0.1
+source = {{ kind = "hot_folder", path = "unused" }}
+
+[[recipes]]
+name = "housing"
+standard = "standard.txt"
+
+[model]
+package = "{model}"
+
+[mqtt]
+url = "mqtt://127.0.0.1:{port}"
+
+[storage]
+database_url = "sqlite://appliance.db"
+data_dir = "data"
+
+[http]
+bind = "127.0.0.1:0"
+"#,
+            model = repo().join("models/reference").display(),
+            port = broker.port,
+        ),
+    );
+    let store = appliance::store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
+        .await
+        .unwrap();
+    let station = InProcess::start(cfg);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !got.lock().unwrap().iter().any(|(_, m)| m == "READY=1") {
+        assert!(Instant::now() < deadline, "no READY=1");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Idle: fed.
+    let idle = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let fed_idle = pings_between(&got, idle, Instant::now());
+    assert!(fed_idle >= 4, "{fed_idle} pings in an idle second");
+
+    // Stalled with frames waiting: not fed.
+    appliance::faults::stall_pipeline(true);
+    e2e::feed_frames(station.frames.clone(), 3, 1);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let stalled = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let fed_stalled = pings_between(&got, stalled, Instant::now());
+    assert_eq!(
+        fed_stalled, 0,
+        "the watchdog was fed while the pipeline hung"
+    );
+
+    // The stall ends: the frames are judged and the pings resume.
+    appliance::faults::stall_pipeline(false);
+    e2e::wait_until_stored(&store, 3, Duration::from_secs(30)).await;
+    let resumed = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(pings_between(&got, resumed, Instant::now()) >= 4);
+    station.stop().await;
+    let stopping = got.lock().unwrap().iter().any(|(_, m)| m == "STOPPING=1");
+    assert!(stopping, "STOPPING=1 at shutdown");
+}
