@@ -15,32 +15,16 @@ Prints {"verdict_id": ...} on success; exits non-zero naming what failed.
 import json
 import sys
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
+
+from browser_session import signed_in
 
 
 def main(base, user, password, screenshot):
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = "/usr/bin/chromium"
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-              "--window-size=1280,1000", "--disable-gpu"):
-        opts.add_argument(a)
-    # An explicit driver: nothing is downloaded.
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
-    driver.implicitly_wait(5)
+    driver, wait = signed_in(base, user, password)
     try:
-        driver.get(base + "/")
-        assert driver.current_url.endswith("/login"), f"not sent to sign-in: {driver.current_url}"
-        driver.find_element(By.NAME, "name").send_keys(user)
-        driver.find_element(By.NAME, "password").send_keys(password)
-        driver.find_element(By.TAG_NAME, "button").click()
-        wait = WebDriverWait(driver, 10)
-        # A click returns before the next page has loaded: wait for it.
-        wait.until(lambda d: "Review inbox" in d.page_source, "no inbox after sign-in")
-
         Select(driver.find_element(By.NAME, "decision")).select_by_value("FAIL")
         driver.find_element(By.CSS_SELECTOR, "form.filters button").click()
         wait.until(lambda d: "decision=FAIL" in d.current_url, "the filter was not applied")

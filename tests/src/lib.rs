@@ -390,6 +390,48 @@ pub fn feed_frames(
     })
 }
 
+/// Feeds one frame every `every` until `stop` is set, as a line with a
+/// takt time would; returns how many it fed. Part ids `P-00000`, …
+pub fn feed_paced(
+    tx: tokio::sync::mpsc::Sender<vision::sources::Arrival>,
+    every: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let mut line = vision::synth::SynthLine::new(5);
+        let pngs: Vec<Vec<u8>> = (0..4)
+            .map(|_| vision::decode::encode_png(&line.next_part().image))
+            .collect();
+        let mut seq = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let png = &pngs[seq % pngs.len()];
+            let (image, format) = vision::decode::decode(png).unwrap();
+            let name = format!("P-{seq:05}");
+            let frame = vision::Frame {
+                camera_id: "line".into(),
+                seq: seq as u64,
+                captured_at: std::time::SystemTime::now(),
+                part_id: Some(name.clone()),
+                trigger_id: None,
+                image: std::sync::Arc::new(image),
+                encoded: std::sync::Arc::new(png.clone()),
+                format,
+                truth: None,
+            };
+            let origin = vision::sources::Origin { name, path: None };
+            if tx
+                .blocking_send(vision::sources::Arrival::Frame { frame, origin })
+                .is_err()
+            {
+                break;
+            }
+            seq += 1;
+            std::thread::sleep(every);
+        }
+        seq
+    })
+}
+
 /// A fresh PostgreSQL database for one test, dropped afterwards. Where it
 /// lives, by `APPLIANCE_TEST_POSTGRES`:
 /// - unset: the server on 127.0.0.1:5432 when one answers (trust auth, as on

@@ -83,48 +83,6 @@ async fn store_of(cfg: &firmware_config::StationConfig) -> Store {
         .with_station(&cfg.station.station)
 }
 
-/// Feeds one frame every `every` until `stop` is set, as a line with a
-/// takt time would.
-fn feed_paced(
-    tx: tokio::sync::mpsc::Sender<vision::sources::Arrival>,
-    every: Duration,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<usize> {
-    std::thread::spawn(move || {
-        let mut line = vision::synth::SynthLine::new(5);
-        let pngs: Vec<Vec<u8>> = (0..4)
-            .map(|_| vision::decode::encode_png(&line.next_part().image))
-            .collect();
-        let mut seq = 0;
-        while !stop.load(Ordering::Relaxed) {
-            let png = &pngs[seq % pngs.len()];
-            let (image, format) = vision::decode::decode(png).unwrap();
-            let name = format!("P-{seq:05}");
-            let frame = vision::Frame {
-                camera_id: "line".into(),
-                seq: seq as u64,
-                captured_at: std::time::SystemTime::now(),
-                part_id: Some(name.clone()),
-                trigger_id: None,
-                image: Arc::new(image),
-                encoded: Arc::new(png.clone()),
-                format,
-                truth: None,
-            };
-            let origin = vision::sources::Origin { name, path: None };
-            if tx
-                .blocking_send(vision::sources::Arrival::Frame { frame, origin })
-                .is_err()
-            {
-                break;
-            }
-            seq += 1;
-            std::thread::sleep(every);
-        }
-        seq
-    })
-}
-
 /// The self-healing events so far (golden runs left out), oldest first, as
 /// `kind` or `kind:figure`.
 async fn healing(store: &Store) -> Vec<String> {
@@ -210,7 +168,7 @@ history_every = "500ms"
     appliance::faults::throttle_engine(Duration::from_secs(1), true);
     let station = InProcess::start(cfg);
     let stop = Arc::new(AtomicBool::new(false));
-    let feeder = feed_paced(
+    let feeder = e2e::feed_paced(
         station.frames.clone(),
         Duration::from_millis(200),
         stop.clone(),
@@ -282,7 +240,7 @@ max_reloads = 2
     let seen = statuses(rx);
     let station = InProcess::start(cfg);
     let stop = Arc::new(AtomicBool::new(false));
-    let feeder = feed_paced(
+    let feeder = e2e::feed_paced(
         station.frames.clone(),
         Duration::from_millis(100),
         stop.clone(),

@@ -402,6 +402,16 @@ bind = "127.0.0.1:{port}"
         let (s, _, report) = export(vec![format!("Authorization: Bearer {admin}")]);
         assert_eq!(s, 200, "{report}");
         api.check("/api/v1/export", "post", s, &report);
+        let (s, _, health) = e2e::http_request(
+            port,
+            "GET",
+            "/api/v1/health",
+            &[format!("Authorization: Bearer {mes}")],
+            "application/json",
+            "",
+        );
+        assert_eq!(s, 200, "{health}");
+        api.check("/api/v1/health", "get", s, &health);
         let report: Value = serde_json::from_str(&report).unwrap();
         assert_eq!(report["records"], 2, "{report}");
         assert!(

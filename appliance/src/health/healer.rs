@@ -5,7 +5,7 @@
 //!   `auto_reload`, reloads the model at once;
 //! - figures are then judged only on what came after the reload; if the
 //!   alerted figure is still breached, the next reload waits
-//!   `reload_backoff`, doubling each time;
+//!   `reload_backoff` from the end of the last one, doubling each time;
 //! - after `max_reloads` reloads that did not cure it, the alert escalates
 //!   and reloading stops: a person has to look;
 //! - when every alerted figure is back within its threshold (with enough
@@ -93,6 +93,14 @@ impl Healer {
     /// When the last reload began: figures are judged on what came after.
     pub fn last_reload(&self) -> Option<Instant> {
         self.last_reload
+    }
+
+    /// The reload asked for has finished (loaded or failed) at `now`: the
+    /// back-off counts from here, so a slow load does not eat it.
+    pub fn reload_finished(&mut self, now: Instant) {
+        if self.reloads > 0 {
+            self.last_reload = Some(now);
+        }
     }
 
     /// Takes the figures computed at `now` and says what to do.

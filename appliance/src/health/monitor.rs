@@ -235,8 +235,10 @@ impl<S: Station + 'static> Monitor<S> {
                 crate::metrics::reload_started();
                 tracing::warn!(attempt, "self-healing: reloading the model");
                 let result = self.station.reload_model().await;
-                // Figures start again from what the reloaded model judges.
+                // Figures start again from what the reloaded model judges,
+                // and the back-off from now.
                 self.fresh_since = Some((Instant::now(), SystemTime::now()));
+                self.healer.reload_finished(Instant::now());
                 self.golden_now.notify_one();
                 match result {
                     Ok(model) => {

@@ -4,5 +4,6 @@
 pub mod accounts;
 pub mod charts;
 pub mod export;
+pub mod panel;
 pub mod queries;
 pub mod web;

@@ -47,6 +47,8 @@ pub fn router(web: Web) -> Router {
         .route("/api/v1/verdicts/{id}", get(api_get))
         .route("/api/v1/verdicts/{id}/reviews", post(api_review))
         .route("/charts", get(charts_page))
+        .route("/panel", get(panel_page))
+        .route("/api/v1/health", get(api_health))
         .route("/export", post(export_form))
         .route("/api/v1/export", post(api_export))
         .with_state(web)
@@ -176,7 +178,7 @@ fn esc(s: &str) -> String {
 fn page(title: &str, who: Option<&Caller>, body: &str) -> Html<String> {
     let nav = match who {
         Some(c) => format!(
-            r#"<nav><a href="/">Verdicts</a><a href="/charts">Charts</a><span>{} ({})</span><form method="post" action="/logout"><input type="hidden" name="csrf" value="{}"><button>Sign out</button></form></nav>"#,
+            r#"<nav><a href="/">Verdicts</a><a href="/charts">Charts</a><a href="/panel">Panel</a><span>{} ({})</span><form method="post" action="/logout"><input type="hidden" name="csrf" value="{}"><button>Sign out</button></form></nav>"#,
             esc(&c.user.name),
             c.user.role.as_str(),
             esc(c.csrf.as_deref().unwrap_or_default())
@@ -209,7 +211,11 @@ td,th{padding:.55em .5em;border-bottom:1px solid #ddd;text-align:left}tr:hover{b
 button,input,select,textarea{font:inherit;padding:.5em .7em;min-height:2.6em}button{background:#22313f;color:#fff;border:0;border-radius:4px}\
 form.filters{display:flex;flex-wrap:wrap;gap:.5em;margin:1em 0}.err{background:#fde8e6;padding:.8em;border-left:4px solid #b3261e}\
 .cols{display:flex;flex-wrap:wrap;gap:1.5em}.cols>div{flex:1 1 420px}figure{margin:0;position:relative}figure svg{position:absolute;left:0;top:0;width:100%;height:100%}\
-figure img{width:100%;display:block}svg.chart{display:block;width:100%;max-width:760px;background:#fff;margin:.5em 0 1.5em}blockquote{margin:.3em 0;padding:.4em .8em;border-left:4px solid #b3261e;background:#fff}";
+figure img{width:100%;display:block}svg.chart{display:block;width:100%;max-width:760px;background:#fff;margin:.5em 0 1.5em}blockquote{margin:.3em 0;padding:.4em .8em;border-left:4px solid #b3261e;background:#fff}\
+.cards{display:flex;flex-wrap:wrap;gap:1em}.card{flex:1 1 220px;background:#fff;padding:.6em 1em;border-top:6px solid #7a8a99}\
+.card.ok{border-color:#2e8540}.card.breached{border-color:#d83933}.card h3{margin:.2em 0;font-size:1em}.card .value{font-size:2em;font-weight:700;margin:.2em 0}\
+p.state{padding:.6em 1em;background:#fff;border-left:6px solid #2e8540}p.state.alert{border-color:#f2a900}p.state.escalated{border-color:#d83933;background:#fde8e6}\
+tr.alert td,tr.escalated td{color:#b3261e}tr.recovered td{color:#17692f}";
 
 fn unauthorised_page() -> Response {
     Redirect::to("/login").into_response()
@@ -656,6 +662,37 @@ async fn charts_page(
         super::charts::latency_svg(&c.hours, web.latency_budget.as_secs_f64() * 1e3),
     );
     page("Charts", Some(&who), &body).into_response()
+}
+
+async fn panel_page(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    Query(w): Query<Window>,
+) -> Response {
+    let who = match page_caller(&web, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let hours = w.hours.clamp(1, 24 * 90);
+    match super::panel::load(&web.store, hours).await {
+        Ok(p) => page("Monitoring", Some(&who), &super::panel::render(&p, hours)).into_response(),
+        Err(e) => server_error(e),
+    }
+}
+
+/// The health figures now and the latest self-healing events.
+async fn api_health(State(web): State<Web>, headers: HeaderMap) -> Response {
+    if let Err(r) = api_caller(&web, &headers).await {
+        return r;
+    }
+    match crate::health::history::events(&web.store, 50).await {
+        Ok(events) => Json(serde_json::json!({
+            "health": crate::health::snapshot(),
+            "events": events,
+        }))
+        .into_response(),
+        Err(e) => server_error(e),
+    }
 }
 
 /// A fresh export folder under the data folder.

@@ -1,0 +1,152 @@
+//! The monitoring panel in a real browser (headless Chromium,
+//! `tests/browser_panel.py`) after a latency alert that a reload cured: the
+//! three figures' cards, the history charts and the alert and reload in the
+//! event list. The same state over the API (`/api/v1/health`, checked
+//! against the OpenAPI document). The screenshot lands in
+//! `target/screenshots/panel.png` (the README's picture is a copy).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use appliance::review::accounts::{add_token, add_user, Role};
+use e2e::{banning_standard, free_port, load_config, repo, Broker};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_panel_shows_the_figures_their_history_and_the_healing() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("standard.txt"), banning_standard()).unwrap();
+    let port = free_port();
+    let cfg = load_config(
+        dir.path(),
+        &format!(
+            r#"
+[station]
+station = "panel-1"
+recipe = "housing"
+
+[[cameras]]
+id = "line"
+mm_per_px = 0.1
+source = {{ kind = "hot_folder", path = "unused" }}
+
+[[recipes]]
+name = "housing"
+standard = "standard.txt"
+
+[model]
+package = "{model}"
+
+[batching]
+max_batch = 4
+
+[mqtt]
+url = "mqtt://127.0.0.1:{mqtt}"
+
+[storage]
+database_url = "sqlite://appliance.db"
+data_dir = "data"
+
+[http]
+bind = "127.0.0.1:{port}"
+
+[monitoring]
+latency_threshold = "500ms"
+latency_window = "3s"
+evaluate_every = "250ms"
+min_samples = 5
+reload_backoff = "1s"
+history_every = "300ms"
+"#,
+            model = repo().join("models/reference").display(),
+            mqtt = broker.port,
+        ),
+    );
+    let store = appliance::store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
+        .await
+        .unwrap()
+        .with_station("panel-1");
+    add_user(&store, "quinn", Role::Viewer, "quinn's long password")
+        .await
+        .unwrap();
+    let mes = add_token(&store, "mes", Role::Viewer).await.unwrap();
+    appliance::faults::throttle_engine(Duration::from_millis(1200), true);
+    let station = e2e::InProcess::start(cfg);
+
+    // A line at five parts a second, through the alert and the recovery.
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = e2e::feed_paced(
+        station.frames.clone(),
+        Duration::from_millis(200),
+        stop.clone(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let events = appliance::health::history::events(&store, 100)
+            .await
+            .unwrap();
+        if events.iter().any(|e| e.kind == "recovered") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {events:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Some healthy history after the recovery.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    feeder.join().unwrap();
+
+    let shots = repo().join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let shot = shots.join("panel.png");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(repo().join("tests/browser_panel.py"))
+            .arg(format!("http://127.0.0.1:{port}"))
+            .args(["quinn", "quinn's long password"])
+            .arg(&shot)
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "the browser session failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["cards"]["latency"], "ok", "{seen}");
+    let png = std::fs::read(shots.join("panel.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
+
+    // The API says the same, as the OpenAPI document describes.
+    let (status, _, body) = e2e::http_request(
+        port,
+        "GET",
+        "/api/v1/health",
+        &[format!("Authorization: Bearer {mes}")],
+        "application/json",
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    e2e::OpenApi::load().check("/api/v1/health", "get", status, &body);
+    let h: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(h["health"]["state"], "healthy");
+    let kinds: Vec<&str> = h["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"alert") && kinds.contains(&"reload"),
+        "{kinds:?}"
+    );
+    let (status, _, _) =
+        e2e::http_request(port, "GET", "/api/v1/health", &[], "application/json", "");
+    assert_eq!(status, 401, "the API needs a token or a session");
+    station.stop().await;
+}
