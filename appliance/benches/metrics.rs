@@ -1,12 +1,15 @@
 //! What monitoring costs per frame: every call the pipeline makes for one
 //! frame (frame in, queued, in/out of the engine, inference, decided,
-//! verdict, published, batch share), and one scrape's rendering. Compare the
-//! per-frame figure with the pipeline's time per part (`appliance bench`).
+//! verdict, published, batch share, and the health figures' samples), one
+//! scrape's rendering, and one evaluation of the three health figures over
+//! a full latency window. Compare the per-frame figure with the pipeline's
+//! time per part (`appliance bench`).
 //!
 //! `cargo bench -p appliance --bench metrics`
 
 use std::time::{Duration, SystemTime};
 
+use appliance::health;
 use appliance::metrics::{self, Stage};
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -23,12 +26,32 @@ fn per_frame(c: &mut Criterion) {
             metrics::verdict(fusion::Decision::Pass);
             metrics::stage(Stage::Published, captured);
             metrics::batch(8);
+            health::judged(false);
+            health::published(Duration::from_millis(40));
         })
     });
     let cameras: Vec<vision::sources::health::HealthSnapshot> = Vec::new();
     c.bench_function("metrics: render one scrape", |b| {
         b.iter(|| metrics::render(&cameras, Some(0)))
     });
+    // Five minutes at 150 parts/s: the p99 sorts 45,000 samples. It runs
+    // once per `monitoring.evaluate_every` (10 s), not per frame.
+    let mut loader = firmware_config::Loader::without_env(None);
+    loader.check_files = false;
+    let m = loader.load().expect("built-in configuration").monitoring;
+    let inputs = health::Inputs {
+        latency: (0..45_000)
+            .map(|i| 0.02 + (i % 997) as f64 * 1e-4)
+            .collect(),
+        context: (45_000, 12),
+        golden: Some((20, 20)),
+        views: (0, 0),
+        reviews: (40, 38),
+    };
+    c.bench_function(
+        "health: evaluate the three figures (45,000 latency samples)",
+        |b| b.iter(|| health::figures(&m, &inputs)),
+    );
 }
 
 criterion_group!(benches, per_frame);
