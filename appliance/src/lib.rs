@@ -11,6 +11,7 @@ pub mod cameras;
 pub mod commands;
 pub mod eval;
 pub mod faults;
+pub mod gpu;
 pub mod health;
 pub mod http;
 pub mod link;

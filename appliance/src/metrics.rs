@@ -404,7 +404,61 @@ pub fn render(
     );
     let _ = writeln!(out, "process_cpu_seconds_total {cpu}");
     render_health(&mut out);
+    render_gpus(&mut out);
     out
+}
+
+/// GPU utilisation and memory, where a GPU is present.
+fn render_gpus(out: &mut String) {
+    let gpus = crate::gpu::snapshot();
+    if gpus.is_empty() {
+        return;
+    }
+    head(
+        out,
+        "appliance_gpu_utilization_ratio",
+        "gauge",
+        "Share of time the GPU was busy over the driver's last sample period (nvidia-smi).",
+    );
+    for g in &gpus {
+        let _ = writeln!(
+            out,
+            "appliance_gpu_utilization_ratio{{gpu=\"{}\",name=\"{}\"}} {}",
+            g.index,
+            label(&g.name),
+            g.utilization
+        );
+    }
+    head(
+        out,
+        "appliance_gpu_memory_used_bytes",
+        "gauge",
+        "GPU memory in use (all processes).",
+    );
+    for g in &gpus {
+        let _ = writeln!(
+            out,
+            "appliance_gpu_memory_used_bytes{{gpu=\"{}\",name=\"{}\"}} {}",
+            g.index,
+            label(&g.name),
+            g.memory_used_bytes
+        );
+    }
+    head(
+        out,
+        "appliance_gpu_memory_total_bytes",
+        "gauge",
+        "GPU memory in all.",
+    );
+    for g in &gpus {
+        let _ = writeln!(
+            out,
+            "appliance_gpu_memory_total_bytes{{gpu=\"{}\",name=\"{}\"}} {}",
+            g.index,
+            label(&g.name),
+            g.memory_total_bytes
+        );
+    }
 }
 
 /// The health figures as the monitor last computed them, their thresholds,

@@ -580,6 +580,7 @@ pub async fn serve(
     let golden_now = monitor.golden_now.clone();
     let monitor_task = tokio::spawn(monitor.run(shutdown.clone()));
     tokio::spawn(pass_on(ctx.golden_now.clone(), golden_now));
+    tokio::spawn(crate::gpu::poll(Duration::from_secs(5), shutdown.clone()));
     tokio::spawn(crate::systemd::feed_watchdog(
         ctx.progress.clone(),
         shutdown.clone(),

@@ -184,6 +184,90 @@ async fn exercise(url: &str, backend: Backend) {
         .unwrap()
         .with_station("st-1");
     assert_eq!(store.backlog().await.unwrap().pending, 4);
+    health_history(&store).await;
+}
+
+/// The monitor's history and the review agreement it reads, on the same
+/// store: samples with and without values, events, per-station scoping.
+async fn health_history(store: &Store) {
+    use appliance::health::history::{self, Event, Sample};
+    let sample = Sample {
+        at: "2026-11-29T10:01:00.000000Z".into(),
+        state: "alert".into(),
+        latency_p99: Some(1.5),
+        latency_threshold: 1.2,
+        context_loss: None,
+        context_loss_threshold: 0.05,
+        consistency: Some(0.8),
+        consistency_threshold: 0.9,
+        throughput: 12.5,
+        stage_p95: [Some(0.01), Some(0.9), None, Some(1.2)],
+    };
+    history::write_sample(store, &sample).await.unwrap();
+    let e = Event {
+        at: "2026-11-29T10:01:00.000000Z".into(),
+        kind: "alert".into(),
+        figure: Some("latency".into()),
+        value: Some(1.5),
+        threshold: Some(1.2),
+        detail: "latency 1.500 s over 40 samples; threshold 1.200 s".into(),
+    };
+    history::write_event(store, &e).await.unwrap();
+    let reload = Event {
+        figure: None,
+        value: None,
+        threshold: None,
+        kind: "reload".into(),
+        ..e.clone()
+    };
+    history::write_event(store, &reload).await.unwrap();
+    let back = history::samples(store, "2026-11-29").await.unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].latency_p99, Some(1.5));
+    assert_eq!(back[0].context_loss, None);
+    assert_eq!(back[0].stage_p95, sample.stage_p95);
+    let events = history::events(store, 10).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["reload", "alert"], "newest first");
+    assert_eq!(events[1].value, Some(1.5));
+    assert_eq!(events[0].figure, None);
+    // Another station sees none of it.
+    let other = store.clone().with_station("st-2");
+    assert!(history::events(&other, 10).await.unwrap().is_empty());
+    assert!(history::samples(&other, "2026").await.unwrap().is_empty());
+
+    // Reviews: one agreeing, one overriding, one too old for the window.
+    for (i, (verdict, agrees, at)) in [
+        (1, 1, "2026-11-29T11:00:00.000000Z"),
+        (2, 0, "2026-11-29T11:05:00.000000Z"),
+        (3, 1, "2026-11-27T11:00:00.000000Z"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        sqlx::query(
+            "INSERT INTO reviews (id, verdict_id, reviewer, decision, agrees, reason, corrections, created_at)
+             VALUES ($1, $2, 'olga', 'PASS', $3, 'checked', '{}', $4)",
+        )
+        .bind(format!("r-{i}"))
+        .bind(format!("0193c1e4-7a2b-7c3d-9e8f-0a1b2c3d4e{verdict:02}"))
+        .bind(agrees as i64)
+        .bind(at)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    }
+    let since = "2026-11-28T12:00:00.000000Z";
+    assert_eq!(
+        history::review_agreement(store, since).await.unwrap(),
+        (2, 1)
+    );
+    assert_eq!(
+        history::review_agreement(&other, since).await.unwrap(),
+        (0, 0)
+    );
+    history::prune(store, "2026-11-29T10:30:00Z").await.unwrap();
+    assert!(history::events(store, 10).await.unwrap().is_empty());
 }
 
 /// Retention on a store: PASS images go first (by age and by quota), FAIL
