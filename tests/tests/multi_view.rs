@@ -57,6 +57,11 @@ data_dir = "data"
 
 [http]
 bind = "127.0.0.1:0"
+
+[monitoring]
+evaluate_every = "100ms"
+min_samples = 1
+auto_reload = false
 "#,
             model = repo().join("models/reference").display(),
             url = broker.url(),
@@ -136,6 +141,32 @@ bind = "127.0.0.1:0"
     assert_eq!(
         codes,
         [("P-1".into(), 0), ("P-2".into(), 1), ("P-3".into(), 2)]
+    );
+
+    // Output consistency counts the parts seen whole: P-1's views agree,
+    // P-2's do not (P-3, missing a view, does not count).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let views = loop {
+        let snapshot = appliance::health::snapshot();
+        let views = snapshot.as_ref().and_then(|s| {
+            s.figures[2]
+                .sources
+                .iter()
+                .find(|a| a.source == "multi_view" && a.samples == 2)
+                .cloned()
+        });
+        if let Some(v) = views {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{snapshot:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!((views.agreed, views.value), (1, Some(0.5)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let health = appliance::health::snapshot().unwrap();
+    assert_eq!(
+        health.alerting,
+        [appliance::health::FigureName::Consistency]
     );
 
     stop_tx.send(true).unwrap();
