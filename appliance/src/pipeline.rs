@@ -706,18 +706,24 @@ impl Station {
     /// Announces the model, standard and health in use: status topic,
     /// Sparkplug and info metrics.
     async fn announce(&self) {
-        let birth = self.status_now();
+        let birth = self.context_changed();
         self.publisher.set_birth(birth).await;
     }
 
-    /// Updates Sparkplug and the info metrics; returns the status payload.
-    fn status_now(&self) -> String {
+    /// The model or standard changed: updates Sparkplug and the info
+    /// metrics; returns the status payload.
+    fn context_changed(&self) -> String {
         let (model, standard) = (self.engine.model(), self.standard());
         if let Some(node) = &self.sparkplug {
             node.send(sparkplug_context(&model, &standard));
         }
         set_info(&model, &standard);
-        birth_status(&self.cfg(), &model, &standard)
+        self.status()
+    }
+
+    /// The retained status payload as things stand.
+    fn status(&self) -> String {
+        birth_status(&self.cfg(), &self.engine.model(), &self.standard())
     }
 }
 
@@ -748,7 +754,8 @@ impl crate::health::monitor::Station for Station {
     fn health_changed(
         &self,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
-        Box::pin(self.announce())
+        // Only the status: the model and standard are unchanged.
+        Box::pin(async move { self.publisher.set_birth(self.status()).await })
     }
 }
 
@@ -767,7 +774,7 @@ impl crate::commands::Control for Station {
         *self.standard.write().expect("standard lock") = Arc::new(standard);
         self.golden_now.notify_one();
         // Announced in the background: the reply need not wait for the broker.
-        let (birth, publisher) = (self.status_now(), self.publisher.clone());
+        let (birth, publisher) = (self.context_changed(), self.publisher.clone());
         tokio::spawn(async move { publisher.set_birth(birth).await });
         tracing::info!(recipe = name, standard_sha256 = %sha, "recipe switched");
         Ok((name.to_string(), sha))
