@@ -358,36 +358,44 @@ pub fn feed_frames(
     parts: usize,
     seed: u64,
 ) -> std::thread::JoinHandle<()> {
-    use std::sync::Arc;
     std::thread::spawn(move || {
-        let mut line = vision::synth::SynthLine::new(seed);
-        let pngs: Vec<Vec<u8>> = (0..6)
-            .map(|_| vision::decode::encode_png(&line.next_part().image))
-            .collect();
+        let pngs = synthetic_pngs(seed, 6);
         for seq in 0..parts {
-            let png = &pngs[seq % pngs.len()];
-            let (image, format) = vision::decode::decode(png).unwrap();
-            let name = format!("P-{seq:05}");
-            let frame = vision::Frame {
-                camera_id: "line".into(),
-                seq: seq as u64,
-                captured_at: std::time::SystemTime::now(),
-                part_id: Some(name.clone()),
-                trigger_id: None,
-                image: Arc::new(image),
-                encoded: Arc::new(png.clone()),
-                format,
-                truth: None,
-            };
-            let origin = vision::sources::Origin { name, path: None };
-            if tx
-                .blocking_send(vision::sources::Arrival::Frame { frame, origin })
-                .is_err()
-            {
+            if tx.blocking_send(line_frame(&pngs, seq)).is_err() {
                 return; // the station stopped
             }
         }
     })
+}
+
+/// `n` distinct parts of the synthetic line (seeded), as PNG files.
+fn synthetic_pngs(seed: u64, n: usize) -> Vec<Vec<u8>> {
+    let mut line = vision::synth::SynthLine::new(seed);
+    (0..n)
+        .map(|_| vision::decode::encode_png(&line.next_part().image))
+        .collect()
+}
+
+/// Frame `seq` of camera `line`, captured now: part `P-{seq:05}`, the
+/// pictures taken in turn.
+fn line_frame(pngs: &[Vec<u8>], seq: usize) -> vision::sources::Arrival {
+    use std::sync::Arc;
+    let png = &pngs[seq % pngs.len()];
+    let (image, format) = vision::decode::decode(png).unwrap();
+    let name = format!("P-{seq:05}");
+    let frame = vision::Frame {
+        camera_id: "line".into(),
+        seq: seq as u64,
+        captured_at: std::time::SystemTime::now(),
+        part_id: Some(name.clone()),
+        trigger_id: None,
+        image: Arc::new(image),
+        encoded: Arc::new(png.clone()),
+        format,
+        truth: None,
+    };
+    let origin = vision::sources::Origin { name, path: None };
+    vision::sources::Arrival::Frame { frame, origin }
 }
 
 /// Feeds one frame every `every` until `stop` is set, as a line with a
@@ -398,31 +406,10 @@ pub fn feed_paced(
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<usize> {
     std::thread::spawn(move || {
-        let mut line = vision::synth::SynthLine::new(5);
-        let pngs: Vec<Vec<u8>> = (0..4)
-            .map(|_| vision::decode::encode_png(&line.next_part().image))
-            .collect();
+        let pngs = synthetic_pngs(5, 4);
         let mut seq = 0;
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            let png = &pngs[seq % pngs.len()];
-            let (image, format) = vision::decode::decode(png).unwrap();
-            let name = format!("P-{seq:05}");
-            let frame = vision::Frame {
-                camera_id: "line".into(),
-                seq: seq as u64,
-                captured_at: std::time::SystemTime::now(),
-                part_id: Some(name.clone()),
-                trigger_id: None,
-                image: std::sync::Arc::new(image),
-                encoded: std::sync::Arc::new(png.clone()),
-                format,
-                truth: None,
-            };
-            let origin = vision::sources::Origin { name, path: None };
-            if tx
-                .blocking_send(vision::sources::Arrival::Frame { frame, origin })
-                .is_err()
-            {
+            if tx.blocking_send(line_frame(&pngs, seq)).is_err() {
                 break;
             }
             seq += 1;

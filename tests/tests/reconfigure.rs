@@ -162,40 +162,29 @@ async fn sighup_applies_a_good_configuration_and_refuses_bad_ones() {
         serde_json::json!(["station.recipe", "cameras[top]", "monitoring"])
     );
 
-    // A bad value: refused, naming the key.
-    std::fs::write(
-        &config,
-        station_toml(mqtt, http, "housing", "context_loss_threshold = 7.0", 0.1),
-    )
-    .unwrap();
-    hangup(&service);
-    let reply = collect(&mut rx, &mut verdicts, &mut statuses, true, 0)
-        .await
-        .unwrap();
-    assert_eq!(reply["ok"], false);
-    let error = reply["error"].as_str().unwrap();
-    assert!(
-        error.contains("monitoring.context_loss_threshold"),
-        "{error}"
-    );
-
-    // A change only a restart can make: refused, naming the section.
-    std::fs::write(
-        &config,
-        station_toml(mqtt, http, "housing", "", 0.1)
-            .replace("keep_alive = \"2s\"", "keep_alive = \"3s\""),
-    )
-    .unwrap();
-    hangup(&service);
-    let reply = collect(&mut rx, &mut verdicts, &mut statuses, true, 0)
-        .await
-        .unwrap();
-    assert_eq!(reply["ok"], false);
-    let error = reply["error"].as_str().unwrap();
-    assert!(
-        error.starts_with("mqtt can only change with a restart"),
-        "{error}"
-    );
+    // Refused, each naming the problem: a bad value names its key, a
+    // change only a restart can make names its section.
+    let refusals = [
+        (
+            station_toml(mqtt, http, "housing", "context_loss_threshold = 7.0", 0.1),
+            "monitoring.context_loss_threshold",
+        ),
+        (
+            station_toml(mqtt, http, "housing", "", 0.1)
+                .replace("keep_alive = \"2s\"", "keep_alive = \"3s\""),
+            "mqtt can only change with a restart",
+        ),
+    ];
+    for (text, named) in refusals {
+        std::fs::write(&config, text).unwrap();
+        hangup(&service);
+        let reply = collect(&mut rx, &mut verdicts, &mut statuses, true, 0)
+            .await
+            .unwrap();
+        assert_eq!(reply["ok"], false);
+        let error = reply["error"].as_str().unwrap();
+        assert!(error.contains(named), "{error}");
+    }
 
     // Every part judged once; the good file's settings, and only those, in force.
     collect(&mut rx, &mut verdicts, &mut statuses, false, PARTS).await;
