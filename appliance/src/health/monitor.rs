@@ -53,6 +53,10 @@ pub struct Monitor<S: Station> {
     /// Figures count only what was judged after this (the last reload).
     fresh_since: Option<(Instant, SystemTime)>,
     golden: Option<GoldenRun>,
+    /// When the golden set was last tried, and for which recipe (a set that
+    /// cannot be read is tried again at the next `golden_every`, not at
+    /// every evaluation).
+    golden_tried: Option<(Instant, String)>,
     /// Set to run the golden set at the next evaluation.
     pub golden_now: Arc<Notify>,
     last_history: Option<(Instant, crate::metrics::Progress)>,
@@ -66,6 +70,7 @@ impl<S: Station + 'static> Monitor<S> {
             healer: Healer::default(),
             fresh_since: None,
             golden: None,
+            golden_tried: None,
             golden_now: Arc::new(Notify::new()),
             last_history: None,
             last_prune: None,
@@ -96,15 +101,16 @@ impl<S: Station + 'static> Monitor<S> {
             return;
         };
         let due = forced
-            || match &self.golden {
-                Some(g) => {
-                    g.recipe != standard.recipe || g.at.elapsed() >= cfg.monitoring.golden_every
+            || match &self.golden_tried {
+                Some((at, recipe)) => {
+                    *recipe != standard.recipe || at.elapsed() >= cfg.monitoring.golden_every
                 }
                 None => true,
             };
         if !due {
             return;
         }
+        self.golden_tried = Some((Instant::now(), standard.recipe.clone()));
         let cameras = cfg
             .cameras
             .iter()
@@ -180,6 +186,7 @@ impl<S: Station + 'static> Monitor<S> {
             .golden
             .as_ref()
             .filter(|g| fresh.is_none_or(|(t, _)| g.at >= t))
+            .filter(|g| g.recipe == self.station.standard().recipe)
             .map(|g| (g.judged, g.agreed));
         let reviews_since = {
             let c = wall
