@@ -812,7 +812,7 @@ impl crate::commands::Control for Station {
             .await
             .map_err(|e| format!("configuration loader panicked: {e}"))?
             .map_err(|e| e.to_string())?;
-            let plan = crate::reconfigure::plan(&old, &new)?;
+            let mut plan = crate::reconfigure::plan(&old, &new)?;
             let recipe = plan
                 .recipe
                 .clone()
@@ -821,6 +821,11 @@ impl crate::commands::Control for Station {
                 load_standard(&new, &recipe)
                     .map_err(|e| format!("{e:#}; the running configuration stays"))?,
             );
+            // The same recipe whose text file was edited.
+            if plan.recipe.is_none() && standard.sha256 != self.standard().sha256 {
+                plan.changed
+                    .push(format!("standard of `{recipe}` (text edited)"));
+            }
             if plan.model {
                 let model_cfg = new.clone();
                 self.engine

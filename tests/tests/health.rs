@@ -290,6 +290,10 @@ max_reloads = 2
     e2e::assert_schema("command-reply", &reply);
     assert_eq!(reply["ok"], true, "{reply}");
     assert_eq!(reply["request_id"], "fix-1");
+    assert_eq!(
+        reply["changed"],
+        serde_json::json!(["standard of `housing` (text edited)"])
+    );
     wait_for_healing(&store, &["recovered:context_loss"], Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let states = states_seen(&seen);
