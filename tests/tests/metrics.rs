@@ -174,6 +174,18 @@ bind = "127.0.0.1:{port}"
         .samples
         .keys()
         .any(|k| k.starts_with("appliance_standard_info{recipe=\"housing\"")));
+    // The health figures, with the default thresholds, and a healthy state.
+    assert_eq!(s.get("appliance_health_threshold{figure=\"latency\"}"), 1.2);
+    assert_eq!(
+        s.get("appliance_health_threshold{figure=\"context_loss\"}"),
+        0.05
+    );
+    assert_eq!(
+        s.get("appliance_health_threshold{figure=\"consistency\"}"),
+        0.9
+    );
+    assert_eq!(s.get("appliance_health_state{state=\"healthy\"}"), 1.0);
+    assert_eq!(s.get("appliance_model_reloads_total"), 0.0);
     assert!(s.get("process_resident_memory_bytes") > 10e6);
     assert!(s.get("process_cpu_seconds_total") > 0.0);
 
