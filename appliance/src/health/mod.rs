@@ -31,7 +31,8 @@ use serde::Serialize;
 
 use window::{Samples, Tally};
 
-/// Longest window a tally keeps (the consistency window's upper bound).
+/// Longest a tally keeps a second when its figure is not evaluated (the
+/// monitor forgets what falls out of each window as it evaluates).
 const TALLY_MAX_AGE: Duration = Duration::from_secs(8 * 24 * 3600);
 
 struct Recorders {

@@ -45,7 +45,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// Forgets seconds older than `max_age`.
+    /// Forgets seconds older than `max_age` even when nobody asks.
     pub fn new(max_age: Duration) -> Self {
         Self {
             seconds: Mutex::new(VecDeque::new()),
@@ -71,11 +71,15 @@ impl Tally {
         }
     }
 
-    /// `(events, hits)` in the seconds that began after `cutoff`.
+    /// `(events, hits)` in the seconds that began after `cutoff`; older
+    /// seconds are forgotten (a window's cutoff only moves forward), so a
+    /// tally holds at most its window.
     pub fn since(&self, cutoff: Instant) -> (u64, u64) {
-        let s = self.seconds.lock().expect("tally lock");
+        let mut s = self.seconds.lock().expect("tally lock");
+        while s.front().is_some_and(|(t, _, _)| *t <= cutoff) {
+            s.pop_front();
+        }
         s.iter()
-            .filter(|(t, _, _)| *t > cutoff)
             .fold((0, 0), |(n, h), (_, dn, dh)| (n + dn, h + dh))
     }
 }
