@@ -130,6 +130,9 @@ data_dir = "data"
 
 [http]
 bind = "127.0.0.1:{port}"
+
+[monitoring]
+evaluate_every = "200ms"
 "#,
             model = repo().join("models/reference").display(),
             mqtt = broker.port,
@@ -179,6 +182,8 @@ bind = "127.0.0.1:{port}"
     .await
     .unwrap();
 
+    let reviews_store = store.clone();
+    let runtime = tokio::runtime::Handle::current();
     let checks = tokio::task::spawn_blocking(move || {
         // No session: the UI sends to the login page, the API says 401.
         let (s, head, _) = get(port, "/", "");
@@ -412,6 +417,35 @@ bind = "127.0.0.1:{port}"
         );
         assert_eq!(s, 200, "{health}");
         api.check("/api/v1/health", "get", s, &health);
+        // The reviews just recorded feed output consistency's third source.
+        let (n, agreed): (i64, i64) = runtime
+            .block_on(
+                sqlx::query_as("SELECT COUNT(*), CAST(SUM(agrees) AS BIGINT) FROM reviews")
+                    .fetch_one(reviews_store.pool()),
+            )
+            .unwrap();
+        assert!(n >= 2, "{n} reviews");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (_, _, health) = e2e::http_request(
+                port,
+                "GET",
+                "/api/v1/health",
+                &[format!("Authorization: Bearer {mes}")],
+                "application/json",
+                "",
+            );
+            let h: Value = serde_json::from_str(&health).unwrap();
+            let reviews = h["health"]["figures"][2]["sources"]
+                .as_array()
+                .and_then(|s| s.iter().find(|a| a["source"] == "reviews").cloned());
+            if reviews.as_ref().is_some_and(|r| r["samples"] == n) {
+                assert_eq!(reviews.unwrap()["agreed"], agreed);
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{h}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         let report: Value = serde_json::from_str(&report).unwrap();
         assert_eq!(report["records"], 2, "{report}");
         assert!(
