@@ -64,14 +64,16 @@ pub struct Monitor<S: Station> {
 }
 
 impl<S: Station + 'static> Monitor<S> {
-    pub fn new(station: Arc<S>) -> Self {
+    /// `golden_now` asks for a golden run at the next evaluation (the
+    /// station pokes it on a recipe switch or configuration reload).
+    pub fn new(station: Arc<S>, golden_now: Arc<Notify>) -> Self {
         Self {
             station,
             healer: Healer::default(),
             fresh_since: None,
             golden: None,
             golden_tried: None,
-            golden_now: Arc::new(Notify::new()),
+            golden_now,
             last_history: None,
             last_prune: None,
         }

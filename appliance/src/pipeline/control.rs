@@ -1,0 +1,185 @@
+//! How the running station is steered: recipe switches, model reloads and
+//! configuration reloads (commands, SIGHUP), what the health monitor may
+//! ask of it, and the status it announces when any of that changes.
+
+use std::sync::Arc;
+
+use firmware_config::StationConfig;
+use fusion::Standard;
+use tokio::sync::watch;
+
+use super::{
+    birth_status, camera_map, load_engine, load_standard, set_info, sparkplug_context, Station,
+};
+use crate::store::Store;
+use crate::worker::EngineHandle;
+
+/// SIGHUP reloads the configuration file; the outcome is answered on
+/// `cmd/reply` like a `config` command and logged.
+pub(super) async fn reload_on_sighup(
+    ctx: Arc<Station>,
+    triggers: crate::cameras::Triggers,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; configuration reload only via cmd/config");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                let publisher = ctx.publisher.clone();
+                crate::commands::answer("config", b"", &triggers, ctx.as_ref(), &publisher).await;
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+impl Station {
+    /// Announces the model, standard and health in use: status topic,
+    /// Sparkplug and info metrics.
+    async fn announce(&self) {
+        let birth = self.context_changed();
+        self.publisher.set_birth(birth).await;
+    }
+
+    /// The model or standard changed: updates Sparkplug and the info
+    /// metrics; returns the status payload.
+    fn context_changed(&self) -> String {
+        let (model, standard) = (self.engine.model(), self.standard());
+        if let Some(node) = &self.sparkplug {
+            node.send(sparkplug_context(&model, &standard));
+        }
+        set_info(&model, &standard);
+        self.status()
+    }
+
+    /// The retained status payload as things stand.
+    fn status(&self) -> String {
+        birth_status(&self.cfg(), &self.engine.model(), &self.standard())
+    }
+}
+
+impl crate::health::monitor::Station for Station {
+    fn config(&self) -> Arc<StationConfig> {
+        self.cfg()
+    }
+
+    fn standard(&self) -> Arc<Standard> {
+        Station::standard(self)
+    }
+
+    fn engine(&self) -> &EngineHandle {
+        &self.engine
+    }
+
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn reload_model(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>>
+    {
+        crate::commands::Control::reload(self)
+    }
+
+    fn health_changed(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        // Only the status: the model and standard are unchanged.
+        Box::pin(async move { self.publisher.set_birth(self.status()).await })
+    }
+}
+
+impl crate::commands::Control for Station {
+    fn switch_recipe(&self, name: &str) -> Result<(String, String), String> {
+        let cfg = self.cfg();
+        if cfg.recipe(name).is_none() {
+            let known: Vec<&str> = cfg.recipes.iter().map(|r| r.name.as_str()).collect();
+            return Err(format!(
+                "unknown recipe `{name}`; configured: {}",
+                known.join(", ")
+            ));
+        }
+        let standard = load_standard(&cfg, name).map_err(|e| format!("{e:#}"))?;
+        let sha = standard.sha256.clone();
+        *self.standard.write().expect("standard lock") = Arc::new(standard);
+        self.golden_now.notify_one();
+        // Announced in the background: the reply need not wait for the broker.
+        let (birth, publisher) = (self.context_changed(), self.publisher.clone());
+        tokio::spawn(async move { publisher.set_birth(birth).await });
+        tracing::info!(recipe = name, standard_sha256 = %sha, "recipe switched");
+        Ok((name.to_string(), sha))
+    }
+
+    fn reload(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>>
+    {
+        Box::pin(async move {
+            let cfg = self.cfg();
+            let model = self
+                .engine
+                .reload(move || load_engine(&cfg), vec![self.standard()])
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            self.announce().await;
+            Ok(format!("{} {}", model.name, model.version))
+        })
+    }
+
+    fn reconfigure(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<String>, String>> + Send + '_>>
+    {
+        Box::pin(async move {
+            let _one_at_a_time = self.reconfiguring.lock().await;
+            let old = self.cfg();
+            let Some(path) = old.source.clone() else {
+                return Err("this station was not started from a configuration file; there is nothing to reload".into());
+            };
+            let new = tokio::task::spawn_blocking(move || {
+                firmware_config::Loader::new(Some(&path)).load()
+            })
+            .await
+            .map_err(|e| format!("configuration loader panicked: {e}"))?
+            .map_err(|e| e.to_string())?;
+            let mut plan = crate::reconfigure::plan(&old, &new)?;
+            let recipe = plan
+                .recipe
+                .clone()
+                .unwrap_or_else(|| self.standard().recipe.clone());
+            let standard = Arc::new(
+                load_standard(&new, &recipe)
+                    .map_err(|e| format!("{e:#}; the running configuration stays"))?,
+            );
+            // The same recipe whose text file was edited.
+            if plan.recipe.is_none() && standard.sha256 != self.standard().sha256 {
+                plan.changed
+                    .push(format!("standard of `{recipe}` (text edited)"));
+            }
+            if plan.model {
+                let model_cfg = new.clone();
+                self.engine
+                    .reload(move || load_engine(&model_cfg), vec![standard.clone()])
+                    .await
+                    .map_err(|e| format!("{e:#}; the running configuration stays"))?;
+            }
+            let cameras = camera_map(&new);
+            *self.cameras.write().expect("cameras lock") = Arc::new(cameras);
+            *self.cfg.write().expect("config lock") = Arc::new(new);
+            *self.standard.write().expect("standard lock") = standard;
+            self.golden_now.notify_one();
+            self.announce().await;
+            tracing::info!(changed = ?plan.changed, recipe, "configuration reloaded");
+            Ok(plan.changed)
+        })
+    }
+}
