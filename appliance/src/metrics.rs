@@ -404,60 +404,44 @@ pub fn render(
     );
     let _ = writeln!(out, "process_cpu_seconds_total {cpu}");
     render_health(&mut out);
-    render_gpus(&mut out);
+    render_gpus(&mut out, &crate::gpu::snapshot());
     out
 }
 
 /// GPU utilisation and memory, where a GPU is present.
-fn render_gpus(out: &mut String) {
-    let gpus = crate::gpu::snapshot();
+fn render_gpus(out: &mut String, gpus: &[crate::gpu::Gpu]) {
     if gpus.is_empty() {
         return;
     }
-    head(
-        out,
-        "appliance_gpu_utilization_ratio",
-        "gauge",
-        "Share of time the GPU was busy over the driver's last sample period (nvidia-smi).",
-    );
-    for g in &gpus {
-        let _ = writeln!(
-            out,
-            "appliance_gpu_utilization_ratio{{gpu=\"{}\",name=\"{}\"}} {}",
-            g.index,
-            label(&g.name),
-            g.utilization
-        );
-    }
-    head(
-        out,
-        "appliance_gpu_memory_used_bytes",
-        "gauge",
-        "GPU memory in use (all processes).",
-    );
-    for g in &gpus {
-        let _ = writeln!(
-            out,
-            "appliance_gpu_memory_used_bytes{{gpu=\"{}\",name=\"{}\"}} {}",
-            g.index,
-            label(&g.name),
-            g.memory_used_bytes
-        );
-    }
-    head(
-        out,
-        "appliance_gpu_memory_total_bytes",
-        "gauge",
-        "GPU memory in all.",
-    );
-    for g in &gpus {
-        let _ = writeln!(
-            out,
-            "appliance_gpu_memory_total_bytes{{gpu=\"{}\",name=\"{}\"}} {}",
-            g.index,
-            label(&g.name),
-            g.memory_total_bytes
-        );
+    type Value = fn(&crate::gpu::Gpu) -> String;
+    let families: [(&str, &str, Value); 3] = [
+        (
+            "appliance_gpu_utilization_ratio",
+            "Share of time the GPU was busy over the driver's last sample period (nvidia-smi).",
+            |g| g.utilization.to_string(),
+        ),
+        (
+            "appliance_gpu_memory_used_bytes",
+            "GPU memory in use (all processes).",
+            |g| g.memory_used_bytes.to_string(),
+        ),
+        (
+            "appliance_gpu_memory_total_bytes",
+            "GPU memory in all.",
+            |g| g.memory_total_bytes.to_string(),
+        ),
+    ];
+    for (name, help, value) in families {
+        head(out, name, "gauge", help);
+        for g in gpus {
+            let _ = writeln!(
+                out,
+                "{name}{{gpu=\"{}\",name=\"{}\"}} {}",
+                g.index,
+                label(&g.name),
+                value(g)
+            );
+        }
     }
 }
 
@@ -599,6 +583,26 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gpus_render_as_three_gauge_families() {
+        let gpus = crate::gpu::parse("0, NVIDIA H200, 37, 20480, 143771\n");
+        let mut out = String::new();
+        render_gpus(&mut out, &gpus);
+        assert!(out.contains("# TYPE appliance_gpu_utilization_ratio gauge"));
+        assert!(
+            out.contains("appliance_gpu_utilization_ratio{gpu=\"0\",name=\"NVIDIA H200\"} 0.37\n")
+        );
+        assert!(out.contains(
+            "appliance_gpu_memory_used_bytes{gpu=\"0\",name=\"NVIDIA H200\"} 21474836480\n"
+        ));
+        assert!(out.contains(
+            "appliance_gpu_memory_total_bytes{gpu=\"0\",name=\"NVIDIA H200\"} 150754820096\n"
+        ));
+        let mut none = String::new();
+        render_gpus(&mut none, &[]);
+        assert!(none.is_empty(), "nothing without a GPU");
+    }
 
     #[test]
     fn a_histogram_is_cumulative_with_sum_and_count() {
