@@ -39,18 +39,26 @@ fn per_frame(c: &mut Criterion) {
     let mut loader = firmware_config::Loader::without_env(None);
     loader.check_files = false;
     let m = loader.load().expect("built-in configuration").monitoring;
+    let window: Vec<f64> = (0..45_000)
+        .map(|i| 0.02 + (i % 997) as f64 * 1e-4)
+        .collect();
     let inputs = health::Inputs {
-        latency: (0..45_000)
-            .map(|i| 0.02 + (i % 997) as f64 * 1e-4)
-            .collect(),
+        latency: window.clone(),
+        inference: window,
         context: (45_000, 12),
         golden: Some((20, 20)),
         views: (0, 0),
         reviews: (40, 38),
     };
     c.bench_function(
-        "health: evaluate the three figures (45,000 latency samples)",
-        |b| b.iter(|| health::figures(&m, &inputs)),
+        "health: evaluate the three figures and the model's own p99 (2 x 45,000 samples)",
+        |b| {
+            b.iter(|| {
+                let f = health::figures(&m, &inputs);
+                let p99 = health::window::quantile(inputs.inference.clone(), 0.99);
+                (f, p99)
+            })
+        },
     );
 }
 

@@ -9,7 +9,10 @@
 //!   standard loaded with `cmd/config` brings it back;
 //! - output consistency: a golden part whose expected verdict is changed
 //!   raises an alert, reloads back off and escalate, and restoring the
-//!   expectation recovers it.
+//!   expectation recovers it;
+//! - and a fault a reload cannot cure: a broker outage delays every verdict
+//!   in the backlog, latency alarms, but the model keeps within the
+//!   threshold, so the model is not reloaded.
 //!
 //! Each test also checks the retained status topic (schema-valid, carrying
 //! the state) and the history the panel draws.
@@ -389,5 +392,57 @@ max_reloads = 2
         states.ends_with(&["alert".into(), "escalated".into(), "healthy".into()]),
         "{states:?}"
     );
+    station.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_raises_a_latency_alert_but_no_model_reload() {
+    let mut broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("standard.txt"), banning_standard()).unwrap();
+    let cfg = station(
+        dir.path(),
+        "out-1",
+        &broker,
+        r#"
+latency_threshold = "800ms"
+latency_window = "4s"
+evaluate_every = "250ms"
+min_samples = 5
+reload_backoff = "500ms"
+max_reloads = 5
+"#,
+        "",
+    );
+    let store = store_of(&cfg).await;
+    let station = InProcess::start(cfg);
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = e2e::feed_paced(
+        station.frames.clone(),
+        Duration::from_millis(100),
+        stop.clone(),
+    );
+    e2e::wait_until_stored(&store, 10, Duration::from_secs(60)).await;
+    // Three seconds without a broker: verdicts wait in the outbox, and are
+    // published late when it returns.
+    broker.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    broker.restart();
+    let events = wait_for_healing(&store, &["recovered:latency"], Duration::from_secs(60)).await;
+    assert_eq!(events[0], "alert:latency", "{events:?}");
+    assert!(events.contains(&"reload_skipped".to_string()), "{events:?}");
+    assert!(
+        !events.contains(&"reload".to_string()),
+        "the model was reloaded for a broker outage: {events:?}"
+    );
+    let alert = history::events(&store, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .rfind(|e| e.kind == "alert")
+        .unwrap();
+    assert!(alert.value.unwrap() > 2.0, "the backlog's p99 {alert:?}");
+    stop.store(true, Ordering::Relaxed);
+    feeder.join().unwrap();
     station.stop().await;
 }

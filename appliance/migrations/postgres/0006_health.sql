@@ -28,7 +28,8 @@ CREATE TABLE health_events (
     seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     station   TEXT NOT NULL,
     at        TEXT NOT NULL,
-    -- alert, reload, reload_failed, escalated, recovered, golden
+    -- alert, reload, reload_failed, reload_skipped, escalated, recovered,
+    -- golden, golden_error
     kind      TEXT NOT NULL,
     figure    TEXT,
     value     DOUBLE PRECISION,

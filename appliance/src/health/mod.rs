@@ -39,6 +39,9 @@ struct Recorders {
     /// When recording began: the oldest a cutoff can usefully be.
     epoch: Instant,
     latency: Samples,
+    /// Capture to the model's judgement: tells a slow model from a slow
+    /// broker or database.
+    inference: Samples,
     context: Tally,
     views: Tally,
 }
@@ -48,6 +51,7 @@ fn recorders() -> &'static Recorders {
     R.get_or_init(|| Recorders {
         epoch: Instant::now(),
         latency: Samples::new(200_000),
+        inference: Samples::new(200_000),
         context: Tally::new(TALLY_MAX_AGE),
         views: Tally::new(TALLY_MAX_AGE),
     })
@@ -61,6 +65,11 @@ pub(crate) fn epoch() -> Instant {
 /// A verdict was handed to the broker `latency` after its capture.
 pub fn published(latency: Duration) {
     recorders().latency.record(latency.as_secs_f64());
+}
+
+/// The model judged a frame `latency` after its capture.
+pub fn inferred(latency: Duration) {
+    recorders().inference.record(latency.as_secs_f64());
 }
 
 /// A verdict was decided; `lost` when the model lost part of the standard.
@@ -154,6 +163,8 @@ pub struct Figure {
 pub struct Inputs {
     /// Capture-to-publish seconds.
     pub latency: Vec<f64>,
+    /// Capture-to-judgement seconds, over the same window.
+    pub inference: Vec<f64>,
     /// `(verdicts, lost)`.
     pub context: (u64, u64),
     /// `(images, agreed)` of the latest golden-set run, if any.
@@ -170,6 +181,7 @@ impl Inputs {
         let r = recorders();
         Inputs {
             latency: r.latency.since(cutoff(m.latency_window)),
+            inference: r.inference.since(cutoff(m.latency_window)),
             context: r.context.since(cutoff(m.context_loss_window)),
             views: r.views.since(cutoff(m.consistency_window)),
             ..Default::default()
@@ -320,6 +332,7 @@ mod tests {
         let m = monitoring();
         let mut i = Inputs {
             latency: vec![0.2; 100],
+            inference: Vec::new(),
             context: (100, 5),
             golden: Some((10, 10)),
             views: (0, 0),
@@ -344,6 +357,7 @@ mod tests {
         let m = monitoring();
         let i = Inputs {
             latency: vec![9.0; 3],
+            inference: Vec::new(),
             context: (3, 3),
             golden: None,
             views: (2, 0),

@@ -60,6 +60,8 @@ pub struct Monitor<S: Station> {
     /// Set to run the golden set at the next evaluation.
     pub golden_now: Arc<Notify>,
     last_history: Option<(Instant, crate::metrics::Progress)>,
+    /// p99 from capture to the model's judgement, at the last evaluation.
+    inference_p99: Option<f64>,
     last_prune: Option<Instant>,
 }
 
@@ -75,6 +77,7 @@ impl<S: Station + 'static> Monitor<S> {
             golden_tried: None,
             golden_now,
             last_history: None,
+            inference_p99: None,
             last_prune: None,
         }
     }
@@ -203,6 +206,7 @@ impl<S: Station + 'static> Monitor<S> {
             Ok(r) => inputs.reviews = r,
             Err(e) => tracing::warn!(error = %e, "cannot read review agreement"),
         }
+        self.inference_p99 = super::window::quantile(std::mem::take(&mut inputs.inference), 0.99);
         let figures = figures(m, &inputs);
         let before = (
             self.healer.mode(),
@@ -211,7 +215,7 @@ impl<S: Station + 'static> Monitor<S> {
         );
         let actions = self.healer.step(&figures, Rules::from_config(m), now);
         for action in actions {
-            self.act(action).await;
+            self.act(action, m.latency_threshold).await;
         }
         let snapshot = Snapshot {
             at: rfc3339(SystemTime::now()),
@@ -233,7 +237,16 @@ impl<S: Station + 'static> Monitor<S> {
         self.write_history(&cfg, &snapshot).await;
     }
 
-    async fn act(&mut self, action: Action) {
+    /// Latency alone is alarming, and the model itself keeps within the
+    /// threshold: the time goes to storage or the broker (a backlog after an
+    /// outage), which a model reload cannot cure.
+    fn slow_after_the_model(&self, threshold: Duration) -> Option<f64> {
+        let only_latency = self.healer.alerting() == [super::FigureName::Latency];
+        self.inference_p99
+            .filter(|p| only_latency && *p <= threshold.as_secs_f64())
+    }
+
+    async fn act(&mut self, action: Action, latency_threshold: Duration) {
         match action {
             Action::Alert(f) => {
                 tracing::warn!(figure = f.name.as_str(), value = ?f.value, threshold = f.threshold, samples = f.samples, "health alert: figure beyond its threshold");
@@ -241,6 +254,19 @@ impl<S: Station + 'static> Monitor<S> {
                     .await;
             }
             Action::Reload { attempt } => {
+                if let Some(p99) = self.slow_after_the_model(latency_threshold) {
+                    tracing::warn!(attempt, inference_p99_s = p99, "latency is spent after the model (storage or broker); not reloading the model");
+                    self.healer.reload_finished(Instant::now());
+                    self.event(Event::new(
+                        "reload_skipped",
+                        None,
+                        format!(
+                            "attempt {attempt}: capture to judgement p99 {p99:.3} s is within the threshold; the time goes to storage or the broker, which a model reload cannot cure"
+                        ),
+                    ))
+                    .await;
+                    return;
+                }
                 crate::metrics::reload_started();
                 tracing::warn!(attempt, "self-healing: reloading the model");
                 let result = self.station.reload_model().await;

@@ -222,6 +222,7 @@ impl Station {
         crate::metrics::in_engine(-1);
         let judged = judged?;
         crate::metrics::stage(crate::metrics::Stage::Inference, frame.captured_at);
+        crate::health::inferred(frame.captured_at.elapsed().unwrap_or_default());
         let judgement = judged.judgement;
         // The model did not get, or did not use, the whole standard.
         crate::health::judged(
