@@ -26,6 +26,7 @@ fn per_frame(c: &mut Criterion) {
             metrics::verdict(fusion::Decision::Pass);
             metrics::stage(Stage::Published, captured);
             metrics::batch(8);
+            health::inferred(Duration::from_millis(30));
             health::judged(false);
             health::published(Duration::from_millis(40));
         })
