@@ -495,14 +495,11 @@ fn render_health(out: &mut String) {
         "gauge",
         "Self-healing state: 1 for the current one of healthy, alert, escalated.",
     );
-    for (name, mode) in [
-        ("healthy", crate::health::healer::Mode::Healthy),
-        ("alert", crate::health::healer::Mode::Alert),
-        ("escalated", crate::health::healer::Mode::Escalated),
-    ] {
+    for mode in crate::health::healer::Mode::ALL {
         let _ = writeln!(
             out,
-            "appliance_health_state{{state=\"{name}\"}} {}",
+            "appliance_health_state{{state=\"{}\"}} {}",
+            mode.as_str(),
             (h.state == mode) as u8
         );
     }

@@ -43,26 +43,14 @@ pub fn plan(old: &StationConfig, new: &StationConfig) -> Result<Plan, String> {
     if sources(old) != sources(new) {
         restart.push("cameras (ids or sources)".to_string());
     }
-    for (name, a, b) in [
-        (
-            "parts",
-            format!("{:?}", old.parts),
-            format!("{:?}", new.parts),
-        ),
-        (
-            "batching",
-            format!("{:?}", old.batching),
-            format!("{:?}", new.batching),
-        ),
-        ("mqtt", format!("{:?}", old.mqtt), format!("{:?}", new.mqtt)),
-        (
-            "storage",
-            format!("{:?}", old.storage),
-            format!("{:?}", new.storage),
-        ),
-        ("http", format!("{:?}", old.http), format!("{:?}", new.http)),
+    for (name, unchanged) in [
+        ("parts", same(&old.parts, &new.parts)),
+        ("batching", same(&old.batching, &new.batching)),
+        ("mqtt", same(&old.mqtt, &new.mqtt)),
+        ("storage", same(&old.storage, &new.storage)),
+        ("http", same(&old.http, &new.http)),
     ] {
-        if a != b {
+        if !unchanged {
             restart.push(name.to_string());
         }
     }

@@ -481,7 +481,8 @@ fn free_bytes(path: &Path) -> std::io::Result<u64> {
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
-fn decision_text(d: fusion::Decision) -> &'static str {
+/// The decision as stored and published: `PASS`, `FAIL`, `REVIEW`.
+pub(crate) fn decision_text(d: fusion::Decision) -> &'static str {
     match d {
         fusion::Decision::Pass => "PASS",
         fusion::Decision::Fail => "FAIL",

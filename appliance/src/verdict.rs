@@ -126,6 +126,11 @@ pub struct Geometry {
     pub mm_per_px: f64,
 }
 
+/// Times as the record writes them: RFC 3339, UTC, microseconds.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
 /// Maps the model's findings (relative to the crop) onto the frame.
 pub fn findings_in_frame(j: &Judgement, g: Geometry) -> Vec<Finding> {
     let [cx, cy, cw, ch] = g.crop;

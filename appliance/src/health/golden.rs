@@ -127,18 +127,10 @@ pub async fn judge(
             out.disagreements.push(format!(
                 "{}: expected {}, judged {}",
                 p.image,
-                word(p.expected),
-                word(got)
+                crate::store::decision_text(p.expected),
+                crate::store::decision_text(got)
             ));
         }
     }
     Ok(out)
-}
-
-fn word(d: Decision) -> &'static str {
-    match d {
-        Decision::Pass => "PASS",
-        Decision::Fail => "FAIL",
-        Decision::Review => "REVIEW",
-    }
 }

@@ -27,6 +27,18 @@ pub enum Mode {
     Escalated,
 }
 
+impl Mode {
+    pub const ALL: [Mode; 3] = [Mode::Healthy, Mode::Alert, Mode::Escalated];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Healthy => "healthy",
+            Mode::Alert => "alert",
+            Mode::Escalated => "escalated",
+        }
+    }
+}
+
 /// What the monitor has to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -90,9 +102,10 @@ impl Healer {
         self.reloads
     }
 
-    /// When the last reload began: figures are judged on what came after.
-    pub fn last_reload(&self) -> Option<Instant> {
-        self.last_reload
+    /// Mode, alerted figures and reloads: what the status topic announces
+    /// whenever it changes.
+    pub fn standing(&self) -> (Mode, Vec<FigureName>, u32) {
+        (self.mode, self.alerting(), self.reloads)
     }
 
     /// The reload asked for has finished (loaded or failed) at `now`: the

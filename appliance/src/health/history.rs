@@ -8,10 +8,6 @@ use sqlx::Row;
 
 use crate::store::Store;
 
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
 /// One history row.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Sample {
@@ -43,7 +39,7 @@ pub struct Event {
 impl Event {
     pub fn new(kind: &str, figure: Option<&super::Figure>, detail: impl Into<String>) -> Self {
         Event {
-            at: now(),
+            at: crate::verdict::rfc3339(std::time::SystemTime::now()),
             kind: kind.into(),
             figure: figure.map(|f| f.name.as_str().to_string()),
             value: figure.and_then(|f| f.value),

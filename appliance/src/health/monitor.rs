@@ -11,9 +11,10 @@ use firmware_config::StationConfig;
 use fusion::Standard;
 use tokio::sync::{watch, Notify};
 
-use super::healer::{Action, Healer, Mode, Rules};
+use super::healer::{Action, Healer, Rules};
 use super::history::{self, Event, Sample};
 use super::{figures, golden, Figure, Inputs, Snapshot};
+use crate::verdict::rfc3339;
 use crate::worker::EngineHandle;
 
 /// History older than this is pruned.
@@ -33,10 +34,6 @@ pub trait Station: Send + Sync {
     fn reload_model(&self) -> Fut<'_, Result<String, String>>;
     /// The health snapshot changed state: announce it (status topic).
     fn health_changed(&self) -> Fut<'_, ()>;
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 /// The latest golden run of the active recipe.
@@ -180,11 +177,10 @@ impl<S: Station + 'static> Monitor<S> {
         let wall = SystemTime::now();
         let fresh = self.fresh_since;
         let cutoff = |w: Duration| {
-            let c = now.checked_sub(w).unwrap_or_else(super::epoch);
-            match fresh {
-                Some((t, _)) if t > c => t,
-                _ => c,
-            }
+            since_reload(
+                now.checked_sub(w).unwrap_or_else(super::epoch),
+                fresh.map(|f| f.0),
+            )
         };
         let mut inputs = Inputs::recorded(m, cutoff);
         inputs.golden = self
@@ -193,26 +189,18 @@ impl<S: Station + 'static> Monitor<S> {
             .filter(|g| fresh.is_none_or(|(t, _)| g.at >= t))
             .filter(|g| g.recipe == self.station.standard().recipe)
             .map(|g| (g.judged, g.agreed));
-        let reviews_since = {
-            let c = wall
-                .checked_sub(m.consistency_window)
-                .unwrap_or(SystemTime::UNIX_EPOCH);
-            match fresh {
-                Some((_, t)) if t > c => t,
-                _ => c,
-            }
-        };
+        let reviews_since = since_reload(
+            wall.checked_sub(m.consistency_window)
+                .unwrap_or(SystemTime::UNIX_EPOCH),
+            fresh.map(|f| f.1),
+        );
         match history::review_agreement(self.station.store(), &rfc3339(reviews_since)).await {
             Ok(r) => inputs.reviews = r,
             Err(e) => tracing::warn!(error = %e, "cannot read review agreement"),
         }
         self.inference_p99 = super::window::quantile(std::mem::take(&mut inputs.inference), 0.99);
         let figures = figures(m, &inputs);
-        let before = (
-            self.healer.mode(),
-            self.healer.alerting(),
-            self.healer.reloads(),
-        );
+        let before = self.healer.standing();
         let actions = self.healer.step(&figures, Rules::from_config(m), now);
         for action in actions {
             self.act(action, m.latency_threshold).await;
@@ -226,12 +214,7 @@ impl<S: Station + 'static> Monitor<S> {
         };
         let first = super::snapshot().is_none();
         super::set_snapshot(snapshot.clone());
-        let after = (
-            self.healer.mode(),
-            self.healer.alerting(),
-            self.healer.reloads(),
-        );
-        if first || before != after {
+        if first || before != self.healer.standing() {
             self.station.health_changed().await;
         }
         self.write_history(&cfg, &snapshot).await;
@@ -333,7 +316,7 @@ impl<S: Station + 'static> Monitor<S> {
         let value = |i: usize| s.figures.get(i).and_then(|f| f.value);
         let sample = Sample {
             at: s.at.clone(),
-            state: mode_word(s.state).into(),
+            state: s.state.as_str().into(),
             latency_p99: value(0),
             latency_threshold: cfg.monitoring.latency_threshold.as_secs_f64(),
             context_loss: value(1),
@@ -360,11 +343,12 @@ impl<S: Station + 'static> Monitor<S> {
     }
 }
 
-pub fn mode_word(m: Mode) -> &'static str {
-    match m {
-        Mode::Healthy => "healthy",
-        Mode::Alert => "alert",
-        Mode::Escalated => "escalated",
+/// A window's start, or the last reload if that came later: figures count
+/// only what the running model judged.
+fn since_reload<T: Ord>(window_start: T, reload: Option<T>) -> T {
+    match reload {
+        Some(r) if r > window_start => r,
+        _ => window_start,
     }
 }
 

@@ -26,14 +26,10 @@ use crate::batcher::Batcher;
 use crate::cameras::{CameraLinks, Cameras};
 use crate::mqtt::Publisher;
 use crate::store::Store;
-use crate::verdict::{self, Geometry, ImageRef, StationRef, Timings, Verdict};
+use crate::verdict::{self, rfc3339, Geometry, ImageRef, StationRef, Timings, Verdict};
 use crate::worker::{self, EngineHandle};
 
 mod control;
-
-fn rfc3339(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
 
 /// Loads the recipe's standard text.
 pub fn load_standard(cfg: &StationConfig, recipe: &str) -> anyhow::Result<Standard> {

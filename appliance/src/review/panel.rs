@@ -4,19 +4,18 @@
 //! the server as SVG like the other charts, so it works on a line PC with no
 //! internet access.
 
+use super::web::esc;
 use crate::health::history::{self, Event, Sample};
-use crate::health::{monitor, FigureName, Snapshot, Standing};
+use crate::health::{FigureName, Snapshot, Standing};
 use crate::store::Store;
 
 const W: f64 = 760.0;
 const H: f64 = 220.0;
 const PAD: f64 = 64.0;
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// `2026-11-29T19:34:29.123456Z` -> `2026-11-29T19:34:29`.
+fn to_the_second(at: &str) -> &str {
+    at.get(..19).unwrap_or(at)
 }
 
 /// What the panel shows.
@@ -68,7 +67,7 @@ fn span(secs: u64) -> String {
 fn cards(s: &Snapshot) -> String {
     let mut out = format!(
         r#"<p class="state {state}">Self-healing: <b>{state}</b>{alerting}{reloads}</p><div class="cards">"#,
-        state = monitor::mode_word(s.state),
+        state = s.state.as_str(),
         alerting = if s.alerting.is_empty() {
             String::new()
         } else {
@@ -194,10 +193,10 @@ fn lines(
         esc(caption),
         legend.join(" · "),
         H - 12.0,
-        esc(&samples[0].at[..19.min(samples[0].at.len())]),
+        esc(to_the_second(&samples[0].at)),
         W - PAD,
         H - 12.0,
-        esc(&samples[samples.len() - 1].at[..19.min(samples[samples.len() - 1].at.len())]),
+        esc(to_the_second(&samples[samples.len() - 1].at)),
     ));
     out
 }
@@ -211,7 +210,7 @@ fn events_table(events: &[Event]) -> String {
         .map(|e| {
             format!(
                 r#"<tr class="{kind}"><td>{at}</td><td>{kind}</td><td>{figure}</td><td>{detail}</td></tr>"#,
-                at = esc(&e.at[..19.min(e.at.len())]),
+                at = esc(to_the_second(&e.at)),
                 kind = esc(&e.kind),
                 figure = esc(e.figure.as_deref().unwrap_or("")),
                 detail = esc(&e.detail),
