@@ -1,5 +1,5 @@
 # The two commands: `make demo` and `make test`. Both prepare what is missing.
-.PHONY: setup demo test model finetune-demo
+.PHONY: setup demo test install model finetune-demo
 
 setup:
 	@scripts/setup.sh
@@ -13,6 +13,12 @@ test: setup
 	cargo nextest run --workspace --no-fail-fast
 	cargo build --quiet -p appliance
 	python3 -m unittest discover -s models/tests
+	scripts/check-fresh-demo.sh
+	scripts/check-deploy.sh
+
+# Install as a systemd service (README, "Deploying with systemd").
+install:
+	scripts/install.sh
 
 # Retrain the reference model from scratch (about 60 minutes on 2 CPU cores).
 model: setup

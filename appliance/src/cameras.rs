@@ -132,6 +132,7 @@ impl Cameras {
                         path: path.clone(),
                         poll: *poll,
                         settle: *settle,
+                        health: Some(health.clone()),
                     };
                     health.started();
                     builder.spawn(move || {
@@ -145,6 +146,7 @@ impl Cameras {
                         camera_id: id.clone(),
                         seed: *seed,
                         interval: *interval,
+                        health: Some(health.clone()),
                     };
                     health.started();
                     builder.spawn(move || cam.run(tx, stop))?

@@ -18,6 +18,8 @@ struct Record {
     image: String,
     width: u32,
     height: u32,
+    /// The part's calibration (sizes are judged in millimetres).
+    mm_per_px: f64,
     standards: Vec<JudgedStandard>,
 }
 
@@ -46,6 +48,9 @@ pub struct Report {
     pub images: usize,
     pub judgements: usize,
     pub decision_accuracy: f64,
+    /// Judgements the consistency check turned into REVIEW (included in
+    /// the review rate).
+    pub contradictions: usize,
     /// Share of judgements that became REVIEW (counted as wrong above).
     pub review_rate: f64,
     pub finding_recall: f64,
@@ -84,9 +89,22 @@ pub fn evaluate(engine: &mut Engine, dir: &Path, limit: usize) -> anyhow::Result
         for s in &rec.standards {
             let standard = Standard::new("eval", s.text.clone());
             let started = Instant::now();
-            let j = engine
+            let mut j = engine
                 .judge(std::slice::from_ref(&tensor), &standard)?
                 .remove(0);
+            // Scored as the station would publish it: held to the standard.
+            let geometry = crate::verdict::Geometry {
+                crop: [0, 0, img.width(), img.height()],
+                frame_width: img.width(),
+                frame_height: img.height(),
+                mm_per_px: rec.mm_per_px,
+            };
+            let findings = crate::verdict::findings_in_frame(&j, geometry);
+            let (decision, _) = crate::verdict::held_to_standard(&j, &findings);
+            if decision == Decision::Review && j.decision != Decision::Review {
+                r.contradictions += 1;
+            }
+            j.decision = decision;
             times.push(started.elapsed().as_secs_f64() * 1e3);
             r.judgements += 1;
             let want = if s.verdict.decision == "FAIL" {

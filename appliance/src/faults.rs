@@ -1,5 +1,5 @@
 //! Fault injection for tests and drills: a throttled engine, a stalled
-//! pipeline. Monitoring and self-healing can only be trusted once they have
+//! pipeline, a decoder that writes a scripted (wrong) verdict. Monitoring and self-healing can only be trusted once they have
 //! been seen to act on real faults, and these are the faults a test can
 //! cause on demand. Nothing sets them in production; when unset they cost
 //! two atomic loads per batch.
@@ -10,6 +10,26 @@ use std::time::Duration;
 static DELAY_MICROS: AtomicU64 = AtomicU64::new(0);
 static CLEARED_BY_RELOAD: AtomicBool = AtomicBool::new(false);
 static STALLED: AtomicBool = AtomicBool::new(false);
+static SCRIPTED: AtomicBool = AtomicBool::new(false);
+static SCRIPT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// While set, every judgement is the one the engine makes when its decoder
+/// writes exactly `tokens` (verdict-v1 tokens, e.g. `["<fail>",
+/// "contamination", "<loc_10>", …, "<clause_6>", "</s>"]`): a wrong model on
+/// demand, to show that nothing downstream lets it mislead. `None` ends it.
+pub fn script_model_output(tokens: Option<Vec<String>>) {
+    let on = tokens.is_some();
+    *SCRIPT.lock().expect("script lock") = tokens.unwrap_or_default();
+    SCRIPTED.store(on, Ordering::SeqCst);
+}
+
+/// The scripted decoder output, when one is set.
+pub(crate) fn scripted_output() -> Option<Vec<String>> {
+    if !SCRIPTED.load(Ordering::Relaxed) {
+        return None;
+    }
+    Some(SCRIPT.lock().expect("script lock").clone())
+}
 
 /// Every batch takes `delay` longer; with `cleared_by_reload` the next model
 /// swap ends it (a degradation a reload cures), otherwise it stays until
@@ -28,6 +48,7 @@ pub fn stall_pipeline(stalled: bool) {
 pub fn clear() {
     DELAY_MICROS.store(0, Ordering::SeqCst);
     STALLED.store(false, Ordering::SeqCst);
+    SCRIPTED.store(false, Ordering::SeqCst);
 }
 
 /// Called by the worker before each batch.

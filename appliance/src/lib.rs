@@ -24,6 +24,7 @@ pub mod retention;
 pub mod review;
 pub mod score;
 pub mod sparkplug;
+pub mod standards;
 pub mod store;
 pub mod systemd;
 pub mod verdict;

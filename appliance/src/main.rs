@@ -69,7 +69,8 @@ enum Command {
         /// The standard's text file.
         #[arg(long)]
         standard: PathBuf,
-        /// Model package folder (default: the configuration's, else models/reference).
+        /// Model package folder (default: the configuration's, else the
+        /// installed reference model, else the one beside this build).
         #[arg(long)]
         model: Option<PathBuf>,
         /// Station configuration for model settings and calibration.
@@ -83,6 +84,11 @@ enum Command {
     Config {
         #[command(subcommand)]
         action: ConfigAction,
+    },
+    /// Inspection standards: how each clause reads before it goes live.
+    Standard {
+        #[command(subcommand)]
+        action: StandardAction,
     },
     /// Write synthetic parts with ground truth and judged standards.
     Synth {
@@ -198,6 +204,18 @@ enum TokenAction {
 }
 
 #[derive(Subcommand)]
+enum StandardAction {
+    /// Print every clause with its reading; exit 1 when some clause is not
+    /// read with confidence, 2 when the file has no numbered clause.
+    Check {
+        file: PathBuf,
+        /// Model package whose defect words are read (default: as `inspect`).
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConfigAction {
     /// Validate a station file and explain what is wrong.
     Check { file: PathBuf },
@@ -217,6 +235,31 @@ fn init_logging() {
         .init();
 }
 
+/// Where a model package is looked for when none is named: the installed
+/// reference model, then the one in the source tree this binary was built
+/// in (`target/*/appliance` -> `models/reference`), then the working folder.
+fn default_model() -> anyhow::Result<PathBuf> {
+    let mut candidates = vec![PathBuf::from("/usr/share/appliance/models/reference")];
+    if let Ok(exe) = std::env::current_exe() {
+        for up in exe.ancestors().skip(1).take(3) {
+            candidates.push(up.join("models/reference"));
+            candidates.push(up.join("share/appliance/models/reference"));
+        }
+    }
+    candidates.push(PathBuf::from("models/reference"));
+    candidates
+        .iter()
+        .find(|c| c.join("model.toml").is_file())
+        .map(|c| firmware_config::absolute(c))
+        .with_context(|| {
+            let list: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
+            format!(
+                "no model package found (looked in {}); name one with --model DIR",
+                list.join(", ")
+            )
+        })
+}
+
 /// Configuration for one-shot commands: the given file, else defaults with
 /// the model package overridden, without requiring station files to exist.
 fn tool_config(config: Option<&Path>, model: Option<PathBuf>) -> anyhow::Result<StationConfig> {
@@ -226,9 +269,39 @@ fn tool_config(config: Option<&Path>, model: Option<PathBuf>) -> anyhow::Result<
     if let Some(m) = model {
         cfg.model.package = m;
     } else if config.is_none() {
-        cfg.model.package = PathBuf::from("models/reference");
+        cfg.model.package = default_model()?;
     }
     Ok(cfg)
+}
+
+/// Every recipe's standard read with the model's words: problems that stop
+/// the station (a file without clauses) and flags (clauses not read with
+/// confidence), as `config check` reports them.
+fn check_recipes(cfg: &StationConfig) -> (Vec<String>, Vec<String>) {
+    let (mut problems, mut flags) = (Vec::new(), Vec::new());
+    let vocabulary = match fusion::package::Manifest::read(&cfg.model.package) {
+        Ok(m) => m.output.vocabulary(),
+        Err(e) => {
+            problems.push(format!("model.package: {e}"));
+            return (problems, flags);
+        }
+    };
+    for (i, r) in cfg.recipes.iter().enumerate() {
+        match appliance::standards::load(&r.name, &r.standard) {
+            Err(e) => problems.push(format!("recipes[{i}].standard: {e:#}")),
+            Ok(standard) => {
+                for f in appliance::standards::flagged(&standard.readings(&vocabulary)) {
+                    flags.push(format!(
+                        "recipe `{}`, clause {}: not read with confidence ({}); verdicts citing it go to REVIEW",
+                        r.name,
+                        f.clause,
+                        f.doubt.as_deref().unwrap_or("unclear")
+                    ));
+                }
+            }
+        }
+    }
+    (problems, flags)
 }
 
 async fn serve(cfg: StationConfig) -> anyhow::Result<()> {
@@ -246,8 +319,19 @@ async fn serve(cfg: StationConfig) -> anyhow::Result<()> {
     pipeline::run(cfg, rx).await
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            // The cause chain in words; never a backtrace (RUST_BACKTRACE is
+            // for developers reading a panic, not for an integrator).
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::User {
             action: UserAction::Add { config, name, role },
@@ -303,6 +387,17 @@ fn main() -> anyhow::Result<()> {
             ConfigAction::Default => print!("{}", firmware_config::DEFAULT_TOML),
             ConfigAction::Check { file } => match Loader::new(Some(&file)).load() {
                 Ok(cfg) => {
+                    let (problems, flags) = check_recipes(&cfg);
+                    if !problems.is_empty() {
+                        eprintln!("{} has {} problem(s):", file.display(), problems.len());
+                        for p in &problems {
+                            eprintln!("  - {p}");
+                        }
+                        return Ok(std::process::ExitCode::from(2));
+                    }
+                    for f in &flags {
+                        println!("warning: {f}");
+                    }
                     println!(
                         "{}: ok (station {}/{}/{}, {} camera(s), {} recipe(s), active recipe `{}`, model {})",
                         file.display(),
@@ -317,10 +412,43 @@ fn main() -> anyhow::Result<()> {
                 }
                 Err(e) => {
                     eprintln!("{e}");
-                    std::process::exit(2);
+                    return Ok(std::process::ExitCode::from(2));
                 }
             },
         },
+        Command::Standard {
+            action: StandardAction::Check { file, model },
+        } => {
+            let package = match model {
+                Some(m) => m,
+                None => default_model()?,
+            };
+            let vocabulary = fusion::package::Manifest::read(&package)?
+                .output
+                .vocabulary();
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading standard {}", file.display()))?;
+            let standard = Standard::new("check", text);
+            if standard.clauses.is_empty() {
+                eprintln!(
+                    "{} has no numbered clause; number each rule `1.`, `1)`, `1、`, `(1)`, `4.2.1` or `a)` so verdicts can cite it",
+                    file.display()
+                );
+                return Ok(std::process::ExitCode::from(2));
+            }
+            let (text, flagged) = appliance::standards::describe(&standard, &vocabulary);
+            print!("{text}");
+            println!(
+                "{}: {} clause(s), {} not read with confidence (marked !); model words from {}",
+                file.display(),
+                standard.clauses.len(),
+                flagged,
+                package.display()
+            );
+            if flagged > 0 {
+                return Ok(std::process::ExitCode::from(1));
+            }
+        }
         Command::Synth {
             out,
             count,
@@ -383,10 +511,15 @@ fn main() -> anyhow::Result<()> {
             let text = std::fs::read_to_string(&standard)
                 .with_context(|| format!("reading standard {}", standard.display()))?;
             let standard = Standard::new("cli", text);
+            anyhow::ensure!(
+                !standard.clauses.is_empty(),
+                "standard has no numbered clause; see `appliance standard check`"
+            );
             let bytes =
                 std::fs::read(&image).with_context(|| format!("reading {}", image.display()))?;
+            // A picture that does not decode whole is never judged.
             let (img, _) = vision::decode::decode(&bytes)
-                .with_context(|| format!("decoding {}", image.display()))?;
+                .with_context(|| format!("{} is not judged", image.display()))?;
             let mut engine = pipeline::load_engine(&cfg)?;
             let tensor = preprocess::to_tensor(&img, Crop::full(&img), &engine.input_spec());
             let j = engine.judge(&[tensor], &standard)?.remove(0);
@@ -399,12 +532,13 @@ fn main() -> anyhow::Result<()> {
                     mm_per_px,
                 },
             );
+            let (decision, review_reason) = appliance::verdict::held_to_standard(&j, &findings);
             let out = serde_json::json!({
                 "image": image.display().to_string(),
                 "standard_sha256": standard.sha256,
-                "decision": j.decision,
+                "decision": decision,
                 "confidence": j.confidence,
-                "review_reason": j.review_reason,
+                "review_reason": review_reason,
                 "findings": findings,
                 "tokens": j.tokens.join(" "),
                 "model": {"name": engine.package.manifest.name, "version": engine.package.manifest.version, "sha256": engine.package.sha256},
@@ -504,5 +638,5 @@ fn main() -> anyhow::Result<()> {
             tokio::runtime::Runtime::new()?.block_on(serve(cfg))?;
         }
     }
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }

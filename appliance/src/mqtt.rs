@@ -14,6 +14,9 @@ use tokio::sync::{watch, Mutex, Notify};
 use crate::link::{self, Client, Endpoint, LinkError, LinkEvent, Session, Will};
 use crate::store::Store;
 
+/// How often a broker that stays unreachable is warned about again.
+const UNREACHABLE_WARN_EVERY: Duration = Duration::from_secs(30);
+
 /// Topic names for one station.
 #[derive(Debug, Clone)]
 pub struct Topics {
@@ -226,6 +229,8 @@ impl Publisher {
             }
         });
         let task = tokio::spawn(async move {
+            // When the last "unreachable" warning was logged.
+            let mut unreachable_warned: Option<tokio::time::Instant> = None;
             loop {
                 let event = tokio::select! {
                     e = eventloop.poll() => e,
@@ -250,6 +255,7 @@ impl Publisher {
                 match event {
                     Ok(LinkEvent::Connected { session_present }) => {
                         tracing::info!(session_present, "connected to MQTT broker");
+                        unreachable_warned = None;
                         if !session_present {
                             // The broker kept nothing of ours (a first
                             // connect, or a broker that lost its state):
@@ -281,6 +287,14 @@ impl Publisher {
                         crate::metrics::mqtt_connected(false);
                         if events.connected.swap(false, Ordering::Relaxed) {
                             tracing::warn!(error = %e, "MQTT connection lost; verdicts wait in the outbox");
+                            unreachable_warned = Some(tokio::time::Instant::now());
+                        } else if unreachable_warned
+                            .is_none_or(|at| at.elapsed() >= UNREACHABLE_WARN_EVERY)
+                        {
+                            // Said at once (a station that starts without its
+                            // broker is not silent), then every 30 s.
+                            tracing::warn!(error = %e, "MQTT broker unreachable; verdicts wait in the outbox, retrying every second");
+                            unreachable_warned = Some(tokio::time::Instant::now());
                         } else {
                             tracing::debug!(error = %e, "MQTT broker unreachable");
                         }

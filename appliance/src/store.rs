@@ -107,6 +107,21 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     std::fs::rename(&tmp, path).map_err(err)
 }
 
+/// `path` as a URL path: every byte but letters, digits and `/-._~`
+/// percent-encoded (sqlx decodes it back), so spaces, `#`, `?` and `%` in a
+/// folder name survive the trip through URL parsing.
+fn url_path(path: &Path) -> String {
+    let mut out = String::new();
+    for &b in path.as_os_str().as_encoded_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 impl Store {
     /// Opens (creating if needed) the database and runs migrations:
     /// `sqlite://FILE` (WAL, full sync, foreign keys) or
@@ -117,8 +132,13 @@ impl Store {
             url: url.to_string(),
             source,
         };
-        let (pool, backend) = if let Some(file) = url.strip_prefix("sqlite://") {
-            if let Some(dir) = Path::new(file).parent() {
+        let (pool, backend) = if url.starts_with("sqlite:") {
+            // A relative file is taken from the working folder; the URL given
+            // to sqlx is absolute and percent-encoded, because sqlx parses it
+            // as a URL first (`sqlite://a/b.db` would make `a` a host name).
+            let file = firmware_config::sqlite_file(url, Path::new("."))
+                .ok_or_else(|| StoreError::Unsupported(url.to_string()))?;
+            if let Some(dir) = file.parent() {
                 std::fs::create_dir_all(dir).map_err(|source| StoreError::File {
                     path: dir.to_path_buf(),
                     source,
@@ -138,7 +158,7 @@ impl Store {
                         Ok(())
                     })
                 })
-                .connect(&format!("sqlite://{file}?mode=rwc"))
+                .connect(&format!("sqlite://{}?mode=rwc", url_path(&file)))
                 .await
                 .map_err(open_err)?;
             (pool, Backend::Sqlite)

@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use fusion::consistency::{self, FindingFacts};
 use fusion::{Decision, Judgement};
 
 /// Schema tag carried by every verdict.
@@ -29,6 +30,8 @@ pub struct Finding {
     pub size_mm: f32,
     /// Clause violated, `null` when the standard tolerates the finding.
     pub clause: Option<u32>,
+    /// The clause's label as the standard writes it (`5`, `4.2.1`, `3.a`).
+    pub clause_label: Option<String>,
     pub clause_text: Option<String>,
     pub confidence: f32,
 }
@@ -156,9 +159,36 @@ pub fn findings_in_frame(j: &Judgement, g: Geometry) -> Vec<Finding> {
                 box_px,
                 size_mm: ((side as f64 * g.mm_per_px * 100.0).round() / 100.0) as f32,
                 clause: f.clause,
+                clause_label: f.clause_label.clone(),
                 clause_text: f.clause_text.clone(),
                 confidence: f.confidence,
             }
         })
         .collect()
+}
+
+/// The decision and review reason the verdict may carry once held to the
+/// clauses it cites: any contradiction between the decision, the findings
+/// (measured in millimetres) and the readings of the standard makes it
+/// REVIEW with the contradictions named; a REVIEW keeps its own reason and
+/// gains those. Never turns a verdict into PASS or FAIL.
+pub fn held_to_standard(j: &Judgement, findings: &[Finding]) -> (Decision, Option<String>) {
+    let facts: Vec<FindingFacts<'_>> = findings
+        .iter()
+        .map(|f| FindingFacts {
+            defect: &f.defect,
+            clause: f.clause,
+            size_mm: Some(f.size_mm),
+        })
+        .collect();
+    let contradictions = consistency::check(j.model_decision, &facts, &j.readings);
+    if contradictions.is_empty() {
+        return (j.decision, j.review_reason.clone());
+    }
+    let why = consistency::reason(&contradictions);
+    let reason = match &j.review_reason {
+        Some(own) => format!("{own}; {why}"),
+        None => why,
+    };
+    (Decision::Review, Some(reason))
 }

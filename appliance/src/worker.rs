@@ -292,7 +292,22 @@ fn run(
         let result = engine.judge_batch(&requests);
         BUSY_NANOS.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         match result {
-            Ok(judgements) => {
+            Ok(mut judgements) => {
+                if let Some(tokens) = crate::faults::scripted_output() {
+                    let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
+                    for (j, job) in judgements.iter_mut().zip(&jobs) {
+                        match engine.interpret_tokens(&tokens, &job.standard) {
+                            Ok(scripted) => {
+                                *j = fusion::Judgement {
+                                    inference_ms: j.inference_ms,
+                                    batch_size: j.batch_size,
+                                    ..scripted
+                                }
+                            }
+                            Err(e) => tracing::error!(error = %e, "scripted model output refused"),
+                        }
+                    }
+                }
                 for (job, judgement) in jobs.into_iter().zip(judgements) {
                     let _ = job.reply.send(Ok(Judged {
                         judgement,

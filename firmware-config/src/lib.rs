@@ -6,12 +6,13 @@
 //! itself; the binary passes the environment in.
 
 mod layer;
+mod repair;
 mod sections;
 mod units;
 mod validate;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 pub use layer::ENV_PREFIX;
 pub use sections::*;
@@ -99,11 +100,14 @@ impl<'a> Loader<'a> {
         }
     }
 
-    /// Runs the layers, types the result and validates it.
+    /// Runs the layers, types the result and validates it. Every problem is
+    /// reported at once: a key that does not type is set aside (its default
+    /// stands in) so the rest of the file is still checked.
     pub fn load(&self) -> Result<StationConfig, ConfigError> {
-        let mut table: toml::Table = DEFAULT_TOML
+        let defaults: toml::Table = DEFAULT_TOML
             .parse()
             .expect("built-in default.toml is valid TOML");
+        let mut table = defaults.clone();
         let (origin, base_dir) = match self.file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -116,6 +120,7 @@ impl<'a> Loader<'a> {
                             path: path.to_path_buf(),
                             message: e.to_string(),
                         })?;
+                // A file's lists replace the defaults' whole, so nothing is refused here.
                 layer::merge(&mut table, file);
                 let dir = path
                     .parent()
@@ -126,30 +131,64 @@ impl<'a> Loader<'a> {
             }
             None => ("built-in configuration".to_string(), PathBuf::from(".")),
         };
-        let (env_table, _) = layer::env_overrides(self.env.iter().cloned());
-        layer::merge(&mut table, env_table);
+        let (env_table, overrides) = layer::env_overrides(self.env.iter().cloned());
+        let mut problems: Vec<Problem> = layer::merge(&mut table, env_table)
+            .into_iter()
+            .map(|key| Problem {
+                message: format!(
+                    "no such entry: an index may be at most the list's length (which adds one){}",
+                    blame(&overrides, &key)
+                ),
+                key,
+            })
+            .collect();
 
-        let mut config: StationConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| {
-                let key = e.path().to_string();
-                ConfigError::Invalid {
-                    origin: origin.clone(),
-                    problems: vec![Problem {
-                        key: if key == "." {
-                            "(top level)".into()
-                        } else {
-                            key
-                        },
-                        message: e.into_inner().to_string(),
-                    }],
+        let mut typed = None;
+        for _ in 0..MAX_PROBLEMS {
+            match serde_path_to_error::deserialize::<_, StationConfig>(toml::Value::Table(
+                table.clone(),
+            )) {
+                Ok(c) => {
+                    typed = Some(c);
+                    break;
                 }
-            })?;
+                Err(e) => {
+                    let segments: Vec<repair::Step> = e
+                        .path()
+                        .iter()
+                        .filter_map(repair::Step::from_segment)
+                        .collect();
+                    let key = e.path().to_string();
+                    let key = if key == "." {
+                        "(top level)".to_string()
+                    } else {
+                        key
+                    };
+                    let message = e.into_inner().to_string();
+                    let message = format!("{message}{}", blame(&overrides, &key));
+                    problems.push(Problem { key, message });
+                    if !repair::set_aside(&mut table, &defaults, &segments) {
+                        break;
+                    }
+                }
+            }
+        }
+        let Some(mut config) = typed else {
+            return Err(ConfigError::Invalid { origin, problems });
+        };
         resolve_paths(&mut config, &base_dir);
         config.source = self.file.map(Path::to_path_buf);
-        let mut problems = validate::check_values(&config);
+        let mut checked = validate::check_values(&config);
         if self.check_files {
-            problems.extend(validate::check_files(&config));
+            checked.extend(validate::check_files(&config));
         }
+        for p in &mut checked {
+            p.message.push_str(&blame(&overrides, &p.key));
+        }
+        // A key that did not type was replaced by its default; what the
+        // value checks say about that stand-in is not news.
+        checked.retain(|c| !problems.iter().any(|p| within(&c.key, &p.key)));
+        problems.extend(checked);
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -158,13 +197,70 @@ impl<'a> Loader<'a> {
     }
 }
 
+/// Most problems collected from one file before giving up.
+const MAX_PROBLEMS: usize = 64;
+
+/// True when `key` is `outer` or inside it (`cameras[0].id` in `cameras[0]`).
+fn within(key: &str, outer: &str) -> bool {
+    key == outer
+        || key
+            .strip_prefix(outer)
+            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+}
+
+/// ` (from environment variable X)` when an override set `key` or a key
+/// around it, so a bad value from the environment is not looked for in the
+/// file.
+fn blame(overrides: &[layer::EnvOverride], key: &str) -> String {
+    overrides
+        .iter()
+        .find(|o| within(key, &o.key) || within(&o.key, key))
+        .map(|o| format!(" (from environment variable {})", o.var))
+        .unwrap_or_default()
+}
+
+/// `path` made absolute against the working folder, with `.` and `..`
+/// resolved by their names (symbolic links are not followed: the folder a
+/// link sits in is where `..` goes, as a shell's `cd` does).
+pub fn absolute(path: &Path) -> PathBuf {
+    let joined = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for part in joined.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 fn resolve(base: &Path, p: &mut PathBuf) {
-    if !p.as_os_str().is_empty() && p.is_relative() {
-        *p = base.join(&*p);
+    if !p.as_os_str().is_empty() {
+        *p = absolute(&base.join(&*p));
     }
 }
 
-/// Makes every relative path relative to the configuration file's folder.
+/// The file a `sqlite://FILE` URL names, resolved against `base` the way
+/// every other path in the configuration is; `None` for other URLs and for
+/// SQLite's in-memory names.
+pub fn sqlite_file(url: &str, base: &Path) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let file = rest.split('?').next().unwrap_or_default();
+    if file.is_empty() || file.starts_with(':') {
+        return None;
+    }
+    Some(absolute(&base.join(file)))
+}
+
+/// Makes every path in the configuration absolute: a relative path is
+/// relative to the configuration file's folder (the working folder when
+/// there is no file), and the result no longer depends on where the
+/// appliance was started from.
 fn resolve_paths(c: &mut StationConfig, base: &Path) {
     for cam in &mut c.cameras {
         if let CameraSource::Opencv {
@@ -193,10 +289,8 @@ fn resolve_paths(c: &mut StationConfig, base: &Path) {
         resolve(base, &mut tls.key);
     }
     resolve(base, &mut c.storage.data_dir);
-    if let Some(file) = c.storage.database_url.strip_prefix("sqlite://") {
-        if !file.starts_with('/') && !file.starts_with(':') {
-            c.storage.database_url = format!("sqlite://{}", base.join(file).display());
-        }
+    if let Some(file) = sqlite_file(&c.storage.database_url, base) {
+        c.storage.database_url = format!("sqlite://{}", file.display());
     }
 }
 

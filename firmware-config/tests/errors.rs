@@ -21,10 +21,26 @@ fn station(dir: &Path, body: &str) -> std::path::PathBuf {
     path
 }
 
+/// Loads `body` without checking that the files it names exist (the
+/// defaults point at the installed locations under /etc, /usr/share and
+/// /var/lib, which a test machine does not have).
 fn load(body: &str) -> Result<firmware_config::StationConfig, ConfigError> {
+    load_with_env(body, &[])
+}
+
+fn load_with_env(
+    body: &str,
+    env: &[(&str, &str)],
+) -> Result<firmware_config::StationConfig, ConfigError> {
     let dir = tempfile::tempdir().unwrap();
     let path = station(dir.path(), body);
-    Loader::without_env(Some(&path)).load()
+    let mut loader = Loader::without_env(Some(&path));
+    loader.check_files = false;
+    loader.env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    loader.load()
 }
 
 fn only_problem(body: &str) -> (String, String) {
@@ -91,8 +107,14 @@ fn bad_duration_is_named() {
 
 #[test]
 fn missing_standard_file_is_named() {
-    let (key, msg) =
-        only_problem("[[recipes]]\nname = \"default\"\nstandard = \"standards/nope.txt\"\n");
+    let dir = tempfile::tempdir().unwrap();
+    let path = station(
+        dir.path(),
+        "[[recipes]]\nname = \"default\"\nstandard = \"standards/nope.txt\"\n[model]\npackage = \"models/reference\"\n",
+    );
+    let err = Loader::without_env(Some(&path)).load().unwrap_err();
+    assert_eq!(err.problems().len(), 1, "{err}");
+    let (key, msg) = (&err.problems()[0].key, &err.problems()[0].message);
     assert_eq!(key, "recipes[0].standard");
     assert!(
         msg.contains("nope.txt") && msg.contains("does not exist"),
@@ -153,6 +175,7 @@ fn environment_overrides_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = station(dir.path(), "[mqtt]\nurl = \"mqtt://file:1883\"\n");
     let mut loader = Loader::without_env(Some(&path));
+    loader.check_files = false;
     loader.env = vec![
         ("APPLIANCE__MQTT__URL".into(), "mqtt://env:1883".into()),
         ("APPLIANCE__BATCHING__MAX_BATCH".into(), "8".into()),
@@ -173,16 +196,106 @@ fn secrets_stay_out_of_debug_output() {
 #[test]
 fn relative_paths_follow_the_config_file() {
     let dir = tempfile::tempdir().unwrap();
-    let path = station(dir.path(), "");
+    let path = station(
+        &dir.path().join("etc/station"),
+        "[[recipes]]\nname = \"default\"\nstandard = \"standards/default.txt\"\n\
+         [model]\npackage = \"./models/../models/reference\"\n\
+         [storage]\ndatabase_url = \"sqlite://../../var/db/appliance.db\"\ndata_dir = \"../../var/data\"\n",
+    );
     let cfg = Loader::without_env(Some(&path)).load().unwrap();
+    let root = dir.path();
     assert_eq!(
         cfg.recipes[0].standard,
-        dir.path().join("standards/default.txt")
+        root.join("etc/station/standards/default.txt")
     );
-    assert!(cfg
-        .storage
-        .database_url
-        .starts_with(&format!("sqlite://{}", dir.path().display())));
+    assert_eq!(cfg.model.package, root.join("etc/station/models/reference"));
+    // `..` is resolved by name, inside the sqlite URL too: sqlx would read
+    // `sqlite://../x` as a URL whose host is `..`.
+    assert_eq!(
+        cfg.storage.database_url,
+        format!("sqlite://{}", root.join("var/db/appliance.db").display())
+    );
+    assert_eq!(cfg.storage.data_dir, root.join("var/data"));
+}
+
+#[test]
+fn a_relative_path_is_made_absolute_against_the_working_folder() {
+    let here = std::env::current_dir().unwrap();
+    assert_eq!(
+        firmware_config::absolute(std::path::Path::new("config/demo/../../.demo/a.db")),
+        here.join(".demo/a.db")
+    );
+    assert_eq!(
+        firmware_config::sqlite_file("sqlite://config/demo/../../.demo/a.db?mode=rwc", &here),
+        Some(here.join(".demo/a.db"))
+    );
+    assert_eq!(firmware_config::sqlite_file("sqlite::memory:", &here), None);
+    assert_eq!(firmware_config::sqlite_file("postgres://db/x", &here), None);
+}
+
+#[test]
+fn every_problem_in_a_file_is_reported_not_only_the_first() {
+    let err = load(
+        "[batching]\nmax_batch = \"eight\"\nmax_wait = \"soon\"\n[mqtt]\nbrokr = 1\n\
+         [[cameras]]\nid = \"cam-1\"\n",
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = err.problems().iter().map(|p| p.key.as_str()).collect();
+    for key in [
+        "batching.max_batch",
+        "batching.max_wait",
+        "mqtt.brokr",
+        "cameras[0]",
+    ] {
+        assert!(keys.contains(&key), "{key} missing from {keys:?}");
+    }
+    assert!(err
+        .to_string()
+        .contains(&format!("{} problem(s)", keys.len())));
+}
+
+#[test]
+fn a_bad_environment_value_names_its_variable() {
+    let err = load_with_env("", &[("APPLIANCE__BATCHING__MAX_BATCH", "eight")]).unwrap_err();
+    let p = &err.problems()[0];
+    assert_eq!(p.key, "batching.max_batch");
+    assert!(
+        p.message
+            .contains("environment variable APPLIANCE__BATCHING__MAX_BATCH"),
+        "{p}"
+    );
+    let err = load_with_env("", &[("APPLIANCE__BATCHING__MAX_BATCH", "0")]).unwrap_err();
+    assert!(
+        err.problems()[0]
+            .message
+            .contains("APPLIANCE__BATCHING__MAX_BATCH"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cameras_are_overridden_from_the_environment_by_index() {
+    let body = "[[cameras]]\nid = \"top\"\nmm_per_px = 0.1\n[cameras.source]\nkind = \"hot_folder\"\npath = \"in\"\n";
+    let cfg = load_with_env(
+        body,
+        &[
+            ("APPLIANCE__CAMERAS__0__MM_PER_PX", "0.05"),
+            ("APPLIANCE__CAMERAS__0__SOURCE__PATH", "/srv/incoming"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(cfg.cameras[0].mm_per_px, 0.05);
+    assert_eq!(cfg.cameras[0].id, "top");
+    match &cfg.cameras[0].source {
+        firmware_config::CameraSource::HotFolder { path, .. } => {
+            assert_eq!(path, std::path::Path::new("/srv/incoming"))
+        }
+        other => panic!("{other:?}"),
+    }
+    let err = load_with_env(body, &[("APPLIANCE__CAMERAS__3__ID", "x")]).unwrap_err();
+    let p = &err.problems()[0];
+    assert_eq!(p.key, "cameras[3]");
+    assert!(p.message.contains("APPLIANCE__CAMERAS__3__ID"), "{p}");
 }
 
 #[test]

@@ -28,6 +28,7 @@ use crate::cache::{CacheStats, RecipeCache};
 use crate::decoding::Sequence;
 use crate::grammar::{Grammar, MissingToken, Token};
 use crate::package::{ModelPackage, PackageError};
+use crate::reading::{Reading, Vocabulary};
 use crate::standard::Standard;
 
 /// What the engine decided about one image.
@@ -50,6 +51,8 @@ pub struct RawFinding {
     pub box_norm: [f32; 4],
     /// The clause it violates, or `None` when the standard tolerates it.
     pub clause: Option<u32>,
+    /// That clause's label as the standard writes it (`5`, `4.2.1`).
+    pub clause_label: Option<String>,
     /// That clause's text.
     pub clause_text: Option<String>,
     /// Lowest probability among the finding's word and clause tokens.
@@ -79,6 +82,9 @@ pub struct Judgement {
     pub inference_ms: f64,
     /// How many images were judged together.
     pub batch_size: usize,
+    /// How the standard's clauses read (what the verdict is held to).
+    #[serde(skip)]
+    pub readings: Arc<Vec<Reading>>,
 }
 
 /// Failures loading or running the model.
@@ -135,6 +141,8 @@ struct CachedStandard {
     context_loss: f32,
     /// Per grammar defect word, the clauses a finding of it may cite.
     citable: Arc<Vec<Vec<u32>>>,
+    /// How each clause reads with this model's defect words.
+    readings: Arc<Vec<Reading>>,
 }
 
 /// One image to judge and the standard to judge it against.
@@ -373,6 +381,7 @@ impl Engine {
             tokens: kept.len(),
             context_loss,
             citable: Arc::new(citable),
+            readings: Arc::new(standard.readings(&self.vocabulary())),
         })
     }
 
@@ -456,6 +465,7 @@ impl Engine {
             .zip(requests.iter().zip(&prepared))
             .map(|(s, (r, p))| {
                 let mut j = self.interpret(&s.emitted, r.standard, p.context_loss, s.closed());
+                j.readings = Arc::clone(&p.readings);
                 j.inference_ms = ms;
                 j.batch_size = b;
                 j
@@ -565,6 +575,52 @@ impl Engine {
         Ok(())
     }
 
+    /// The defect words this model writes and their names in standards.
+    pub fn vocabulary(&self) -> Vocabulary {
+        self.package.manifest.output.vocabulary()
+    }
+
+    /// The judgement the engine makes when the decoder writes `tokens`
+    /// (verdict-v1 tokens after the decision's `<s>`, e.g. `<fail> dent
+    /// <loc_1> <loc_2> <loc_30> <loc_40> <clause_5> </s>`), each with
+    /// probability 1. For drills and tests of everything downstream of the
+    /// decoder; returns the first token the grammar would not have allowed.
+    pub fn interpret_tokens(
+        &mut self,
+        tokens: &[&str],
+        standard: &Standard,
+    ) -> Result<Judgement, String> {
+        let prepared = self.prepared(standard).map_err(|e| e.to_string())?;
+        let mut sequence = Sequence::new(
+            Arc::clone(&self.grammar),
+            standard.max_clause(),
+            Arc::clone(&prepared.citable),
+        );
+        for token in tokens {
+            let id = self
+                .tokenizer
+                .token_to_id(token)
+                .ok_or_else(|| format!("`{token}` is not a token of this model"))?;
+            if !sequence.allowed().contains(&id) {
+                return Err(format!("the grammar does not allow `{token}` here"));
+            }
+            let mut logits = vec![0f32; self.tokenizer.get_vocab_size(true)];
+            logits[id as usize] = 1e4;
+            sequence.step(&logits);
+            if sequence.finished() {
+                break;
+            }
+        }
+        let mut j = self.interpret(
+            &sequence.emitted,
+            standard,
+            prepared.context_loss,
+            sequence.closed(),
+        );
+        j.readings = Arc::clone(&prepared.readings);
+        Ok(j)
+    }
+
     /// Runs a few real judgements of a plain grey image under each standard,
     /// at batch 1 and at `batch`, so the first real frame does not pay for
     /// ONNX Runtime's lazy allocations; also prepares those standards.
@@ -639,6 +695,9 @@ impl Engine {
                     (loc[3] + 1) as f32 / bins,
                 ],
                 clause,
+                clause_label: clause
+                    .and_then(|n| standard.clause(n))
+                    .map(|c| c.label.clone()),
                 clause_text: clause
                     .and_then(|n| standard.clause(n))
                     .map(|c| c.text.clone()),
@@ -676,6 +735,7 @@ impl Engine {
             closed,
             inference_ms: 0.0,
             batch_size: 1,
+            readings: Arc::default(),
         }
     }
 }

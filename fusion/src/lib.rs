@@ -6,10 +6,12 @@
 //! appliance decides where the engine runs.
 
 pub mod cache;
+pub mod consistency;
 pub mod decoding;
 pub mod engine;
 pub mod grammar;
 pub mod package;
+pub mod reading;
 pub mod standard;
 
 pub use cache::CacheStats;
@@ -17,4 +19,5 @@ pub use engine::{
     Decision, DecodeProfile, Engine, EngineError, EngineSettings, Judgement, RawFinding, Request,
 };
 pub use package::{ModelPackage, PackageError};
+pub use reading::{Reading, Rule, Vocabulary};
 pub use standard::{Clause, Standard};

@@ -67,6 +67,17 @@ pub struct OutputSection {
 }
 
 impl OutputSection {
+    /// The model's defect words with their names in standards.
+    pub fn vocabulary(&self) -> crate::reading::Vocabulary {
+        crate::reading::Vocabulary {
+            defects: self
+                .defect_words
+                .iter()
+                .map(|w| (w.clone(), self.names_of(w)))
+                .collect(),
+        }
+    }
+
     /// The names a standard may use for `word`.
     pub fn names_of(&self, word: &str) -> Vec<String> {
         match self.defect_names.get(word) {
@@ -148,19 +159,34 @@ pub fn file_sha256(path: &Path) -> Result<String, PackageError> {
     Ok(hex::encode(h.finalize()))
 }
 
-impl ModelPackage {
-    /// Reads the manifest and verifies every file it lists.
-    pub fn open(dir: &Path, precision: Precision) -> Result<Self, PackageError> {
+impl Manifest {
+    /// Reads `model.toml` from a package folder without verifying the files
+    /// it lists (enough to know the model's words; [`ModelPackage::open`]
+    /// verifies before anything runs).
+    pub fn read(dir: &Path) -> Result<Self, PackageError> {
+        Self::read_with_text(dir).map(|(m, _)| m)
+    }
+
+    /// The manifest and its text (whose sha256 names the package).
+    fn read_with_text(dir: &Path) -> Result<(Self, String), PackageError> {
         let manifest_path = dir.join("model.toml");
         let text =
             std::fs::read_to_string(&manifest_path).map_err(|source| PackageError::Read {
                 path: manifest_path.clone(),
                 source,
             })?;
-        let manifest: Manifest = toml::from_str(&text).map_err(|e| PackageError::Manifest {
+        let manifest = toml::from_str(&text).map_err(|e| PackageError::Manifest {
             path: manifest_path.clone(),
             reason: e.to_string(),
         })?;
+        Ok((manifest, text))
+    }
+}
+
+impl ModelPackage {
+    /// Reads the manifest and verifies every file it lists.
+    pub fn open(dir: &Path, precision: Precision) -> Result<Self, PackageError> {
+        let (manifest, text) = Manifest::read_with_text(dir)?;
         let incompatible = |reason: String| PackageError::Incompatible {
             dir: dir.to_path_buf(),
             reason,

@@ -13,6 +13,18 @@ use e2e::{
 use sqlx::Row;
 use vision::synth::DefectKind;
 
+/// The part as a JPEG of its full size (a camera's file).
+fn jpeg(part: &vision::synth::SynthPart) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    part.image
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+    bytes
+}
+
 /// A small JPEG whose header claims 50000 x 50000 pixels (a decompression
 /// bomb: decoding it would allocate 7.5 GB).
 fn huge_jpeg() -> Vec<u8> {
@@ -84,6 +96,11 @@ data_dir = "data"
     drop_file(&incoming, "empty.png", b"");
     drop_file(&incoming, "notes.png", b"shift notes: all fine\n");
     drop_file(&incoming, "huge.jpg", &huge_jpeg());
+    // Photos cut short, as an interrupted transfer leaves them: the lenient
+    // decoder would pad the missing rows with grey and the part be judged.
+    let photo = jpeg(&clean);
+    drop_file(&incoming, "truncated.jpg", &photo[..photo.len() / 4]);
+    drop_file(&incoming, "cut.jpg", &photo[..photo.len() - 40]);
 
     // Collect verdicts from MQTT.
     let mut verdicts = std::collections::HashMap::new();
@@ -133,28 +150,33 @@ data_dir = "data"
             .fetch_all(&pool)
             .await
             .unwrap();
-        if rows.len() >= 4 || Instant::now() > deadline {
+        if rows.len() >= 6 || Instant::now() > deadline {
             break rows;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let errors: Vec<(String, String)> = errors.iter().map(|r| (r.get(0), r.get(1))).collect();
-    assert_eq!(errors.len(), 4, "{errors:?}");
-    assert_eq!(errors[0].0, "corrupt.png");
+    let errors: std::collections::BTreeMap<String, String> =
+        errors.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(errors.len(), 6, "{errors:?}");
     assert!(
-        errors[0].1.contains("corrupt or truncated png"),
+        errors["corrupt.png"].contains("corrupt or truncated png"),
         "{errors:?}"
     );
-    assert_eq!(errors[1], ("empty.png".into(), "empty file".into()));
+    assert_eq!(errors["empty.png"], "empty file");
     assert_eq!(
-        errors[2],
-        (
-            "huge.jpg".into(),
-            "image is 50000x50000, larger than the 16384x16384 limit".into()
-        )
+        errors["huge.jpg"],
+        "image is 50000x50000, larger than the 16384x16384 limit"
     );
-    assert_eq!(errors[3].0, "notes.png");
-    assert!(errors[3].1.contains("not a supported image"), "{errors:?}");
+    assert!(
+        errors["notes.png"].contains("not a supported image"),
+        "{errors:?}"
+    );
+    for cut in ["truncated.jpg", "cut.jpg"] {
+        assert!(
+            errors[cut].contains("corrupt or truncated jpg"),
+            "{cut}: {errors:?}"
+        );
+    }
 
     let stored: Vec<(String, String)> =
         sqlx::query("SELECT part_id, decision FROM verdicts ORDER BY part_id")
@@ -206,7 +228,7 @@ data_dir = "data"
         std::fs::read_dir(incoming.join("processed"))
             .unwrap()
             .count(),
-        6
+        8
     );
 
     // Still running after the bad files: one more part is judged.

@@ -36,9 +36,7 @@ pub fn load_standard(cfg: &StationConfig, recipe: &str) -> anyhow::Result<Standa
     let r = cfg
         .recipe(recipe)
         .with_context(|| format!("recipe `{recipe}` is not configured"))?;
-    let text = std::fs::read_to_string(&r.standard)
-        .with_context(|| format!("reading standard {}", r.standard.display()))?;
-    Ok(Standard::new(recipe, text))
+    crate::standards::load(recipe, &r.standard)
 }
 
 /// Opens, verifies and loads the configured model package.
@@ -259,6 +257,8 @@ impl Station {
             frame_height: frame.image.height(),
             mm_per_px: camera.mm_per_px,
         };
+        let findings = verdict::findings_in_frame(&judgement, geometry);
+        let (decision, review_reason) = verdict::held_to_standard(&judgement, &findings);
         let v = Verdict {
             schema: verdict::SCHEMA,
             id: uuid::Uuid::now_v7().to_string(),
@@ -273,10 +273,10 @@ impl Station {
             frame_seq: frame.seq,
             recipe: standard.recipe.clone(),
             standard_sha256: standard.sha256.clone(),
-            decision: judgement.decision,
+            decision,
             confidence: judgement.confidence,
-            review_reason: judgement.review_reason.clone(),
-            findings: verdict::findings_in_frame(&judgement, geometry),
+            review_reason,
+            findings,
             model: (*judged.model).clone(),
             timings: Timings {
                 captured_at: rfc3339(frame.captured_at),
@@ -487,6 +487,9 @@ pub async fn serve(
     .await
     .context("model loader panicked")??;
     tracing::info!(model = %engine.package.manifest.name, version = %engine.package.manifest.version, recipe = %standard.recipe, clauses = standard.clauses.len(), "model loaded");
+    for r in crate::standards::flagged(&standard.readings(&engine.vocabulary())) {
+        tracing::warn!(recipe = %standard.recipe, clause = r.clause, reading = %r.describe(), doubt = r.doubt.as_deref().unwrap_or_default(), "clause not read with confidence; verdicts citing it go to REVIEW (see `appliance standard check`)");
+    }
     let (handle, worker_thread) = worker::spawn(
         engine,
         Batcher::new(cfg.batching.max_batch, cfg.batching.max_wait),

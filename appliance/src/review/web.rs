@@ -529,11 +529,19 @@ async fn verdict_page(
             ));
         }
         let clause = if violates {
+            let label = f["clause_label"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| f["clause"].to_string());
             format!(
                 "<blockquote>Clause {}: {}</blockquote>",
-                f["clause"],
+                esc(&label),
                 esc(&s(&f["clause_text"]))
             )
+        } else if v["decision"] == "REVIEW" {
+            // Not confirmed: the consistency check may have found that the
+            // standard rejects it.
+            "the model calls it tolerated (not confirmed)".to_string()
         } else {
             "tolerated by the standard".to_string()
         };
@@ -601,7 +609,7 @@ async fn verdict_page(
     };
     let body = format!(
         r#"<div class="cols"><div>{image}</div><div><p class="{dec}" style="font-size:1.6em">{dec}</p>
-<p>Part <b>{part}</b> · camera {cam} · station {st} · confidence {conf:.2}{why}</p>
+{why}<p>Part <b>{part}</b> · camera {cam} · station {st} · confidence {conf:.2}</p>
 <table><thead><tr><th>#</th><th>Defect</th><th>Violates</th><th>Confidence</th><th>Size</th></tr></thead><tbody>{rows}</tbody></table>
 <p>Recipe <b>{recipe}</b>, standard <code>{std_sha}</code> · model {model} {mver}</p>
 <p>Captured {cap} · decided {dec_at} · inference {inf} ms</p>
@@ -614,7 +622,10 @@ async fn verdict_page(
         conf = v["confidence"].as_f64().unwrap_or(0.0),
         why = v["review_reason"]
             .as_str()
-            .map(|r| format!(" · {}", esc(r)))
+            .map(|r| format!(
+                r#"<p class="why"><b>Why a person must decide:</b> {}</p>"#,
+                esc(r)
+            ))
             .unwrap_or_default(),
         recipe = esc(&s(&v["recipe"])),
         std_sha = esc(&s(&v["standard_sha256"])[..12.min(s(&v["standard_sha256"]).len())]),

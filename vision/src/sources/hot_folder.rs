@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use firmware_config::AfterJudged;
 use tokio::sync::mpsc::Sender;
 
+use super::health::CameraHealth;
 use super::{Arrival, Origin};
 use crate::decode::{self, DecodeError};
 use crate::frame::Frame;
@@ -43,6 +44,9 @@ pub struct HotFolder {
     /// How long a file that does not decode must stay unchanged before it is
     /// rejected (a slow writer may still be filling it).
     pub settle: Duration,
+    /// Counts every file taken in, so the camera's own figures agree with
+    /// the metrics.
+    pub health: Option<std::sync::Arc<CameraHealth>>,
 }
 
 impl HotFolder {
@@ -143,6 +147,9 @@ impl HotFolder {
                     },
                 };
                 seq += 1;
+                if let Some(h) = &self.health {
+                    h.frame();
+                }
                 if tx.blocking_send(arrival).is_err() {
                     return Ok(());
                 }
@@ -192,7 +199,9 @@ mod tests {
             path: dir.path().to_path_buf(),
             poll: Duration::from_millis(20),
             settle: Duration::from_millis(100),
+            health: Some(CameraHealth::new("cam", None)),
         };
+        let health = folder.health.clone().unwrap();
         let stop2 = stop.clone();
         let handle = std::thread::spawn(move || folder.run(tx, stop2));
         let img = image::RgbImage::from_pixel(4, 4, image::Rgb([1, 2, 3]));
@@ -221,6 +230,8 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["frame:p1", "rejected:empty.png:empty file"]);
+        // The camera's own count agrees with what arrived (as /metrics counts).
+        assert_eq!(health.snapshot().frames, 2);
     }
 
     #[test]
@@ -233,6 +244,7 @@ mod tests {
             path: dir.path().to_path_buf(),
             poll: Duration::from_millis(20),
             settle: Duration::from_millis(500),
+            health: None,
         };
         let stop2 = stop.clone();
         let handle = std::thread::spawn(move || folder.run(tx, stop2));

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc::Sender;
 
+use super::health::CameraHealth;
 use super::{Arrival, Origin};
 use crate::frame::Frame;
 use crate::synth::SynthLine;
@@ -19,6 +20,9 @@ pub struct SyntheticCamera {
     pub camera_id: String,
     pub seed: u64,
     pub interval: Duration,
+    /// Counts every part made, so the camera's own figures agree with the
+    /// metrics.
+    pub health: Option<std::sync::Arc<CameraHealth>>,
 }
 
 impl SyntheticCamera {
@@ -45,6 +49,9 @@ impl SyntheticCamera {
                 truth: Some(Arc::new(part.defects.clone())),
             };
             let origin = Origin { name, path: None };
+            if let Some(h) = &self.health {
+                h.frame();
+            }
             if tx.blocking_send(Arrival::Frame { frame, origin }).is_err() {
                 return;
             }

@@ -10,6 +10,8 @@ use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageEncoder, ImageFormat, ImageReader, Limits, RgbImage};
 use std::io::Cursor;
 
+mod complete;
+
 /// Largest width or height accepted, in pixels.
 pub const MAX_SIDE: u32 = 16_384;
 /// Largest decoder allocation accepted, in bytes.
@@ -51,6 +53,17 @@ pub fn decode(bytes: &[u8]) -> Result<(RgbImage, &'static str), DecodeError> {
         return Err(DecodeError::UnknownFormat);
     }
     let name = format_name(format);
+    // Decoders forgive a missing tail (the JPEG decoder pads the missing
+    // scanlines with grey); a part must never be judged on half a picture,
+    // so the file's own structure has to say it is complete first.
+    let complete = match format {
+        ImageFormat::Png => complete::png(bytes),
+        _ => complete::jpeg(bytes),
+    };
+    complete.map_err(|reason| DecodeError::Corrupt {
+        format: name,
+        reason,
+    })?;
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     // Only the header is read here; the size check below names the sides.
     let mut limits = Limits::default();
@@ -79,9 +92,40 @@ pub fn decode(bytes: &[u8]) -> Result<(RgbImage, &'static str), DecodeError> {
     let mut decoder = reader.into_decoder().map_err(failed)?;
     // Unreadable EXIF is not a reason to refuse the pixels.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(failed)?;
+    let mut img = if format == ImageFormat::Jpeg {
+        drop(decoder);
+        if u64::from(width) * u64::from(height) * 3 > MAX_ALLOC {
+            return Err(DecodeError::TooLarge { width, height });
+        }
+        DynamicImage::ImageRgb8(strict_jpeg(bytes).map_err(|reason| DecodeError::Corrupt {
+            format: name,
+            reason,
+        })?)
+    } else {
+        DynamicImage::from_decoder(decoder).map_err(failed)?
+    };
     img.apply_orientation(orientation);
     Ok((img.to_rgb8(), name))
+}
+
+/// The JPEG's pixels from a decoder in strict mode: entropy data that runs
+/// out or does not parse is an error, where the lenient decoder would pad
+/// the rest of the picture grey. (A scan cut short and then closed with an
+/// end-of-image marker still decodes: neither check sees that case.)
+fn strict_jpeg(bytes: &[u8]) -> Result<RgbImage, String> {
+    use zune_core::bytestream::ZCursor;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+    let options = DecoderOptions::default()
+        .set_strict_mode(true)
+        .jpeg_set_out_colorspace(ColorSpace::RGB)
+        .set_max_width(MAX_SIDE as usize)
+        .set_max_height(MAX_SIDE as usize);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    let pixels = decoder.decode().map_err(|e| e.to_string())?;
+    let info = decoder.info().ok_or("no frame header")?;
+    RgbImage::from_raw(u32::from(info.width), u32::from(info.height), pixels)
+        .ok_or_else(|| "fewer pixels than the frame header promises".to_string())
 }
 
 /// PNG bytes of a frame (fast compression: a camera frame is stored once,
@@ -193,6 +237,89 @@ mod tests {
                 survives(&bytes);
             }
         }
+    }
+
+    /// A camera-sized picture with texture, so the compressed data is long
+    /// and every cut lands somewhere different.
+    fn photo(format: ImageFormat) -> Vec<u8> {
+        let mut state = 0x9e37_79b9u32;
+        let img = RgbImage::from_fn(640, 480, |x, y| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let n = (state & 31) as u8;
+            image::Rgb([
+                ((x / 3) as u8).wrapping_add(n),
+                ((y / 2) as u8).wrapping_add(n),
+                ((x + y) / 5) as u8,
+            ])
+        });
+        let mut out = Vec::new();
+        img.write_to(&mut Cursor::new(&mut out), format).unwrap();
+        out
+    }
+
+    #[test]
+    fn no_truncation_of_a_real_sized_png_or_jpeg_is_ever_judged() {
+        for format in [ImageFormat::Png, ImageFormat::Jpeg] {
+            let whole = photo(format);
+            assert!(decode(&whole).is_ok(), "{format:?} whole");
+            // 300 cuts spread over the file, plus every one of the last 40
+            // bytes (where a decoder is most tempted to call it done).
+            let step = (whole.len() / 300).max(1);
+            let cuts = (1..whole.len())
+                .step_by(step)
+                .chain(whole.len() - 40..whole.len());
+            for cut in cuts {
+                match decode(&whole[..cut]) {
+                    Err(DecodeError::Corrupt { .. }) | Err(DecodeError::UnknownFormat) => {}
+                    other => panic!("{format:?} cut at {cut} of {}: {other:?}", whole.len()),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_png_whose_image_data_stops_early_is_refused() {
+        // Rebuild the file with its IDAT data halved but every chunk intact
+        // (valid lengths and CRCs), so only the pixel decoder can tell.
+        let whole = photo(ImageFormat::Png);
+        let mut out = whole[..8].to_vec();
+        let mut at = 8;
+        while at < whole.len() {
+            let len = u32::from_be_bytes(whole[at..at + 4].try_into().unwrap()) as usize;
+            let kind = &whole[at + 4..at + 8];
+            let mut data = whole[at + 8..at + 8 + len].to_vec();
+            if kind == b"IDAT" {
+                data.truncate(len / 2);
+            }
+            let mut crc_input = kind.to_vec();
+            crc_input.extend_from_slice(&data);
+            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            out.extend_from_slice(&crc_input);
+            out.extend_from_slice(&crc32(&crc_input).to_be_bytes());
+            at += 12 + len;
+        }
+        let err = decode(&out).unwrap_err();
+        assert!(
+            matches!(err, DecodeError::Corrupt { format: "png", .. }),
+            "{err:?}"
+        );
+    }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
     }
 
     #[test]

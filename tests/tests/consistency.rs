@@ -1,0 +1,157 @@
+//! A wrong model cannot mislead: the decoder is made to write crafted
+//! verdicts (`faults::script_model_output`) and the station must turn every
+//! one that contradicts the clause it cites into REVIEW with the reason —
+//! on MQTT, in the store and on the review page — while a consistent FAIL
+//! stays FAIL. These are the verdicts a quality engineer saw in the demo
+//! before the check existed.
+
+use std::time::{Duration, Instant};
+
+use appliance::review::accounts::{add_token, Role};
+use e2e::{free_port, http_request, load_config, repo, subscribe, Broker};
+
+/// No clause about contamination: the decoder may cite any clause for it.
+const STANDARD: &str = "Acceptance criteria, cover surface.\n\
+1. No cracks are permitted.\n\
+2. Scratches longer than 3 mm are rejected.\n\
+3. Holes are tolerated and do not cause rejection.\n\
+4. Any dent is a reject.\n\
+5. Stains are acceptable.\n";
+
+fn tokens(t: &str) -> Vec<String> {
+    t.split_whitespace().map(str::to_string).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verdicts_that_contradict_their_clauses_become_review_with_the_reason() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("standard.txt"), STANDARD).unwrap();
+    let port = free_port();
+    let cfg = load_config(
+        dir.path(),
+        &format!(
+            r#"
+[station]
+station = "cons-1"
+recipe = "cover"
+
+[[cameras]]
+id = "line"
+mm_per_px = 0.1
+source = {{ kind = "hot_folder", path = "unused" }}
+
+[[recipes]]
+name = "cover"
+standard = "standard.txt"
+
+[model]
+package = "{model}"
+
+[batching]
+max_batch = 1
+
+[mqtt]
+url = "{url}"
+
+[storage]
+database_url = "sqlite://appliance.db"
+data_dir = "data"
+
+[http]
+bind = "127.0.0.1:{port}"
+"#,
+            model = repo().join("models/reference").display(),
+            url = broker.url(),
+        ),
+    );
+    let store = appliance::store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
+        .await
+        .unwrap();
+    let token = add_token(&store, "qe", Role::Viewer).await.unwrap();
+    let (_sub, mut messages) = subscribe(&broker, "cons-sub", "inspect/cons-1/verdict").await;
+    let station = e2e::InProcess::start(cfg);
+
+    // (decoder output, expected decision, what the reason must say)
+    let cases = [
+        (
+            "<fail> hole <loc_100> <loc_100> <loc_300> <loc_300> <clause_3> </s>",
+            "REVIEW",
+            "is cited as violating clause 3, but clause 3 tolerates it",
+        ),
+        (
+            "<pass> dent <loc_100> <loc_100> <loc_200> <loc_200> <ok> \
+             dent <loc_500> <loc_500> <loc_600> <loc_600> <ok> </s>",
+            "REVIEW",
+            "finding 2 (dent) is shown as tolerated, but clause 4 rejects any dent",
+        ),
+        (
+            "<fail> contamination <loc_100> <loc_100> <loc_300> <loc_300> <clause_4> </s>",
+            "REVIEW",
+            "finding 1 (contamination) cites clause 4, which is about dent",
+        ),
+        (
+            // 0.1 mm/px on a 256 px part: 0.5 mm, under the 3 mm limit.
+            "<fail> scratch <loc_100> <loc_100> <loc_120> <loc_105> <clause_2> </s>",
+            "REVIEW",
+            "rejects only those over 3 mm",
+        ),
+        (
+            "<fail> crack <loc_100> <loc_100> <loc_300> <loc_300> <clause_1> </s>",
+            "FAIL",
+            "",
+        ),
+    ];
+    for (seq, (script, want, why)) in cases.iter().enumerate() {
+        appliance::faults::script_model_output(Some(tokens(script)));
+        let feed = e2e::feed_frames(station.frames.clone(), 1, 40 + seq as u64);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let v: serde_json::Value = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (_, payload) = tokio::time::timeout(left, messages.recv())
+                .await
+                .expect("a verdict on MQTT")
+                .unwrap();
+            break serde_json::from_slice(&payload).unwrap();
+        };
+        feed.join().unwrap();
+        e2e::assert_schema("verdict.v1", &v);
+        assert_eq!(v["decision"], *want, "{script}: {v:#}");
+        let reason = v["review_reason"].as_str().unwrap_or_default();
+        assert!(reason.contains(why), "{script}: {reason}");
+        if *want == "REVIEW" {
+            assert!(
+                reason.starts_with("the verdict contradicts the standard"),
+                "{reason}"
+            );
+            // The PLC is told REVIEW (code 2), not the model's word.
+            let id = v["id"].as_str().unwrap();
+            let stored: String = sqlx::query_scalar("SELECT decision FROM verdicts WHERE id = ?")
+                .bind(id)
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            assert_eq!(stored, "REVIEW");
+            // The review page says why, above the findings.
+            let (status, _, page) = http_request(
+                port,
+                "GET",
+                &format!("/verdicts/{id}"),
+                &[format!("Authorization: Bearer {token}")],
+                "text/plain",
+                "",
+            );
+            assert_eq!(status, 200, "{page}");
+            assert!(
+                page.contains("Why a person must decide") && page.contains(why),
+                "the page does not say why: {page}"
+            );
+            assert!(
+                !page.contains("tolerated by the standard"),
+                "an unconfirmed toleration is shown as the standard's: {page}"
+            );
+        }
+    }
+    appliance::faults::script_model_output(None);
+    station.stop().await;
+}
