@@ -89,5 +89,26 @@ fi
 [ -e /var/lib/appliance/incoming/processed/part-1.png ] ||
   { echo "check-deploy: the judged part was not moved to incoming/processed" >&2; exit 1; }
 ls /var/lib/appliance/data >/dev/null
+
+# One-shot tools find the installed model from any folder, and the
+# installed standard reads with confidence.
+cd /tmp
+appliance standard check /etc/appliance/standards/default.txt >/dev/null
+appliance inspect /var/lib/appliance/incoming/processed/part-1.png \
+  --standard /etc/appliance/standards/default.txt 2>/dev/null | grep -q '"decision"'
+# A picture cut short is refused by name, never judged; errors reach an
+# integrator as words, without a backtrace even when RUST_BACKTRACE is set.
+head -c 3000 /var/lib/appliance/incoming/processed/part-1.png > /tmp/cut.png
+if err=$(RUST_BACKTRACE=1 appliance inspect /tmp/cut.png --standard /etc/appliance/standards/default.txt 2>&1); then
+  echo "check-deploy: a truncated picture was judged" >&2; exit 1
+fi
+case "$err" in
+  *"corrupt or truncated png"*) ;;
+  *) echo "check-deploy: unexpected error for a truncated picture: $err" >&2; exit 1 ;;
+esac
+case "$err" in
+  *backtrace*) echo "check-deploy: a backtrace reached the user: $err" >&2; exit 1 ;;
+esac
+rm -f /tmp/cut.png
 NS
 echo "check-deploy: ok (installed into a throwaway root; unit verified; config check clean; the installed station judged a part from /var/lib/appliance/incoming)"

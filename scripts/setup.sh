@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 
 ORT_VERSION=1.31.1
 ORT_DIR=.cache/onnxruntime
-APT_PACKAGES=(pkg-config clang libclang-dev libopencv-dev mosquitto mosquitto-clients sqlite3 openssl postgresql chromium chromium-driver)
+APT_PACKAGES=(pkg-config clang libclang-dev libopencv-dev mosquitto mosquitto-clients sqlite3 openssl postgresql chromium chromium-driver systemd git)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -27,6 +27,41 @@ struct Record {
 struct JudgedStandard {
     text: String,
     verdict: Truth,
+    /// What each clause says, as the generator wrote it.
+    #[serde(default)]
+    clauses: Vec<TruthClause>,
+}
+
+#[derive(Deserialize)]
+struct TruthClause {
+    number: u32,
+    kind: Option<String>,
+    rule: String,
+    limit_mm: Option<f32>,
+    max_count: Option<u32>,
+}
+
+impl TruthClause {
+    /// True when `r` reads this clause as written.
+    fn read_right(&self, r: &fusion::Reading) -> bool {
+        use fusion::Rule;
+        match &self.kind {
+            None => r.rule == Rule::Other,
+            Some(kind) => {
+                r.defects == [kind.clone()]
+                    && match (self.rule.as_str(), r.rule) {
+                        ("ban", Rule::Ban) | ("tolerate", Rule::Tolerate) => true,
+                        ("limit", Rule::SizeLimit { limit_mm }) => {
+                            self.limit_mm.is_some_and(|l| (l - limit_mm).abs() < 1e-3)
+                        }
+                        ("count", Rule::CountLimit { max_count }) => {
+                            self.max_count == Some(max_count)
+                        }
+                        _ => false,
+                    }
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -48,6 +83,10 @@ pub struct Report {
     pub images: usize,
     pub judgements: usize,
     pub decision_accuracy: f64,
+    /// Clauses of the generator's standards, and the share the rule-based
+    /// reading (what verdicts are held to) reads as they were written.
+    pub clauses: usize,
+    pub clause_reading_accuracy: f64,
     /// Judgements the consistency check turned into REVIEW (included in
     /// the review rate).
     pub contradictions: usize,
@@ -79,6 +118,7 @@ pub fn evaluate(engine: &mut Engine, dir: &Path, limit: usize) -> anyhow::Result
     let (mut right, mut reviews) = (0usize, 0usize);
     let (mut truths, mut preds, mut matched, mut clause_right) = (0usize, 0usize, 0usize, 0usize);
     let mut times = Vec::new();
+    let mut clauses_read = 0usize;
     for line in text.lines().filter(|l| !l.trim().is_empty()).take(limit) {
         let rec: Record = serde_json::from_str(line).context("manifest line")?;
         let img = image::open(dir.join(&rec.image))
@@ -88,6 +128,16 @@ pub fn evaluate(engine: &mut Engine, dir: &Path, limit: usize) -> anyhow::Result
         r.images += 1;
         for s in &rec.standards {
             let standard = Standard::new("eval", s.text.clone());
+            let readings = standard.readings(&engine.vocabulary());
+            for truth in &s.clauses {
+                r.clauses += 1;
+                match readings.iter().find(|x| x.clause == truth.number) {
+                    Some(reading) if truth.read_right(reading) => clauses_read += 1,
+                    reading => {
+                        tracing::debug!(clause = %standard.clause(truth.number).map(|c| c.text.as_str()).unwrap_or("(missing)"), reading = ?reading, "clause misread")
+                    }
+                }
+            }
             let started = Instant::now();
             let mut j = engine
                 .judge(std::slice::from_ref(&tensor), &standard)?
@@ -152,6 +202,7 @@ pub fn evaluate(engine: &mut Engine, dir: &Path, limit: usize) -> anyhow::Result
     r.finding_recall = share(matched, truths);
     r.finding_precision = share(matched, preds);
     r.clause_accuracy = share(clause_right, matched);
+    r.clause_reading_accuracy = share(clauses_read, r.clauses);
     times.sort_by(f64::total_cmp);
     r.median_ms_per_image = times.get(times.len() / 2).copied().unwrap_or(0.0);
     Ok(r)

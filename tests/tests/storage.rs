@@ -34,6 +34,7 @@ fn verdict(n: u32, decision: Decision, image_sha: &str, findings: usize) -> Verd
                 box_px: [10, 20, 40, 60],
                 size_mm: 3.5,
                 clause: Some(1 + i as u32),
+                clause_label: Some((1 + i).to_string()),
                 clause_text: Some("No scratches are permitted.".into()),
                 confidence: 0.9,
             })
