@@ -348,6 +348,10 @@ fn numbers(text: &str) -> Vec<Number> {
                         .chars()
                         .next()
                         .is_some_and(char::is_alphanumeric)
+                    // "on one part" names the part, not a count of defects.
+                    && !["part", "piece", "side", "surface"]
+                        .iter()
+                        .any(|n| rest[w.len()..].trim_start().starts_with(n))
             }) {
                 value = Some(v as f32);
                 end = i + w.chars().count();
@@ -619,6 +623,7 @@ mod tests {
         assert_eq!(count("每件凹坑不得多于2处。"), 2);
         assert_eq!(count("每个零件最多允许两处凹坑。"), 2);
         assert_eq!(count("凹坑限3处以内。"), 3);
+        assert_eq!(count("More than 1 dents on one part is not acceptable."), 1);
     }
 
     #[test]
