@@ -128,20 +128,20 @@ pub fn evaluate(engine: &mut Engine, dir: &Path, limit: usize) -> anyhow::Result
         r.images += 1;
         for s in &rec.standards {
             let standard = Standard::new("eval", s.text.clone());
-            let readings = standard.readings(&engine.vocabulary());
+            let started = Instant::now();
+            let mut j = engine
+                .judge(std::slice::from_ref(&tensor), &standard)?
+                .remove(0);
+            // The readings the engine made of this standard (once, cached).
             for truth in &s.clauses {
                 r.clauses += 1;
-                match readings.iter().find(|x| x.clause == truth.number) {
+                match j.readings.iter().find(|x| x.clause == truth.number) {
                     Some(reading) if truth.read_right(reading) => clauses_read += 1,
                     reading => {
                         tracing::debug!(clause = %standard.clause(truth.number).map(|c| c.text.as_str()).unwrap_or("(missing)"), reading = ?reading, "clause misread")
                     }
                 }
             }
-            let started = Instant::now();
-            let mut j = engine
-                .judge(std::slice::from_ref(&tensor), &standard)?
-                .remove(0);
             // Scored as the station would publish it: held to the standard.
             let geometry = crate::verdict::Geometry {
                 crop: [0, 0, img.width(), img.height()],

@@ -1,8 +1,9 @@
 //! Fault injection for tests and drills: a throttled engine, a stalled
-//! pipeline, a decoder that writes a scripted (wrong) verdict. Monitoring and self-healing can only be trusted once they have
-//! been seen to act on real faults, and these are the faults a test can
+//! pipeline, a decoder that writes a scripted (wrong) verdict. Monitoring,
+//! self-healing and the consistency check can only be trusted once they
+//! have been seen to act on real faults, and these are the faults a test can
 //! cause on demand. Nothing sets them in production; when unset they cost
-//! two atomic loads per batch.
+//! three atomic loads per batch.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;

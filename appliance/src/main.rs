@@ -7,7 +7,6 @@ use anyhow::Context;
 use appliance::{eval, pipeline};
 use clap::{Parser, Subcommand};
 use firmware_config::{Loader, StationConfig};
-use fusion::Standard;
 use vision::preprocess::{self, Crop};
 
 #[derive(Parser)]
@@ -426,16 +425,13 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let vocabulary = fusion::package::Manifest::read(&package)?
                 .output
                 .vocabulary();
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading standard {}", file.display()))?;
-            let standard = Standard::new("check", text);
-            if standard.clauses.is_empty() {
-                eprintln!(
-                    "{} has no numbered clause; number each rule `1.`, `1)`, `1、`, `(1)`, `4.2.1` or `a)` so verdicts can cite it",
-                    file.display()
-                );
-                return Ok(std::process::ExitCode::from(2));
-            }
+            let standard = match appliance::standards::load("check", &file) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{e:#}");
+                    return Ok(std::process::ExitCode::from(2));
+                }
+            };
             let (text, flagged) = appliance::standards::describe(&standard, &vocabulary);
             print!("{text}");
             println!(
@@ -508,13 +504,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         } => {
             init_logging();
             let cfg = tool_config(config.as_deref(), model)?;
-            let text = std::fs::read_to_string(&standard)
-                .with_context(|| format!("reading standard {}", standard.display()))?;
-            let standard = Standard::new("cli", text);
-            anyhow::ensure!(
-                !standard.clauses.is_empty(),
-                "standard has no numbered clause; see `appliance standard check`"
-            );
+            let standard = appliance::standards::load("cli", &standard)?;
             let bytes =
                 std::fs::read(&image).with_context(|| format!("reading {}", image.display()))?;
             // A picture that does not decode whole is never judged.

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
-use fusion::{Reading, Rule, Standard, Vocabulary};
+use fusion::{Reading, Standard, Vocabulary};
 
 /// Reads a standard file; a text without any numbered clause is refused,
 /// naming the file, since no verdict could cite it.
@@ -26,10 +26,7 @@ pub fn load(recipe: &str, path: &Path) -> anyhow::Result<Standard> {
 /// Clauses whose reading cannot be relied on (verdicts citing them go to
 /// REVIEW), and those that reject something the model has no word for.
 pub fn flagged(readings: &[Reading]) -> Vec<&Reading> {
-    readings
-        .iter()
-        .filter(|r| r.rule != Rule::Other && !r.confident())
-        .collect()
+    readings.iter().filter(|r| r.flagged()).collect()
 }
 
 /// The reading of every clause, one block each, as `appliance standard
@@ -38,11 +35,7 @@ pub fn describe(standard: &Standard, vocabulary: &Vocabulary) -> (String, usize)
     let readings = standard.readings(vocabulary);
     let mut out = String::new();
     for (c, r) in standard.clauses.iter().zip(&readings) {
-        let mark = if r.rule == Rule::Other || r.confident() {
-            "  "
-        } else {
-            "! "
-        };
+        let mark = if r.flagged() { "! " } else { "  " };
         let _ = writeln!(out, "{mark}clause {} ({}): {}", c.number, c.label, c.text);
         let _ = write!(
             out,

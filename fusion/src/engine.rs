@@ -685,6 +685,7 @@ impl Engine {
                 _ => None,
             };
             let bins = g.loc.len() as f32;
+            let cited = clause.and_then(|n| standard.clause(n));
             findings.push(RawFinding {
                 defect: g.defects[k].0.clone(),
                 loc,
@@ -695,12 +696,8 @@ impl Engine {
                     (loc[3] + 1) as f32 / bins,
                 ],
                 clause,
-                clause_label: clause
-                    .and_then(|n| standard.clause(n))
-                    .map(|c| c.label.clone()),
-                clause_text: clause
-                    .and_then(|n| standard.clause(n))
-                    .map(|c| c.text.clone()),
+                clause_label: cited.map(|c| c.label.clone()),
+                clause_text: cited.map(|c| c.text.clone()),
                 confidence: emitted[i].1.min(clause_p),
             });
             i += 6;

@@ -54,6 +54,13 @@ impl Reading {
         self.confidence >= CONFIDENT && self.rule != Rule::Unclear
     }
 
+    /// True when the clause says something about acceptance that could
+    /// not be read with confidence: the recipe is flagged before it goes
+    /// live, and verdicts citing it go to REVIEW.
+    pub fn flagged(&self) -> bool {
+        self.rule != Rule::Other && !self.confident()
+    }
+
     /// True when it governs the defect word `defect`.
     pub fn governs(&self, defect: &str) -> bool {
         self.defects.iter().any(|d| d == defect)

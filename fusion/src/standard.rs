@@ -101,16 +101,28 @@ fn numbered(line: &str) -> Option<Numbered<'_>> {
     })
 }
 
+/// A numbered line (with its continuation lines) before headings are told
+/// apart from rules.
+#[derive(Clone)]
+struct Item {
+    /// Index of the line it starts on.
+    line: usize,
+    /// Bytes of that line taken by the label.
+    prefix: usize,
+    label: String,
+    text: String,
+}
+
 impl Standard {
     pub fn new(recipe: impl Into<String>, text: impl Into<String>) -> Self {
         let text = text.into();
         // First pass: numbered lines with their full labels (a lettered
         // item takes the number of the numbered line above it).
-        let mut items: Vec<(usize, String, usize, String)> = Vec::new();
+        let mut items: Vec<Item> = Vec::new();
         let mut parent: Option<String> = None;
         let mut open = false;
-        for (i, line) in text.lines().enumerate() {
-            if let Some(n) = numbered(line) {
+        for (line, text) in text.lines().enumerate() {
+            if let Some(n) = numbered(text) {
                 let label = if n.lettered {
                     match &parent {
                         Some(p) => format!("{p}.{}", n.parts[0]),
@@ -121,42 +133,44 @@ impl Standard {
                     parent = Some(l.clone());
                     l
                 };
-                items.push((i, label, n.prefix, n.body.to_string()));
+                items.push(Item {
+                    line,
+                    prefix: n.prefix,
+                    label,
+                    text: n.body.to_string(),
+                });
                 open = true;
-            } else if line.trim().is_empty() {
+            } else if text.trim().is_empty() {
                 open = false;
             } else if let (Some(last), true) = (items.last_mut(), open) {
-                last.3.push(' ');
-                last.3.push_str(line.trim());
+                last.text.push(' ');
+                last.text.push_str(text.trim());
             }
         }
         // A label that heads a deeper one is a heading, not a rule.
         let heads = |label: &str| {
-            items.iter().any(|(_, other, _, _)| {
-                other.len() > label.len() && other.starts_with(&format!("{label}."))
-            })
+            let deeper = format!("{label}.");
+            items.iter().any(|i| i.label.starts_with(&deeper))
         };
-        let rules: Vec<&(usize, String, usize, String)> =
-            items.iter().filter(|(_, l, _, _)| !heads(l)).collect();
-        let plain: Vec<Option<u32>> = rules.iter().map(|(_, l, _, _)| l.parse().ok()).collect();
+        let rules: Vec<Item> = items.iter().filter(|i| !heads(&i.label)).cloned().collect();
+        let plain: Vec<Option<u32>> = rules.iter().map(|i| i.label.parse().ok()).collect();
         let mut seen = std::collections::HashSet::new();
         let by_number = plain
             .iter()
             .all(|n| n.is_some_and(|n| n > 0 && seen.insert(n)));
         let mut clauses = Vec::new();
         let mut starts = Vec::new();
-        for (k, (line, label, prefix, body)) in rules.into_iter().enumerate() {
-            let number = if by_number {
-                plain[k].expect("checked")
-            } else {
-                k as u32 + 1
+        for (k, item) in rules.into_iter().enumerate() {
+            let number = match plain[k] {
+                Some(n) if by_number => n,
+                _ => k as u32 + 1,
             };
+            starts.push((item.line, number, item.prefix));
             clauses.push(Clause {
                 number,
-                label: label.clone(),
-                text: body.clone(),
+                label: item.label,
+                text: item.text,
             });
-            starts.push((*line, number, *prefix));
         }
         Self {
             recipe: recipe.into(),
