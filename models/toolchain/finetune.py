@@ -5,31 +5,41 @@
 
 Inputs, as a plant has them:
   - `--images`: one folder per class: `good/` (parts that pass) and one folder
-    per defect name (`burr/`, `weld spatter/`, ...). Images in a defect folder
-    are rejects under the plant's standard, citing the clause that names the
-    defect. A pixel mask may sit beside an image as `<name>_mask.png` or in a
-    `masks/` folder of the class (`masks/<name>_mask.png` or `masks/<name>.png`);
-    the finding's box is the mask's extent, else the whole image.
+    per defect name (`burr/`, `weld spatter/`, ...), read by toolchain.realdata
+    (its docstring has the whole layout). Images in a defect folder are
+    rejects under the plant's standard, citing the clause that names the
+    defect. A pixel mask may sit beside an image (`X.png` beside `X.jpg`,
+    `X_mask.png`, `X_label.png`) or in a `masks/` or `ground_truth/` folder of
+    the class; Pascal VOC boxes as `X.xml` beside it or in `annotations/`. The
+    finding's box is the mask's extent, else the boxes' extent, else the whole
+    image. An empty mask in a defect folder is refused.
+    `--per-class N` trains on at most N images of each class (a seeded split,
+    `--split-seed`); the images trained on are listed in
+    `<out>/training_images.txt`, which toolchain.evaluate leaves out.
   - `--standard`: the plant's written standard (numbered clauses).
   - `--reviews` (optional): the appliance's reviewed-verdict export, JSON lines
     (`*.jsonl`) whose records carry `image` (relative to the file), `standard`
     (text; the plant standard when absent) and the reviewed truth: `decision`
     and `findings` of `{"defect", "box_norm": [x0, y0, x1, y1] in 0..1,
     "clause": K or null}`.
+  - `--eval` (optional): a held-out synthetic dataset (manifest.jsonl) or a
+    folder of class folders (scored by toolchain.evaluate's folder mode,
+    `--expect` naming defects the standard tolerates), before and after.
+Every input is checked before `--out` is created.
 
 Defect names the base model never saw become new words of its vocabulary:
 the decoder writes them like any other (names with spaces are joined with
 `_`). Training is parameter-efficient: low-rank adapters (LoRA, rank 8) on
 every attention and feed-forward projection of the encoder and decoder and
 on the vision encoder's patch projection, the new words' embedding and output
-rows, and the vision encoder's batch-norm statistics and scales; everything
-else stays frozen. Adapters are merged into the weights at export, so the
+rows, and the vision encoder's batch-norm statistics and scales (with a
+pretrained backbone: the whole adapter after it, the backbone itself frozen
+with ImageNet's statistics); everything else stays frozen. Adapters are merged into the weights at export, so the
 output is an ordinary package (FP32 and INT8) the appliance loads unchanged.
 """
 import argparse
 import json
 import math
-import re
 import time
 from pathlib import Path
 
@@ -40,10 +50,10 @@ import torch.nn.functional as F
 from PIL import Image
 from tokenizers import Tokenizer
 
-from . import data, evaluate, export, quantize, train, vocab
+from . import data, evaluate, export, quantize, realdata, train, vocab
 from .model import Config, soft_targets
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = realdata.IMAGE_SUFFIXES
 
 
 class FinetuneError(Exception):
@@ -90,27 +100,8 @@ def merge_linears(module):
             merge_linears(child)
 
 
-def word_for(class_name):
-    return re.sub(r"\s+", "_", class_name.strip().lower())
-
-
-def box_from_mask(path, size):
-    m = np.asarray(Image.open(path).convert("L").resize(size, Image.NEAREST)) > 0
-    ys, xs = np.nonzero(m)
-    if len(xs) == 0:
-        return None
-    w, h = size
-    return [int(xs.min() * 1000 / w), int(ys.min() * 1000 / h),
-            min(999, int((xs.max() + 1) * 1000 / w) - 1), min(999, int((ys.max() + 1) * 1000 / h) - 1)]
-
-
-def find_mask(image):
-    stem = image.stem
-    for cand in (image.with_name(f"{stem}_mask.png"), image.parent / "masks" / f"{stem}_mask.png",
-                 image.parent / "masks" / f"{stem}.png"):
-        if cand.exists():
-            return cand
-    return None
+word_for = realdata.word_for
+box_from_mask = realdata.box_from_mask
 
 
 def target(decision, findings):
@@ -121,45 +112,88 @@ def target(decision, findings):
     return " ".join(out + ["</s>"])
 
 
-def read_class_folders(root, standard):
-    """[(image path, standard text, target string, defect word or None, loc)]."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FinetuneError(f"{root}: not a folder of class folders")
-    examples, words = [], []
-    for cls in sorted(p for p in root.iterdir() if p.is_dir()):
-        images = sorted(p for p in cls.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
-                        and not p.stem.endswith("_mask"))
-        if not images:
+def names_of(cls):
+    """How a standard may name the defect of class folder `cls`."""
+    return list(dict.fromkeys([cls.strip().lower(), word_for(cls).replace("_", " ")]))
+
+
+def read_class_folders(root, standard, per_class=None, split_seed=0, expect=None):
+    """(examples, defect words, samples trained on): examples are
+    [(image path, standard text, target string, defect word or None, loc)]
+    of the training part (all images, or realdata.split's with `per_class`).
+    A defect the standard tolerates (`expect`, e.g. {"patches": "PASS"})
+    trains a PASS that shows the finding as tolerated (`<ok>`)."""
+    try:
+        classes = realdata.read_folder(root)
+    except realdata.RealDataError as e:
+        raise FinetuneError(str(e)) from e
+    named = {}
+    for cls in classes:
+        if realdata.is_good(cls):
             continue
-        if cls.name.lower() == "good":
-            examples += [(p, standard, target("PASS", []), None, None) for p in images]
-            continue
-        word = word_for(cls.name)
-        named = evaluate.clauses_mentioning(standard, [cls.name.lower(), word.replace("_", " ")])
-        if not named:
+        named[cls] = evaluate.clauses_mentioning(standard, names_of(cls))
+        if not named[cls]:
             raise FinetuneError(
-                f"class folder {cls.name!r}: no clause of the standard names it; "
+                f"class folder {cls!r}: no clause of the standard names it; "
                 "name each defect folder as the standard names the defect")
-        words.append(word)
-        for p in images:
-            with Image.open(p) as im:
-                size = im.size
-            mask = find_mask(p)
-            loc = box_from_mask(mask, size) if mask else None
-            loc = loc or [0, 0, 999, 999]
-            examples.append((p, standard, target("FAIL", [(word, loc, named[0])]), word, loc))
+    if per_class is None:
+        used = [s for samples in classes.values() for s in samples]
+    else:
+        used, _ = realdata.split(classes, per_class, split_seed)
+    examples, words = [], []
+    for s in used:
+        if realdata.is_good(s.cls):
+            examples.append((s.path, standard, target("PASS", []), None, None))
+            continue
+        loc = s.box or [0, 0, 999, 999]
+        words.append(s.word)
+        if realdata.expected_decision(s.cls, expect) == "PASS":
+            verdict = target("PASS", [(s.word, loc, None)])
+        else:
+            verdict = target("FAIL", [(s.word, loc, named[s.cls][0])])
+        examples.append((s.path, standard, verdict, s.word, loc))
     if not examples:
-        raise FinetuneError(f"{root}: no images found in class folders")
-    return examples, words
+        raise FinetuneError(f"{root}: no images to train on (--per-class {per_class} leaves none)")
+    return examples, list(dict.fromkeys(words)), used
+
+
+def check_eval(path, expect=None):
+    """"synthetic" or "folder": what kind of held-out data `path` is (a
+    folder of class folders is read through, and `expect` checked against
+    its classes, so their problems show now)."""
+    path = Path(path)
+    if (path / "manifest.jsonl").is_file():
+        return "synthetic"
+    if realdata.has_class_folders(path):
+        known = {word_for(c) for c in realdata.read_folder(path)}
+        for k in expect or {}:
+            if word_for(k) not in known:
+                raise FinetuneError(f"--expect names {k!r}, which is not a class folder of {path}")
+        return "folder"
+    raise FinetuneError(f"--eval {path}: neither a synthetic dataset (manifest.jsonl) nor a folder of class "
+                        "folders (good/, one folder per defect)")
+
+
+def label_counts(samples):
+    """{"mask": n, "box": n, "image": n, "good": n}: how the images were labelled."""
+    counts = {k: 0 for k in ("mask", "box", "image", "good")}
+    for s in samples:
+        counts[s.label] += 1
+    return counts
 
 
 def read_reviews(folder, standard):
     folder = Path(folder)
     files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else [folder]
+    if not files:
+        raise FinetuneError(f"{folder}: no reviewed-verdict files (*.jsonl)")
     examples, words = [], []
     for f in files:
-        for n, line in enumerate(f.read_text().splitlines(), 1):
+        try:
+            lines = f.read_text().splitlines()
+        except OSError as e:
+            raise FinetuneError(f"cannot read the reviews {f}: {e}") from e
+        for n, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
@@ -171,10 +205,13 @@ def read_reviews(folder, standard):
                     loc = [min(999, max(0, int(v * 1000))) for v in b]
                     findings.append((w, loc, x.get("clause")))
                     words.append(w)
-                examples.append((f.parent / r["image"], r.get("standard") or standard,
+                image = f.parent / r["image"]
+                examples.append((image, r.get("standard") or standard,
                                  target(r["decision"], findings), None, None))
             except (KeyError, TypeError, ValueError) as e:
                 raise FinetuneError(f"{f}:{n}: not a reviewed verdict ({e})") from e
+            if not image.is_file():
+                raise FinetuneError(f"{f}:{n}: image {image} not found")
     return examples, words
 
 
@@ -216,7 +253,12 @@ def main():
     ap.add_argument("--images", required=True, help="folder of class folders")
     ap.add_argument("--standard", required=True, help="the plant's written standard")
     ap.add_argument("--reviews", help="reviewed-verdict export (JSON lines + images)")
-    ap.add_argument("--eval", help="held-out dataset (manifest.jsonl) to score before and after")
+    ap.add_argument("--eval", help="held-out data to score before and after: a synthetic dataset "
+                    "(manifest.jsonl) or a folder of class folders")
+    ap.add_argument("--expect", default="", help='defects the standard tolerates (trained as PASS, and '
+                    'scored so with a folder --eval): "patches=PASS,crazing=FAIL"')
+    ap.add_argument("--per-class", type=int, help="train on at most N images of each class (default: all)")
+    ap.add_argument("--split-seed", type=int, default=0, help="seed of the --per-class split")
     ap.add_argument("--out", required=True)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--batch", type=int, default=16)
@@ -228,39 +270,56 @@ def main():
     rng = train.start(args)
     started = time.time()
     base, out = Path(args.base), Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    # Every input is checked before anything is written.
     try:
         standard = Path(args.standard).read_text()
-    except OSError as e:
+    except (OSError, UnicodeDecodeError) as e:
         raise SystemExit(f"cannot read the standard {args.standard}: {e}")
     if not evaluate.clauses(standard):
         raise SystemExit(f"{args.standard}: no numbered clauses (lines like '1. No burrs are permitted.')")
     weights = base / "weights.pt"
-    if not weights.exists():
-        raise SystemExit(f"{base}: no weights.pt; fine-tuning needs a package exported by toolchain.export")
+    for need in (weights, base / "tokenizer.json"):
+        if not need.exists():
+            raise SystemExit(f"{base}: no {need.name}; fine-tuning needs a package exported by toolchain.export")
+    if args.per_class is not None and args.per_class < 1:
+        raise SystemExit("--per-class must be at least 1")
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"--out {out}: exists and is not a folder")
     try:
-        examples, words = read_class_folders(args.images, standard)
+        expect = realdata.parse_expect(args.expect)
+        examples, words, used = read_class_folders(args.images, standard, args.per_class, args.split_seed, expect)
+        label_kinds = label_counts(used)
         if args.reviews:
             more, more_words = read_reviews(args.reviews, standard)
             examples += more
             words += more_words
-    except FinetuneError as e:
+            label_kinds["reviews"] = len(more)
+        eval_kind = check_eval(args.eval, expect) if args.eval else None
+    except (FinetuneError, realdata.RealDataError) as e:
         raise SystemExit(str(e))
+    defect_names = {s.word: names_of(s.cls) for s in used if not realdata.is_good(s.cls)}
+    out.mkdir(parents=True, exist_ok=True)
+    trained = list(dict.fromkeys(str(Path(e[0]).resolve()) for e in examples))
+    (out / "training_images.txt").write_text("".join(p + "\n" for p in trained))
 
     ckpt = torch.load(weights, weights_only=False)
     base_words = ckpt.get("words", list(data.KINDS))
     new_words = [w for w in dict.fromkeys(words) if w not in base_words]
     tok, added = extend_tokenizer(base / "tokenizer.json", out / "tokenizer.json",
                                   [standard] + [e[1] for e in examples], new_words)
-    cfg = Config()
+    cfg = Config.of(ckpt)
     old_v, new_v = ckpt["vocab"], tok.get_vocab_size()
-    model = export.load_model(ckpt, cfg)
+    model = export.load_model(ckpt)
     grow_rows(model, old_v, new_v)
     for p in model.parameters():
         p.requires_grad_(False)
     adapt_linears(model.encoder, args.rank)
     adapt_linears(model.decoder.layers, args.rank)
     model.vision.fold = LoRALinear(model.vision.fold, args.rank)
+    if model.vision.backbone is not None:
+        # Behind a frozen pretrained backbone the small adapter is what
+        # turns its features into this line's defects: all of it trains.
+        model.vision.body.requires_grad_(True)
     for m in model.vision.body.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.weight.requires_grad_(True)
@@ -281,8 +340,8 @@ def main():
     n_trainable += 2 * n_rows + (new_v - old_v)
     n_total = sum(p.numel() for p in model.parameters())
     share = n_trainable / n_total
-    print(f"{len(examples)} examples, new words {added}, trainable {n_trainable} of {n_total} "
-          f"parameters ({100 * share:.2f}%)", flush=True)
+    print(f"{len(examples)} examples (labels {json.dumps(label_kinds)}), new words {added}, trainable "
+          f"{n_trainable} of {n_total} parameters ({100 * share:.2f}%)", flush=True)
 
     pix_all = train.to_pixels(np.stack([np.asarray(Image.open(e[0]).convert("RGB").resize(
         (cfg.image_size, cfg.image_size), Image.BILINEAR)) for e in examples]))
@@ -304,6 +363,10 @@ def main():
         for g in opt.param_groups:
             g["lr"] = args.lr * min(1.0, (step + 1) / 20) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
         model.train()
+        if model.vision.backbone is not None:
+            # The pretrained backbone keeps ImageNet's statistics: a plant's
+            # few images would make them noisy.
+            model.vision.backbone.eval()
         logits, *_ = model(pix_all[idx], text, mask, dec_in)
         valid = labels != -100
         tgt = soft_targets(labels[valid], new_v, loc_start, vocab.N_LOC, sigma=4.0)
@@ -322,10 +385,11 @@ def main():
     words_all = base_words + [w for w in new_words if w not in base_words]
     names = dict(ckpt.get("names", data.NAMES))
     for w in new_words:
-        names[w] = [w.replace("_", " ")]
+        names[w] = defect_names.get(w, [w.replace("_", " ")])
     export.export_graphs(model, cfg, out)
     export.check_against_torch(model, cfg, out, tok)
-    fine = {"vocab": new_v, "loc_start": loc_start, "words": words_all, "names": names,
+    fine = {"vocab": new_v, "loc_start": loc_start, "words": words_all, "names": names, "backbone": cfg.backbone,
+            "mm_per_px": ckpt.get("mm_per_px"),
             "args": {**vars(args), "data": args.images, "out": args.out}, "log": log}
     export.save_weights(model, fine, out)
     seconds = round(time.time() - started, 1)
@@ -339,13 +403,24 @@ def main():
     export.write_manifest(out, cfg, fine, args.images, "", identity=identity, provenance=provenance)
     quantize.quantize_package(out)
     print(f"wrote {out} in {seconds} s", flush=True)
-    if args.eval:
+    if args.eval and eval_kind == "synthetic":
         before = evaluate.evaluate(base, args.eval)
         after = evaluate.evaluate(out, args.eval)
         keys = ["decision", "recall", "precision", "clause_attribution"]
         report = {"before": {k: before.get(k) for k in keys}, "after": {k: after.get(k) for k in keys},
                   "judgements": after["judgements"], "finetune_seconds": seconds,
                   "trainable_share": round(share, 4)}
+    elif args.eval:
+        # Both packages are scored on the same images: the ones not trained on.
+        before = evaluate.evaluate_folder(base, args.eval, standard, expect=expect, exclude=trained)
+        after = evaluate.evaluate_folder(out, args.eval, standard, expect=expect)
+        keys = ["accuracy", "review_share", "accuracy_ignoring_review", "recall_defective", "false_reject_rate",
+                "defect_name_accuracy", "auroc_defective", "box_iou_median"]
+        report = {"before": {k: before.get(k) for k in keys}, "after": {k: after.get(k) for k in keys},
+                  "images": after["images"], "excluded": after["excluded"],
+                  "per_class_after": after["per_class"], "labels": label_kinds, "finetune_seconds": seconds,
+                  "trainable_share": round(share, 4)}
+    if args.eval:
         print(json.dumps(report, indent=1))
         (out / "finetune_report.json").write_text(json.dumps(report, indent=1) + "\n")
 

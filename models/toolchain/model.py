@@ -15,6 +15,10 @@ import torch.nn.functional as F
 
 
 class Config:
+    """Sizes of the reference model. `backbone` is "scratch" (the small CNN
+    learned on the synthetic line) or "lite0" (EfficientNet-Lite0 with its
+    ImageNet weights up to stride 16, see backbone.py)."""
+
     image_size = 256
     dim = 128
     heads = 4
@@ -24,6 +28,16 @@ class Config:
     ffn = 384
     max_text = 224
     max_target = 24
+
+    def __init__(self, backbone="scratch"):
+        if backbone not in ("scratch", "lite0"):
+            raise ValueError(f"unknown vision backbone {backbone!r} (scratch or lite0)")
+        self.backbone = backbone
+
+    @classmethod
+    def of(cls, ckpt):
+        """The configuration a checkpoint or a package's weights.pt was made with."""
+        return cls(ckpt.get("backbone", "scratch"))
 
     @property
     def patches(self):
@@ -59,22 +73,40 @@ def conv_bn(cin, cout, stride):
 
 
 class VisionEncoder(nn.Module):
-    """A small CNN (stride 16), folded 2x2 into one feature vector per
-    32x32-pixel patch: the fold keeps where inside the patch a defect sits, so
-    findings can be located finely while the encoder sees only 64 image tokens.
-    A learned 2-D position embedding says where each patch is."""
+    """A CNN (stride 16), folded 2x2 into one feature vector per 32x32-pixel
+    patch: the fold keeps where inside the patch a defect sits, so findings
+    can be located finely while the encoder sees only 64 image tokens. A
+    learned 2-D position embedding says where each patch is.
+
+    With the "lite0" backbone the first layers are EfficientNet-Lite0's
+    pretrained stem and stages up to stride 16 (112 channels, frozen while
+    training on the synthetic line, so what it learned from real photographs
+    is kept), followed by a small trained adapter to 128 channels; with
+    "scratch" the whole CNN is learned."""
 
     def __init__(self, cfg, n_kinds):
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(3, 32, 4, 4, bias=False),
-            nn.BatchNorm2d(32),
-            nn.GELU(),
-            conv_bn(32, 64, 2),
-            conv_bn(64, 64, 1),
-            conv_bn(64, 128, 2),
-            conv_bn(128, 128, 1),
-        )
+        if cfg.backbone == "lite0":
+            from .backbone import Lite0Stem
+
+            self.backbone = Lite0Stem()
+            self.body = nn.Sequential(
+                nn.Conv2d(Lite0Stem.channels, 128, 1, bias=False),
+                nn.BatchNorm2d(128),
+                nn.GELU(),
+                conv_bn(128, 128, 1),
+            )
+        else:
+            self.backbone = None
+            self.body = nn.Sequential(
+                nn.Conv2d(3, 32, 4, 4, bias=False),
+                nn.BatchNorm2d(32),
+                nn.GELU(),
+                conv_bn(32, 64, 2),
+                conv_bn(64, 64, 1),
+                conv_bn(64, 128, 2),
+                conv_bn(128, 128, 1),
+            )
         self.fold = nn.Linear(4 * 128, cfg.dim)
         self.pos = nn.Parameter(torch.randn(1, cfg.patches, cfg.dim) * 0.02)
         side = int(math.isqrt(cfg.patches))
@@ -86,8 +118,12 @@ class VisionEncoder(nn.Module):
         self.patch_head = nn.Conv2d(128, n_kinds + 1, 1)
         self.size_head = nn.Conv2d(128, 1, 1)
 
-    def features(self, pixel_values):
-        return self.body(pixel_values)  # [B, 128, 16, 16]
+    def features(self, pixel_values, backbone_maps=None):
+        """[B, 128, 16, 16]. `backbone_maps`: the frozen backbone's output for
+        these pixels, when training has it cached."""
+        if backbone_maps is None:
+            backbone_maps = self.backbone(pixel_values) if self.backbone is not None else pixel_values
+        return self.body(backbone_maps)
 
     def tokens(self, fmap):
         b, c, h, w = fmap.shape
@@ -342,8 +378,8 @@ class InspectionModel(nn.Module):
         self.clause_sizes = [n_kinds + 1, 4, 7, 3]
         self.clause_head = nn.Linear(cfg.dim, sum(self.clause_sizes))
 
-    def forward(self, pixels, text_ids, text_mask, dec_in):
-        fmap = self.vision.features(pixels)
+    def forward(self, pixels, text_ids, text_mask, dec_in, backbone_maps=None):
+        fmap = self.vision.features(pixels, backbone_maps)
         img = self.vision.tokens(fmap)
         patch_logits = self.vision.patch_head(fmap).flatten(2).transpose(1, 2)
         patch_size = self.vision.size_head(fmap).flatten(1)

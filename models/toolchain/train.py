@@ -93,6 +93,21 @@ def start(args):
     return random.Random(args.seed)
 
 
+def backbone_maps(net, images, batch=64):
+    """The frozen backbone's maps of every training image, as float16 (half
+    the memory; the adapter after it is trained on exactly these)."""
+    net.eval()
+    out = []
+    started = time.time()
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            out.append(net(to_pixels(images[i:i + batch])).half())
+    maps = torch.cat(out)
+    print(f"backbone maps of {len(images)} images in {time.time() - started:.0f} s "
+          f"({maps.numel() * 2 / 1e9:.2f} GB)", flush=True)
+    return maps
+
+
 def collate(idx, images, patches, examples, tok, rng, dropout=0.0, keep=frozenset()):
     bos = tok.token_to_id(vocab.BOS)
     pad = tok.token_to_id(vocab.PAD)
@@ -106,7 +121,7 @@ def collate(idx, images, patches, examples, tok, rng, dropout=0.0, keep=frozense
         parse[b, : len(m[3])] = torch.from_numpy(m[3])
     maps.append(parse)
     text, mask, dec_in, labels = pad_batch(pairs, bos, pad)
-    pix = to_pixels(images[idx])
+    pix = to_pixels(images[idx]) if images is not None else None
     kinds, sizes = patches
     return pix, text, mask, dec_in, labels, torch.from_numpy(kinds[idx]), torch.from_numpy(sizes[idx]), maps
 
@@ -123,9 +138,11 @@ def main():
     ap.add_argument("--init", help="checkpoint to start from (matching parameters are copied)")
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--word-dropout", type=float, default=0.1, help="share of ordinary words hidden as <unk>")
+    ap.add_argument("--backbone", default="scratch", choices=["scratch", "lite0"],
+                    help="vision backbone: learned here, or EfficientNet-Lite0's ImageNet weights (frozen)")
     args = ap.parse_args()
     rng = start(args)
-    cfg = Config()
+    cfg = Config(args.backbone)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -144,14 +161,31 @@ def main():
     _, images, patches, examples = prepare(args.data, tok, cfg)
     print(f"{len(records)} parts, vocabulary {V}", flush=True)
     keep = protected_ids(tok)
+    # The calibration every training image was taken at, per input pixel
+    # (None when the images disagree: the model then has no one scale).
+    scales = {round(r["mm_per_px"] * r["width"] / cfg.image_size, 6) for r in records if "mm_per_px" in r}
+    calibration = scales.pop() if len(scales) == 1 else None
 
     model = InspectionModel(cfg, V, len(data.KINDS), loc_start, vocab.N_LOC)
+    if cfg.backbone == "lite0":
+        model.vision.backbone.load_pretrained()
     if args.init:
         state = torch.load(args.init, weights_only=False)["state"]
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        mine = model.state_dict()
+        # Parameters whose shape changed (a new backbone's first layers) start fresh.
+        fits = {k: v for k, v in state.items() if k in mine and mine[k].shape == v.shape
+                and not k.startswith("vision.backbone.")}
+        missing, _ = model.load_state_dict(fits, strict=False)
         print(f"started from {args.init}; new parameters: {missing}", flush=True)
+    maps = None
+    if model.vision.backbone is not None:
+        # The pretrained backbone stays as ImageNet made it (weights and
+        # batch-norm statistics); its maps are computed once for every image.
+        model.vision.backbone.requires_grad_(False)
+        maps = backbone_maps(model.vision.backbone, images)
+        images = None
     print(f"{sum(p.numel() for p in model.parameters())/1e6:.2f} M parameters", flush=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.01)
     warm = args.warmup
 
     def lr_at(step):
@@ -175,7 +209,11 @@ def main():
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         model.train()
-        logits, patch_logits, patch_size, aux = model(pix, text, mask, dec_in)
+        cached = None
+        if maps is not None:
+            model.vision.backbone.eval()
+            cached = maps[idx].float()
+        logits, patch_logits, patch_size, aux = model(pix, text, mask, dec_in, cached)
         valid = labels != -100
         target = soft_targets(labels[valid], V, loc_start, vocab.N_LOC, sigma=4.0)
         # The decision and the clause citations carry the verdict: they weigh
@@ -223,7 +261,7 @@ def main():
             print(json.dumps(line), flush=True)
         if (step + 1) % 500 == 0 or step == args.steps - 1:
             torch.save({"state": model.state_dict(), "vocab": V, "loc_start": loc_start,
-                        "args": vars(args), "log": log},
+                        "backbone": cfg.backbone, "mm_per_px": calibration, "args": vars(args), "log": log},
                        out / "checkpoint.pt")
     print(f"done in {time.time()-t0:.0f} s", flush=True)
 
