@@ -158,6 +158,7 @@ fn compute_ms_per_part(
             .map(|i| Request {
                 image: &tensors[(round * batch + i) % tensors.len()],
                 standard,
+                mm_per_input_px: None,
             })
             .collect();
         let t = Instant::now();

@@ -129,8 +129,9 @@ pub fn evaluate(engine: &mut Engine, dir: &Path, limit: usize) -> anyhow::Result
         for s in &rec.standards {
             let standard = Standard::new("eval", s.text.clone());
             let started = Instant::now();
+            let scale = Crop::full(&img).mm_per_input_px(rec.mm_per_px, &spec);
             let mut j = engine
-                .judge(std::slice::from_ref(&tensor), &standard)?
+                .judge_calibrated(std::slice::from_ref(&tensor), &standard, Some(scale))?
                 .remove(0);
             // The readings the engine made of this standard (once, cached).
             for truth in &s.clauses {

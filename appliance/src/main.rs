@@ -7,7 +7,6 @@ use anyhow::Context;
 use appliance::{eval, pipeline};
 use clap::{Parser, Subcommand};
 use firmware_config::{Loader, StationConfig};
-use vision::preprocess::{self, Crop};
 
 #[derive(Parser)]
 #[command(
@@ -62,9 +61,11 @@ enum Command {
         #[arg(long, default_value = "config/demo/station.toml")]
         config: PathBuf,
     },
-    /// Judge one image against a standard and print the verdict JSON.
+    /// Judge pictures against a standard: one file prints its verdict JSON;
+    /// several files or folders (walked) print one JSON line per picture.
     Inspect {
-        image: PathBuf,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
         /// The standard's text file.
         #[arg(long)]
         standard: PathBuf,
@@ -78,6 +79,12 @@ enum Command {
         /// Calibration, millimetres per pixel.
         #[arg(long, default_value_t = 0.1)]
         mm_per_px: f64,
+        /// Model graphs to run: fp32 or int8 (default: the configuration's).
+        #[arg(long, value_parser = ["fp32", "int8"])]
+        precision: Option<String>,
+        /// Pictures judged together.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
     },
     /// Configuration tools.
     Config {
@@ -110,6 +117,15 @@ enum Command {
         /// that decides, so the decision flips.
         #[arg(long)]
         counterfactuals: bool,
+        /// Which generator writes the standards: v1 (the templates the
+        /// reference model was trained on) or v2 (composed wording).
+        #[arg(long, default_value = "v1")]
+        wording: String,
+        /// Judge every part under each hand-written standard in this folder
+        /// (`NN-name.{en,zh}.txt` with its truth in `NN-name.{en,zh}.toml`)
+        /// instead of writing standards; for evaluation only.
+        #[arg(long)]
+        standards_from: Option<PathBuf>,
     },
     /// Write the synthetic "new line" (a material and defect kinds the
     /// reference model never saw) as a plant hands it over for `finetune`:
@@ -453,8 +469,24 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             languages,
             heldout,
             counterfactuals,
+            wording,
+            standards_from,
         } => {
-            use vision::synth::{dataset, Language, Phrasings};
+            use vision::synth::{dataset, Language, Phrasings, Wording};
+            if let Some(dir) = standards_from {
+                let standards = appliance::handwritten::sourced(&dir)?;
+                let (manifest, left_out) =
+                    dataset::write_dataset_judged_by(&out, count, seed, &standards)
+                        .with_context(|| format!("writing synthetic parts to {}", out.display()))?;
+                println!(
+                    "wrote {count} parts judged under {} hand-written standard(s) to {} ({left_out} judgement(s) left out: a defect size within 25% of the limit that judges it)",
+                    standards.len(),
+                    manifest.display()
+                );
+                return Ok(std::process::ExitCode::SUCCESS);
+            }
+            let wording = Wording::parse(&wording)
+                .with_context(|| format!("unknown wording {wording:?}: use v1 or v2"))?;
             let languages = languages
                 .iter()
                 .map(|l| {
@@ -474,7 +506,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 },
                 counterfactuals,
             };
-            let manifest = dataset::write_dataset(&out, &spec)
+            let manifest = dataset::write_dataset_worded(&out, &spec, wording)
                 .with_context(|| format!("writing synthetic parts to {}", out.display()))?;
             println!("wrote {count} parts to {}", manifest.display());
         }
@@ -496,45 +528,53 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             );
         }
         Command::Inspect {
-            image,
+            images,
             standard,
             model,
             config,
             mm_per_px,
+            precision,
+            batch,
         } => {
             init_logging();
-            let cfg = tool_config(config.as_deref(), model)?;
+            let mut cfg = tool_config(config.as_deref(), model)?;
+            match precision.as_deref() {
+                Some("int8") => cfg.model.precision = firmware_config::Precision::Int8,
+                Some(_) => cfg.model.precision = firmware_config::Precision::Fp32,
+                None => {}
+            }
             let standard = appliance::standards::load("cli", &standard)?;
-            let bytes =
-                std::fs::read(&image).with_context(|| format!("reading {}", image.display()))?;
-            // A picture that does not decode whole is never judged.
-            let (img, _) = vision::decode::decode(&bytes)
-                .with_context(|| format!("{} is not judged", image.display()))?;
+            let pictures = appliance::inspect::pictures(&images)?;
+            let one = images.len() == 1 && images[0].is_file();
             let mut engine = pipeline::load_engine(&cfg)?;
-            let tensor = preprocess::to_tensor(&img, Crop::full(&img), &engine.input_spec());
-            let j = engine.judge(&[tensor], &standard)?.remove(0);
-            let findings = appliance::verdict::findings_in_frame(
-                &j,
-                appliance::verdict::Geometry {
-                    crop: [0, 0, img.width(), img.height()],
-                    frame_width: img.width(),
-                    frame_height: img.height(),
-                    mm_per_px,
+            let mut first_error = None;
+            let failed = appliance::inspect::judge_all(
+                &mut engine,
+                &standard,
+                &pictures,
+                mm_per_px,
+                batch,
+                |path, result| match result {
+                    Ok(v) if one => {
+                        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())
+                    }
+                    Ok(v) => println!("{v}"),
+                    Err(e) if one => first_error = Some(e),
+                    Err(e) => {
+                        eprintln!("{e:#}");
+                        println!(
+                            "{}",
+                            serde_json::json!({"image": path.display().to_string(), "error": format!("{e:#}")})
+                        );
+                    }
                 },
-            );
-            let (decision, review_reason) = appliance::verdict::held_to_standard(&j, &findings);
-            let out = serde_json::json!({
-                "image": image.display().to_string(),
-                "standard_sha256": standard.sha256,
-                "decision": decision,
-                "confidence": j.confidence,
-                "review_reason": review_reason,
-                "findings": findings,
-                "tokens": j.tokens.join(" "),
-                "model": {"name": engine.package.manifest.name, "version": engine.package.manifest.version, "sha256": engine.package.sha256},
-                "inference_ms": j.inference_ms,
-            });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            )?;
+            if let Some(e) = first_error {
+                return Err(e);
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} of {} pictures not judged", pictures.len());
+            }
         }
         Command::Eval { data, model, limit } => {
             init_logging();

@@ -49,6 +49,9 @@ pub fn counts() -> WorkerCounts {
 pub struct Job {
     pub tensor: Vec<f32>,
     pub standard: Arc<Standard>,
+    /// The camera's calibration at the model's input (see
+    /// [`fusion::Request::mm_per_input_px`]).
+    pub mm_per_input_px: Option<f32>,
     queued_at: Instant,
     reply: oneshot::Sender<Result<Judged, String>>,
 }
@@ -122,11 +125,13 @@ pub struct EngineHandle {
 
 impl EngineHandle {
     /// Preprocesses a frame, queues it and waits for its judgement.
+    /// `mm_per_px`: the camera's calibration in frame pixels, when it has one.
     pub async fn judge(
         &self,
         frame: &Frame,
         crop: Crop,
         standard: Arc<Standard>,
+        mm_per_px: Option<f64>,
     ) -> Result<Judged, WorkerError> {
         let spec = *self.shared.spec.read().expect("spec lock");
         let image = frame.image.clone();
@@ -134,7 +139,8 @@ impl EngineHandle {
             tokio::task::spawn_blocking(move || preprocess::to_tensor(&image, crop, &spec))
                 .await
                 .map_err(|e| WorkerError::Preprocess(e.to_string()))?;
-        self.judge_tensor(tensor, standard).await
+        let scale = mm_per_px.map(|mm| crop.mm_per_input_px(mm, &spec));
+        self.judge_tensor(tensor, standard, scale).await
     }
 
     /// Queues an already preprocessed frame and waits for its judgement.
@@ -142,12 +148,14 @@ impl EngineHandle {
         &self,
         tensor: Vec<f32>,
         standard: Arc<Standard>,
+        mm_per_input_px: Option<f32>,
     ) -> Result<Judged, WorkerError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Job {
                 tensor,
                 standard,
+                mm_per_input_px,
                 queued_at: Instant::now(),
                 reply,
             })
@@ -282,6 +290,7 @@ fn run(
             .map(|j| Request {
                 image: &j.tensor,
                 standard: &j.standard,
+                mm_per_input_px: j.mm_per_input_px,
             })
             .collect();
         BATCHES.fetch_add(1, Ordering::Relaxed);

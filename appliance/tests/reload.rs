@@ -92,7 +92,7 @@ async fn reload_under_load_refuses_a_corrupt_package_and_swaps_a_good_one() {
                 }
                 let shade = ((offset * 31 + i) % 7) as f32 * 0.1 - 0.3;
                 let judged = handle
-                    .judge_tensor(vec![shade; pixels], standard.clone())
+                    .judge_tensor(vec![shade; pixels], standard.clone(), None)
                     .await;
                 answers.push((offset * 1000 + i, judged));
                 tokio::time::sleep(Duration::from_millis(2)).await;
@@ -152,7 +152,7 @@ async fn reload_under_load_refuses_a_corrupt_package_and_swaps_a_good_one() {
 
     // After the swap, a new frame is judged by the new model.
     let after = handle
-        .judge_tensor(vec![0.0; pixels], standard.clone())
+        .judge_tensor(vec![0.0; pixels], standard.clone(), None)
         .await
         .unwrap();
     assert_eq!(after.model.version, "9.9.9-good");

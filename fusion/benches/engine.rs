@@ -272,6 +272,7 @@ fn whole_engine(c: &mut Criterion) {
                     .map(|image| Request {
                         image,
                         standard: &standard,
+                        mm_per_input_px: None,
                     })
                     .collect();
                 b.iter(|| engine.judge_batch(&requests).unwrap())

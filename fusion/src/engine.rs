@@ -151,6 +151,14 @@ pub struct Request<'a> {
     /// Preprocessed CHW pixels, per [`Engine::input_spec`].
     pub image: &'a [f32],
     pub standard: &'a Standard,
+    /// Millimetres one pixel of `image` spans at this camera (its
+    /// `mm_per_px` times the crop's shrink to the model's input), when the
+    /// camera is calibrated. With the package's own training calibration it
+    /// gives the factor by which the standard's lengths are rewritten before
+    /// the model reads them: a 3 mm limit seen by a camera twice as coarse
+    /// as the training images is shown to the model as 1.5 mm, so the model
+    /// judges real millimetres.
+    pub mm_per_input_px: Option<f32>,
 }
 
 /// How the decoder spent its steps on the last batch: the number of live
@@ -323,31 +331,62 @@ impl Engine {
 
     /// Everything about `standard` that does not depend on the image: from
     /// the cache, or computed now and cached for its recipe.
-    fn prepared(&mut self, standard: &Standard) -> Result<Arc<CachedStandard>, EngineError> {
-        if let Some(c) = self.standards.get(&standard.recipe, &standard.sha256) {
+    fn prepared(
+        &mut self,
+        standard: &Standard,
+        mm_per_input_px: Option<f32>,
+    ) -> Result<Arc<CachedStandard>, EngineError> {
+        let factor = self.length_factor(mm_per_input_px);
+        // One entry per recipe and length factor: two cameras at different
+        // scales judging the same recipe each keep their prompt.
+        let key = if factor == 1.0 {
+            standard.recipe.clone()
+        } else {
+            format!("{}@{factor}", standard.recipe)
+        };
+        if let Some(c) = self.standards.get(&key, &standard.sha256) {
             let c = Arc::clone(c);
             // Counts the hit and refreshes the recipe's place in the cache.
             self.standards
-                .get_or_try_insert(&standard.recipe, &standard.sha256, || {
+                .get_or_try_insert(&key, &standard.sha256, || {
                     Ok::<_, EngineError>(Arc::clone(&c))
                 })?;
             return Ok(c);
         }
-        let prepared = Arc::new(self.prepare(standard)?);
+        let prepared = Arc::new(self.prepare(standard, factor)?);
         let c = self
             .standards
-            .get_or_try_insert(&standard.recipe, &standard.sha256, || {
-                Ok::<_, EngineError>(prepared)
-            })?;
+            .get_or_try_insert(&key, &standard.sha256, || Ok::<_, EngineError>(prepared))?;
         Ok(Arc::clone(c))
     }
 
-    fn prepare(&mut self, standard: &Standard) -> Result<CachedStandard, EngineError> {
+    /// By how much the standard's lengths are multiplied for the model to
+    /// read them in its training calibration (1 when either calibration is
+    /// unknown). Rounded to four significant digits so that the same camera
+    /// always finds its cached prompt.
+    pub fn length_factor(&self, mm_per_input_px: Option<f32>) -> f32 {
+        match (self.package.manifest.input.mm_per_px, mm_per_input_px) {
+            (Some(trained), Some(here)) if trained > 0.0 && here > 0.0 => {
+                let f = trained / here;
+                let digits = 10f32.powi(3 - f.log10().floor() as i32);
+                let f = (f * digits).round() / digits;
+                if (f - 1.0).abs() < 1e-3 {
+                    1.0
+                } else {
+                    f
+                }
+            }
+            _ => 1.0,
+        }
+    }
+
+    fn prepare(&mut self, standard: &Standard, factor: f32) -> Result<CachedStandard, EngineError> {
         let m = &self.package.manifest;
         let prompt = match m.prompt.format.as_str() {
             "clause-tagged" => standard.prompt_text(m.special_tokens.max_clause),
             _ => standard.text.clone(),
         };
+        let prompt = crate::reading::rescale_lengths(&prompt, factor);
         let enc =
             self.tokenizer
                 .encode(prompt.as_str(), false)
@@ -391,9 +430,24 @@ impl Engine {
         images: &[Vec<f32>],
         standard: &Standard,
     ) -> Result<Vec<Judgement>, EngineError> {
+        self.judge_calibrated(images, standard, None)
+    }
+
+    /// As [`Engine::judge`], for images from a calibrated camera (see
+    /// [`Request::mm_per_input_px`]).
+    pub fn judge_calibrated(
+        &mut self,
+        images: &[Vec<f32>],
+        standard: &Standard,
+        mm_per_input_px: Option<f32>,
+    ) -> Result<Vec<Judgement>, EngineError> {
         let requests: Vec<Request> = images
             .iter()
-            .map(|image| Request { image, standard })
+            .map(|image| Request {
+                image,
+                standard,
+                mm_per_input_px,
+            })
             .collect();
         self.judge_batch(&requests)
     }
@@ -407,7 +461,7 @@ impl Engine {
         let started = Instant::now();
         let prepared = requests
             .iter()
-            .map(|r| self.prepared(r.standard))
+            .map(|r| self.prepared(r.standard, r.mm_per_input_px))
             .collect::<Result<Vec<_>, _>>()?;
         let images: Vec<&[f32]> = requests.iter().map(|r| r.image).collect();
         let features = self
@@ -590,7 +644,7 @@ impl Engine {
         tokens: &[&str],
         standard: &Standard,
     ) -> Result<Judgement, String> {
-        let prepared = self.prepared(standard).map_err(|e| e.to_string())?;
+        let prepared = self.prepared(standard, None).map_err(|e| e.to_string())?;
         let mut sequence = Sequence::new(
             Arc::clone(&self.grammar),
             standard.max_clause(),
@@ -638,7 +692,8 @@ impl Engine {
                 let requests = vec![
                     Request {
                         image: &grey,
-                        standard
+                        standard,
+                        mm_per_input_px: None,
                     };
                     n
                 ];

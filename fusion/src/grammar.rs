@@ -119,7 +119,9 @@ impl Grammar {
     /// `boxes` is the current finding's location bins so far; `clauses` is
     /// the highest clause number the standard has; `citable` are the clauses
     /// that mention the current finding's defect (a finding may only cite a
-    /// clause about its own kind; empty means no clause names it, so any may).
+    /// clause about its own kind; empty means no clause names it, and then
+    /// it cites none: it is shown as `<ok>`, not governed by the standard, and
+    /// a FAIL resting on it goes to REVIEW by the consistency check).
     pub fn allowed(
         &self,
         state: State,
@@ -156,11 +158,7 @@ impl Grammar {
                     .filter(|&&c| c >= 1 && c as usize <= n)
                     .map(|&c| self.clause[c as usize - 1])
                     .collect();
-                if named.is_empty() {
-                    v.extend_from_slice(&self.clause[..n]);
-                } else {
-                    v.extend(named);
-                }
+                v.extend(named);
                 v
             }
             State::Done => vec![],

@@ -46,6 +46,12 @@ pub struct InputSection {
     pub mean: [f32; 3],
     pub std: [f32; 3],
     pub resize: String,
+    /// Millimetres one pixel of the model's input spanned in its training
+    /// images: the calibration its sense of size was learned at. When set,
+    /// the engine rewrites a standard's length limits for each camera's own
+    /// calibration (see [`crate::engine::Request::mm_per_input_px`]).
+    #[serde(default)]
+    pub mm_per_px: Option<f32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -116,9 +116,9 @@ impl Vocabulary {
 }
 
 /// True when `text` (lower case) mentions `name` (lower case): each word of
-/// an alphabetic name starts a word of the text, in order ("weld spatter"
-/// in "weld spatters larger than"); a name in a script written without
-/// spaces is contained.
+/// an alphabetic name is a word of the text or an inflection of one, in
+/// order ("weld spatter" in "weld spatters larger than"; "stain" is not in
+/// "stainless"); a name in a script written without spaces is contained.
 pub fn mentions(text: &str, name: &str) -> bool {
     if name.is_empty() {
         return false;
@@ -134,7 +134,16 @@ pub fn mentions(text: &str, name: &str) -> bool {
     words.windows(parts.len()).any(|w| {
         w.iter()
             .zip(&parts)
-            .all(|(word, part)| word.starts_with(part))
+            .all(|(word, part)| inflects(word, part))
+    })
+}
+
+/// True when `word` is `stem` or an inflection of it ("scratches",
+/// "cracked", "dent-free"), not merely a word that starts with it
+/// ("stainless", "holder").
+fn inflects(word: &str, stem: &str) -> bool {
+    word.strip_prefix(stem).is_some_and(|rest| {
+        rest.is_empty() || rest.starts_with('-') || matches!(rest, "s" | "es" | "d" | "ed" | "ing")
     })
 }
 
@@ -145,6 +154,12 @@ pub fn mentions(text: &str, name: &str) -> bool {
 const CUES: &[(&str, bool)] = &[
     // English, negated acceptance first.
     ("need not be reported as reject", false),
+    ("not considered a defect", false),
+    ("not regarded as a defect", false),
+    ("not count as a defect", false),
+    ("not to be reported", false),
+    ("not be reported", false),
+    ("not a defect", false),
     ("not a cause for reject", false),
     ("not cause for reject", false),
     ("not a reason for reject", false),
@@ -186,6 +201,7 @@ const CUES: &[(&str, bool)] = &[
     ("nonconform", true),
     ("non-conform", true),
     ("not ok", true),
+    ("not be present", true),
     ("accept", false),
     ("tolera", false),
     ("permi", false),
@@ -193,6 +209,9 @@ const CUES: &[(&str, bool)] = &[
     ("ignor", false),
     ("disregard", false),
     ("cosmetic", false),
+    ("releas", false),
+    // Said alone ("Cracks: none."), after "none allowed" was read above.
+    ("none", true),
     // Chinese, negated forms first.
     ("不作拒收依据", false),
     ("不作为拒收依据", false),
@@ -203,9 +222,11 @@ const CUES: &[(&str, bool)] = &[
     ("不影响判定", false),
     ("不视为缺陷", false),
     ("不拒收", false),
+    ("不影响", false),
     ("不可接受", true),
     ("不能接受", true),
     ("不予接收", true),
+    ("接收", false),
     ("不接受", true),
     ("不允许", true),
     ("不合格", true),
@@ -213,6 +234,7 @@ const CUES: &[(&str, bool)] = &[
     ("拒收", true),
     ("报废", true),
     ("不得", true),
+    ("不应", true),
     ("严禁", true),
     ("禁止", true),
     ("判退", true),
@@ -302,6 +324,53 @@ const COUNT_WORDS: &[&str] = &[
     "以内",
     "限",
     "少于",
+    "or more",
+    "or above",
+    "以上",
+    "至多",
+];
+
+/// Words after a count that make it the first one rejected ("3 or more
+/// dents" allows 2; "3处及以上" likewise), and before it ("at least 3").
+const FROM_AFTER: &[&str] = &["or more", "or above", "and more", "及以上", "以上"];
+const FROM_BEFORE: &[&str] = &["at least", "达到"];
+
+/// Words that make a length a distance between things (spacing, viewing
+/// distance), not a limit on a defect's size.
+const DISTANCE_WORDS: &[&str] = &["spacing", "distance", "apart", "间距", "距离", "相距"];
+
+/// Reject words used as names of things ("rejected parts are tagged",
+/// "不合格品应隔离"): in a clause that names no defect they are no rule.
+const REJECT_NAMES_ZH: &[&str] = &[
+    "不合格品",
+    "不良品",
+    "报废品",
+    "不合格件",
+    "不合格批",
+    "不合格区",
+    "不合格标识",
+];
+const REJECT_WORDS_EN: &[&str] = &["reject", "nonconform", "non-conform", "scrap"];
+const THING_NOUNS_EN: &[&str] = &[
+    "part",
+    "piece",
+    "item",
+    "unit",
+    "product",
+    "material",
+    "lot",
+    "batch",
+    "bin",
+    "area",
+    "tag",
+    "cage",
+    "label",
+    "housing",
+    "component",
+    "goods",
+    "note",
+    "report",
+    "record",
 ];
 
 /// Measure words that follow a Chinese count.
@@ -311,10 +380,21 @@ const ZH_COUNTERS: &[char] = &['处', '个', '点', '条', '颗', '粒'];
 struct Number {
     value: f32,
     start: usize,
+    /// Byte just past the number itself (before any unit).
+    end: usize,
     /// The unit right after it, as a factor to millimetres.
     unit_mm: Option<f32>,
     /// A Chinese measure word right after it (`3处`).
     counter: bool,
+}
+
+/// True when a "one" after `before` is an article, not a count: after
+/// "on", "per", "in", "any", "each" ("no more than two on one housing").
+fn names_one_thing(before: &str) -> bool {
+    before
+        .split_whitespace()
+        .next_back()
+        .is_some_and(|p| matches!(p, "on" | "per" | "in" | "any" | "each"))
 }
 
 fn numbers(text: &str) -> Vec<Number> {
@@ -359,6 +439,9 @@ fn numbers(text: &str) -> Vec<Number> {
                     && !["part", "piece", "side", "surface"]
                         .iter()
                         .any(|n| rest[w.len()..].trim_start().starts_with(n))
+                    // Nor does "one" after "on", "per", "in", "any", "each"
+                    // ("no more than two on one housing").
+                    && (*w != "one" || !names_one_thing(&text[..start]))
             }) {
                 value = Some(v as f32);
                 end = i + w.chars().count();
@@ -388,6 +471,7 @@ fn numbers(text: &str) -> Vec<Number> {
         out.push(Number {
             value,
             start,
+            end: after,
             unit_mm,
             counter,
         });
@@ -396,10 +480,106 @@ fn numbers(text: &str) -> Vec<Number> {
     out
 }
 
+/// Phrases that hold a cue word but name a thing, not a rule ("within the
+/// cosmetic zone", "per the acceptance criteria"): never read as cues.
+const NOT_CUES: &[&str] = &[
+    "cosmetic zone",
+    "cosmetic area",
+    "cosmetic surface",
+    "cosmetic face",
+    "cosmetic side",
+    "cosmetic class",
+    "cosmetic inspection",
+    "cosmetic requirement",
+    "cosmetic criteri",
+    "cosmetic standard",
+    "acceptance criteri",
+    "acceptance sampling",
+    "acceptance standard",
+    "acceptable quality level",
+];
+
+/// Words that negate a cue a few words later ("shall not be a reason for
+/// rejection", "are not to be accepted").
+const NEGATORS: &[&str] = &["not", "no", "never", "none", "nor"];
+
+/// Words that may stand between a negator and the cue it negates.
+const NEGATION_FILLERS: &[&str] = &[
+    "a",
+    "an",
+    "the",
+    "any",
+    "be",
+    "is",
+    "are",
+    "shall",
+    "may",
+    "to",
+    "for",
+    "in",
+    "as",
+    "by",
+    "reason",
+    "reasons",
+    "cause",
+    "causes",
+    "ground",
+    "grounds",
+    "basis",
+    "lead",
+    "leads",
+    "result",
+    "results",
+    "constitute",
+    "constitutes",
+    "considered",
+    "regarded",
+    "deemed",
+    "treated",
+    "counted",
+    "count",
+    "used",
+    "taken",
+    "itself",
+];
+
+/// Chinese words that, right before a word for rejecting, say it does not
+/// apply ("无需拒收", "不作为判退条件").
+const ZH_NEGATORS: &[&str] = &[
+    "无需",
+    "无须",
+    "不需",
+    "不必",
+    "不作为",
+    "不作",
+    "不视为",
+    "不算",
+    "不属于",
+];
+
+/// True when the English text `before` a cue ends with a negator followed
+/// only by filler words, within the same phrase.
+fn negated(before: &str) -> bool {
+    let phrase = before
+        .rsplit([',', ';', ':', '.', '(', ')', '，', '；', '：', '。'])
+        .next()
+        .unwrap_or(before);
+    phrase
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .rev()
+        .take(5)
+        .take_while(|w| NEGATORS.contains(w) || NEGATION_FILLERS.contains(w))
+        .any(|w| NEGATORS.contains(&w))
+}
+
 /// The polarity cues of `text` (lower case): how many say "rejects" and
 /// how many say "accepted", each phrase read once.
 fn cues(text: &str) -> (usize, usize) {
     let mut masked = text.to_string();
+    for phrase in NOT_CUES {
+        masked = masked.replace(phrase, &" ".repeat(phrase.len()));
+    }
     let (mut reject, mut accept) = (0, 0);
     for &(phrase, rejects) in CUES {
         let mut from = 0;
@@ -411,7 +591,13 @@ fn cues(text: &str) -> (usize, usize) {
                     .next_back()
                     .is_some_and(char::is_alphanumeric);
             if starts_word {
-                if rejects {
+                // A cue is turned round by a negation before it.
+                let flipped = if phrase.is_ascii() {
+                    negated(&masked[..at])
+                } else {
+                    rejects && ZH_NEGATORS.iter().any(|n| masked[..at].ends_with(n))
+                };
+                if rejects != flipped {
                     reject += 1;
                 } else {
                     accept += 1;
@@ -445,12 +631,129 @@ fn opens_with_negation(text: &str, vocabulary: &Vocabulary) -> bool {
         .any(|w| matches!(*w, "no" | "zero" | "without"))
 }
 
+/// `text` with every length (a number followed by a length unit) multiplied
+/// by `factor`, other numbers (counts, clause labels) untouched: "longer than
+/// 3 mm" becomes "longer than 1.5 mm" for a factor of 0.5. The engine uses it
+/// to put a standard's limits into the calibration its model was trained at,
+/// so that a size is judged in millimetres whatever the camera's scale. The
+/// unit keeps its wording; a number word ("two mm") becomes digits.
+pub fn rescale_lengths(text: &str, factor: f32) -> String {
+    let lower = text.to_lowercase();
+    if (factor - 1.0).abs() < 1e-6 || lower.len() != text.len() {
+        // Lower-casing changed byte lengths (rare scripts): positions would
+        // not carry over, so the text stays as written.
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut at = 0;
+    for n in numbers(&lower).iter().filter(|n| n.unit_mm.is_some()) {
+        out.push_str(&text[at..n.start]);
+        out.push_str(&trim(n.value * factor));
+        at = n.end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+/// `text` with full-width digits (`２处`) written as ASCII digits.
+fn ascii_digits(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '０'..='９' => char::from_u32(c as u32 - '０' as u32 + '0' as u32).unwrap_or(c),
+            c => c,
+        })
+        .collect()
+}
+
+/// True when the length `n` in `text` is a distance between things ("at
+/// least 50 mm apart", "相互间距不小于50 mm"): a word for distance in the
+/// same phrase.
+fn is_distance(text: &str, n: &Number) -> bool {
+    if n.unit_mm.is_none() {
+        return false;
+    }
+    let stops = [',', ';', '(', ')', '，', '；', '。', '：', ':'];
+    let from = text[..n.start]
+        .char_indices()
+        .rev()
+        .find(|(_, c)| stops.contains(c))
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    let to = text[n.end..].find(stops).map_or(text.len(), |i| n.end + i);
+    DISTANCE_WORDS.iter().any(|w| text[from..to].contains(w))
+}
+
+/// `text` with the reject words that name things rather than state a rule
+/// ("rejected parts shall be tagged", "不合格品应隔离") blanked out.
+fn without_reject_names(text: &str) -> String {
+    let mut out = text.to_string();
+    for name in REJECT_NAMES_ZH {
+        out = out.replace(name, &" ".repeat(name.len()));
+    }
+    let mut words: Vec<(usize, &str)> = Vec::new();
+    let mut start = None;
+    for (i, c) in text
+        .char_indices()
+        .chain(std::iter::once((text.len(), ' ')))
+    {
+        match (c.is_alphanumeric() || c == '-', start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                words.push((s, &text[s..i]));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    for (k, &(start, w)) in words.iter().enumerate() {
+        let names_thing = REJECT_WORDS_EN.iter().any(|r| w.starts_with(r))
+            && (k == 0
+                || words
+                    .get(k + 1)
+                    .is_some_and(|(_, next)| THING_NOUNS_EN.iter().any(|t| next.starts_with(t))));
+        if names_thing {
+            out.replace_range(start..start + w.len(), &" ".repeat(w.len()));
+        }
+    }
+    out
+}
+
+/// True when the clause defines a defect rather than judging it: it opens
+/// with the defect's name followed by ":", a dash, "means", "是指" ("Dent -
+/// a local depression caused by impact").
+fn defines(text: &str, vocabulary: &Vocabulary) -> bool {
+    let text = text.trim_start();
+    vocabulary
+        .defects
+        .iter()
+        .flat_map(|(word, names)| std::iter::once(word).chain(names))
+        .filter_map(|name| text.strip_prefix(name.to_lowercase().as_str()))
+        .any(|rest| {
+            let rest = rest
+                .strip_prefix("es")
+                .or_else(|| rest.strip_prefix('s'))
+                .unwrap_or(rest);
+            let spaced = rest.trim_start();
+            rest.starts_with([':', '：'])
+                || (spaced.len() < rest.len() && spaced.starts_with(['-', '–', '—']))
+                || [" means ", " is defined as ", "是指", "指"]
+                    .iter()
+                    .any(|m| rest.starts_with(m))
+        })
+}
+
 /// Reads one clause's text.
 pub fn read(clause: u32, text: &str, vocabulary: &Vocabulary) -> Reading {
-    let lower = text.to_lowercase();
+    let lower = ascii_digits(&text.to_lowercase());
     let defects = vocabulary.mentioned(&lower);
-    let nums = numbers(&lower);
-    let (mut reject, mut accept) = cues(&lower);
+    let nums: Vec<Number> = numbers(&lower)
+        .into_iter()
+        .filter(|n| !is_distance(&lower, n))
+        .collect();
+    let (mut reject, mut accept) = if defects.is_empty() {
+        cues(&without_reject_names(&lower))
+    } else {
+        cues(&lower)
+    };
     if opens_with_negation(&lower, vocabulary) {
         // "No scratches are permitted": the acceptance word is negated.
         reject += accept.max(1);
@@ -494,12 +797,29 @@ pub fn read(clause: u32, text: &str, vocabulary: &Vocabulary) -> Reading {
         let before = &lower[..n.start];
         let counted = n.counter || COUNT_WORDS.iter().any(|w| lower.contains(w));
         let below = BELOW.iter().any(|w| before.trim_end().ends_with(w));
-        let max_count = if below {
+        // "3 or more", "3处及以上", "at least 3": the count named rejects.
+        let after = lower[n.end..].trim_start();
+        let after = after
+            .strip_prefix(|c: char| ZH_COUNTERS.contains(&c))
+            .unwrap_or(after)
+            .trim_start();
+        // Past a restatement in brackets: "two (2) or more".
+        let after = match after.strip_prefix(['(', '（']) {
+            Some(inner) => inner
+                .split_once([')', '）'])
+                .map_or(after, |(_, rest)| rest.trim_start()),
+            None => after,
+        };
+        let from = FROM_AFTER.iter().any(|w| after.starts_with(w))
+            || FROM_BEFORE.iter().any(|w| before.trim_end().ends_with(w));
+        let max_count = if below || from {
             (n.value as u32).saturating_sub(1)
         } else {
             n.value as u32
         };
-        return if counted && nums.len() == 1 && n.value.fract() == 0.0 {
+        // "two (2)" says one count twice.
+        let one_count = nums.iter().all(|m| m.value == n.value);
+        return if counted && one_count && n.value.fract() == 0.0 {
             reading(Rule::CountLimit { max_count }, 1.0, None)
         } else {
             reading(
@@ -512,6 +832,7 @@ pub fn read(clause: u32, text: &str, vocabulary: &Vocabulary) -> Reading {
     match (reject, accept) {
         (r, 0) if r > 0 => reading(Rule::Ban, 1.0, None),
         (0, a) if a > 0 => reading(Rule::Tolerate, 1.0, None),
+        (0, 0) if defines(&lower, vocabulary) => reading(Rule::Other, 1.0, None),
         (0, 0) => reading(
             Rule::Unclear,
             0.0,
@@ -600,6 +921,30 @@ mod tests {
     }
 
     #[test]
+    fn lengths_are_rescaled_and_counts_are_not() {
+        assert_eq!(
+            rescale_lengths("<clause_3> Scratches longer than 3 mm are rejected.", 0.5),
+            "<clause_3> Scratches longer than 1.5 mm are rejected."
+        );
+        assert_eq!(
+            rescale_lengths("No more than 2 dents over 0.5 cm; two 1.2毫米 pits.", 2.0),
+            "No more than 2 dents over 1 cm; two 2.4毫米 pits."
+        );
+        assert_eq!(
+            rescale_lengths("划痕长度超过2.5毫米判为不合格，最多两处。", 0.4),
+            "划痕长度超过1毫米判为不合格，最多两处。"
+        );
+        assert_eq!(
+            rescale_lengths("Scratches of 3 MM.", 1.0),
+            "Scratches of 3 MM."
+        );
+        assert_eq!(
+            rescale_lengths("Scratches of 3 MM.", 2.0),
+            "Scratches of 6 MM."
+        );
+    }
+
+    #[test]
     fn size_limits_carry_their_unit() {
         let limit = |text: &str| match rule(text).1 {
             Rule::SizeLimit { limit_mm } => limit_mm,
@@ -643,6 +988,86 @@ mod tests {
         assert!(r.defects.is_empty() && !r.confident(), "{r:?}");
         let r = read(6, "Dents are rejected but acceptable.", &vocabulary());
         assert_eq!(r.rule, Rule::Unclear);
+    }
+
+    #[test]
+    fn negated_cues_are_turned_round() {
+        for text in [
+            "Stains on the sealing face shall not be cause for rejection.",
+            "Stains and water marks are cosmetic and shall not be a reason for rejection.",
+            "Stains that can be wiped off with a dry cloth are not a defect.",
+            "Stains from rinse water are normal and are not to be reported.",
+            "Parts with stains may be released.",
+            "污渍不影响验收。",
+            "污渍无需拒收。",
+            "污渍不作为判退条件。",
+            "污渍属外观缺陷，予以接收。",
+        ] {
+            assert_eq!(rule(text), (vec!["stain".into()], Rule::Tolerate), "{text}");
+        }
+        for text in [
+            "Cracks: none allowed.",
+            "Cracks: none.",
+            "Cracks shall not be present.",
+            "Cracks are not to be accepted.",
+            "Within the cosmetic zone, a crack is not acceptable.",
+            "表面不应有裂纹。",
+            "裂纹属致命缺陷，不予接收。",
+        ] {
+            assert_eq!(rule(text), (vec!["crack".into()], Rule::Ban), "{text}");
+        }
+    }
+
+    #[test]
+    fn names_definitions_and_lookalike_words_are_not_rules() {
+        for text in [
+            "Rejected housings shall be segregated and tagged.",
+            "Nonconforming material goes to the MRB cage.",
+            "不合格品应隔离存放并做好标识。",
+            "Scratch - a linear mark that can be felt with a fingernail.",
+            "Dent: a local depression caused by impact.",
+            "划痕是指表面的线状痕迹。",
+            "The stainless steel surface must show a uniform grain.",
+        ] {
+            assert_eq!(rule(text).1, Rule::Other, "{text}");
+        }
+        assert!(!mentions("stainless steel", "stain"));
+        assert!(mentions("scratched or dent-free", "scratch"));
+        assert!(mentions("scratched or dent-free", "dent"));
+        // A clause that names a defect without a rule is still flagged.
+        assert_eq!(rule("Dents are noted on the traveller.").1, Rule::Unclear);
+    }
+
+    #[test]
+    fn counts_said_twice_from_a_number_or_beside_distances() {
+        let count = |text: &str| match rule(text).1 {
+            Rule::CountLimit { max_count } => max_count,
+            other => panic!("{text}: {other:?}"),
+        };
+        assert_eq!(
+            count("A maximum of two (2) dents is permitted on the fin side."),
+            2
+        );
+        assert_eq!(
+            count("Dents are acceptable provided that no more than two are found on one housing."),
+            2
+        );
+        assert_eq!(
+            count("Three (3) or more dents on one part lead to rejection."),
+            2
+        );
+        assert_eq!(count("3 or more dents reject the part."), 2);
+        assert_eq!(count("凹坑达到３处及以上的拒收。"), 2);
+        assert_eq!(count("每件凹坑不超过２处。"), 2);
+        assert_eq!(
+            count("凹坑：同一零件上不多于3处，且相互间距不小于50 mm。"),
+            3
+        );
+        assert_eq!(count("Not more than 2 dents, at least 50 mm apart."), 2);
+        assert_eq!(
+            rule("Scratches longer than 3 mm are rejected; inspect at a distance of 450 mm.").1,
+            Rule::SizeLimit { limit_mm: 3.0 }
+        );
     }
 
     #[test]

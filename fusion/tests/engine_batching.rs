@@ -90,6 +90,7 @@ fn a_mixed_batch_judges_each_image_as_alone_and_retires_finished_sequences() {
         .map(|((x, _), s)| Request {
             image: x,
             standard: s,
+            mm_per_input_px: None,
         })
         .collect();
     let together = engine.judge_batch(&requests).unwrap();

@@ -343,8 +343,15 @@ def main():
     print(f"{len(examples)} examples (labels {json.dumps(label_kinds)}), new words {added}, trainable "
           f"{n_trainable} of {n_total} parameters ({100 * share:.2f}%)", flush=True)
 
-    pix_all = train.to_pixels(np.stack([np.asarray(Image.open(e[0]).convert("RGB").resize(
-        (cfg.image_size, cfg.image_size), Image.BILINEAR)) for e in examples]))
+    images = np.stack([np.asarray(Image.open(e[0]).convert("RGB").resize(
+        (cfg.image_size, cfg.image_size), Image.BILINEAR)) for e in examples])
+    maps = None
+    if model.vision.backbone is not None:
+        # The frozen backbone's maps are the same every step: computed once.
+        maps = train.backbone_maps(model.vision.backbone, images)
+        pix_all = None
+    else:
+        pix_all = train.to_pixels(images)
     texts = [vocab.text_ids(tok, e[1])[: cfg.max_text] for e in examples]
     targets = [vocab.target_ids(tok, e[2]) for e in examples]
     bos, pad = tok.token_to_id(vocab.BOS), tok.token_to_id(vocab.PAD)
@@ -367,7 +374,10 @@ def main():
             # The pretrained backbone keeps ImageNet's statistics: a plant's
             # few images would make them noisy.
             model.vision.backbone.eval()
-        logits, *_ = model(pix_all[idx], text, mask, dec_in)
+        if maps is not None:
+            logits, *_ = model(None, text, mask, dec_in, maps[idx].float())
+        else:
+            logits, *_ = model(pix_all[idx], text, mask, dec_in)
         valid = labels != -100
         tgt = soft_targets(labels[valid], new_v, loc_start, vocab.N_LOC, sigma=4.0)
         loss = -(tgt * F.log_softmax(logits[valid], -1)).sum(-1).mean()

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
-from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
-                                      quantize_static)
+from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                      quantize_dynamic, quantize_static)
 from PIL import Image
 
 from .export import GRAPHS, sha256
@@ -66,7 +66,14 @@ def quantize_package(package, calibration=None, calibration_count=64):
     package = Path(package)
     manifest = tomllib.loads((package / "model.toml").read_text())
     for g in GRAPHS:
+        # Depthwise convolutions (EfficientNet's) stay FP32: with batch norm
+        # folded in, their per-channel weights and activations span ranges 8
+        # bits cannot hold; quantized, the reference 0.3 fell from 79.7% to
+        # 58.2% decision accuracy on held-out parts.
+        depthwise = [n.name for n in onnx.load(str(package / g)).graph.node
+                     if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)]
         if calibration and g == "vision_encoder.onnx":
+            # Activation ranges calibrated at the 99.99th percentile, not the extremes.
             quantize_static(
                 str(package / g),
                 str(package / int8_name(g)),
@@ -76,6 +83,9 @@ def quantize_package(package, calibration=None, calibration_count=64):
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 op_types_to_quantize=["Conv", "MatMul", "Gemm"],
+                nodes_to_exclude=depthwise,
+                calibrate_method=CalibrationMethod.Percentile,
+                extra_options={"CalibPercentile": 99.99},
             )
             quantize_tables(package / int8_name(g))
             continue
@@ -88,6 +98,7 @@ def quantize_package(package, calibration=None, calibration_count=64):
             # would scale each call by its own batch's range, so an embedding
             # would depend on which other tokens were embedded with it.
             op_types_to_quantize=["Gather"] if g == "embed_tokens.onnx" else OPS,
+            nodes_to_exclude=depthwise,
         )
         quantize_tables(package / int8_name(g))
     record_files(package, [int8_name(g) for g in GRAPHS])

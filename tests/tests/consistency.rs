@@ -10,7 +10,7 @@ use std::time::Duration;
 use appliance::review::accounts::{add_token, Role};
 use e2e::{free_port, http_request, load_config, repo, subscribe, Broker};
 
-/// No clause about contamination: the decoder may cite any clause for it.
+/// No clause about contamination: a contamination finding cites none.
 const STANDARD: &str = "Acceptance criteria, cover surface.\n\
 1. No cracks are permitted.\n\
 2. Scratches longer than 3 mm are rejected.\n\
@@ -86,9 +86,11 @@ bind = "127.0.0.1:{port}"
             "finding 2 (dent) is shown as tolerated, but clause 4 rejects any dent",
         ),
         (
-            "<fail> contamination <loc_100> <loc_100> <loc_300> <loc_300> <clause_4> </s>",
+            // No clause names contamination: the grammar lets it cite none,
+            // so a FAIL on it alone has nothing to rest on.
+            "<fail> contamination <loc_100> <loc_100> <loc_300> <loc_300> <ok> </s>",
             "REVIEW",
-            "finding 1 (contamination) cites clause 4, which is about dent",
+            "FAIL without a finding that a clause of the standard rejects",
         ),
         (
             // 0.1 mm/px on a 256 px part: 0.5 mm, under the 3 mm limit.
@@ -117,7 +119,7 @@ bind = "127.0.0.1:{port}"
         assert!(reason.contains(why), "{script}: {reason}");
         if *want == "REVIEW" {
             assert!(
-                reason.starts_with("the verdict contradicts the standard"),
+                reason.contains("the verdict contradicts the standard"),
                 "{reason}"
             );
             // The PLC is told REVIEW (code 2), not the model's word.

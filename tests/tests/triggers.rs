@@ -346,7 +346,11 @@ bind = "127.0.0.1:{http_port}"
     .unwrap();
     let reply = next_on(&mut messages, "inspect/trig-1/cmd/reply", "reload reply").await;
     assert_eq!(reply["ok"], true, "{reply}");
-    assert_eq!(reply["model"], "reference-inspector 0.2.0");
+    let shipped = fusion::package::Manifest::read(&repo().join("models/reference")).unwrap();
+    assert_eq!(
+        reply["model"],
+        format!("{} {}", shipped.name, shipped.version)
+    );
     cmd(br#"{"part_id":"P-5"}"#.to_vec()).await;
     let v = next_on(&mut messages, "inspect/trig-1/verdict", "verdict").await;
     assert_eq!(v["part_id"], "P-5");

@@ -33,6 +33,16 @@ impl Crop {
         }
     }
 
+    /// Millimetres one pixel of the model's input spans, for a camera whose
+    /// frame pixels span `mm_per_px`: the crop is stretched to the input, so
+    /// each input pixel covers `width / spec.width` frame pixels across and
+    /// `height / spec.height` down; their mean is the scale sizes are read at.
+    pub fn mm_per_input_px(&self, mm_per_px: f64, spec: &InputSpec) -> f32 {
+        let across = self.width as f64 / spec.width.max(1) as f64;
+        let down = self.height as f64 / spec.height.max(1) as f64;
+        (mm_per_px * (across + down) / 2.0) as f32
+    }
+
     /// Clamps the crop to the image; `None` if nothing of it is inside.
     pub fn clamp_to(self, img: &RgbImage) -> Option<Self> {
         if self.x >= img.width() || self.y >= img.height() {

@@ -116,7 +116,7 @@ pub async fn judge(
     for p in parts {
         let tensor = preprocess::to_tensor(&p.pixels, p.crop, &spec);
         let judged = engine
-            .judge_tensor(tensor, standard.clone())
+            .judge_tensor(tensor, standard.clone(), None)
             .await
             .with_context(|| format!("judging golden part {}", p.image))?;
         let got = judged.judgement.decision;

@@ -212,7 +212,10 @@ impl Station {
         let crop = crop_for(camera, &frame.image);
         let standard = self.standard();
         crate::metrics::in_engine(1);
-        let judged = self.engine.judge(&frame, crop, standard.clone()).await;
+        let judged = self
+            .engine
+            .judge(&frame, crop, standard.clone(), Some(camera.mm_per_px))
+            .await;
         crate::metrics::in_engine(-1);
         let judged = judged?;
         crate::metrics::stage(crate::metrics::Stage::Inference, frame.captured_at);

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{
-    judge, DrawnDefect, ExpectedVerdict, Language, Material, Phrasings, SynthLine, SynthPart,
-    WrittenStandard,
+    judge, DrawnDefect, ExpectedVerdict, Language, Material, Phrasings, Rule, SynthLine, SynthPart,
+    Wording, WrittenStandard,
 };
 
 /// Name of the manifest file inside a dataset folder.
@@ -28,7 +28,31 @@ struct JudgedStandard<'a> {
     /// counterfactual twin of: same text except the one clause that decides.
     #[serde(skip_serializing_if = "Option::is_none")]
     counterfactual_of: Option<usize>,
+    #[serde(flatten)]
+    origin: Origin,
     verdict: ExpectedVerdict,
+}
+
+/// Where a standard's wording came from, recorded beside it in the manifest
+/// (nothing for the first wording, so its manifests read as they always did).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Origin {
+    /// `v2` for the composed wording, `handwritten` for standards written
+    /// by hand.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wording: Option<String>,
+    /// The file a hand-written standard was read from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+impl Origin {
+    fn of(wording: Wording) -> Self {
+        Self {
+            wording: (wording != Wording::V1).then(|| wording.as_str().to_string()),
+            source: None,
+        }
+    }
 }
 
 /// What a dataset holds.
@@ -121,6 +145,23 @@ impl ManifestWriter {
         standards: &[(WrittenStandard, Option<usize>)],
         phrasings: Phrasings,
     ) -> Result<(), DatasetError> {
+        let standards: Vec<_> = standards
+            .iter()
+            .map(|(s, of)| (s.clone(), *of, Origin::default()))
+            .collect();
+        self.add_with_origin(seed, index, part, &standards, phrasings)
+    }
+
+    /// As [`ManifestWriter::add`], each standard with where its wording
+    /// came from.
+    pub(crate) fn add_with_origin(
+        &mut self,
+        seed: u64,
+        index: usize,
+        part: &SynthPart,
+        standards: &[(WrittenStandard, Option<usize>, Origin)],
+        phrasings: Phrasings,
+    ) -> Result<(), DatasetError> {
         let name = format!("images/{index:06}.png");
         let path = self.out.join(&name);
         part.image.save(&path).map_err(encode(&path))?;
@@ -135,10 +176,11 @@ impl ManifestWriter {
             defects: &part.defects,
             standards: standards
                 .iter()
-                .map(|(s, of)| JudgedStandard {
+                .map(|(s, of, origin)| JudgedStandard {
                     standard: s,
                     phrasings,
                     counterfactual_of: *of,
+                    origin: origin.clone(),
                     verdict: judge(part, s),
                 })
                 .collect(),
@@ -156,6 +198,15 @@ impl ManifestWriter {
 /// Writes the parts `spec` describes, each judged under its standards.
 /// Returns the manifest path.
 pub fn write_dataset(out: &Path, spec: &DatasetSpec) -> Result<PathBuf, DatasetError> {
+    write_dataset_worded(out, spec, Wording::V1)
+}
+
+/// As [`write_dataset`], with the standards written in `wording`.
+pub fn write_dataset_worded(
+    out: &Path,
+    spec: &DatasetSpec,
+    wording: Wording,
+) -> Result<PathBuf, DatasetError> {
     let mut manifest = ManifestWriter::create(out)?;
     let mut line = SynthLine::new(spec.seed);
     let languages = if spec.languages.is_empty() {
@@ -166,22 +217,81 @@ pub fn write_dataset(out: &Path, spec: &DatasetSpec) -> Result<PathBuf, DatasetE
     let mut turn = 0usize;
     for index in 0..spec.count {
         let part = line.next_part();
-        let mut standards: Vec<(WrittenStandard, Option<usize>)> = Vec::new();
+        let mut standards: Vec<(WrittenStandard, Option<usize>, Origin)> = Vec::new();
         for _ in 0..spec.standards_per_part.max(1) {
             let language = languages[turn % languages.len()];
             turn += 1;
-            let standard = line.write_standard(&part, language, spec.phrasings);
+            let standard = line.write_standard_worded(&part, language, spec.phrasings, wording);
             let twin = spec
                 .counterfactuals
-                .then(|| line.counterfactual(&part, &standard, spec.phrasings))
+                .then(|| line.counterfactual_worded(&part, &standard, spec.phrasings, wording))
                 .flatten();
             let at = standards.len();
-            standards.push((standard, None));
+            standards.push((standard, None, Origin::of(wording)));
             if let Some(twin) = twin {
-                standards.push((twin, Some(at)));
+                standards.push((twin, Some(at), Origin::of(wording)));
             }
         }
-        manifest.add(spec.seed, index, &part, &standards, spec.phrasings)?;
+        manifest.add_with_origin(spec.seed, index, &part, &standards, spec.phrasings)?;
     }
     manifest.finish()
+}
+
+/// A standard written by hand, with the truth of each of its clauses.
+#[derive(Clone, Debug)]
+pub struct SourcedStandard {
+    pub standard: WrittenStandard,
+    /// The file it was read from, recorded in the manifest.
+    pub source: String,
+}
+
+/// Writes `count` parts of the line (seed `seed`), each judged by the oracle
+/// under every one of `standards` (hand-written standards with their truth):
+/// an evaluation set of wording no generator wrote. A part is not judged
+/// under a standard whose size limit lies within the generator's margin of
+/// one of the part's defect sizes (the truth would then rest on measurement
+/// noise). Returns the manifest path and how many such judgements were left
+/// out.
+pub fn write_dataset_judged_by(
+    out: &Path,
+    count: usize,
+    seed: u64,
+    standards: &[SourcedStandard],
+) -> Result<(PathBuf, usize), DatasetError> {
+    let mut manifest = ManifestWriter::create(out)?;
+    let mut line = SynthLine::new(seed);
+    let mut left_out = 0;
+    for index in 0..count {
+        let part = line.next_part();
+        let judged: Vec<(WrittenStandard, Option<usize>, Origin)> = standards
+            .iter()
+            .filter(|s| {
+                let clear = clear_of_limits(&s.standard, &part.defects);
+                left_out += usize::from(!clear);
+                clear
+            })
+            .map(|s| {
+                let origin = Origin {
+                    wording: Some("handwritten".into()),
+                    source: Some(s.source.clone()),
+                };
+                (s.standard.clone(), None, origin)
+            })
+            .collect();
+        manifest.add_with_origin(seed, index, &part, &judged, Phrasings::Heldout)?;
+    }
+    Ok((manifest.finish()?, left_out))
+}
+
+/// True when every size limit of `standard` that judges one of `defects`
+/// is at least the generator's margin away from its size.
+fn clear_of_limits(standard: &WrittenStandard, defects: &[DrawnDefect]) -> bool {
+    defects.iter().all(|d| {
+        standard.clauses.iter().all(|c| match c.rule {
+            Rule::Limit { limit_mm } if c.kind == Some(d.kind) => {
+                (d.size_mm - limit_mm).abs() / limit_mm >= super::standard::LIMIT_MARGIN
+            }
+            _ => true,
+        })
+    })
 }

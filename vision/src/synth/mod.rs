@@ -11,6 +11,7 @@ pub mod defects;
 pub mod plant;
 pub mod standard;
 pub mod surface;
+pub mod wording;
 
 use image::RgbImage;
 use rand::rngs::StdRng;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use defects::{DefectKind, DrawnDefect};
 pub use standard::{Language, Phrasings, Rule, SynthClause, WrittenStandard};
 pub use surface::Material;
+pub use wording::Wording;
 
 /// Frame width and height the line produces, in pixels.
 pub const FRAME_SIZE: u32 = 256;
@@ -177,6 +179,36 @@ impl SynthLine {
         set: Phrasings,
     ) -> Option<WrittenStandard> {
         standard::counterfactual(&mut self.rng, standard, &part.defects, set)
+    }
+
+    /// Writes a standard suited to judging `part` in `wording`: the first
+    /// wording exactly as [`SynthLine::write_standard`] writes it, or the
+    /// composed one ([`wording::write_standard`]).
+    pub fn write_standard_worded(
+        &mut self,
+        part: &SynthPart,
+        language: Language,
+        set: Phrasings,
+        wording: Wording,
+    ) -> WrittenStandard {
+        match wording {
+            Wording::V1 => self.write_standard(part, language, set),
+            Wording::V2 => wording::write_standard(&mut self.rng, &part.defects, language, set),
+        }
+    }
+
+    /// The counterfactual twin of a standard written in `wording`.
+    pub fn counterfactual_worded(
+        &mut self,
+        part: &SynthPart,
+        standard: &WrittenStandard,
+        set: Phrasings,
+        wording: Wording,
+    ) -> Option<WrittenStandard> {
+        match wording {
+            Wording::V1 => self.counterfactual(part, standard, set),
+            Wording::V2 => wording::counterfactual(&mut self.rng, standard, &part.defects, set),
+        }
     }
 }
 

@@ -89,7 +89,7 @@ pub struct WrittenStandard {
 const LIMITS_MM: [f32; 7] = [1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0];
 /// A limit must differ from every size it judges by at least this fraction,
 /// so that ground truth is not decided by sub-pixel measurement noise.
-const LIMIT_MARGIN: f32 = 0.25;
+pub(crate) const LIMIT_MARGIN: f32 = 0.25;
 
 fn format_mm(v: f32) -> String {
     if v.fract() == 0.0 {
@@ -99,7 +99,7 @@ fn format_mm(v: f32) -> String {
     }
 }
 
-fn capitalise(s: &str) -> String {
+pub(crate) fn capitalise(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
         Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
@@ -294,7 +294,7 @@ fn usable_limits(sizes: &[f32]) -> Vec<f32> {
 }
 
 /// Chooses a rule for a kind that judges every size in `sizes` unambiguously.
-fn choose_rule(rng: &mut StdRng, sizes: &[f32]) -> Rule {
+pub(crate) fn choose_rule(rng: &mut StdRng, sizes: &[f32]) -> Rule {
     let roll: f32 = rng.gen();
     if roll < 0.25 {
         return Rule::Ban;
@@ -416,6 +416,36 @@ pub fn counterfactual(
     defects: &[DrawnDefect],
     set: Phrasings,
 ) -> Option<WrittenStandard> {
+    let (target, rule) = flipping_rule(rng, standard, defects)?;
+    let mut twin = standard.clone();
+    let clause = twin.clauses.iter_mut().find(|c| c.kind == Some(target))?;
+    clause.rule = rule;
+    let number = clause.number;
+    let sentence = clause_sentence(rng, target, rule, standard.language, set);
+    let prefix = format!("{number}. ");
+    twin.text = standard
+        .text
+        .lines()
+        .map(|line| {
+            if line.starts_with(&prefix) {
+                format!("{prefix}{sentence}")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    Some(twin)
+}
+
+/// The kind whose clause a counterfactual twin changes, and the rule that
+/// flips the part's decision (see [`counterfactual`]); shared by every
+/// wording of standards.
+pub(crate) fn flipping_rule(
+    rng: &mut StdRng,
+    standard: &WrittenStandard,
+    defects: &[DrawnDefect],
+) -> Option<(DefectKind, Rule)> {
     let failing: Vec<DefectKind> = standard
         .clauses
         .iter()
@@ -471,25 +501,7 @@ pub fn counterfactual(
         });
     }
     let rule = *options.choose(rng)?;
-    let mut twin = standard.clone();
-    let clause = twin.clauses.iter_mut().find(|c| c.kind == Some(target))?;
-    clause.rule = rule;
-    let number = clause.number;
-    let sentence = clause_sentence(rng, target, rule, standard.language, set);
-    let prefix = format!("{number}. ");
-    twin.text = standard
-        .text
-        .lines()
-        .map(|line| {
-            if line.starts_with(&prefix) {
-                format!("{prefix}{sentence}")
-            } else {
-                line.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    Some(twin)
+    Some((target, rule))
 }
 
 /// The clause a defect violates under `standard`, if any. `all` is every
