@@ -20,7 +20,8 @@ from toolchain import evaluate, quantize, vocab  # noqa: E402
 
 
 def appliance():
-    return os.environ.get("APPLIANCE_BIN", str(ROOT / "target" / "debug" / "appliance"))
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    return os.environ.get("APPLIANCE_BIN", str(target / "debug" / "appliance"))
 
 
 def run(*args):

@@ -243,7 +243,11 @@ fn newest(dir: &std::path::Path) -> std::time::SystemTime {
 /// when missing or older than the sources, since a `cargo build -p
 /// appliance` with other features would recompile most dependencies.
 pub fn appliance_bin() -> PathBuf {
-    let bin = repo().join("target/debug/appliance");
+    // Where cargo builds: CARGO_TARGET_DIR when the run shares a build.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"));
+    let bin = target.join("debug/appliance");
     let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
     let sources = ["appliance", "vision", "fusion", "firmware-config"]
         .iter()
