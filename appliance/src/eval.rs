@@ -5,6 +5,7 @@
 //! This runs the real appliance path (Rust preprocessing, ONNX Runtime,
 //! constrained decoding), so its figures are the appliance's, not PyTorch's.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -26,6 +27,18 @@ struct Record {
 #[derive(Deserialize)]
 struct JudgedStandard {
     text: String,
+    #[serde(default)]
+    language: Option<String>,
+    /// `v2`, `handwritten`; absent for the first generator's wording.
+    #[serde(default)]
+    wording: Option<String>,
+    /// The standard (index in this part's list) this one is the
+    /// counterfactual twin of.
+    #[serde(default)]
+    counterfactual_of: Option<usize>,
+    /// The file a hand-written standard was read from.
+    #[serde(default)]
+    source: Option<String>,
     verdict: Truth,
     /// What each clause says, as the generator wrote it.
     #[serde(default)]
@@ -96,8 +109,31 @@ pub struct Report {
     pub finding_precision: f64,
     /// Of matched findings, share citing the right clause (or `<ok>`).
     pub clause_accuracy: f64,
+    /// Decision accuracy per standard language (`en`, `zh`), per wording
+    /// (`v1`, `v2`, `handwritten`) and per hand-written standard's file.
+    pub decision_by: BTreeMap<String, Share>,
+    /// Counterfactual twins (the same part under a standard that differs in
+    /// the one clause deciding it) where both decisions are right.
+    pub counterfactual_pairs: Share,
     /// Median milliseconds to judge one image (batch 1), encoder to verdict.
     pub median_ms_per_image: f64,
+}
+
+/// A share and what it was counted over.
+#[derive(Debug, Default, Serialize)]
+pub struct Share {
+    pub accuracy: f64,
+    pub n: usize,
+    #[serde(skip)]
+    right: usize,
+}
+
+impl Share {
+    fn add(&mut self, right: bool) {
+        self.n += 1;
+        self.right += usize::from(right);
+        self.accuracy = self.right as f64 / self.n as f64;
+    }
 }
 
 fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
@@ -126,6 +162,7 @@ pub fn evaluate(engine: &mut Engine, dir: &Path, limit: usize) -> anyhow::Result
             .to_rgb8();
         let tensor = preprocess::to_tensor(&img, Crop::full(&img), &spec);
         r.images += 1;
+        let mut right_here = Vec::with_capacity(rec.standards.len());
         for s in &rec.standards {
             let standard = Standard::new("eval", s.text.clone());
             let started = Instant::now();
@@ -163,8 +200,18 @@ pub fn evaluate(engine: &mut Engine, dir: &Path, limit: usize) -> anyhow::Result
             } else {
                 Decision::Pass
             };
-            if j.decision == want {
-                right += 1;
+            let is_right = j.decision == want;
+            right += usize::from(is_right);
+            right_here.push(is_right);
+            for key in [
+                s.language.clone(),
+                Some(s.wording.clone().unwrap_or_else(|| "v1".into())),
+                s.source.clone(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                r.decision_by.entry(key).or_default().add(is_right);
             }
             if j.decision == Decision::Review {
                 reviews += 1;
@@ -196,6 +243,11 @@ pub fn evaluate(engine: &mut Engine, dir: &Path, limit: usize) -> anyhow::Result
                 }
             }
         }
+        for (i, s) in rec.standards.iter().enumerate() {
+            if let Some(of) = s.counterfactual_of.filter(|of| *of < i) {
+                r.counterfactual_pairs.add(right_here[i] && right_here[of]);
+            }
+        }
     }
     let share = |a: usize, b: usize| if b == 0 { 1.0 } else { a as f64 / b as f64 };
     r.decision_accuracy = share(right, r.judgements);
@@ -207,4 +259,81 @@ pub fn evaluate(engine: &mut Engine, dir: &Path, limit: usize) -> anyhow::Result
     times.sort_by(f64::total_cmp);
     r.median_ms_per_image = times.get(times.len() / 2).copied().unwrap_or(0.0);
     Ok(r)
+}
+
+/// Records `report` in a package's `model.toml` as the table
+/// `[evaluation.appliance.NAME.PRECISION]`, replacing that table if it is
+/// there and leaving every other line (comments included) as it was.
+pub fn write_into(
+    manifest: &Path,
+    name: &str,
+    precision: &str,
+    data_command: &str,
+    report: &Report,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+        "--write {name:?}: use letters, digits, `_` or `-`"
+    );
+    let text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let header = format!("[evaluation.appliance.{name}.{precision}]");
+    let mut kept = Vec::new();
+    let mut skipping = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            skipping = t == header;
+        }
+        if !skipping {
+            kept.push(line);
+        }
+    }
+    while kept.last().is_some_and(|l| l.trim().is_empty()) {
+        kept.pop();
+    }
+    let mut out = kept.join("\n");
+    out.push_str(&format!("\n\n{header}\n"));
+    let mut put = |key: &str, value: String| out.push_str(&format!("{key} = {value}\n"));
+    put("scored_by", toml_str("appliance eval (the appliance's engine, calibration and consistency check; REVIEW counted wrong)"));
+    put("data", toml_str(data_command));
+    put("judgements", report.judgements.to_string());
+    put("decision", round(report.decision_accuracy));
+    for (key, share) in &report.decision_by {
+        let key: String = key
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        put(&format!("decision_{key}"), round(share.accuracy));
+        put(&format!("decision_{key}_n"), share.n.to_string());
+    }
+    if report.counterfactual_pairs.n > 0 {
+        put(
+            "counterfactual",
+            round(report.counterfactual_pairs.accuracy),
+        );
+        put(
+            "counterfactual_n",
+            report.counterfactual_pairs.n.to_string(),
+        );
+    }
+    put("clause_attribution", round(report.clause_accuracy));
+    put("clause_reading", round(report.clause_reading_accuracy));
+    put("clauses", report.clauses.to_string());
+    put("review_rate", round(report.review_rate));
+    put("contradictions", report.contradictions.to_string());
+    put("recall", round(report.finding_recall));
+    put("precision", round(report.finding_precision));
+    std::fs::write(manifest, out).with_context(|| format!("writing {}", manifest.display()))
+}
+
+fn round(v: f64) -> String {
+    format!("{:.4}", v)
+}
+
+fn toml_str(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serialises")
 }

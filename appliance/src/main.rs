@@ -151,6 +151,16 @@ enum Command {
         model: Option<PathBuf>,
         #[arg(long, default_value_t = usize::MAX)]
         limit: usize,
+        /// Model graphs to run: fp32 or int8 (default: the configuration's).
+        #[arg(long, value_parser = ["fp32", "int8"])]
+        precision: Option<String>,
+        /// Also record the figures in the package's model.toml as
+        /// `[evaluation.appliance.NAME.<precision>]`, with the command that
+        /// made the data (`--data-command`).
+        #[arg(long)]
+        write: Option<String>,
+        #[arg(long, default_value = "")]
+        data_command: String,
     },
     /// Whole-pipeline benchmark: K cameras -> batching -> engine -> SQLite ->
     /// MQTT; prints throughput, latency, CPU and memory as JSON.
@@ -228,6 +238,16 @@ enum StandardAction {
         #[arg(long)]
         model: Option<PathBuf>,
     },
+    /// Compile standards as a model that reads compiled standards is given
+    /// them: one JSON line `{"text": …}` per standard on stdin, one line
+    /// `{"text": …, "clause_of": […]}` (`"text": null` when read as written)
+    /// per standard on stdout. The model toolchain scores such models
+    /// through it.
+    Compile {
+        /// Model package (default: as `inspect`).
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -287,6 +307,16 @@ fn tool_config(config: Option<&Path>, model: Option<PathBuf>) -> anyhow::Result<
         cfg.model.package = default_model()?;
     }
     Ok(cfg)
+}
+
+/// `--precision` (already limited to `fp32` / `int8` by the parser) over
+/// the configuration's.
+fn set_precision(cfg: &mut StationConfig, precision: Option<&str>) {
+    match precision {
+        Some("int8") => cfg.model.precision = firmware_config::Precision::Int8,
+        Some(_) => cfg.model.precision = firmware_config::Precision::Fp32,
+        None => {}
+    }
 }
 
 /// Every recipe's standard read with the model's words: problems that stop
@@ -438,9 +468,8 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 Some(m) => m,
                 None => default_model()?,
             };
-            let vocabulary = fusion::package::Manifest::read(&package)?
-                .output
-                .vocabulary();
+            let manifest = fusion::package::Manifest::read(&package)?;
+            let vocabulary = manifest.output.vocabulary();
             let standard = match appliance::standards::load("check", &file) {
                 Ok(s) => s,
                 Err(e) => {
@@ -450,6 +479,9 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             };
             let (text, flagged) = appliance::standards::describe(&standard, &vocabulary);
             print!("{text}");
+            if let Some(compiled) = appliance::standards::compiled(&standard, &manifest) {
+                print!("{compiled}");
+            }
             println!(
                 "{}: {} clause(s), {} not read with confidence (marked !); model words from {}",
                 file.display(),
@@ -460,6 +492,20 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             if flagged > 0 {
                 return Ok(std::process::ExitCode::from(1));
             }
+        }
+        Command::Standard {
+            action: StandardAction::Compile { model },
+        } => {
+            let package = match model {
+                Some(m) => m,
+                None => default_model()?,
+            };
+            let manifest = fusion::package::Manifest::read(&package)?;
+            appliance::standards::compile_lines(
+                &manifest,
+                std::io::stdin().lock(),
+                std::io::stdout().lock(),
+            )?;
         }
         Command::Synth {
             out,
@@ -538,11 +584,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         } => {
             init_logging();
             let mut cfg = tool_config(config.as_deref(), model)?;
-            match precision.as_deref() {
-                Some("int8") => cfg.model.precision = firmware_config::Precision::Int8,
-                Some(_) => cfg.model.precision = firmware_config::Precision::Fp32,
-                None => {}
-            }
+            set_precision(&mut cfg, precision.as_deref());
             let standard = appliance::standards::load("cli", &standard)?;
             let pictures = appliance::inspect::pictures(&images)?;
             let one = images.len() == 1 && images[0].is_file();
@@ -576,12 +618,29 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 anyhow::bail!("{failed} of {} pictures not judged", pictures.len());
             }
         }
-        Command::Eval { data, model, limit } => {
+        Command::Eval {
+            data,
+            model,
+            limit,
+            precision,
+            write,
+            data_command,
+        } => {
             init_logging();
-            let cfg = tool_config(None, model)?;
+            let mut cfg = tool_config(None, model)?;
+            set_precision(&mut cfg, precision.as_deref());
             let mut engine = pipeline::load_engine(&cfg)?;
             let report = eval::evaluate(&mut engine, &data, limit)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
+            if let Some(name) = write {
+                let precision = match cfg.model.precision {
+                    firmware_config::Precision::Int8 => "int8",
+                    _ => "fp32",
+                };
+                let manifest = cfg.model.package.join("model.toml");
+                eval::write_into(&manifest, &name, precision, &data_command, &report)?;
+                eprintln!("figures written into {}", manifest.display());
+            }
         }
         Command::Bench {
             config,

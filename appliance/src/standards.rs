@@ -50,3 +50,83 @@ pub fn describe(standard: &Standard, vocabulary: &Vocabulary) -> (String, usize)
     }
     (out, flagged(&readings).len())
 }
+
+/// `appliance standard compile`: each JSON line `{"text": …}` read from
+/// `input` becomes a line `{"text": …, "clause_of": […]}` on `output`, the
+/// standard as `manifest`'s model reads it at its training calibration
+/// (`"text": null` when it reads the text as written).
+pub fn compile_lines(
+    manifest: &fusion::package::Manifest,
+    input: impl std::io::BufRead,
+    mut output: impl std::io::Write,
+) -> anyhow::Result<()> {
+    #[derive(serde::Deserialize)]
+    struct In {
+        text: String,
+    }
+    let vocabulary = manifest.output.vocabulary();
+    for (i, line) in input.lines().enumerate() {
+        let line = line.context("reading standards from stdin")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let given: In = serde_json::from_str(&line)
+            .with_context(|| format!("line {}: expected {{\"text\": \"…\"}}", i + 1))?;
+        let standard = Standard::new("compile", given.text);
+        let compiled = (manifest.prompt.standard == fusion::StandardForm::Compiled)
+            .then(|| {
+                fusion::Compiled::new(
+                    &standard,
+                    &standard.readings(&vocabulary),
+                    &vocabulary,
+                    manifest.special_tokens.max_clause,
+                    manifest.prompt.min_limit_mm.unwrap_or(0.0),
+                )
+            })
+            .flatten();
+        let out = match compiled {
+            Some(c) => serde_json::json!({"text": c.standard.text, "clause_of": c.clause_of}),
+            None => serde_json::json!({"text": null, "clause_of": []}),
+        };
+        writeln!(output, "{out}").context("writing to stdout")?;
+    }
+    Ok(())
+}
+
+/// What a model that reads compiled standards (`[prompt] standard =
+/// "compiled"`) is given for `standard`, each line with the written clause
+/// it cites back to; `None` for a model that reads the text as written.
+pub fn compiled(standard: &Standard, manifest: &fusion::package::Manifest) -> Option<String> {
+    if manifest.prompt.standard != fusion::StandardForm::Compiled {
+        return None;
+    }
+    let vocabulary = manifest.output.vocabulary();
+    let readings = standard.readings(&vocabulary);
+    let mut out = String::from("\nwhat the model reads (compiled from the readings above):\n");
+    match fusion::Compiled::new(
+        standard,
+        &readings,
+        &vocabulary,
+        manifest.special_tokens.max_clause,
+        manifest.prompt.min_limit_mm.unwrap_or(0.0),
+    ) {
+        Some(c) => {
+            for clause in &c.standard.clauses {
+                let written = c.clause_of(clause.number).unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  {}. {}   -> clause {written}",
+                    clause.number, clause.text
+                );
+            }
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  (more lines than the model's {} clause tokens: it reads the text as written)",
+                manifest.special_tokens.max_clause
+            );
+        }
+    }
+    Some(out)
+}

@@ -198,3 +198,75 @@ fn sidecar_mistakes_are_refused_by_name() {
     let ok = appliance::handwritten::load_dir(dir.path()).unwrap();
     assert_eq!(ok[0].written().unwrap().clauses.len(), 2);
 }
+
+/// How far below the figure its model.toml records the shipped reference
+/// model may score on a fresh set before this test calls it a regression
+/// (the sets here hold a few hundred judgements: one standard error is
+/// about one point).
+const MARGIN: f64 = 0.04;
+
+/// `[evaluation.appliance.NAME.fp32] decision` of the reference package.
+fn recorded(name: &str) -> f64 {
+    let text = std::fs::read_to_string(repo().join("models/reference/model.toml")).unwrap();
+    let manifest: toml::Value = toml::from_str(&text).unwrap();
+    manifest["evaluation"]["appliance"][name]["fp32"]["decision"]
+        .as_float()
+        .unwrap_or_else(|| panic!("model.toml records [evaluation.appliance.{name}.fp32] decision"))
+}
+
+fn reference_engine() -> fusion::Engine {
+    let package = fusion::ModelPackage::open(
+        &repo().join("models/reference"),
+        firmware_config::Precision::Fp32,
+    )
+    .unwrap();
+    fusion::Engine::load(package, &fusion::EngineSettings::cpu(1)).unwrap()
+}
+
+/// Unseen wording, judged as a station judges (compiled standard,
+/// calibration, consistency check; REVIEW counted wrong): composed v2
+/// standards in held-out wording and the hand-written QA documents.
+#[test]
+fn the_reference_model_judges_unseen_wording_as_its_package_records() {
+    use vision::synth::dataset::{write_dataset_judged_by, write_dataset_worded, DatasetSpec};
+    let mut engine = reference_engine();
+
+    let v2 = tempfile::tempdir().unwrap();
+    let spec = DatasetSpec {
+        count: 50,
+        seed: 515_151,
+        standards_per_part: 2,
+        languages: vec![Language::En, Language::Zh],
+        phrasings: Phrasings::Heldout,
+        counterfactuals: true,
+    };
+    write_dataset_worded(v2.path(), &spec, Wording::V2).unwrap();
+    let r = appliance::eval::evaluate(&mut engine, v2.path(), usize::MAX).unwrap();
+    let want = recorded("v2_heldout") - MARGIN;
+    assert!(
+        r.decision_accuracy >= want,
+        "v2 held-out decisions {:.3} < {want:.3}: {r:?}",
+        r.decision_accuracy
+    );
+    for language in ["en", "zh"] {
+        let share = &r.decision_by[language];
+        assert!(
+            share.accuracy >= want - MARGIN,
+            "{language}: {share:?} < {:.3}",
+            want - MARGIN
+        );
+    }
+    assert!(r.counterfactual_pairs.n >= 40, "{r:?}");
+
+    let hw = tempfile::tempdir().unwrap();
+    let standards =
+        appliance::handwritten::sourced(&repo().join("appliance/standards-eval")).unwrap();
+    write_dataset_judged_by(hw.path(), 60, 616_161, &standards).unwrap();
+    let r = appliance::eval::evaluate(&mut engine, hw.path(), usize::MAX).unwrap();
+    let want = recorded("handwritten") - MARGIN;
+    assert!(
+        r.judgements >= 100 && r.decision_accuracy >= want,
+        "hand-written decisions {:.3} < {want:.3}: {r:?}",
+        r.decision_accuracy
+    );
+}

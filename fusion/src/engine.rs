@@ -25,9 +25,10 @@ use vision::preprocess::InputSpec;
 use vision::runtime::{self, RuntimeError, SessionSettings};
 
 use crate::cache::{CacheStats, RecipeCache};
+use crate::compiled::Compiled;
 use crate::decoding::Sequence;
 use crate::grammar::{Grammar, MissingToken, Token};
-use crate::package::{ModelPackage, PackageError};
+use crate::package::{ModelPackage, PackageError, StandardForm};
 use crate::reading::{Reading, Vocabulary};
 use crate::standard::Standard;
 
@@ -143,6 +144,27 @@ struct CachedStandard {
     citable: Arc<Vec<Vec<u32>>>,
     /// How each clause reads with this model's defect words.
     readings: Arc<Vec<Reading>>,
+    /// The standard as the model read it, when compiled from its reading:
+    /// the decoder's clause numbers are the compiled lines'.
+    compiled: Option<crate::compiled::Compiled>,
+}
+
+impl CachedStandard {
+    /// Highest clause number the decoder may cite.
+    fn max_clause(&self, standard: &Standard) -> u32 {
+        match &self.compiled {
+            Some(c) => c.standard.max_clause(),
+            None => standard.max_clause(),
+        }
+    }
+
+    /// The written standard's clause that the decoder's clause `n` means.
+    fn clause(&self, n: u32) -> Option<u32> {
+        match &self.compiled {
+            Some(c) => c.clause_of(n),
+            None => Some(n),
+        }
+    }
 }
 
 /// One image to judge and the standard to judge it against.
@@ -382,9 +404,30 @@ impl Engine {
 
     fn prepare(&mut self, standard: &Standard, factor: f32) -> Result<CachedStandard, EngineError> {
         let m = &self.package.manifest;
+        let readings = standard.readings(&self.vocabulary());
+        let compiled = match m.prompt.standard {
+            StandardForm::AsWritten => None,
+            StandardForm::Compiled => {
+                // The finest limit the model reads, in this camera's millimetres.
+                let min_limit = m.prompt.min_limit_mm.unwrap_or(0.0) / factor;
+                let c = Compiled::new(
+                    standard,
+                    &readings,
+                    &self.vocabulary(),
+                    m.special_tokens.max_clause,
+                    min_limit,
+                );
+                if c.is_none() {
+                    tracing::warn!(recipe = %standard.recipe, max_clause = m.special_tokens.max_clause, "the compiled standard needs more clause lines than the model can cite; it reads the standard as written");
+                }
+                c
+            }
+        };
+        // What the model reads: the compiled standard, or the written one.
+        let read = compiled.as_ref().map_or(standard, |c| &c.standard);
         let prompt = match m.prompt.format.as_str() {
-            "clause-tagged" => standard.prompt_text(m.special_tokens.max_clause),
-            _ => standard.text.clone(),
+            "clause-tagged" => read.prompt_text(m.special_tokens.max_clause),
+            _ => read.text.clone(),
         };
         let prompt = crate::reading::rescale_lengths(&prompt, factor);
         let enc =
@@ -409,9 +452,7 @@ impl Engine {
             .grammar
             .defects
             .iter()
-            .map(|(word, _)| {
-                standard.clauses_mentioning(&self.package.manifest.output.names_of(word))
-            })
+            .map(|(word, _)| read.clauses_mentioning(&self.package.manifest.output.names_of(word)))
             .collect();
         let kept = kept.to_vec();
         let (_, embeds) = self.embed_ids(&kept)?;
@@ -420,7 +461,8 @@ impl Engine {
             tokens: kept.len(),
             context_loss,
             citable: Arc::new(citable),
-            readings: Arc::new(standard.readings(&self.vocabulary())),
+            readings: Arc::new(readings),
+            compiled,
         })
     }
 
@@ -497,7 +539,7 @@ impl Engine {
             .map(|(r, p)| {
                 Sequence::new(
                     Arc::clone(&self.grammar),
-                    r.standard.max_clause(),
+                    p.max_clause(r.standard),
                     Arc::clone(&p.citable),
                 )
             })
@@ -518,7 +560,7 @@ impl Engine {
             .iter()
             .zip(requests.iter().zip(&prepared))
             .map(|(s, (r, p))| {
-                let mut j = self.interpret(&s.emitted, r.standard, p.context_loss, s.closed());
+                let mut j = self.interpret(&s.emitted, r.standard, p, s.closed());
                 j.readings = Arc::clone(&p.readings);
                 j.inference_ms = ms;
                 j.batch_size = b;
@@ -647,7 +689,7 @@ impl Engine {
         let prepared = self.prepared(standard, None).map_err(|e| e.to_string())?;
         let mut sequence = Sequence::new(
             Arc::clone(&self.grammar),
-            standard.max_clause(),
+            prepared.max_clause(standard),
             Arc::clone(&prepared.citable),
         );
         for token in tokens {
@@ -665,12 +707,7 @@ impl Engine {
                 break;
             }
         }
-        let mut j = self.interpret(
-            &sequence.emitted,
-            standard,
-            prepared.context_loss,
-            sequence.closed(),
-        );
+        let mut j = self.interpret(&sequence.emitted, standard, &prepared, sequence.closed());
         j.readings = Arc::clone(&prepared.readings);
         Ok(j)
     }
@@ -708,9 +745,10 @@ impl Engine {
         &self,
         emitted: &[(u32, f32)],
         standard: &Standard,
-        context_loss: f32,
+        prepared: &CachedStandard,
         closed: bool,
     ) -> Judgement {
+        let context_loss = prepared.context_loss;
         let g = &self.grammar;
         let tokens: Vec<String> = emitted
             .iter()
@@ -736,7 +774,7 @@ impl Engine {
             }
             let (clause_id, clause_p) = emitted[i + 5];
             let clause = match g.meaning(clause_id) {
-                Some(Token::Clause(n)) => Some(n),
+                Some(Token::Clause(n)) => prepared.clause(n),
                 _ => None,
             };
             let bins = g.loc.len() as f32;

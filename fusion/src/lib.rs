@@ -6,6 +6,7 @@
 //! appliance decides where the engine runs.
 
 pub mod cache;
+pub mod compiled;
 pub mod consistency;
 pub mod decoding;
 pub mod engine;
@@ -15,9 +16,10 @@ pub mod reading;
 pub mod standard;
 
 pub use cache::CacheStats;
+pub use compiled::Compiled;
 pub use engine::{
     Decision, DecodeProfile, Engine, EngineError, EngineSettings, Judgement, RawFinding, Request,
 };
-pub use package::{ModelPackage, PackageError};
+pub use package::{ModelPackage, PackageError, StandardForm};
 pub use reading::{Reading, Rule, Vocabulary};
 pub use standard::{Clause, Standard};

@@ -58,6 +58,26 @@ pub struct InputSection {
 pub struct PromptSection {
     pub format: String,
     pub max_text_tokens: usize,
+    /// What of the standard the model reads: the text as written, or the
+    /// text compiled from its reading (see [`crate::compiled`]).
+    #[serde(default)]
+    pub standard: StandardForm,
+    /// The smallest size limit (mm, in the training calibration) the model
+    /// learned to read; a compiled standard writes finer limits as bans.
+    #[serde(default)]
+    pub min_limit_mm: Option<f32>,
+}
+
+/// How a standard reaches the model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StandardForm {
+    /// The text as the quality engineer wrote it.
+    #[default]
+    AsWritten,
+    /// Each confidently read clause rewritten in the model's training
+    /// wording; see [`crate::compiled::Compiled`].
+    Compiled,
 }
 
 #[derive(Debug, Clone, Deserialize)]

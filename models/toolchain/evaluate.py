@@ -48,6 +48,7 @@ from PIL import Image
 from tokenizers import Tokenizer
 
 from . import vocab
+from .compiled import Compiler, reads_compiled
 
 GRAPHS = ["vision_encoder", "embed_tokens", "encoder_model", "decoder_model", "decoder_with_past_model"]
 SIZE_BANDS = [(0.0, 1.0, "under_1mm"), (1.0, 2.0, "1_to_2mm"), (2.0, 4.0, "2_to_4mm"), (4.0, 1e9, "4mm_and_up")]
@@ -112,11 +113,15 @@ def clauses_mentioning(text, names):
 class Judge:
     """The package's graphs in ONNX Runtime plus greedy constrained decoding.
     With `citation_guard` a finding may only cite a clause that names its
-    kind, as the appliance decodes; without, the figures are the model's own."""
+    kind, as the appliance decodes; without, the figures are the model's own.
+    A package that reads compiled standards (toolchain.compiled) is given them
+    compiled, and its citations are mapped back to the written clauses, unless
+    `as_written` (the graphs' parity with the appliance on the text itself)."""
 
-    def __init__(self, package, precision="fp32", threads=0, citation_guard=False):
+    def __init__(self, package, precision="fp32", threads=0, citation_guard=False, as_written=False):
         package = Path(package)
         self.manifest = read_manifest_toml(package)
+        self.compiler = None if as_written or not reads_compiled(self.manifest) else Compiler(package)
         so = ort.SessionOptions()
         if threads:
             so.intra_op_num_threads = threads
@@ -176,6 +181,10 @@ class Judge:
         """feats: [B, N, D] image features; texts: B standard texts.
         Returns one dict per item: tokens, decision, confidence, findings."""
         B, N, D = feats.shape
+        written = list(texts)
+        if self.compiler:
+            self.compiler.prepare(written)
+            texts = [self.compiler.text(t) for t in written]
         embeds = [self.text_embeds(t) for t in texts]
         T = max(len(e) for e in embeds)
         x = np.zeros((B, N + T, D), dtype=np.float32)
@@ -236,7 +245,12 @@ class Judge:
             cur = nxt
             if all(s == "done" for s in state):
                 break
-        return [self.parse(out[b], probs[b]) for b in range(B)]
+        verdicts = [self.parse(out[b], probs[b]) for b in range(B)]
+        if self.compiler:
+            for v, t in zip(verdicts, written):
+                for f in v["findings"]:
+                    f["clause"] = self.compiler.written_clause(t, f["clause"])
+        return verdicts
 
     def allowed(self, state, used, boxes, k, max_clause, citable=None):
         """Token ids allowed next. `citable`: the clauses naming the current
@@ -525,12 +539,16 @@ def write_figures(package, data_command, reports):
     kept, skipping = [], False
     for line in text.splitlines():
         if line.startswith("["):
-            skipping = line.startswith("[evaluation")
+            # Only this script's tables: `appliance eval --write` keeps its
+            # own under [evaluation.appliance.*].
+            skipping = line.strip() in ("[evaluation]", "[evaluation.fp32]", "[evaluation.int8]")
         if not skipping:
             kept.append(line)
     text = "\n".join(kept).rstrip() + "\n"
     lines = ["", "[evaluation]", f'data = "{data_command}"',
-             'scored_by = "python -m toolchain.evaluate (ONNX Runtime CPU, verdict-v1 grammar, no citation guard)"',
+             'scored_by = "python -m toolchain.evaluate (ONNX Runtime CPU, verdict-v1 grammar, no citation guard'
+             + ('; standards compiled by the appliance' if reads_compiled(read_manifest_toml(package)) else '')
+             + ')"',
              f"review_threshold = {REVIEW_THRESHOLD}"]
     for rep in reports:
         lines += ["", f"[evaluation.{rep['graphs']}]"]

@@ -194,7 +194,8 @@ def save_weights(model, ckpt, out):
                out / "weights.pt")
 
 
-def write_manifest(out, cfg, ckpt, run, data_command, identity=REFERENCE, provenance=None):
+def write_manifest(out, cfg, ckpt, run, data_command, identity=REFERENCE, provenance=None,
+                   standard_form="as-written"):
     files = {f: sha256(out / f) for f in GRAPHS + ["tokenizer.json", "weights.pt"]}
     args = ckpt["args"]
     words = ckpt.get("words", list(data.KINDS))
@@ -221,6 +222,14 @@ def write_manifest(out, cfg, ckpt, run, data_command, identity=REFERENCE, proven
         'format = "clause-tagged"',
         f"max_text_tokens = {cfg.max_text}",
         f"image_tokens = {cfg.patches}",
+    ] + ([
+        "# The appliance compiles each standard from its clause readings into the",
+        "# training wording (one line per governed defect) and maps citations back.",
+        'standard = "compiled"',
+        "# The smallest size limit the training standards wrote (LIMITS_MM in",
+        "# vision/src/synth/standard.rs): finer limits are compiled as bans.",
+        "min_limit_mm = 1.0",
+    ] if standard_form == "compiled" else []) + [
         "",
         "[output]",
         'format = "verdict-v1"',
@@ -281,6 +290,9 @@ def main():
     ap.add_argument("--run", required=True, help="training output folder (checkpoint.pt, tokenizer.json)")
     ap.add_argument("--out", required=True, help="model package folder to write")
     ap.add_argument("--data-command", default="", help="how the training data was made (provenance)")
+    ap.add_argument("--standard", choices=["as-written", "compiled"], default="as-written",
+                    help="what of a standard the appliance gives the model: the text as written, or "
+                         "the text compiled from its clause readings into the training wording")
     args = ap.parse_args()
     run, out = Path(args.run), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -293,7 +305,7 @@ def main():
     shutil.copy(run / "tokenizer.json", out / "tokenizer.json")
     check_against_torch(model, cfg, out, tok)
     save_weights(model, ckpt, out)
-    write_manifest(out, cfg, ckpt, args.run, args.data_command)
+    write_manifest(out, cfg, ckpt, args.run, args.data_command, standard_form=args.standard)
     total = sum((out / f).stat().st_size for f in GRAPHS)
     print(f"wrote {out} ({total/1e6:.1f} MB of graphs)")
 

@@ -404,8 +404,11 @@ async fn a_broker_outage_raises_a_latency_alert_but_no_model_reload() {
         dir.path(),
         "out-1",
         &broker,
+        // The threshold sits well above what judging takes on a busy 2-core
+        // CI machine (capture to judgement p99 reached 0.8 s there with
+        // another test beside it), and the outage well above the threshold.
         r#"
-latency_threshold = "800ms"
+latency_threshold = "2s"
 latency_window = "4s"
 evaluate_every = "250ms"
 min_samples = 5
@@ -423,10 +426,10 @@ max_reloads = 5
         stop.clone(),
     );
     e2e::wait_until_stored(&store, 10, Duration::from_secs(60)).await;
-    // Three seconds without a broker: verdicts wait in the outbox, and are
+    // Five seconds without a broker: verdicts wait in the outbox, and are
     // published late when it returns.
     broker.stop();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
     broker.restart();
     let events = wait_for_healing(&store, &["recovered:latency"], Duration::from_secs(60)).await;
     assert_eq!(events[0], "alert:latency", "{events:?}");
@@ -441,7 +444,7 @@ max_reloads = 5
         .into_iter()
         .rfind(|e| e.kind == "alert")
         .unwrap();
-    assert!(alert.value.unwrap() > 2.0, "the backlog's p99 {alert:?}");
+    assert!(alert.value.unwrap() > 3.0, "the backlog's p99 {alert:?}");
     stop.store(true, Ordering::Relaxed);
     feeder.join().unwrap();
     station.stop().await;
