@@ -24,6 +24,7 @@ use vision::encoder::VisionEncoder;
 use vision::preprocess::InputSpec;
 use vision::runtime::{self, RuntimeError, SessionSettings};
 
+use crate::anomaly::AnomalyGraph;
 use crate::cache::{CacheStats, RecipeCache};
 use crate::compiled::Compiled;
 use crate::decoding::Sequence;
@@ -86,6 +87,10 @@ pub struct Judgement {
     /// How the standard's clauses read (what the verdict is held to).
     #[serde(skip)]
     pub readings: Arc<Vec<Reading>>,
+    /// How unlike the good parts the picture is, for a package with an
+    /// anomaly graph.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anomaly: Option<crate::anomaly::Anomaly>,
 }
 
 /// Failures loading or running the model.
@@ -243,6 +248,8 @@ pub struct Engine {
     encoder: Session,
     decoder: Session,
     decoder_past: Session,
+    /// The good-only anomaly graph, when the package has one.
+    anomaly: Option<AnomalyGraph>,
     /// Embeddings of every token the decoder can emit (and `<s>`), so decoding
     /// never runs the embedding graph.
     token_embeds: HashMap<u32, Vec<f32>>,
@@ -282,6 +289,15 @@ impl Engine {
         let decoder = runtime::session(env, &package.graph("decoder_model.onnx"), s)?;
         let decoder_past =
             runtime::session(env, &package.graph("decoder_with_past_model.onnx"), s)?;
+        // FP32 at either precision: the distances to the good patches are
+        // what the threshold was set on.
+        let anomaly = match &m.anomaly {
+            Some(a) => Some(AnomalyGraph::new(
+                runtime::session(env, &package.dir.join(&a.graph), s)?,
+                a.threshold,
+            )),
+            None => None,
+        };
         let mut engine = Self {
             package,
             tokenizer,
@@ -291,6 +307,7 @@ impl Engine {
             encoder,
             decoder,
             decoder_past,
+            anomaly,
             token_embeds: HashMap::new(),
             dim: 0,
             standards: RecipeCache::new(STANDARD_CACHE),
@@ -510,6 +527,15 @@ impl Engine {
             .vision
             .encode(&images)
             .map_err(infer("vision_encoder"))?;
+        let anomalies = match &mut self.anomaly {
+            Some(graph) => {
+                let i = &self.package.manifest.input;
+                let (w, h) = (i.width as usize, i.height as usize);
+                let pixels: Vec<f32> = images.iter().flat_map(|i| i.iter().copied()).collect();
+                Some(graph.score(&pixels, [images.len(), 3, h, w])?)
+            }
+            None => None,
+        };
         let t_vision = started.elapsed();
         let b = features.batch;
         let (t, d) = (features.tokens, features.dim);
@@ -559,11 +585,23 @@ impl Engine {
         Ok(sequences
             .iter()
             .zip(requests.iter().zip(&prepared))
-            .map(|(s, (r, p))| {
+            .enumerate()
+            .map(|(i, (s, (r, p)))| {
                 let mut j = self.interpret(&s.emitted, r.standard, p, s.closed());
                 j.readings = Arc::clone(&p.readings);
                 j.inference_ms = ms;
                 j.batch_size = b;
+                if let Some(a) = anomalies.as_ref().map(|a| a[i].clone()) {
+                    if a.over() {
+                        j.decision = Decision::Review;
+                        j.review_reason = Some(match j.review_reason.take() {
+                            Some(r) => format!("{}; {r}", a.reason()),
+                            None => a.reason(),
+                        });
+                        j.findings.push(a.finding());
+                    }
+                    j.anomaly = Some(a);
+                }
                 j
             })
             .collect())
@@ -826,6 +864,7 @@ impl Engine {
             inference_ms: 0.0,
             batch_size: 1,
             readings: Arc::default(),
+            anomaly: None,
         }
     }
 }

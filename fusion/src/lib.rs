@@ -5,6 +5,7 @@
 //! Library code: no logging set-up, no exits, no threads of its own; the
 //! appliance decides where the engine runs.
 
+pub mod anomaly;
 pub mod cache;
 pub mod compiled;
 pub mod consistency;
@@ -15,6 +16,7 @@ pub mod package;
 pub mod reading;
 pub mod standard;
 
+pub use anomaly::Anomaly;
 pub use cache::CacheStats;
 pub use compiled::Compiled;
 pub use engine::{

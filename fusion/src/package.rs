@@ -35,6 +35,10 @@ pub struct Manifest {
     pub output: OutputSection,
     pub special_tokens: SpecialTokens,
     pub decoder: DecoderSection,
+    /// The good-only anomaly graph, when the package was commissioned with
+    /// one (see [`crate::anomaly`]).
+    #[serde(default)]
+    pub anomaly: Option<crate::anomaly::AnomalySection>,
     /// File name -> sha256 (hex).
     pub files: BTreeMap<String, String>,
 }

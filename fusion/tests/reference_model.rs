@@ -211,3 +211,127 @@ fn decision_accuracy_holds_on_fresh_parts() {
         "decision accuracy {accuracy:.3} on {total} fresh judgements; model.toml reports {reported:.3}"
     );
 }
+
+/// A grey, finely textured surface; with `hole`, a dark disc of radius 14 px
+/// centred there.
+fn surface(seed: u32, hole: Option<(f32, f32)>) -> image::RgbImage {
+    image::RgbImage::from_fn(256, 256, |x, y| {
+        // A cheap deterministic hash: texture without a random crate.
+        let h = (x.wrapping_mul(73_856_093)
+            ^ y.wrapping_mul(19_349_663)
+            ^ seed.wrapping_mul(83_492_791))
+            % 23;
+        let mut v = 150 + h as u8;
+        if let Some((cx, cy)) = hole {
+            if (x as f32 - cx).powi(2) + (y as f32 - cy).powi(2) < 14.0f32.powi(2) {
+                v = 20;
+            }
+        }
+        image::Rgb([v, v, v])
+    })
+}
+
+/// Good-only commissioning end to end: `toolchain.anomaly` fits a bank on
+/// pictures of a good surface, and the engine sends a picture with a hole
+/// to REVIEW with an `unknown` finding boxed around the hole, while a good
+/// picture it never saw keeps the decoder's verdict.
+#[test]
+fn a_package_commissioned_on_good_parts_only_sends_an_unseen_defect_to_review() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, hole) = (dir.path().join("eval/good"), dir.path().join("eval/hole"));
+    std::fs::create_dir_all(&good).unwrap();
+    std::fs::create_dir_all(&hole).unwrap();
+    let bank = dir.path().join("bank");
+    std::fs::create_dir_all(&bank).unwrap();
+    for i in 0..10 {
+        surface(i, None)
+            .save(bank.join(format!("{i}.png")))
+            .unwrap();
+        surface(100 + i, None)
+            .save(good.join(format!("{i}.png")))
+            .unwrap();
+        let at = (60.0 + 14.0 * i as f32, 190.0 - 10.0 * i as f32);
+        surface(200 + i, Some(at))
+            .save(hole.join(format!("{i}.png")))
+            .unwrap();
+    }
+    let out = dir.path().join("pkg");
+    let status = std::process::Command::new("python3")
+        .current_dir(repo().join("models"))
+        .args(["-m", "toolchain.anomaly", "--base", "reference", "--good"])
+        .arg(&bank)
+        .arg("--eval")
+        .arg(dir.path().join("eval"))
+        .args([
+            "--per-class",
+            "10",
+            "--bank",
+            "256",
+            "--threads",
+            "1",
+            "--out",
+        ])
+        .arg(&out)
+        .status()
+        .expect("python3 runs (make setup installs the toolchain's packages)");
+    assert!(status.success(), "python -m toolchain.anomaly failed");
+
+    let package = ModelPackage::open(&out, Precision::Fp32).expect("the package verifies");
+    let threshold = package
+        .manifest
+        .anomaly
+        .as_ref()
+        .expect("[anomaly]")
+        .threshold;
+    let mut engine = Engine::load(package, &EngineSettings::cpu(1)).unwrap();
+    let standard = Standard::new("plant", "Surface standard.\n1. No holes are permitted.");
+    let judge = |engine: &mut Engine, img: &image::RgbImage| {
+        let x = preprocess::to_tensor(img, Crop::full(img), &engine.input_spec());
+        engine
+            .judge(std::slice::from_ref(&x), &standard)
+            .unwrap()
+            .remove(0)
+    };
+    let clean = judge(&mut engine, &surface(999, None));
+    let a = clean.anomaly.as_ref().expect("every judgement is scored");
+    assert!(
+        !a.over(),
+        "a good surface scored {} over {threshold}",
+        a.score
+    );
+    assert!(clean.findings.iter().all(|f| f.defect != "unknown"));
+
+    let holed = judge(&mut engine, &surface(998, Some((96.0, 160.0))));
+    let a = holed.anomaly.as_ref().unwrap();
+    assert!(a.over(), "a hole scored {} under {threshold}", a.score);
+    assert_eq!(holed.decision, Decision::Review, "{holed:?}");
+    assert!(
+        holed
+            .review_reason
+            .as_deref()
+            .unwrap()
+            .contains("unlike the good parts"),
+        "{holed:?}"
+    );
+    let unknown = holed
+        .findings
+        .iter()
+        .find(|f| f.defect == "unknown")
+        .unwrap();
+    let [x0, y0, x1, y1] = unknown.box_norm;
+    let (cx, cy) = (96.0 / 256.0, 160.0 / 256.0);
+    assert!(x0 <= cx && cx <= x1 && y0 <= cy && cy <= y1, "{unknown:?}");
+    assert!(
+        (x1 - x0) * (y1 - y0) < 0.25,
+        "the box marks the hole, not the part: {unknown:?}"
+    );
+    assert_eq!(unknown.clause, None);
+
+    // The toolchain's own figures, written into the package.
+    let manifest: toml::Value =
+        toml::from_str(&std::fs::read_to_string(out.join("model.toml")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["evaluation"]["anomaly"]["auroc"].as_float(),
+        Some(1.0)
+    );
+}

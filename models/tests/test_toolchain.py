@@ -130,3 +130,39 @@ class TinyRunTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class AnomalyTest(unittest.TestCase):
+    """Good-only commissioning's pieces (the whole path, package to engine,
+    is fusion/tests/reference_model.rs)."""
+
+    def test_the_coreset_keeps_every_patch_close_to_a_chosen_one(self):
+        import torch
+        from toolchain import anomaly
+        g = torch.Generator().manual_seed(0)
+        # Four tight clusters: four centres must cover them.
+        centres = torch.randn(4, 32, generator=g) * 10
+        patches = torch.cat([c + 0.01 * torch.randn(200, 32, generator=g) for c in centres])
+        bank = anomaly.coreset(patches, 4, seed=1)
+        nearest = torch.cdist(patches, bank).min(1).values
+        self.assertLess(float(nearest.max()), 1.0)
+        self.assertEqual(anomaly.coreset(patches[:3], 4).shape[0], 3)
+
+    def test_the_heat_box_covers_the_cells_over_the_threshold(self):
+        import numpy as np
+        from toolchain import anomaly
+        m = np.zeros((4, 8))
+        m[1, 2], m[2, 5] = 5.0, 6.0
+        self.assertEqual(anomaly.heat_box(m, 4.0), [0.25, 0.25, 0.75, 0.75])
+        self.assertEqual(anomaly.heat_box(m, 9.0), [0.625, 0.5, 0.75, 0.75])
+
+    def test_bad_inputs_are_refused_by_name_before_anything_is_written(self):
+        with tempfile.TemporaryDirectory() as d:
+            empty, out = Path(d) / "empty", Path(d) / "out"
+            empty.mkdir()
+            r = subprocess.run([sys.executable, "-m", "toolchain.anomaly", "--base", "reference", "--good", str(empty),
+                                "--out", str(out)], cwd=ROOT / "models", capture_output=True, text=True,
+                               env={**os.environ, "PYTHONPATH": str(ROOT / "models")})
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("no pictures", r.stderr)
+            self.assertFalse(out.exists())
