@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use fusion::consistency::{self, FindingFacts};
-use fusion::{Decision, Judgement};
+use fusion::{Decision, Judgement, Rule};
 
 /// Schema tag carried by every verdict.
 pub const SCHEMA: &str = "verdict/v1";
@@ -33,6 +33,14 @@ pub struct Finding {
     /// The clause's label as the standard writes it (`5`, `4.2.1`, `3.a`).
     pub clause_label: Option<String>,
     pub clause_text: Option<String>,
+    /// The size limit the cited clause sets, as read (absent when it sets
+    /// none): `size_mm` was judged against it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_mm: Option<f32>,
+    /// The count the cited clause allows per part, as read (absent when it
+    /// sets none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_count: Option<u32>,
     pub confidence: f32,
 }
 
@@ -148,6 +156,10 @@ pub fn findings_in_frame(j: &Judgement, g: Geometry) -> Vec<Finding> {
                 px(f.box_norm[3], ch, cy),
             ];
             let side = (box_px[2] - box_px[0]).max(box_px[3] - box_px[1]);
+            let rule = f
+                .clause
+                .and_then(|n| j.readings.iter().find(|r| r.clause == n))
+                .map(|r| r.rule);
             Finding {
                 defect: f.defect.clone(),
                 box_norm: [
@@ -161,6 +173,14 @@ pub fn findings_in_frame(j: &Judgement, g: Geometry) -> Vec<Finding> {
                 clause: f.clause,
                 clause_label: f.clause_label.clone(),
                 clause_text: f.clause_text.clone(),
+                limit_mm: match rule {
+                    Some(Rule::SizeLimit { limit_mm }) => Some(limit_mm),
+                    _ => None,
+                },
+                max_count: match rule {
+                    Some(Rule::CountLimit { max_count }) => Some(max_count),
+                    _ => None,
+                },
                 confidence: f.confidence,
             }
         })

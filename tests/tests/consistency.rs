@@ -115,6 +115,14 @@ bind = "127.0.0.1:{port}"
         feed.join().unwrap();
         e2e::assert_schema("verdict.v1", &v);
         assert_eq!(v["decision"], *want, "{script}: {v:#}");
+        // The verdict shows the measured size beside the limit it was held to.
+        let first = &v["findings"][0];
+        if script.contains("<clause_2>") {
+            assert_eq!(first["limit_mm"], 3.0, "{v:#}");
+            assert!(first["size_mm"].as_f64().unwrap() < 3.0, "{v:#}");
+        } else {
+            assert!(first.get("limit_mm").is_none(), "{v:#}");
+        }
         let reason = v["review_reason"].as_str().unwrap_or_default();
         assert!(reason.contains(why), "{script}: {reason}");
         if *want == "REVIEW" {

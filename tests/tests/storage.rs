@@ -36,6 +36,8 @@ fn verdict(n: u32, decision: Decision, image_sha: &str, findings: usize) -> Verd
                 clause: Some(1 + i as u32),
                 clause_label: Some((1 + i).to_string()),
                 clause_text: Some("No scratches are permitted.".into()),
+                limit_mm: None,
+                max_count: None,
                 confidence: 0.9,
             })
             .collect(),
