@@ -33,7 +33,7 @@ started=$(date +%s)
 python3 -m toolchain.train --data "$WORK/train" --out "$WORK/run" \
   --steps "$STEPS" --batch "$BATCH" --lr 1.5e-3 --seed "$SEED" --threads "$THREADS" --backbone "$BACKBONE"
 python3 -m toolchain.export --run "$WORK/run" --out "$OUT" --data-command "$TRAIN_DATA" --standard compiled
-python3 -m toolchain.quantize --package "$OUT" --calibration "$WORK/train"
+python3 -m toolchain.quantize --package "$OUT"
 python3 -m toolchain.cost --package "$OUT" --data "$WORK/eval" --write
 python3 -m toolchain.evaluate --package "$OUT" --data "$WORK/eval" --precision fp32,int8 \
   --write --data-command "$EVAL_DATA"
