@@ -73,18 +73,8 @@ pub fn compile_lines(
         let given: In = serde_json::from_str(&line)
             .with_context(|| format!("line {}: expected {{\"text\": \"…\"}}", i + 1))?;
         let standard = Standard::new("compile", given.text);
-        let compiled = (manifest.prompt.standard == fusion::StandardForm::Compiled)
-            .then(|| {
-                fusion::Compiled::new(
-                    &standard,
-                    &standard.readings(&vocabulary),
-                    &vocabulary,
-                    manifest.special_tokens.max_clause,
-                    manifest.prompt.min_limit_mm.unwrap_or(0.0),
-                )
-            })
-            .flatten();
-        let out = match compiled {
+        let readings = standard.readings(&vocabulary);
+        let out = match fusion::Compiled::for_model(&standard, &readings, manifest, 1.0) {
             Some(c) => serde_json::json!({"text": c.standard.text, "clause_of": c.clause_of}),
             None => serde_json::json!({"text": null, "clause_of": []}),
         };
@@ -100,16 +90,9 @@ pub fn compiled(standard: &Standard, manifest: &fusion::package::Manifest) -> Op
     if manifest.prompt.standard != fusion::StandardForm::Compiled {
         return None;
     }
-    let vocabulary = manifest.output.vocabulary();
-    let readings = standard.readings(&vocabulary);
+    let readings = standard.readings(&manifest.output.vocabulary());
     let mut out = String::from("\nwhat the model reads (compiled from the readings above):\n");
-    match fusion::Compiled::new(
-        standard,
-        &readings,
-        &vocabulary,
-        manifest.special_tokens.max_clause,
-        manifest.prompt.min_limit_mm.unwrap_or(0.0),
-    ) {
+    match fusion::Compiled::for_model(standard, &readings, manifest, 1.0) {
         Some(c) => {
             for clause in &c.standard.clauses {
                 let written = c.clause_of(clause.number).unwrap_or_default();

@@ -123,31 +123,19 @@ impl AnomalyGraph {
 /// `threshold`, or the highest cell when none is. Mirrors `heat_box` in
 /// models/toolchain/anomaly.py.
 pub fn heat_box(map: &[f32], h: usize, w: usize, threshold: f32) -> [f32; 4] {
-    let mut over = map
-        .iter()
-        .enumerate()
-        .filter(|(_, v)| **v > threshold)
-        .map(|(i, _)| i)
-        .peekable();
-    let cells: Vec<usize> = if over.peek().is_some() {
-        over.collect()
-    } else {
-        map.iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(i, _)| vec![i])
-            .unwrap_or_default()
+    let mut cells: Vec<usize> = (0..map.len()).filter(|&i| map[i] > threshold).collect();
+    if cells.is_empty() {
+        cells.extend((0..map.len()).max_by(|&a, &b| map[a].total_cmp(&map[b])));
+    }
+    let Some(&first) = cells.first() else {
+        return [0.0, 0.0, 1.0, 1.0];
     };
-    let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
+    let (mut x0, mut y0) = (first % w, first / w);
+    let (mut x1, mut y1) = (x0 + 1, y0 + 1);
     for i in cells {
         let (y, x) = (i / w, i % w);
-        x0 = x0.min(x);
-        y0 = y0.min(y);
-        x1 = x1.max(x + 1);
-        y1 = y1.max(y + 1);
-    }
-    if x1 == 0 {
-        return [0.0, 0.0, 1.0, 1.0];
+        (x0, y0) = (x0.min(x), y0.min(y));
+        (x1, y1) = (x1.max(x + 1), y1.max(y + 1));
     }
     [
         x0 as f32 / w as f32,

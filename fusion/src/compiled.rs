@@ -17,6 +17,7 @@
 //! compiled lines, and [`Compiled::clause_of`] maps each citation back to the
 //! clause of the standard as written, which is what verdicts quote.
 
+use crate::package::{Manifest, StandardForm};
 use crate::reading::{Reading, Rule, Vocabulary};
 use crate::standard::Standard;
 
@@ -80,6 +81,31 @@ impl Compiled {
             standard: Standard::new(standard.recipe.clone(), text),
             clause_of,
         })
+    }
+
+    /// `standard` as the model of `manifest` reads it from a camera whose
+    /// lengths the engine multiplies by `factor` (see
+    /// [`crate::Engine::length_factor`]); `None` when the model reads the
+    /// text as written: its manifest says so, or the standard needs more
+    /// lines than it can cite.
+    pub fn for_model(
+        standard: &Standard,
+        readings: &[Reading],
+        manifest: &Manifest,
+        factor: f32,
+    ) -> Option<Self> {
+        if manifest.prompt.standard != StandardForm::Compiled {
+            return None;
+        }
+        // The finest limit the model reads, in this camera's millimetres.
+        let min_limit = manifest.prompt.min_limit_mm.unwrap_or(0.0) / factor;
+        Self::new(
+            standard,
+            readings,
+            &manifest.output.vocabulary(),
+            manifest.special_tokens.max_clause,
+            min_limit,
+        )
     }
 
     /// The written standard's clause that compiled line `k` comes from.

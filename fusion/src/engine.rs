@@ -422,24 +422,10 @@ impl Engine {
     fn prepare(&mut self, standard: &Standard, factor: f32) -> Result<CachedStandard, EngineError> {
         let m = &self.package.manifest;
         let readings = standard.readings(&self.vocabulary());
-        let compiled = match m.prompt.standard {
-            StandardForm::AsWritten => None,
-            StandardForm::Compiled => {
-                // The finest limit the model reads, in this camera's millimetres.
-                let min_limit = m.prompt.min_limit_mm.unwrap_or(0.0) / factor;
-                let c = Compiled::new(
-                    standard,
-                    &readings,
-                    &self.vocabulary(),
-                    m.special_tokens.max_clause,
-                    min_limit,
-                );
-                if c.is_none() {
-                    tracing::warn!(recipe = %standard.recipe, max_clause = m.special_tokens.max_clause, "the compiled standard needs more clause lines than the model can cite; it reads the standard as written");
-                }
-                c
-            }
-        };
+        let compiled = Compiled::for_model(standard, &readings, m, factor);
+        if compiled.is_none() && m.prompt.standard == StandardForm::Compiled {
+            tracing::warn!(recipe = %standard.recipe, max_clause = m.special_tokens.max_clause, "the compiled standard needs more clause lines than the model can cite; it reads the standard as written");
+        }
         // What the model reads: the compiled standard, or the written one.
         let read = compiled.as_ref().map_or(standard, |c| &c.standard);
         let prompt = match m.prompt.format.as_str() {

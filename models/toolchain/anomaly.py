@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from . import backbone, realdata
-from .evaluate import iou
+from .evaluate import iou, pixel_values
 from .export import sha256
 
 GRAPH = "anomaly_model.onnx"
@@ -108,26 +108,22 @@ def read_package(package):
 
 
 class Pixels:
-    """The package's preprocessing: stretch to its input size, RGB, (x - mean) / std."""
+    """Pictures read from files into the package's input (`pixel_values`)."""
 
     def __init__(self, manifest):
-        i = manifest["input"]
-        self.size = (i["width"], i["height"])
-        self.mean = np.array(i["mean"], dtype=np.float32).reshape(3, 1, 1)
-        self.std = np.array(i["std"], dtype=np.float32).reshape(3, 1, 1)
+        self.input = manifest["input"]
+        self.size = (self.input["width"], self.input["height"])
 
     def __call__(self, paths):
-        out = []
+        images = []
         for p in paths:
             try:
                 img = Image.open(p)
                 img.load()
             except Exception as e:  # a picture that does not decode whole is refused, named
                 raise AnomalyError(f"{p}: cannot be decoded ({e})")
-            img = img.convert("RGB").resize(self.size, Image.BILINEAR)
-            a = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0
-            out.append((a - self.mean) / self.std)
-        return torch.from_numpy(np.stack(out))
+            images.append(img)
+        return torch.from_numpy(pixel_values(images, self.input))
 
 
 @torch.no_grad()

@@ -110,6 +110,22 @@ def clauses_mentioning(text, names):
     return found
 
 
+def pixel_values(images, input_section):
+    """[B,3,H,W] float32 as the package's `[input]` says: RGB, stretched to its
+    size, (x / 255 - mean) / std. The appliance's preprocessing, in Python."""
+    size = (input_section["width"], input_section["height"])
+    mean = np.array(input_section["mean"], dtype=np.float32).reshape(1, 3, 1, 1)
+    std = np.array(input_section["std"], dtype=np.float32).reshape(1, 3, 1, 1)
+    arr = []
+    for img in images:
+        img = img.convert("RGB")
+        if img.size != size:
+            img = img.resize(size, Image.BILINEAR)
+        arr.append(np.asarray(img, dtype=np.float32) / 255.0)
+    x = np.stack(arr).transpose(0, 3, 1, 2)
+    return ((x - mean) / std).astype(np.float32)
+
+
 class Judge:
     """The package's graphs in ONNX Runtime plus greedy constrained decoding.
     With `citation_guard` a finding may only cite a clause that names its
@@ -149,23 +165,13 @@ class Judge:
         self.max_tokens = self.manifest["output"]["max_tokens"]
         self.max_text = self.manifest["prompt"]["max_text_tokens"]
         self.layers = self.manifest["decoder"]["layers"]
-        inp = self.manifest["input"]
-        self.size = (inp["width"], inp["height"])
-        self.mean = np.array(inp["mean"], dtype=np.float32).reshape(1, 3, 1, 1)
-        self.std = np.array(inp["std"], dtype=np.float32).reshape(1, 3, 1, 1)
+        self.size = (self.manifest["input"]["width"], self.manifest["input"]["height"])
         self._text_cache = {}
         self.guard = citation_guard
         self.names = self.manifest["output"].get("defect_names", {})
 
     def pixels(self, images):
-        arr = []
-        for img in images:
-            img = img.convert("RGB")
-            if img.size != self.size:
-                img = img.resize(self.size, Image.BILINEAR)
-            arr.append(np.asarray(img, dtype=np.float32) / 255.0)
-        x = np.stack(arr).transpose(0, 3, 1, 2)
-        return ((x - self.mean) / self.std).astype(np.float32)
+        return pixel_values(images, self.manifest["input"])
 
     def image_features(self, images):
         return self.s["vision_encoder"].run(None, {"pixel_values": self.pixels(images)})[0]
