@@ -188,7 +188,7 @@ pub fn evaluate(engine: &mut Engine, dir: &Path, limit: usize) -> anyhow::Result
                 mm_per_px: rec.mm_per_px,
             };
             let findings = crate::verdict::findings_in_frame(&j, geometry);
-            let (decision, _) = crate::verdict::held_to_standard(&j, &findings);
+            let (decision, why) = crate::verdict::held_to_standard(&j, &findings);
             if decision == Decision::Review && j.decision != Decision::Review {
                 r.contradictions += 1;
             }
@@ -201,6 +201,23 @@ pub fn evaluate(engine: &mut Engine, dir: &Path, limit: usize) -> anyhow::Result
                 Decision::Pass
             };
             let is_right = j.decision == want;
+            if !is_right {
+                let seen: Vec<String> = findings
+                    .iter()
+                    .map(|f| format!("{} {:.2} mm cites {:?}", f.defect, f.size_mm, f.clause))
+                    .collect();
+                let truth: Vec<String> = s
+                    .verdict
+                    .findings
+                    .iter()
+                    .map(|t| {
+                        let side = (t.box_px[2] - t.box_px[0]).max(t.box_px[3] - t.box_px[1]);
+                        let mm = side as f64 * rec.mm_per_px;
+                        format!("{} {mm:.2} mm cites {:?}", t.kind, t.clause)
+                    })
+                    .collect();
+                tracing::debug!(image = %rec.image, want = ?want, got = ?j.decision, model = ?j.model_decision, why = why.as_deref().unwrap_or(""), ?seen, ?truth, "judged wrong");
+            }
             right += usize::from(is_right);
             right_here.push(is_right);
             for key in [
