@@ -83,7 +83,6 @@ pub enum Stage {
 }
 
 const STAGES: [&str; 4] = ["queued", "inference", "decided", "published"];
-const DECISIONS: [&str; 3] = ["PASS", "FAIL", "REVIEW"];
 
 /// What the current model and standard are (info metrics).
 #[derive(Debug, Clone, Default)]
@@ -147,12 +146,7 @@ pub fn batch(frames: usize) {
 }
 
 pub fn verdict(decision: fusion::Decision) {
-    let i = match decision {
-        fusion::Decision::Pass => 0,
-        fusion::Decision::Fail => 1,
-        fusion::Decision::Review => 2,
-    };
-    registry().verdicts[i].fetch_add(1, Ordering::Relaxed);
+    registry().verdicts[decision.plc_code() as usize].fetch_add(1, Ordering::Relaxed);
 }
 
 /// A frame (or an unreadable file) from `camera` reached the pipeline.
@@ -246,7 +240,7 @@ pub fn render(
         "counter",
         "Verdicts decided, by decision.",
     );
-    for (i, d) in DECISIONS.iter().enumerate() {
+    for (i, d) in fusion::Decision::ALL.iter().enumerate() {
         let _ = writeln!(
             out,
             "appliance_verdicts_total{{decision=\"{d}\"}} {}",

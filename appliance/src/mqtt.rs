@@ -412,9 +412,7 @@ fn stamp_published(payload: &str) -> String {
                 crate::health::published(age.to_std().unwrap_or_default());
             }
             if let Some(t) = v.get_mut("timings") {
-                t["published_at"] = serde_json::Value::String(
-                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                );
+                t["published_at"] = serde_json::Value::String(record::time::now());
             }
             v.to_string()
         }

@@ -9,59 +9,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use fusion::Decision;
-use serde::Serialize;
-
-/// One judged view of a part.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct View {
-    pub camera: String,
-    pub verdict_id: String,
-    pub decision: Decision,
-    pub findings: usize,
-}
-
-/// The combined verdict for one part (`part-verdict/v1`).
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct PartVerdict {
-    pub schema: &'static str,
-    pub id: String,
-    pub station: String,
-    pub part_id: String,
-    pub decision: Decision,
-    /// Why the decision is REVIEW or FAIL, in words.
-    pub reason: Option<String>,
-    pub views: Vec<View>,
-    /// Configured views that did not arrive in time.
-    pub missing: Vec<String>,
-    pub decided_at: String,
-}
-
-/// PLC short form of a part verdict.
-#[derive(Serialize)]
-pub struct PartPlc<'a> {
-    pub part_id: &'a str,
-    pub ok: bool,
-    pub code: u8,
-    pub part_verdict_id: &'a str,
-    pub missing: &'a [String],
-}
-
-impl PartVerdict {
-    pub fn plc(&self) -> PartPlc<'_> {
-        PartPlc {
-            part_id: &self.part_id,
-            ok: self.decision == Decision::Pass,
-            code: match self.decision {
-                Decision::Pass => 0,
-                Decision::Fail => 1,
-                Decision::Review => 2,
-            },
-            part_verdict_id: &self.id,
-            missing: &self.missing,
-        }
-    }
-}
+use record::{Decision, PartVerdict, View};
 
 struct Pending {
     first_at: Instant,
@@ -176,7 +124,7 @@ impl Assembler {
             (Decision::Pass, None)
         };
         PartVerdict {
-            schema: "part-verdict/v1",
+            schema: record::PART_SCHEMA.into(),
             id: uuid::Uuid::now_v7().to_string(),
             station: self.station.clone(),
             part_id: part_id.to_string(),
@@ -184,7 +132,7 @@ impl Assembler {
             reason,
             views,
             missing,
-            decided_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            decided_at: record::time::now(),
         }
     }
 }

@@ -23,10 +23,6 @@ pub struct Plan {
     pub recipe: Option<String>,
 }
 
-fn same<T: std::fmt::Debug>(a: &T, b: &T) -> bool {
-    format!("{a:?}") == format!("{b:?}")
-}
-
 /// Compares the running configuration with a new one.
 pub fn plan(old: &StationConfig, new: &StationConfig) -> Result<Plan, String> {
     let mut restart = Vec::new();
@@ -37,18 +33,18 @@ pub fn plan(old: &StationConfig, new: &StationConfig) -> Result<Plan, String> {
     let sources = |c: &StationConfig| {
         c.cameras
             .iter()
-            .map(|c| format!("{}={:?}", c.id, c.source))
+            .map(|c| (c.id.clone(), c.source.clone()))
             .collect::<Vec<_>>()
     };
     if sources(old) != sources(new) {
         restart.push("cameras (ids or sources)".to_string());
     }
     for (name, unchanged) in [
-        ("parts", same(&old.parts, &new.parts)),
-        ("batching", same(&old.batching, &new.batching)),
-        ("mqtt", same(&old.mqtt, &new.mqtt)),
-        ("storage", same(&old.storage, &new.storage)),
-        ("http", same(&old.http, &new.http)),
+        ("parts", old.parts == new.parts),
+        ("batching", old.batching == new.batching),
+        ("mqtt", old.mqtt == new.mqtt),
+        ("storage", old.storage == new.storage),
+        ("http", old.http == new.http),
     ] {
         if !unchanged {
             restart.push(name.to_string());
@@ -65,15 +61,15 @@ pub fn plan(old: &StationConfig, new: &StationConfig) -> Result<Plan, String> {
         plan.changed.push("station.recipe".into());
         plan.recipe = Some(new.station.recipe.clone());
     }
-    if !same(&old.recipes, &new.recipes) {
+    if old.recipes != new.recipes {
         plan.changed.push("recipes".into());
     }
     for (a, b) in old.cameras.iter().zip(&new.cameras) {
-        if !same(a, b) {
+        if a != b {
             plan.changed.push(format!("cameras[{}]", a.id));
         }
     }
-    if !same(&old.model, &new.model) {
+    if old.model != new.model {
         plan.changed.push("model".into());
         plan.model = true;
     }

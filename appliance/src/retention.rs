@@ -47,7 +47,7 @@ pub struct Sweep {
 const CHUNK: i64 = 500;
 
 fn stamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    record::time::format(t)
 }
 
 /// Runs one sweep as of `now` (a parameter so tests can age the store).

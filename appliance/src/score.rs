@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use vision::synth::DrawnDefect;
 
-use crate::verdict::Finding;
+use record::Finding;
 
 /// Parts scored and parts whose findings named exactly the drawn defects.
 #[derive(Debug, Default)]

@@ -15,7 +15,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 use sqlx::Row;
 
-use crate::verdict::Verdict;
+use record::Verdict;
 
 /// Failures of the store.
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +88,7 @@ pub struct Store {
 }
 
 fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    record::time::now()
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
@@ -327,7 +327,7 @@ impl Store {
         .bind(&v.trigger_id)
         .bind(&v.recipe)
         .bind(&v.standard_sha256)
-        .bind(decision_text(v.decision))
+        .bind(v.decision.as_str())
         .bind(v.confidence as f64)
         .bind(&v.model.name)
         .bind(&v.model.version)
@@ -365,10 +365,10 @@ impl Store {
     /// Stores a multi-view part verdict and its outbox rows in one transaction.
     pub async fn commit_part(
         &self,
-        p: &crate::parts::PartVerdict,
+        p: &record::PartVerdict,
         outbox: &[(String, String)],
     ) -> Result<(), StoreError> {
-        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let at = record::time::now();
         let _in_order = self.commit_lock.lock().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -377,7 +377,7 @@ impl Store {
         .bind(&p.id)
         .bind(&p.station)
         .bind(&p.part_id)
-        .bind(decision_text(p.decision))
+        .bind(p.decision.as_str())
         .bind(&p.reason)
         .bind(serde_json::to_string(&p.views).expect("views serialise"))
         .bind(serde_json::to_string(&p.missing).expect("names serialise"))
@@ -499,15 +499,6 @@ fn free_bytes(path: &Path) -> std::io::Result<u64> {
     }
     let st = unsafe { st.assume_init() };
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
-}
-
-/// The decision as stored and published: `PASS`, `FAIL`, `REVIEW`.
-pub(crate) fn decision_text(d: fusion::Decision) -> &'static str {
-    match d {
-        fusion::Decision::Pass => "PASS",
-        fusion::Decision::Fail => "FAIL",
-        fusion::Decision::Review => "REVIEW",
-    }
 }
 
 /// The outbox rows not yet acknowledged by the broker.

@@ -21,7 +21,7 @@ use vision::preprocess::{self, Crop, InputSpec};
 use vision::Frame;
 
 use crate::batcher::{Batcher, Queued};
-use crate::verdict::ModelRef;
+use record::ModelRef;
 
 /// Batches run and frames judged by every worker of this process.
 static BATCHES: AtomicU64 = AtomicU64::new(0);

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::units::{ByteSize, Secret};
 
 /// The whole station.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StationConfig {
     pub station: Identity,
@@ -32,7 +32,7 @@ pub struct StationConfig {
 }
 
 /// Where the station is, and what it inspects against right now.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Identity {
     pub site: String,
@@ -44,7 +44,7 @@ pub struct Identity {
 }
 
 /// One camera looking at the part.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Camera {
     pub id: String,
@@ -90,7 +90,7 @@ pub enum CaptureMode {
 }
 
 /// Multi-view parts: cameras that each photograph every part.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Parts {
     /// Camera ids whose verdicts for one part id are combined into one part
@@ -112,7 +112,7 @@ pub struct Roi {
 }
 
 /// How a camera delivers frames.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CameraSource {
     /// Image files dropped into a folder by a vision PC or a test.
@@ -219,7 +219,7 @@ pub enum AfterJudged {
 }
 
 /// A named inspection standard.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecipeConfig {
     pub name: String,
@@ -232,7 +232,7 @@ pub struct RecipeConfig {
 }
 
 /// Which model runs, and how.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     pub package: PathBuf,
@@ -249,7 +249,7 @@ pub struct ModelConfig {
 
 /// TensorRT provider options (used only when `tensorrt` is listed and the
 /// GPU build of ONNX Runtime is installed).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TensorrtConfig {
     pub fp16: bool,
@@ -276,7 +276,7 @@ pub enum Precision {
 }
 
 /// Dynamic batching across cameras.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Batching {
     pub max_batch: usize,
@@ -286,7 +286,7 @@ pub struct Batching {
 }
 
 /// Connection to the plant's broker.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mqtt {
     pub url: String,
@@ -317,7 +317,7 @@ pub enum MqttVersion {
 }
 
 /// Sparkplug B: the appliance as an edge node, the station as its device.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sparkplug {
     pub group_id: String,
@@ -333,7 +333,7 @@ pub enum BrokerMode {
 }
 
 /// TLS material for the broker connection.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tls {
     pub ca: PathBuf,
@@ -344,7 +344,7 @@ pub struct Tls {
 }
 
 /// Where verdicts and images are kept.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Storage {
     pub database_url: String,
@@ -366,7 +366,7 @@ pub struct Storage {
 }
 
 /// The review UI, API and metrics endpoint.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Http {
     pub bind: SocketAddr,

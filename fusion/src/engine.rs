@@ -32,15 +32,7 @@ use crate::grammar::{Grammar, MissingToken, Token};
 use crate::package::{ModelPackage, PackageError, StandardForm};
 use crate::reading::{Reading, Vocabulary};
 use crate::standard::Standard;
-
-/// What the engine decided about one image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Decision {
-    Pass,
-    Fail,
-    Review,
-}
+pub use record::Decision;
 
 /// One finding as the model wrote it.
 #[derive(Debug, Clone, Serialize)]

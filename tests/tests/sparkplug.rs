@@ -238,7 +238,23 @@ bind = "127.0.0.1:0"
     assert_eq!(metric(dbirth, "Inspection/Recipe")["value"], "housing");
 
     // Every verdict of the verdict topic came as DDATA, consistent with it.
-    let ddata: Vec<&Value> = decoded.iter().filter(|m| m["type"] == "DDATA").collect();
+    // A DDATA without a verdict reports a new recipe or model (a reload by
+    // the healer on a busy machine sends one) and carries what changed.
+    let has = |m: &Value, name: &str| {
+        m["metrics"]
+            .as_array()
+            .is_some_and(|ms| ms.iter().any(|x| x["name"] == name))
+    };
+    let (ddata, context): (Vec<&Value>, Vec<&Value>) = decoded
+        .iter()
+        .filter(|m| m["type"] == "DDATA")
+        .partition(|m| has(m, "Verdict/ID"));
+    for c in &context {
+        assert!(
+            has(c, "Inspection/Recipe") && has(c, "Inspection/Model"),
+            "a DDATA is either a verdict or a context update: {c}"
+        );
+    }
     let mut spb_ids = HashSet::new();
     for d in &ddata {
         let id = metric(d, "Verdict/ID")["value"]

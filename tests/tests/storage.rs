@@ -4,14 +4,14 @@
 //! the same answers on each.
 
 use appliance::store::{Backend, Store};
-use appliance::verdict::{Finding, ImageRef, ModelRef, StationRef, Timings, Verdict};
 use e2e::Postgres;
 use fusion::Decision;
+use record::{Finding, ImageRef, ModelRef, StationRef, Timings, Verdict};
 
 fn verdict(n: u32, decision: Decision, image_sha: &str, findings: usize) -> Verdict {
     let at = format!("2026-11-29T10:00:{n:02}.000000Z");
     Verdict {
-        schema: appliance::verdict::SCHEMA,
+        schema: record::SCHEMA.into(),
         id: format!("0193c1e4-7a2b-7c3d-9e8f-0a1b2c3d4e{n:02}"),
         station: StationRef {
             site: "plant".into(),

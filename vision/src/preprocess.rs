@@ -43,6 +43,21 @@ impl Crop {
         (mm_per_px * (across + down) / 2.0) as f32
     }
 
+    /// A camera's region of interest within an (oriented) frame, clamped to
+    /// it; the whole frame when the camera has none or it lies outside.
+    pub fn of_roi(roi: Option<firmware_config::Roi>, img: &RgbImage) -> Self {
+        roi.and_then(|r| {
+            Crop {
+                x: r.x,
+                y: r.y,
+                width: r.width,
+                height: r.height,
+            }
+            .clamp_to(img)
+        })
+        .unwrap_or_else(|| Crop::full(img))
+    }
+
     /// Clamps the crop to the image; `None` if nothing of it is inside.
     pub fn clamp_to(self, img: &RgbImage) -> Option<Self> {
         if self.x >= img.width() || self.y >= img.height() {

@@ -65,10 +65,9 @@ pub fn load(dir: &Path, cameras: &HashMap<String, Camera>) -> anyhow::Result<Vec
         .enumerate()
         .map(|(i, e)| {
             let at = || format!("{} part[{i}] ({})", path.display(), e.image.display());
-            let expected = match e.expected.as_str() {
-                "PASS" => Decision::Pass,
-                "FAIL" => Decision::Fail,
-                other => anyhow::bail!("{}: expected `{other}`; allowed: PASS, FAIL", at()),
+            let expected = match e.expected.parse::<Decision>() {
+                Ok(d @ (Decision::Pass | Decision::Fail)) => d,
+                _ => anyhow::bail!("{}: expected `{}`; allowed: PASS, FAIL", at(), e.expected),
             };
             let bytes = std::fs::read(dir.join(&e.image)).with_context(at)?;
             let (mut pixels, _) = vision::decode::decode(&bytes).with_context(at)?;
@@ -78,7 +77,7 @@ pub fn load(dir: &Path, cameras: &HashMap<String, Camera>) -> anyhow::Result<Vec
                     .get(id)
                     .with_context(|| format!("{}: no camera `{id}`", at()))?;
                 pixels = vision::geometry::orient(&pixels, camera.rotate, camera.flip);
-                crop = crate::pipeline::crop_for(camera, &pixels);
+                crop = Crop::of_roi(camera.roi, &pixels);
             }
             Ok(GoldenPart {
                 image: e.image.display().to_string(),
@@ -126,9 +125,7 @@ pub async fn judge(
         } else {
             out.disagreements.push(format!(
                 "{}: expected {}, judged {}",
-                p.image,
-                crate::store::decision_text(p.expected),
-                crate::store::decision_text(got)
+                p.image, p.expected, got
             ));
         }
     }

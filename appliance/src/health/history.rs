@@ -39,7 +39,7 @@ pub struct Event {
 impl Event {
     pub fn new(kind: &str, figure: Option<&super::Figure>, detail: impl Into<String>) -> Self {
         Event {
-            at: crate::verdict::rfc3339(std::time::SystemTime::now()),
+            at: record::time::now(),
             kind: kind.into(),
             figure: figure.map(|f| f.name.as_str().to_string()),
             value: figure.and_then(|f| f.value),

@@ -14,8 +14,8 @@ use tokio::sync::{watch, Notify};
 use super::healer::{Action, Healer, Rules};
 use super::history::{self, Event, Sample};
 use super::{figures, golden, Figure, Inputs, Snapshot};
-use crate::verdict::rfc3339;
 use crate::worker::EngineHandle;
+use record::time::of as rfc3339;
 
 /// History older than this is pruned.
 const KEEP_HISTORY: Duration = Duration::from_secs(90 * 24 * 3600);

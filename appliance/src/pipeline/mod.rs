@@ -26,8 +26,10 @@ use crate::batcher::Batcher;
 use crate::cameras::{CameraLinks, Cameras};
 use crate::mqtt::Publisher;
 use crate::store::Store;
-use crate::verdict::{self, rfc3339, Geometry, ImageRef, StationRef, Timings, Verdict};
+use crate::verdict::{self, Geometry};
 use crate::worker::{self, EngineHandle};
+use record::time::of as rfc3339;
+use record::{ImageRef, StationRef, Timings, Verdict};
 
 mod control;
 
@@ -74,29 +76,13 @@ struct Station {
     /// Verdicts of synthetic-line frames scored against their ground truth.
     score: crate::score::LiveScore,
     /// Multi-view stations: judged views go to the part assembler.
-    parts: Option<mpsc::UnboundedSender<(String, crate::parts::View)>>,
+    parts: Option<mpsc::UnboundedSender<(String, record::View)>>,
     /// Frames taken in and finished, for the watchdog.
     progress: Arc<crate::systemd::Progress>,
     /// Asks the monitor to judge the golden set now (new recipe or model).
     golden_now: Arc<tokio::sync::Notify>,
     /// One configuration reload at a time.
     reconfiguring: tokio::sync::Mutex<()>,
-}
-
-/// The camera's ROI within an (oriented) frame, or the whole frame.
-pub(crate) fn crop_for(camera: &Camera, image: &image::RgbImage) -> Crop {
-    camera
-        .roi
-        .and_then(|r| {
-            Crop {
-                x: r.x,
-                y: r.y,
-                width: r.width,
-                height: r.height,
-            }
-            .clamp_to(image)
-        })
-        .unwrap_or_else(|| Crop::full(image))
 }
 
 impl Station {
@@ -209,7 +195,7 @@ impl Station {
         }
         let queued_at = SystemTime::now();
         crate::metrics::stage(crate::metrics::Stage::Queued, frame.captured_at);
-        let crop = crop_for(camera, &frame.image);
+        let crop = Crop::of_roi(camera.roi, &frame.image);
         let standard = self.standard();
         crate::metrics::in_engine(1);
         let judged = self
@@ -263,7 +249,7 @@ impl Station {
         let findings = verdict::findings_in_frame(&judgement, geometry);
         let (decision, review_reason) = verdict::held_to_standard(&judgement, &findings);
         let v = Verdict {
-            schema: verdict::SCHEMA,
+            schema: record::SCHEMA.into(),
             id: uuid::Uuid::now_v7().to_string(),
             station: StationRef {
                 site: cfg.station.site.clone(),
@@ -324,7 +310,7 @@ impl Station {
             self.score.record(truth, &v.findings);
         }
         if let Some((parts, part)) = view_of {
-            let view = crate::parts::View {
+            let view = record::View {
                 camera: v.camera.clone(),
                 verdict_id: v.id.clone(),
                 decision: v.decision,
@@ -373,7 +359,7 @@ fn broker_endpoint(cfg: &StationConfig) -> anyhow::Result<crate::link::Endpoint>
 }
 
 /// Publishes the model and standard in use as info metrics.
-fn set_info(model: &crate::verdict::ModelRef, standard: &Standard) {
+fn set_info(model: &record::ModelRef, standard: &Standard) {
     crate::metrics::set_info(crate::metrics::Info {
         model_name: model.name.clone(),
         model_version: model.version.clone(),
@@ -384,10 +370,7 @@ fn set_info(model: &crate::verdict::ModelRef, standard: &Standard) {
 }
 
 /// The recipe and model the Sparkplug device announces.
-fn sparkplug_context(
-    model: &crate::verdict::ModelRef,
-    standard: &Standard,
-) -> crate::sparkplug::Update {
+fn sparkplug_context(model: &record::ModelRef, standard: &Standard) -> crate::sparkplug::Update {
     crate::sparkplug::Update::Context {
         recipe: standard.recipe.clone(),
         standard_sha256: standard.sha256.clone(),
@@ -396,11 +379,7 @@ fn sparkplug_context(
 }
 
 /// The retained `status` payload announced on every connect.
-fn birth_status(
-    cfg: &StationConfig,
-    model: &crate::verdict::ModelRef,
-    standard: &Standard,
-) -> String {
+fn birth_status(cfg: &StationConfig, model: &record::ModelRef, standard: &Standard) -> String {
     serde_json::json!({
         "state": "online",
         "version": env!("CARGO_PKG_VERSION"),

@@ -89,7 +89,7 @@ fn now() -> chrono::DateTime<chrono::Utc> {
 }
 
 fn stamp(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    record::time::format(t)
 }
 
 fn sha256_hex(s: &str) -> String {

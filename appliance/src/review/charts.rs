@@ -42,8 +42,7 @@ fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
 
 /// The last `hours` hours up to now.
 pub async fn load(store: &Store, hours: i64) -> Result<Charts, StoreError> {
-    let since = (chrono::Utc::now() - chrono::Duration::hours(hours))
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let since = record::time::format(chrono::Utc::now() - chrono::Duration::hours(hours));
     let mut by_hour: BTreeMap<String, Hour> = BTreeMap::new();
     let rows = sqlx::query(
         "SELECT substr(decided_at, 1, 13), decision, COUNT(*) FROM verdicts

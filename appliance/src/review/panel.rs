@@ -27,8 +27,7 @@ pub struct Panel {
 
 /// The last `hours` of history and the latest 50 events.
 pub async fn load(store: &Store, hours: i64) -> Result<Panel, sqlx::Error> {
-    let since = (chrono::Utc::now() - chrono::Duration::hours(hours))
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let since = record::time::format(chrono::Utc::now() - chrono::Duration::hours(hours));
     Ok(Panel {
         snapshot: crate::health::snapshot(),
         samples: history::samples(store, &since).await?,

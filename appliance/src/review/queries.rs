@@ -73,9 +73,7 @@ pub enum QueryError {
 
 fn bound(s: &str, end_of_day: bool) -> Result<String, QueryError> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t
-            .with_timezone(&chrono::Utc)
-            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+        return Ok(record::time::format(t.with_timezone(&chrono::Utc)));
     }
     let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
         QueryError::Invalid(format!(
@@ -110,11 +108,8 @@ pub async fn list(store: &Store, f: &Filter) -> Result<Page, QueryError> {
         }
     }
     if !f.decision.is_empty() {
-        if !["PASS", "FAIL", "REVIEW"].contains(&f.decision.as_str()) {
-            return Err(QueryError::Invalid(format!(
-                "decision `{}`; allowed: PASS, FAIL, REVIEW",
-                f.decision
-            )));
+        if let Err(e) = f.decision.parse::<fusion::Decision>() {
+            return Err(QueryError::Invalid(e.to_string()));
         }
         let p = bind(&mut binds, f.decision.clone());
         clauses.push(format!("v.decision = {p}"));
@@ -334,11 +329,8 @@ pub async fn review(
     who: &User,
     r: &NewReview,
 ) -> Result<Review, QueryError> {
-    if !["PASS", "FAIL", "REVIEW"].contains(&r.decision.as_str()) {
-        return Err(QueryError::Invalid(format!(
-            "decision `{}`; allowed: PASS, FAIL, REVIEW",
-            r.decision
-        )));
+    if let Err(e) = r.decision.parse::<fusion::Decision>() {
+        return Err(QueryError::Invalid(e.to_string()));
     }
     let reason = r.reason.trim();
     if reason.is_empty() || reason.chars().count() > 2000 {
@@ -376,7 +368,7 @@ pub async fn review(
             && r.corrections == Corrections::default(),
         reason: reason.to_string(),
         corrections: r.corrections.clone(),
-        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        created_at: record::time::now(),
     };
     let mut tx = store.pool().begin().await?;
     sqlx::query(

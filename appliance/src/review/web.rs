@@ -497,48 +497,50 @@ async fn verdict_page(
         Ok(d) => d,
         Err(e) => return query_error(e),
     };
-    let v = &d.verdict;
-    let s = |p: &serde_json::Value| p.as_str().unwrap_or_default().to_string();
-    let findings = v["findings"].as_array().cloned().unwrap_or_default();
+    let v: record::Verdict = match serde_json::from_value(d.verdict.clone()) {
+        Ok(v) => v,
+        Err(e) => {
+            return server_error(format!(
+                "stored verdict {id} does not read as verdict/v1: {e}"
+            ))
+        }
+    };
+    let findings = &v.findings;
     let (w, h) = (
-        v["image"]["width"].as_f64().unwrap_or(1.0),
-        v["image"]["height"].as_f64().unwrap_or(1.0),
+        f64::from(v.image.width.max(1)),
+        f64::from(v.image.height.max(1)),
     );
     let mut boxes = String::new();
     let mut rows = String::new();
     for (i, f) in findings.iter().enumerate() {
-        let b: Vec<f64> = f["box_norm"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
-            .unwrap_or_default();
-        let violates = !f["clause"].is_null();
+        let b = f.box_norm.map(f64::from);
+        let violates = f.clause.is_some();
         let colour = if violates { "#e3261b" } else { "#f2a900" };
-        if b.len() == 4 {
-            boxes.push_str(&format!(
-                r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="none" stroke="{colour}" stroke-width="{sw:.1}"/><text x="{:.1}" y="{:.1}" fill="{colour}" font-size="{fs:.1}" font-weight="700">{} {}</text>"#,
-                b[0] * w,
-                b[1] * h,
-                (b[2] - b[0]) * w,
-                (b[3] - b[1]) * h,
-                b[0] * w,
-                (b[1] * h - 3.0).max(12.0),
-                i + 1,
-                esc(&s(&f["defect"])),
-                sw = (w / 200.0).max(2.0),
-                fs = (w / 28.0).max(11.0),
-            ));
-        }
+        boxes.push_str(&format!(
+            r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="none" stroke="{colour}" stroke-width="{sw:.1}"/><text x="{:.1}" y="{:.1}" fill="{colour}" font-size="{fs:.1}" font-weight="700">{} {}</text>"#,
+            b[0] * w,
+            b[1] * h,
+            (b[2] - b[0]) * w,
+            (b[3] - b[1]) * h,
+            b[0] * w,
+            (b[1] * h - 3.0).max(12.0),
+            i + 1,
+            esc(&f.defect),
+            sw = (w / 200.0).max(2.0),
+            fs = (w / 28.0).max(11.0),
+        ));
         let clause = if violates {
-            let label = f["clause_label"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| f["clause"].to_string());
+            let label = f
+                .clause_label
+                .clone()
+                .or_else(|| f.clause.map(|c| c.to_string()))
+                .unwrap_or_default();
             format!(
                 "<blockquote>Clause {}: {}</blockquote>",
                 esc(&label),
-                esc(&s(&f["clause_text"]))
+                esc(f.clause_text.as_deref().unwrap_or_default())
             )
-        } else if v["decision"] == "REVIEW" {
+        } else if v.decision == record::Decision::Review {
             // Not confirmed: the consistency check may have found that the
             // standard rejects it.
             "the model calls it tolerated (not confirmed)".to_string()
@@ -548,12 +550,12 @@ async fn verdict_page(
         rows.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{clause}</td><td>{:.2}</td><td>{} mm</td></tr>",
             i + 1,
-            esc(&s(&f["defect"])),
-            f["confidence"].as_f64().unwrap_or(0.0),
-            f["size_mm"]
+            esc(&f.defect),
+            f.confidence,
+            f.size_mm
         ));
     }
-    let image = match (&d.image_deleted, v["image"]["not_kept"].as_str()) {
+    let image = match (&d.image_deleted, v.image.not_kept.as_deref()) {
         (_, Some(why)) => format!(r#"<p class="err">Image not kept: {}</p>"#, esc(why)),
         (Some(why), _) => format!(
             r#"<p class="err">Image deleted by retention ({}).</p>"#,
@@ -561,7 +563,7 @@ async fn verdict_page(
         ),
         _ => format!(
             r#"<figure id="part"><img src="/images/{sha}" alt="part image"><svg viewBox="0 0 {w} {h}" preserveAspectRatio="none" role="img" aria-label="findings">{boxes}</svg></figure>"#,
-            sha = esc(&s(&v["image"]["sha256"]))
+            sha = esc(&v.image.sha256)
         ),
     };
     let reviews: String = d
@@ -615,25 +617,26 @@ async fn verdict_page(
 <p>Captured {cap} · decided {dec_at} · inference {inf} ms</p>
 <details><summary>The standard this verdict was judged against</summary><pre>{standard}</pre></details>
 <h2>Reviews</h2><ul>{reviews}</ul>{form}</div></div>"#,
-        dec = esc(&s(&v["decision"])),
-        part = esc(v["part_id"].as_str().unwrap_or("—")),
-        cam = esc(&s(&v["camera"])),
-        st = esc(&s(&v["station"]["station"])),
-        conf = v["confidence"].as_f64().unwrap_or(0.0),
-        why = v["review_reason"]
-            .as_str()
+        dec = v.decision,
+        part = esc(v.part_id.as_deref().unwrap_or("—")),
+        cam = esc(&v.camera),
+        st = esc(&v.station.station),
+        conf = v.confidence,
+        why = v
+            .review_reason
+            .as_deref()
             .map(|r| format!(
                 r#"<p class="why"><b>Why a person must decide:</b> {}</p>"#,
                 esc(r)
             ))
             .unwrap_or_default(),
-        recipe = esc(&s(&v["recipe"])),
-        std_sha = esc(&s(&v["standard_sha256"])[..12.min(s(&v["standard_sha256"]).len())]),
-        model = esc(&s(&v["model"]["name"])),
-        mver = esc(&s(&v["model"]["version"])),
-        cap = esc(&s(&v["timings"]["captured_at"])),
-        dec_at = esc(&s(&v["timings"]["decided_at"])),
-        inf = v["timings"]["inference_ms"],
+        recipe = esc(&v.recipe),
+        std_sha = esc(v.standard_sha256.get(..12).unwrap_or(&v.standard_sha256)),
+        model = esc(&v.model.name),
+        mver = esc(&v.model.version),
+        cap = esc(&v.timings.captured_at),
+        dec_at = esc(&v.timings.decided_at),
+        inf = v.timings.inference_ms,
         standard = esc(&d.standard),
     );
     page(&format!("Verdict {}", &id), Some(&who), &body).into_response()

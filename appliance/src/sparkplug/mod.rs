@@ -30,8 +30,8 @@ use rumqttc::QoS;
 use tokio::sync::{mpsc, watch};
 
 use crate::link::{self, Client, Endpoint, Events, LinkError, LinkEvent, Session, Will};
-use crate::verdict::Verdict;
 use payload::{DataType, Metric, Payload, Typed, Value};
+use record::Verdict;
 
 /// Name of the node metric a host sets to ask for births again.
 pub const REBIRTH: &str = "Node Control/Rebirth";
@@ -253,7 +253,7 @@ impl Device {
                     ),
                     (
                         "Verdict/Decision",
-                        Typed::String(["PASS", "FAIL", "REVIEW"][plc.code as usize].to_string()),
+                        Typed::String(v.decision.as_str().to_string()),
                     ),
                     ("Verdict/OK", Typed::Boolean(plc.ok)),
                     ("Verdict/Code", Typed::Int32(plc.code as i32)),
