@@ -13,20 +13,109 @@ use crate::mqtt::{Command, Publisher};
 /// Largest command payload accepted, in bytes.
 pub const MAX_COMMAND_BYTES: usize = 4096;
 
+/// The commands a station answers, by the last level of their topic
+/// (`cmd/trigger`) or their HTTP route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Name {
+    /// Photograph a part now (`cmd/trigger`, `POST /api/v1/trigger`).
+    Trigger,
+    /// Switch the active recipe.
+    Recipe,
+    /// Reload the configured model package.
+    Reload,
+    /// Read the configuration file again and apply it whole.
+    Config,
+}
+
+impl Name {
+    pub const ALL: [Name; 4] = [Name::Trigger, Name::Recipe, Name::Reload, Name::Config];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Name::Trigger => "trigger",
+            Name::Recipe => "recipe",
+            Name::Reload => "reload",
+            Name::Config => "config",
+        }
+    }
+
+    /// Takes seconds (load, verify, warm up): answered in the background
+    /// so that triggers and recipe switches are not held up.
+    pub fn slow(self) -> bool {
+        matches!(self, Name::Reload | Name::Config)
+    }
+
+    fn parse(name: &str) -> Result<Self, String> {
+        Name::ALL
+            .into_iter()
+            .find(|n| n.as_str() == name)
+            .ok_or_else(|| {
+                let accepted: Vec<&str> = Name::ALL.iter().map(|n| n.as_str()).collect();
+                format!(
+                    "unknown command `{name}`; this station accepts: {}",
+                    accepted.join(", ")
+                )
+            })
+    }
+}
+
+/// Why the station did not carry out a command, and what kind of failure
+/// that is for the caller (HTTP status, PLC logic).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ControlError {
+    pub kind: Failure,
+    pub message: String,
+}
+
+impl ControlError {
+    /// It names something that does not exist (a recipe).
+    pub fn unknown(message: impl Into<String>) -> Self {
+        Self {
+            kind: Failure::Unknown,
+            message: message.into(),
+        }
+    }
+
+    /// It was tried and failed; the running state stays.
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self {
+            kind: Failure::Failed,
+            message: message.into(),
+        }
+    }
+
+    /// It cannot be done on this station as it runs (a restart is needed).
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self {
+            kind: Failure::Conflict,
+            message: message.into(),
+        }
+    }
+
+    /// It cannot be done now (the engine is stopping).
+    pub fn busy(message: impl Into<String>) -> Self {
+        Self {
+            kind: Failure::Busy,
+            message: message.into(),
+        }
+    }
+}
+
+/// A control action running in the background.
+pub type Pending<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, ControlError>> + Send + 'a>>;
+
 /// What commands act on besides cameras: the station's recipe and model.
 pub trait Control: Send + Sync {
     /// Makes `name` the active recipe; returns it and its standard's sha256.
-    fn switch_recipe(&self, name: &str) -> Result<(String, String), String>;
+    fn switch_recipe(&self, name: &str) -> Result<(String, String), ControlError>;
     /// Reloads the configured model package (verified, warmed up, swapped
     /// between batches); returns the new model's name and version.
-    fn reload(
-        &self,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>>;
+    fn reload(&self) -> Pending<'_, String>;
     /// Reads the station's configuration file again and applies it whole,
     /// or refuses it and keeps the running one; returns what changed.
-    fn reconfigure(
-        &self,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<String>, String>> + Send + '_>>;
+    fn reconfigure(&self) -> Pending<'_, Vec<String>>;
 }
 
 /// `cmd/recipe` payload.
@@ -86,6 +175,9 @@ pub enum Failure {
     Busy,
     /// It is valid but this station is not set up for it.
     Conflict,
+    /// It is valid and was tried, but failed (a model package or a
+    /// configuration file that does not load); nothing changed.
+    Failed,
 }
 
 impl Reply {
@@ -103,6 +195,10 @@ impl Reply {
             error: None,
             kind: Failure::None,
         }
+    }
+
+    fn refused(command: &str, e: ControlError, request_id: Option<String>) -> Self {
+        Self::error(command, e.kind, request_id, e.message)
     }
 
     fn error(command: &str, kind: Failure, request_id: Option<String>, message: String) -> Self {
@@ -142,8 +238,8 @@ fn parse<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, String> {
 
 /// Handles one command and says how it went.
 pub fn handle(name: &str, payload: &[u8], triggers: &Triggers) -> Reply {
-    match name {
-        "trigger" => {
+    match Name::parse(name) {
+        Ok(Name::Trigger) => {
             let req: TriggerRequest = match parse(payload) {
                 Ok(r) => r,
                 Err(e) => return Reply::error(name, Failure::Malformed, None, e),
@@ -166,14 +262,13 @@ pub fn handle(name: &str, payload: &[u8], triggers: &Triggers) -> Reply {
                 }
             }
         }
-        other => Reply::error(
-            other,
-            Failure::Malformed,
+        Ok(other) => Reply::error(
+            name,
+            Failure::Conflict,
             None,
-            format!(
-                "unknown command `{other}`; this station accepts: trigger, recipe, reload, config"
-            ),
+            format!("`{}` is answered only over MQTT", other.as_str()),
         ),
+        Err(e) => Reply::error(name, Failure::Malformed, None, e),
     }
 }
 
@@ -184,8 +279,8 @@ pub async fn handle_all(
     triggers: &Triggers,
     control: &dyn Control,
 ) -> Reply {
-    match name {
-        "recipe" => {
+    match Name::parse(name) {
+        Ok(Name::Recipe) => {
             let req: RecipeRequest = match parse(payload) {
                 Ok(r) => r,
                 Err(e) => return Reply::error(name, Failure::Malformed, None, e),
@@ -196,10 +291,10 @@ pub async fn handle_all(
                     standard_sha256: Some(sha),
                     ..Reply::ok(name, req.request_id)
                 },
-                Err(e) => Reply::error(name, Failure::Unknown, req.request_id, e),
+                Err(e) => Reply::refused(name, e, req.request_id),
             }
         }
-        "reload" | "config" => {
+        Ok(command @ (Name::Reload | Name::Config)) => {
             let req: ReloadRequest = if payload.iter().all(u8::is_ascii_whitespace) {
                 ReloadRequest::default()
             } else {
@@ -208,13 +303,13 @@ pub async fn handle_all(
                     Err(e) => return Reply::error(name, Failure::Malformed, None, e),
                 }
             };
-            if name == "config" {
+            if command == Name::Config {
                 return match control.reconfigure().await {
                     Ok(changed) => Reply {
                         changed: Some(changed),
                         ..Reply::ok(name, req.request_id)
                     },
-                    Err(e) => Reply::error(name, Failure::Conflict, req.request_id, e),
+                    Err(e) => Reply::refused(name, e, req.request_id),
                 };
             }
             match control.reload().await {
@@ -222,7 +317,7 @@ pub async fn handle_all(
                     model: Some(model),
                     ..Reply::ok(name, req.request_id)
                 },
-                Err(e) => Reply::error(name, Failure::Busy, req.request_id, e),
+                Err(e) => Reply::refused(name, e, req.request_id),
             }
         }
         _ => handle(name, payload, triggers),
@@ -237,7 +332,7 @@ pub async fn serve<C: Control + 'static>(
     publisher: Publisher,
 ) {
     while let Some(cmd) = rx.recv().await {
-        let slow = cmd.name == "reload" || cmd.name == "config";
+        let slow = Name::parse(&cmd.name).is_ok_and(Name::slow);
         let (triggers, control, publisher) = (triggers.clone(), control.clone(), publisher.clone());
         let answer = async move {
             answer(
@@ -284,6 +379,22 @@ pub async fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_names_parse_and_the_unknown_one_lists_them() {
+        for n in Name::ALL {
+            assert_eq!(Name::parse(n.as_str()), Ok(n));
+        }
+        assert!(Name::Reload.slow() && Name::Config.slow() && !Name::Trigger.slow());
+        let r = handle("shutdown", b"{}", &Triggers::default());
+        assert_eq!(r.kind, Failure::Malformed);
+        assert_eq!(
+            r.error.as_deref(),
+            Some(
+                "unknown command `shutdown`; this station accepts: trigger, recipe, reload, config"
+            )
+        );
+    }
 
     fn error_of(name: &str, payload: &[u8]) -> String {
         let r = handle(name, payload, &Triggers::default());

@@ -34,6 +34,7 @@ async fn trigger(State(api): State<Api>, body: Bytes) -> impl IntoResponse {
         Failure::Unknown => StatusCode::NOT_FOUND,
         Failure::Conflict => StatusCode::CONFLICT,
         Failure::Busy => StatusCode::TOO_MANY_REQUESTS,
+        Failure::Failed => StatusCode::UNPROCESSABLE_ENTITY,
     };
     (status, Json(reply))
 }

@@ -11,8 +11,19 @@ use tokio::sync::watch;
 use super::{
     birth_status, camera_map, load_engine, load_standard, set_info, sparkplug_context, Station,
 };
+use crate::commands::{Control, ControlError, Pending};
 use crate::store::Store;
-use crate::worker::EngineHandle;
+use crate::worker::{EngineHandle, ReloadError};
+
+/// A model reload that did not happen, as a command's failure: a package
+/// that does not load or warm up failed; an engine that is stopping is busy.
+fn reload_refused(e: ReloadError) -> ControlError {
+    let message = format!("{e:#}");
+    match e {
+        ReloadError::Stopped => ControlError::busy(message),
+        _ => ControlError::failed(message),
+    }
+}
 
 /// SIGHUP reloads the configuration file; the outcome is answered on
 /// `cmd/reply` like a `config` command and logged.
@@ -87,7 +98,11 @@ impl crate::health::monitor::Station for Station {
         &self,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>>
     {
-        crate::commands::Control::reload(self)
+        Box::pin(async move {
+            crate::commands::Control::reload(self)
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
 
     fn health_changed(
@@ -98,17 +113,18 @@ impl crate::health::monitor::Station for Station {
     }
 }
 
-impl crate::commands::Control for Station {
-    fn switch_recipe(&self, name: &str) -> Result<(String, String), String> {
+impl Control for Station {
+    fn switch_recipe(&self, name: &str) -> Result<(String, String), ControlError> {
         let cfg = self.cfg();
         if cfg.recipe(name).is_none() {
             let known: Vec<&str> = cfg.recipes.iter().map(|r| r.name.as_str()).collect();
-            return Err(format!(
+            return Err(ControlError::unknown(format!(
                 "unknown recipe `{name}`; configured: {}",
                 known.join(", ")
-            ));
+            )));
         }
-        let standard = load_standard(&cfg, name).map_err(|e| format!("{e:#}"))?;
+        let standard =
+            load_standard(&cfg, name).map_err(|e| ControlError::failed(format!("{e:#}")))?;
         let sha = standard.sha256.clone();
         *self.standard.write().expect("standard lock") = Arc::new(standard);
         self.golden_now.notify_one();
@@ -119,47 +135,40 @@ impl crate::commands::Control for Station {
         Ok((name.to_string(), sha))
     }
 
-    fn reload(
-        &self,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>>
-    {
+    fn reload(&self) -> Pending<'_, String> {
         Box::pin(async move {
             let cfg = self.cfg();
             let model = self
                 .engine
                 .reload(move || load_engine(&cfg), vec![self.standard()])
                 .await
-                .map_err(|e| format!("{e:#}"))?;
+                .map_err(reload_refused)?;
             self.announce().await;
             Ok(format!("{} {}", model.name, model.version))
         })
     }
 
-    fn reconfigure(
-        &self,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<String>, String>> + Send + '_>>
-    {
+    fn reconfigure(&self) -> Pending<'_, Vec<String>> {
         Box::pin(async move {
             let _one_at_a_time = self.reconfiguring.lock().await;
             let old = self.cfg();
             let Some(path) = old.source.clone() else {
-                return Err("this station was not started from a configuration file; there is nothing to reload".into());
+                return Err(ControlError::conflict("this station was not started from a configuration file; there is nothing to reload"));
             };
             let new = tokio::task::spawn_blocking(move || {
                 firmware_config::Loader::new(Some(&path)).load()
             })
             .await
-            .map_err(|e| format!("configuration loader panicked: {e}"))?
-            .map_err(|e| e.to_string())?;
-            let mut plan = crate::reconfigure::plan(&old, &new)?;
+            .map_err(|e| ControlError::failed(format!("configuration loader panicked: {e}")))?
+            .map_err(|e| ControlError::failed(e.to_string()))?;
+            let mut plan = crate::reconfigure::plan(&old, &new).map_err(ControlError::conflict)?;
             let recipe = plan
                 .recipe
                 .clone()
                 .unwrap_or_else(|| self.standard().recipe.clone());
-            let standard = Arc::new(
-                load_standard(&new, &recipe)
-                    .map_err(|e| format!("{e:#}; the running configuration stays"))?,
-            );
+            let standard = Arc::new(load_standard(&new, &recipe).map_err(|e| {
+                ControlError::failed(format!("{e:#}; the running configuration stays"))
+            })?);
             // The same recipe whose text file was edited.
             if plan.recipe.is_none() && standard.sha256 != self.standard().sha256 {
                 plan.changed
@@ -170,7 +179,11 @@ impl crate::commands::Control for Station {
                 self.engine
                     .reload(move || load_engine(&model_cfg), vec![standard.clone()])
                     .await
-                    .map_err(|e| format!("{e:#}; the running configuration stays"))?;
+                    .map_err(|e| {
+                        let mut e = reload_refused(e);
+                        e.message.push_str("; the running configuration stays");
+                        e
+                    })?;
             }
             let cameras = camera_map(&new);
             *self.cameras.write().expect("cameras lock") = Arc::new(cameras);
