@@ -33,22 +33,18 @@ fn pings_between(got: &Arc<Mutex<Vec<(Instant, String)>>>, from: Instant, to: In
         .count()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_pipeline_stops_feeding_the_watchdog() {
-    let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("notify.sock");
-    let got = listen(UnixDatagram::bind(&path).unwrap());
-    // This test's process is its own (nextest), so the environment is ours.
-    std::env::set_var("NOTIFY_SOCKET", &path);
-    std::env::set_var("WATCHDOG_USEC", "300000");
-    std::fs::write(dir.path().join("standard.txt"), banning_standard()).unwrap();
-    let cfg = e2e::load_config(
-        dir.path(),
+/// A hot-folder station (fed in process) on the reference model.
+fn station_config(
+    dir: &std::path::Path,
+    station: &str,
+    mqtt_port: u16,
+) -> firmware_config::StationConfig {
+    e2e::load_config(
+        dir,
         &format!(
             r#"
 [station]
-station = "wd-1"
+station = "{station}"
 recipe = "housing"
 
 [[cameras]]
@@ -74,9 +70,22 @@ data_dir = "data"
 bind = "127.0.0.1:0"
 "#,
             model = repo().join("models/reference").display(),
-            port = broker.port,
+            port = mqtt_port,
         ),
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_pipeline_stops_feeding_the_watchdog() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let got = listen(UnixDatagram::bind(&path).unwrap());
+    // This test's process is its own (nextest), so the environment is ours.
+    std::env::set_var("NOTIFY_SOCKET", &path);
+    std::env::set_var("WATCHDOG_USEC", "300000");
+    std::fs::write(dir.path().join("standard.txt"), banning_standard()).unwrap();
+    let cfg = station_config(dir.path(), "wd-1", broker.port);
     let store = appliance::store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
         .await
         .unwrap();
@@ -113,4 +122,45 @@ bind = "127.0.0.1:0"
     station.stop().await;
     let stopping = got.lock().unwrap().iter().any(|(_, m)| m == "STOPPING=1");
     assert!(stopping, "STOPPING=1 at shutdown");
+}
+
+/// One stop, one deadline: with the engine stalled, frames waiting for a
+/// place in flight and the broker away, SIGTERM's stop still ends within
+/// the unit's TimeoutStopSec (30 s), and what was judged before it stays
+/// in the outbox for the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_engine_and_an_absent_broker_still_stop_within_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("standard.txt"), banning_standard()).unwrap();
+    // Nothing listens on that port: the broker is away all along.
+    let cfg = station_config(dir.path(), "stop-1", e2e::free_port());
+    let store = appliance::store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
+        .await
+        .unwrap();
+    let station = InProcess::start(cfg);
+    e2e::feed_frames(station.frames.clone(), 4, 3)
+        .join()
+        .unwrap();
+    e2e::wait_until_stored(&store, 4, Duration::from_secs(60)).await;
+    // More frames than places in flight (2 x max_batch), engine stalled.
+    appliance::faults::stall_pipeline(true);
+    let _feeder = e2e::feed_frames(station.frames.clone(), 40, 4);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let asked = Instant::now();
+    station.stop().await;
+    let took = asked.elapsed();
+    appliance::faults::stall_pipeline(false);
+    assert!(
+        took < Duration::from_secs(30),
+        "the stop took {took:?}, past TimeoutStopSec"
+    );
+    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert!(
+        pending >= 4,
+        "{pending} outbox rows: judged verdicts kept for the next start"
+    );
+    println!("stop with a stalled engine and no broker: {took:?}");
 }

@@ -585,22 +585,37 @@ pub async fn serve(
     // Frames in flight at once: enough to fill a batch twice.
     let max_batch = ctx.cfg().batching.max_batch;
     let in_flight = Arc::new(Semaphore::new(max_batch * 2));
+    // A place in flight is taken before a frame is: while the engine is
+    // stalled the loop waits here, and still sees the stop.
     loop {
-        tokio::select! {
-            arrival = rx.recv() => {
-                let Some(arrival) = arrival else { break };
-                ctx.progress.received();
-                let permit = in_flight.clone().acquire_owned().await.expect("semaphore open");
-                let ctx = ctx.clone();
-                tokio::spawn(async move {
-                    ctx.handle(arrival).await;
-                    drop(permit);
-                });
-            }
+        let permit = tokio::select! {
+            permit = in_flight.clone().acquire_owned() => permit.expect("semaphore open"),
             _ = shutdown.changed() => break,
-        }
+        };
+        let arrival = tokio::select! {
+            arrival = rx.recv() => match arrival {
+                Some(arrival) => arrival,
+                None => break,
+            },
+            _ = shutdown.changed() => break,
+        };
+        ctx.progress.received();
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            ctx.handle(arrival).await;
+            drop(permit);
+        });
     }
-    tracing::info!("stopping: cameras first, then frames in flight, then MQTT");
+    // One deadline for the whole stop, inside systemd's TimeoutStopSec:
+    // each step takes what is left of it, and whatever has not finished by
+    // then is left (committed verdicts wait in the outbox for next start).
+    let deadline = tokio::time::Instant::now() + STOP_DEADLINE;
+    // A step's own cap, never past the deadline.
+    let until = |cap: Duration| deadline.min(tokio::time::Instant::now() + cap);
+    tracing::info!(
+        deadline_s = STOP_DEADLINE.as_secs(),
+        "stopping: cameras first, then frames in flight, then MQTT"
+    );
     let (scored, agreed) = ctx.score.snapshot();
     if scored > 0 {
         tracing::info!(
@@ -612,35 +627,49 @@ pub async fn serve(
     crate::systemd::stopping();
     stop_sources.store(true, Ordering::Relaxed);
     rx.close();
-    while let Ok(arrival) = rx.try_recv() {
-        ctx.progress.received();
-        ctx.handle(arrival).await;
+    let queued = async {
+        while let Ok(arrival) = rx.try_recv() {
+            ctx.progress.received();
+            ctx.handle(arrival).await;
+        }
+        let total = (max_batch * 2) as u32;
+        let _ = in_flight.acquire_many(total).await;
+    };
+    // What is left after it is kept for publishing what was committed.
+    let frames_until = deadline - Duration::from_secs(5);
+    if tokio::time::timeout_at(frames_until, queued).await.is_err() {
+        tracing::warn!("frames still in flight at the stop deadline are left unjudged");
     }
-    let total = (max_batch * 2) as u32;
-    let _ = tokio::time::timeout(Duration::from_secs(20), in_flight.acquire_many(total)).await;
     // Parts still waiting for a view are decided now, naming what is missing.
     if let Some((stop, task)) = parts_task {
         let _ = stop.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        let _ = tokio::time::timeout_at(until(Duration::from_secs(10)), task).await;
     }
     // Give the drain a moment to hand over what was just committed.
     ctx.publisher.wake();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep_until(until(Duration::from_millis(300))).await;
     commands_task.abort();
     let _ = commands_task.await;
-    let _ = tokio::time::timeout(Duration::from_secs(10), monitor_task).await;
+    let _ = tokio::time::timeout_at(until(Duration::from_secs(10)), monitor_task).await;
     let _ = publisher_stop_tx.send(true);
     if let Some(http) = http {
         http.abort();
     }
-    let _ = tokio::time::timeout(Duration::from_secs(5), mqtt_task).await;
+    let _ = tokio::time::timeout_at(until(Duration::from_secs(5)), mqtt_task).await;
     if let Some(task) = sparkplug_task {
-        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        let _ = tokio::time::timeout_at(until(Duration::from_secs(5)), task).await;
     }
     drop(ctx);
-    let _ = tokio::task::spawn_blocking(move || worker_thread.join()).await;
+    let joined = tokio::task::spawn_blocking(move || worker_thread.join());
+    if tokio::time::timeout_at(deadline, joined).await.is_err() {
+        tracing::warn!("the inference worker did not stop by the deadline; leaving it");
+    }
     Ok(())
 }
+
+/// How long a stop may take in all, below the unit's `TimeoutStopSec=30s`
+/// so that systemd never has to kill the process.
+pub const STOP_DEADLINE: Duration = Duration::from_secs(25);
 
 fn camera_map(cfg: &StationConfig) -> HashMap<String, Camera> {
     cfg.cameras
