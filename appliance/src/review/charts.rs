@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use sqlx::Row;
 
+use super::html::esc;
 use crate::store::{Store, StoreError};
 
 /// One hour of verdicts.
@@ -106,12 +107,6 @@ pub async fn load(store: &Store, hours: i64) -> Result<Charts, StoreError> {
         hours: by_hour.into_values().collect(),
         pareto,
     })
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 const W: f64 = 760.0;

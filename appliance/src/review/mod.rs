@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod charts;
 pub mod export;
+pub mod html;
 pub mod panel;
 pub mod queries;
 pub mod web;

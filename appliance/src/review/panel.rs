@@ -4,7 +4,7 @@
 //! the server as SVG like the other charts, so it works on a line PC with no
 //! internet access.
 
-use super::web::esc;
+use super::html::esc;
 use crate::health::history::{self, Event, Sample};
 use crate::health::{FigureName, Snapshot, Standing};
 use crate::store::Store;

@@ -19,6 +19,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::accounts::{AccountError, Accounts, Role, User, SESSION_LIFETIME};
+use super::html::esc;
 use super::queries::{self, Corrections, Filter, ListRow, Missed, NewReview, QueryError};
 use crate::store::Store;
 
@@ -165,15 +166,6 @@ fn api_write_refusal(
 /// Constant-time comparison of CSRF tokens.
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
-}
-
-/// HTML escaping for text and attribute values.
-pub(super) fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
 }
 
 fn page(title: &str, who: Option<&Caller>, body: &str) -> Html<String> {
