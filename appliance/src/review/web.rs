@@ -11,7 +11,8 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Form, Path, Query, State};
+use axum::extract::{ConnectInfo, Form, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -113,6 +114,28 @@ async fn api_caller(web: &Web, headers: &HeaderMap) -> Result<Caller, Response> 
         Ok(Some(c)) => Ok(c),
         Ok(None) => Err(api_unauthorised()),
         Err(e) => Err(server_error(e)),
+    }
+}
+
+/// A signed-in caller of a page; an anonymous one is sent to sign in.
+struct PageCaller(Caller);
+
+impl FromRequestParts<Web> for PageCaller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Self, Response> {
+        page_caller(web, &parts.headers).await.map(PageCaller)
+    }
+}
+
+/// A signed-in caller of the JSON API; an anonymous one gets 401.
+struct ApiCaller(Caller);
+
+impl FromRequestParts<Web> for ApiCaller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Self, Response> {
+        api_caller(web, &parts.headers).await.map(ApiCaller)
     }
 }
 
@@ -315,11 +338,12 @@ struct CsrfForm {
     csrf: String,
 }
 
-async fn logout(State(web): State<Web>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
-    let who = match page_caller(&web, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn logout(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    PageCaller(who): PageCaller,
+    Form(f): Form<CsrfForm>,
+) -> Response {
     if let Some(r) = form_refusal(&who, &f.csrf, Role::Viewer, "signing out") {
         return r;
     }
@@ -360,13 +384,9 @@ fn rows_table(rows: &[ListRow]) -> String {
 
 async fn list_page(
     State(web): State<Web>,
-    headers: HeaderMap,
+    PageCaller(who): PageCaller,
     Query(f): Query<Filter>,
 ) -> Response {
-    let who = match page_caller(&web, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let page_rows = match queries::list(&web.store, &f).await {
         Ok(p) => p,
         Err(QueryError::Invalid(m)) => {
@@ -478,13 +498,9 @@ fn serde_urlencoded(f: &Filter) -> String {
 
 async fn verdict_page(
     State(web): State<Web>,
-    headers: HeaderMap,
+    PageCaller(who): PageCaller,
     Path(id): Path<String>,
 ) -> Response {
-    let who = match page_caller(&web, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let d = match queries::detail(&web.store, &id).await {
         Ok(d) => d,
         Err(e) => return query_error(e),
@@ -646,13 +662,9 @@ fn day() -> i64 {
 
 async fn charts_page(
     State(web): State<Web>,
-    headers: HeaderMap,
+    PageCaller(who): PageCaller,
     Query(w): Query<Window>,
 ) -> Response {
-    let who = match page_caller(&web, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let hours = w.hours.clamp(1, 24 * 14);
     let c = match super::charts::load(&web.store, hours).await {
         Ok(c) => c,
@@ -673,13 +685,9 @@ async fn charts_page(
 
 async fn panel_page(
     State(web): State<Web>,
-    headers: HeaderMap,
+    PageCaller(who): PageCaller,
     Query(w): Query<Window>,
 ) -> Response {
-    let who = match page_caller(&web, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let hours = w.hours.clamp(1, 24 * 90);
     match super::panel::load(&web.store, hours).await {
         Ok(p) => page("Monitoring", Some(&who), &super::panel::render(&p, hours)).into_response(),
@@ -688,10 +696,7 @@ async fn panel_page(
 }
 
 /// The health figures now and the latest self-healing events.
-async fn api_health(State(web): State<Web>, headers: HeaderMap) -> Response {
-    if let Err(r) = api_caller(&web, &headers).await {
-        return r;
-    }
+async fn api_health(State(web): State<Web>, ApiCaller(_who): ApiCaller) -> Response {
     match crate::health::history::events(&web.store, 50).await {
         Ok(events) => Json(serde_json::json!({
             "health": crate::health::snapshot(),
@@ -711,13 +716,9 @@ async fn export_now(web: &Web) -> Result<super::export::Exported, crate::store::
 
 async fn export_form(
     State(web): State<Web>,
-    headers: HeaderMap,
+    PageCaller(who): PageCaller,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let who = match page_caller(&web, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     if let Some(r) = form_refusal(&who, &f.csrf, Role::Admin, "exporting") {
         return r;
     }
@@ -738,11 +739,11 @@ async fn export_form(
     }
 }
 
-async fn api_export(State(web): State<Web>, headers: HeaderMap) -> Response {
-    let who = match api_caller(&web, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn api_export(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    ApiCaller(who): ApiCaller,
+) -> Response {
     if let Some(r) = api_write_refusal(&who, &headers, Role::Admin, "exporting") {
         return r;
     }
@@ -753,9 +754,8 @@ async fn api_export(State(web): State<Web>, headers: HeaderMap) -> Response {
 }
 
 /// The review form: decision, wrong findings, missed boxes, reason.
-fn parse_review_form(pairs: &[(String, String)]) -> Result<(String, NewReview), String> {
+fn parse_review_form(pairs: &[(String, String)]) -> Result<NewReview, String> {
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let csrf = get("csrf").unwrap_or_default();
     let mut wrong = Vec::new();
     for (_, v) in pairs.iter().filter(|(k, _)| k == "wrong") {
         wrong.push(
@@ -783,36 +783,34 @@ fn parse_review_form(pairs: &[(String, String)]) -> Result<(String, NewReview), 
             }
         }
     }
-    Ok((
-        csrf,
-        NewReview {
-            decision: get("decision").unwrap_or_default(),
-            reason: get("reason").unwrap_or_default(),
-            corrections: Corrections {
-                wrong_findings: wrong,
-                missed,
-            },
+    Ok(NewReview {
+        decision: get("decision").unwrap_or_default(),
+        reason: get("reason").unwrap_or_default(),
+        corrections: Corrections {
+            wrong_findings: wrong,
+            missed,
         },
-    ))
+    })
 }
 
 async fn review_form(
     State(web): State<Web>,
-    headers: HeaderMap,
+    PageCaller(who): PageCaller,
     Path(id): Path<String>,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Response {
-    let who = match page_caller(&web, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let (csrf, review) = match parse_review_form(&pairs) {
+    // Who may act is settled before anything the form says is read.
+    let csrf = pairs
+        .iter()
+        .find(|(k, _)| k == "csrf")
+        .map_or("", |(_, v)| v.as_str());
+    if let Some(r) = form_refusal(&who, csrf, Role::Operator, "reviewing") {
+        return r;
+    }
+    let review = match parse_review_form(&pairs) {
         Ok(r) => r,
         Err(m) => return (StatusCode::BAD_REQUEST, m).into_response(),
     };
-    if let Some(r) = form_refusal(&who, &csrf, Role::Operator, "reviewing") {
-        return r;
-    }
     match queries::review(&web.store, &id, &who.user, &review).await {
         Ok(_) => Redirect::to(&format!("/verdicts/{id}")).into_response(),
         Err(e) => query_error(e),
@@ -877,20 +875,22 @@ fn api_error(e: QueryError) -> Response {
     (status, Json(serde_json::json!({ "error": msg }))).into_response()
 }
 
-async fn api_list(State(web): State<Web>, headers: HeaderMap, Query(f): Query<Filter>) -> Response {
-    if let Err(r) = api_caller(&web, &headers).await {
-        return r;
-    }
+async fn api_list(
+    State(web): State<Web>,
+    ApiCaller(_who): ApiCaller,
+    Query(f): Query<Filter>,
+) -> Response {
     match queries::list(&web.store, &f).await {
         Ok(p) => Json(p).into_response(),
         Err(e) => api_error(e),
     }
 }
 
-async fn api_get(State(web): State<Web>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = api_caller(&web, &headers).await {
-        return r;
-    }
+async fn api_get(
+    State(web): State<Web>,
+    ApiCaller(_who): ApiCaller,
+    Path(id): Path<String>,
+) -> Response {
     match queries::detail(&web.store, &id).await {
         Ok(d) => Json(d).into_response(),
         Err(e) => api_error(e),
@@ -900,13 +900,10 @@ async fn api_get(State(web): State<Web>, headers: HeaderMap, Path(id): Path<Stri
 async fn api_review(
     State(web): State<Web>,
     headers: HeaderMap,
+    ApiCaller(who): ApiCaller,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let who = match api_caller(&web, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     if let Some(r) = api_write_refusal(&who, &headers, Role::Operator, "reviewing") {
         return r;
     }
