@@ -23,29 +23,62 @@ pub struct Broker {
     config: Option<PathBuf>,
 }
 
-fn spawn_mosquitto(port: u16, config: Option<&PathBuf>) -> Child {
+/// Starts Mosquitto on `port` and waits until it accepts connections.
+/// `Err` when it exited instead: the port was taken between [`free_port`]
+/// finding it and Mosquitto binding it (another test got there first).
+fn try_spawn_mosquitto(port: u16, config: Option<&PathBuf>) -> Result<Child, String> {
     let mut cmd = Command::new("mosquitto");
     match config {
         Some(c) => cmd.arg("-c").arg(c),
         None => cmd.args(["-p", &port.to_string()]),
     };
-    let child = cmd
+    let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("mosquitto is installed (scripts/setup.sh installs it)");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "mosquitto did not start on {port}"
-        );
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("mosquitto on {port} exited: {status}"));
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            // Still ours: a broker that lost the port exits at once.
+            std::thread::sleep(Duration::from_millis(20));
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("mosquitto on {port} exited: {status}"));
+            }
+            return Ok(child);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            return Err(format!("mosquitto did not start on {port}"));
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
-    child
 }
 
-/// A free TCP port on the loopback interface.
+fn spawn_mosquitto(port: u16, config: Option<&PathBuf>) -> Child {
+    try_spawn_mosquitto(port, config).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A fresh port and a Mosquitto on it, `config` written for each port tried:
+/// a port taken in the meantime is given up for another.
+fn broker_on_a_free_port(config: impl Fn(u16) -> Option<PathBuf>) -> (u16, Child, Option<PathBuf>) {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let port = free_port();
+        let file = config(port);
+        match try_spawn_mosquitto(port, file.as_ref()) {
+            Ok(child) => return (port, child, file),
+            Err(e) => last = e,
+        }
+    }
+    panic!("no free port for mosquitto after 5 tries: {last}")
+}
+
+/// A free TCP port on the loopback interface. Free when asked, not held:
+/// whoever binds it next may lose it to another process.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -56,31 +89,33 @@ pub fn free_port() -> u16 {
 impl Broker {
     /// Starts `mosquitto -p PORT` and waits until it accepts connections.
     pub fn start() -> Broker {
-        let port = free_port();
+        let (port, child, config) = broker_on_a_free_port(|_| None);
         Broker {
             port,
-            child: spawn_mosquitto(port, None),
-            config: None,
+            child,
+            config,
         }
     }
 
     /// A broker that keeps sessions and queued messages on disk in `dir`
     /// across a restart, as a production broker does.
     pub fn start_persistent(dir: &std::path::Path) -> Broker {
-        let port = free_port();
-        let config = dir.join("mosquitto.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\nuser root\npersistence_location {}/\nmax_queued_messages 100000\n",
-                dir.display()
-            ),
-        )
-        .expect("write mosquitto.conf");
+        let (port, child, config) = broker_on_a_free_port(|port| {
+            let config = dir.join("mosquitto.conf");
+            std::fs::write(
+                &config,
+                format!(
+                    "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\nuser root\npersistence_location {}/\nmax_queued_messages 100000\n",
+                    dir.display()
+                ),
+            )
+            .expect("write mosquitto.conf");
+            Some(config)
+        });
         Broker {
             port,
-            child: spawn_mosquitto(port, Some(&config)),
-            config: Some(config),
+            child,
+            config,
         }
     }
 
