@@ -69,36 +69,31 @@ pub struct ControlError {
 }
 
 impl ControlError {
-    /// It names something that does not exist (a recipe).
-    pub fn unknown(message: impl Into<String>) -> Self {
+    fn of(kind: Failure, message: impl Into<String>) -> Self {
         Self {
-            kind: Failure::Unknown,
+            kind,
             message: message.into(),
         }
+    }
+
+    /// It names something that does not exist (a recipe).
+    pub fn unknown(message: impl Into<String>) -> Self {
+        Self::of(Failure::Unknown, message)
     }
 
     /// It was tried and failed; the running state stays.
     pub fn failed(message: impl Into<String>) -> Self {
-        Self {
-            kind: Failure::Failed,
-            message: message.into(),
-        }
+        Self::of(Failure::Failed, message)
     }
 
     /// It cannot be done on this station as it runs (a restart is needed).
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self {
-            kind: Failure::Conflict,
-            message: message.into(),
-        }
+        Self::of(Failure::Conflict, message)
     }
 
     /// It cannot be done now (the engine is stopping).
     pub fn busy(message: impl Into<String>) -> Self {
-        Self {
-            kind: Failure::Busy,
-            message: message.into(),
-        }
+        Self::of(Failure::Busy, message)
     }
 }
 

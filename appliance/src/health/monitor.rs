@@ -15,7 +15,6 @@ use super::healer::{Action, Healer, Rules};
 use super::history::{self, Event, Sample};
 use super::{figures, golden, Figure, Inputs, Snapshot};
 use crate::worker::EngineHandle;
-use record::time::of as rfc3339;
 
 /// History older than this is pruned.
 const KEEP_HISTORY: Duration = Duration::from_secs(90 * 24 * 3600);
@@ -194,7 +193,9 @@ impl<S: Station + 'static> Monitor<S> {
                 .unwrap_or(SystemTime::UNIX_EPOCH),
             fresh.map(|f| f.1),
         );
-        match history::review_agreement(self.station.store(), &rfc3339(reviews_since)).await {
+        match history::review_agreement(self.station.store(), &record::time::of(reviews_since))
+            .await
+        {
             Ok(r) => inputs.reviews = r,
             Err(e) => tracing::warn!(error = %e, "cannot read review agreement"),
         }
@@ -206,7 +207,7 @@ impl<S: Station + 'static> Monitor<S> {
             self.act(action, m.latency_threshold).await;
         }
         let snapshot = Snapshot {
-            at: rfc3339(SystemTime::now()),
+            at: record::time::now(),
             state: self.healer.mode(),
             alerting: self.healer.alerting(),
             reloads: self.healer.reloads(),
@@ -334,7 +335,7 @@ impl<S: Station + 'static> Monitor<S> {
             .last_prune
             .is_none_or(|t| t.elapsed() > Duration::from_secs(24 * 3600))
         {
-            let before = rfc3339(SystemTime::now() - KEEP_HISTORY);
+            let before = record::time::of(SystemTime::now() - KEEP_HISTORY);
             if let Err(e) = history::prune(self.station.store(), &before).await {
                 tracing::warn!(error = %e, "cannot prune health history");
             }

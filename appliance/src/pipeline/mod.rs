@@ -28,7 +28,6 @@ use crate::mqtt::Publisher;
 use crate::store::Store;
 use crate::verdict::{self, Geometry};
 use crate::worker::{self, EngineHandle};
-use record::time::of as rfc3339;
 use record::{ImageRef, StationRef, Timings, Verdict};
 
 mod control;
@@ -268,9 +267,9 @@ impl Station {
             findings,
             model: (*judged.model).clone(),
             timings: Timings {
-                captured_at: rfc3339(frame.captured_at),
-                queued_at: rfc3339(queued_at),
-                decided_at: rfc3339(decided_at),
+                captured_at: record::time::of(frame.captured_at),
+                queued_at: record::time::of(queued_at),
+                decided_at: record::time::of(decided_at),
                 published_at: None,
                 inference_ms: judgement.inference_ms,
             },
@@ -407,7 +406,7 @@ fn birth_status(cfg: &StationConfig, model: &record::ModelRef, standard: &Standa
 /// Publishes each camera's state change, retained, on `{base}/camera/{id}`.
 async fn report_cameras(mut events: mpsc::UnboundedReceiver<CameraEvent>, publisher: Publisher) {
     while let Some(e) = events.recv().await {
-        let at = rfc3339(SystemTime::now());
+        let at = record::time::now();
         let (camera, payload) = match e {
             CameraEvent::Up {
                 camera_id,

@@ -108,7 +108,7 @@ pub async fn list(store: &Store, f: &Filter) -> Result<Page, QueryError> {
         }
     }
     if !f.decision.is_empty() {
-        if let Err(e) = f.decision.parse::<fusion::Decision>() {
+        if let Err(e) = f.decision.parse::<record::Decision>() {
             return Err(QueryError::Invalid(e.to_string()));
         }
         let p = bind(&mut binds, f.decision.clone());
@@ -329,7 +329,7 @@ pub async fn review(
     who: &User,
     r: &NewReview,
 ) -> Result<Review, QueryError> {
-    if let Err(e) = r.decision.parse::<fusion::Decision>() {
+    if let Err(e) = r.decision.parse::<record::Decision>() {
         return Err(QueryError::Invalid(e.to_string()));
     }
     let reason = r.reason.trim();

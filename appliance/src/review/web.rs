@@ -99,24 +99,6 @@ async fn caller(web: &Web, headers: &HeaderMap) -> Result<Option<Caller>, Accoun
         }))
 }
 
-/// A signed-in caller of a page, or the redirect to the sign-in page.
-async fn page_caller(web: &Web, headers: &HeaderMap) -> Result<Caller, Response> {
-    match caller(web, headers).await {
-        Ok(Some(c)) => Ok(c),
-        Ok(None) => Err(unauthorised_page()),
-        Err(e) => Err(server_error(e)),
-    }
-}
-
-/// A signed-in caller of the JSON API, or 401.
-async fn api_caller(web: &Web, headers: &HeaderMap) -> Result<Caller, Response> {
-    match caller(web, headers).await {
-        Ok(Some(c)) => Ok(c),
-        Ok(None) => Err(api_unauthorised()),
-        Err(e) => Err(server_error(e)),
-    }
-}
-
 /// A signed-in caller of a page; an anonymous one is sent to sign in.
 struct PageCaller(Caller);
 
@@ -124,7 +106,11 @@ impl FromRequestParts<Web> for PageCaller {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Self, Response> {
-        page_caller(web, &parts.headers).await.map(PageCaller)
+        match caller(web, &parts.headers).await {
+            Ok(Some(c)) => Ok(PageCaller(c)),
+            Ok(None) => Err(unauthorised_page()),
+            Err(e) => Err(server_error(e)),
+        }
     }
 }
 
@@ -135,7 +121,11 @@ impl FromRequestParts<Web> for ApiCaller {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Self, Response> {
-        api_caller(web, &parts.headers).await.map(ApiCaller)
+        match caller(web, &parts.headers).await {
+            Ok(Some(c)) => Ok(ApiCaller(c)),
+            Ok(None) => Err(api_unauthorised()),
+            Err(e) => Err(server_error(e)),
+        }
     }
 }
 
@@ -505,7 +495,7 @@ async fn verdict_page(
         Ok(d) => d,
         Err(e) => return query_error(e),
     };
-    let v: record::Verdict = match serde_json::from_value(d.verdict.clone()) {
+    let v: record::Verdict = match serde_json::from_value(d.verdict) {
         Ok(v) => v,
         Err(e) => {
             return server_error(format!(
