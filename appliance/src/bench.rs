@@ -27,7 +27,7 @@ use vision::sources::{Arrival, Origin};
 use vision::synth::SynthLine;
 use vision::Frame;
 
-use crate::{pipeline, worker};
+use crate::pipeline;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -264,7 +264,7 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
     // The bench reads results through its own connection to the station's
     // database (SQLite in WAL mode allows it); opening it first also creates
     // the schema before the station starts.
-    let store = crate::store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir).await?;
+    let store = store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir).await?;
     let (tx, rx) = mpsc::channel::<Arrival>(cfg.batching.queue_capacity);
     let (shutdown_tx, shutdown) = watch::channel(false);
     let station = tokio::spawn(pipeline::serve(
@@ -280,7 +280,7 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
     let interval = opts
         .rate
         .map(|r| Duration::from_secs_f64(cameras as f64 / r.max(1e-3)));
-    let before = worker::counts();
+    let before = telemetry::metrics::engine();
     let cpu0 = cpu_seconds();
     let (rss_start, _) = rss_mib();
     let started = Instant::now();
@@ -325,7 +325,7 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
     let wall = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
     let (rss_end, rss_peak) = rss_mib();
-    let after = worker::counts();
+    let after = telemetry::metrics::engine();
     let mean_batch =
         (after.frames - before.frames) as f64 / (after.batches - before.batches).max(1) as f64;
     let engine_busy = (after.busy - before.busy).as_secs_f64() / wall;

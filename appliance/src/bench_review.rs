@@ -15,9 +15,9 @@ use std::time::Instant;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::review::accounts::{add_user, Accounts, Role};
 use crate::review::web::{router, Web};
-use crate::store::Store;
+use store::accounts::{add_user, Accounts, Role};
+use store::Store;
 
 #[derive(Serialize)]
 pub struct Timing {

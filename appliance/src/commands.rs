@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use vision::sources::trigger::TriggerError;
 
 use crate::cameras::{TriggerRequest, Triggers};
-use crate::mqtt::{Command, Publisher};
+use delivery::{Command, Publisher};
 
 /// Largest command payload accepted, in bytes.
 pub const MAX_COMMAND_BYTES: usize = 4096;

@@ -23,7 +23,7 @@ use crate::commands::{self, Failure};
 struct Api {
     triggers: Triggers,
     health: Arc<Vec<Arc<CameraHealth>>>,
-    store: crate::store::Store,
+    store: store::Store,
 }
 
 async fn trigger(State(api): State<Api>, body: Bytes) -> impl IntoResponse {
@@ -65,7 +65,7 @@ async fn metrics(State(api): State<Api>) -> impl IntoResponse {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(&cameras, pending),
+        telemetry::metrics::render(&cameras, pending),
     )
 }
 
@@ -78,7 +78,7 @@ async fn healthz() -> &'static str {
 /// kept, and buffered in the outbox when the broker is away), and every
 /// camera is up. 503 names what is not.
 async fn readyz(State(api): State<Api>) -> impl IntoResponse {
-    let model = crate::metrics::info();
+    let model = telemetry::metrics::info();
     let store = api.store.backlog().await;
     let down: Vec<String> = api
         .health
@@ -92,7 +92,7 @@ async fn readyz(State(api): State<Api>) -> impl IntoResponse {
         "ready": ready,
         "model": model.map(|i| format!("{} {}", i.model_name, i.model_version)),
         "store": match &store { Ok(_) => "ok".to_string(), Err(e) => e.to_string() },
-        "broker": if crate::metrics::is_mqtt_connected() { "connected" } else { "buffering in the outbox" },
+        "broker": if telemetry::metrics::is_mqtt_connected() { "connected" } else { "buffering in the outbox" },
         "outbox_pending": store.as_ref().ok().map(|b| b.pending),
         "cameras_down": down,
     });
@@ -110,13 +110,13 @@ pub async fn start(
     addr: SocketAddr,
     triggers: Triggers,
     health: Vec<Arc<CameraHealth>>,
-    store: crate::store::Store,
+    store: store::Store,
     secure_cookies: bool,
     latency_budget: std::time::Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let review = crate::review::web::router(crate::review::web::Web {
-        accounts: crate::review::accounts::Accounts::new(store.clone()),
+        accounts: store::accounts::Accounts::new(store.clone()),
         store: store.clone(),
         secure_cookies,
         latency_budget,

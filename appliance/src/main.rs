@@ -382,15 +382,14 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             action: UserAction::Add { config, name, role },
         } => {
             let cfg = Loader::new(Some(&config)).load()?;
-            let role = appliance::review::accounts::Role::parse(&role)?;
+            let role = store::accounts::Role::parse(&role)?;
             let mut password = String::new();
             std::io::stdin().read_line(&mut password)?;
             let password = password.trim_end_matches(['\r', '\n']);
             tokio::runtime::Runtime::new()?.block_on(async {
                 let store =
-                    appliance::store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
-                        .await?;
-                appliance::review::accounts::add_user(&store, &name, role, password).await?;
+                    store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir).await?;
+                store::accounts::add_user(&store, &name, role, password).await?;
                 anyhow::Ok(())
             })?;
             eprintln!("user `{name}` ({}) saved", role.as_str());
@@ -408,9 +407,8 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let cfg = Loader::new(Some(&config)).load()?;
             let report = tokio::runtime::Runtime::new()?.block_on(async {
                 let store =
-                    appliance::store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
-                        .await?;
-                anyhow::Ok(appliance::review::export::export(&store, &out, &since).await?)
+                    store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir).await?;
+                anyhow::Ok(store::export::export(&store, &out, &since).await?)
             })?;
             println!("{}", serde_json::to_string(&report)?);
         }
@@ -418,12 +416,11 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             action: TokenAction::Add { config, name, role },
         } => {
             let cfg = Loader::new(Some(&config)).load()?;
-            let role = appliance::review::accounts::Role::parse(&role)?;
+            let role = store::accounts::Role::parse(&role)?;
             let token = tokio::runtime::Runtime::new()?.block_on(async {
                 let store =
-                    appliance::store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
-                        .await?;
-                anyhow::Ok(appliance::review::accounts::add_token(&store, &name, role).await?)
+                    store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir).await?;
+                anyhow::Ok(store::accounts::add_token(&store, &name, role).await?)
             })?;
             println!("{token}");
             eprintln!("token `{name}` ({}): send it as `Authorization: Bearer <token>`; it is not shown again", role.as_str());

@@ -146,8 +146,8 @@ pub async fn serve(
     mut assembler: Assembler,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<(String, View)>,
     mut stop: tokio::sync::watch::Receiver<bool>,
-    store: crate::store::Store,
-    publisher: crate::mqtt::Publisher,
+    store: store::Store,
+    publisher: delivery::Publisher,
 ) {
     let commit = |p: PartVerdict| {
         let store = store.clone();
@@ -164,12 +164,14 @@ pub async fn serve(
                     serde_json::to_string(&p.plc()).expect("PLC result serialises"),
                 ),
             ];
-            tracing::debug!(part = %p.part_id, decision = ?p.decision, missing = ?p.missing, "part decided");
-            if p.views.len() >= 2 && p.missing.is_empty() {
-                crate::health::views_decided(
-                    p.views.iter().all(|v| v.decision == p.views[0].decision),
-                );
+            telemetry::Event::PartDecided {
+                part: &p.part_id,
+                decision: p.decision,
+                missing: p.missing.len(),
+                views_agreed: (p.views.len() >= 2 && p.missing.is_empty())
+                    .then(|| p.views.iter().all(|v| v.decision == p.views[0].decision)),
             }
+            .emit();
             if let Err(e) = store.commit_part(&p, &outbox).await {
                 tracing::error!(part = %p.part_id, error = %e, "cannot store part verdict");
             }

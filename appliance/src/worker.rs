@@ -13,7 +13,6 @@
 //! untouched.
 
 use fusion::{Engine, Judgement, Request, Standard};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
@@ -22,28 +21,6 @@ use vision::Frame;
 
 use crate::batcher::{Batcher, Queued};
 use record::ModelRef;
-
-/// Batches run and frames judged by every worker of this process.
-static BATCHES: AtomicU64 = AtomicU64::new(0);
-static BATCHED_FRAMES: AtomicU64 = AtomicU64::new(0);
-static BUSY_NANOS: AtomicU64 = AtomicU64::new(0);
-
-/// What the workers of this process have done so far.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct WorkerCounts {
-    pub batches: u64,
-    pub frames: u64,
-    /// Time spent inside the engine.
-    pub busy: std::time::Duration,
-}
-
-pub fn counts() -> WorkerCounts {
-    WorkerCounts {
-        batches: BATCHES.load(Ordering::Relaxed),
-        frames: BATCHED_FRAMES.load(Ordering::Relaxed),
-        busy: std::time::Duration::from_nanos(BUSY_NANOS.load(Ordering::Relaxed)),
-    }
-}
 
 /// One preprocessed frame to judge.
 pub struct Job {
@@ -274,7 +251,12 @@ fn run(
             model = Arc::new(model_ref(&engine));
             *shared.model.write().expect("model lock") = model.clone();
             *shared.spec.write().expect("spec lock") = engine.input_spec();
-            tracing::info!(from = %old.package.manifest.version, to = %model.version, sha256 = %model.sha256, "model swapped");
+            telemetry::Event::ModelSwapped {
+                from: &old.package.manifest.version,
+                to: &model.version,
+                sha256: &model.sha256,
+            }
+            .emit();
             crate::faults::model_swapped();
             let _ = p.done.send(());
         }
@@ -293,13 +275,14 @@ fn run(
                 mm_per_input_px: j.mm_per_input_px,
             })
             .collect();
-        BATCHES.fetch_add(1, Ordering::Relaxed);
-        BATCHED_FRAMES.fetch_add(jobs.len() as u64, Ordering::Relaxed);
-        crate::metrics::batch(jobs.len());
         let started = std::time::Instant::now();
         crate::faults::before_batch();
         let result = engine.judge_batch(&requests);
-        BUSY_NANOS.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        telemetry::Event::BatchRun {
+            frames: jobs.len(),
+            busy: started.elapsed(),
+        }
+        .emit();
         match result {
             Ok(mut judgements) => {
                 if let Some(tokens) = crate::faults::scripted_output() {

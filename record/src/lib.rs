@@ -17,4 +17,6 @@ mod verdict;
 
 pub use decision::{Decision, UnknownDecision};
 pub use part::{PartPlc, PartVerdict, View, PART_SCHEMA};
-pub use verdict::{Finding, ImageRef, ModelRef, PlcResult, StationRef, Timings, Verdict, SCHEMA};
+pub use verdict::{
+    stamp_published, Finding, ImageRef, ModelRef, PlcResult, StationRef, Timings, Verdict, SCHEMA,
+};

@@ -124,6 +124,27 @@ impl Verdict {
     }
 }
 
+/// `timings.published_at` as a committed verdict's JSON carries it until the
+/// verdict is handed to the broker.
+const UNPUBLISHED: &str = r#""published_at":null"#;
+
+/// Sets `timings.published_at` to `at` in a verdict's JSON as this crate
+/// serialises it (compact, `published_at` null), without parsing it again:
+/// the outbox drain does this for every verdict it hands over. The key can
+/// appear only once unescaped (text inside strings has its quotes escaped),
+/// so the first match is the field. `None` when there is no such field (not
+/// a verdict, or already stamped).
+pub fn stamp_published(json: &str, at: &str) -> Option<String> {
+    let i = json.find(UNPUBLISHED)?;
+    let mut out = String::with_capacity(json.len() + at.len());
+    out.push_str(&json[..i]);
+    out.push_str(r#""published_at":"#);
+    // A timestamp needs no escaping, but a string from elsewhere might.
+    out.push_str(&serde_json::to_string(at).expect("a string serialises"));
+    out.push_str(&json[i + UNPUBLISHED.len()..]);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,5 +215,21 @@ mod tests {
         let plc = serde_json::to_value(v.plc()).unwrap();
         assert_eq!(plc["code"], 1);
         assert_eq!(plc["ok"], false);
+    }
+
+    #[test]
+    fn stamping_sets_only_the_timings_field() {
+        let mut v = verdict();
+        // A clause quoting the field's JSON must not be mistaken for it.
+        v.findings[0].clause_text = Some(r#"log "published_at":null here"#.into());
+        let json = serde_json::to_string(&v).unwrap();
+        let at = "2026-12-03T08:00:00.040000Z";
+        let stamped = stamp_published(&json, at).expect("an unpublished verdict");
+        let back: Verdict = serde_json::from_str(&stamped).unwrap();
+        assert_eq!(back.timings.published_at.as_deref(), Some(at));
+        v.timings.published_at = Some(at.into());
+        assert_eq!(back, v, "nothing else changed");
+        assert_eq!(stamp_published(&stamped, at), None, "stamped once");
+        assert_eq!(stamp_published(r#"{"code":1}"#, at), None);
     }
 }

@@ -785,7 +785,7 @@ impl InProcess {
 }
 
 /// Waits until `store` holds `n` verdicts (panics after `within`).
-pub async fn wait_until_stored(store: &appliance::store::Store, n: usize, within: Duration) {
+pub async fn wait_until_stored(store: &store::Store, n: usize, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
         let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM verdicts")

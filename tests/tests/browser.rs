@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use appliance::review::accounts::{add_user, Role};
 use e2e::{free_port, load_config, repo, Broker};
+use store::accounts::{add_user, Role};
 
 const PARTS: usize = 24;
 
@@ -53,7 +53,7 @@ bind = "127.0.0.1:{port}"
             mqtt = broker.port,
         ),
     );
-    let store = appliance::store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
+    let store = store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
         .await
         .unwrap();
     add_user(&store, "olga", Role::Operator, "olga's long password")
@@ -93,9 +93,7 @@ bind = "127.0.0.1:{port}"
 
     // The override is in the retraining export, as the truth.
     let export = dir.path().join("export");
-    let report = appliance::review::export::export(&store, &export, "")
-        .await
-        .unwrap();
+    let report = store::export::export(&store, &export, "").await.unwrap();
     assert_eq!(report.records, 1);
     let line: serde_json::Value = serde_json::from_str(
         std::fs::read_to_string(export.join("reviewed.jsonl"))

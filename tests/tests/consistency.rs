@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use appliance::review::accounts::{add_token, Role};
 use e2e::{free_port, http_request, load_config, repo, subscribe, Broker};
+use store::accounts::{add_token, Role};
 
 /// No clause about contamination: a contamination finding cites none.
 const STANDARD: &str = "Acceptance criteria, cover surface.\n\
@@ -65,7 +65,7 @@ bind = "127.0.0.1:{port}"
             url = broker.url(),
         ),
     );
-    let store = appliance::store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
+    let store = store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
         .await
         .unwrap();
     let token = add_token(&store, "qe", Role::Viewer).await.unwrap();

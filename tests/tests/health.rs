@@ -21,9 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use appliance::health::history;
-use appliance::store::Store;
 use e2e::{banning_standard, repo, Broker, InProcess};
+use store::health_history as history;
+use store::Store;
 
 /// A station `name` judging camera `line` frames under `standard.txt`, with
 /// `monitoring` as its `[monitoring]` section and `recipe_extra` added to
@@ -265,7 +265,7 @@ max_reloads = 2
         ],
         "alert, two reloads that did not cure it, then escalation"
     );
-    let snapshot = appliance::health::snapshot().unwrap();
+    let snapshot = telemetry::health::snapshot().unwrap();
     assert_eq!(
         snapshot.figures[1].value,
         Some(1.0),
@@ -346,7 +346,7 @@ max_reloads = 2
     // Agreed at start: consistency is the golden set's 100%.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let s = appliance::health::snapshot();
+        let s = telemetry::health::snapshot();
         if let Some(v) = s.as_ref().and_then(|s| s.figures[2].value) {
             assert_eq!(v, 1.0, "{s:?}");
             break;
@@ -369,7 +369,7 @@ max_reloads = 2
             "escalated:consistency"
         ]
     );
-    let snapshot = appliance::health::snapshot().unwrap();
+    let snapshot = telemetry::health::snapshot().unwrap();
     assert_eq!(snapshot.figures[2].value, Some(0.5));
     let runs: Vec<String> = history::events(&store, 1000)
         .await

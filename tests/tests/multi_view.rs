@@ -147,7 +147,7 @@ auto_reload = false
     // P-2's do not (P-3, missing a view, does not count).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let views = loop {
-        let snapshot = appliance::health::snapshot();
+        let snapshot = telemetry::health::snapshot();
         let views = snapshot.as_ref().and_then(|s| {
             s.figures[2]
                 .sources
@@ -163,10 +163,10 @@ auto_reload = false
     };
     assert_eq!((views.agreed, views.value), (1, Some(0.5)));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let health = appliance::health::snapshot().unwrap();
+    let health = telemetry::health::snapshot().unwrap();
     assert_eq!(
         health.alerting,
-        [appliance::health::FigureName::Consistency]
+        [telemetry::health::FigureName::Consistency]
     );
 
     stop_tx.send(true).unwrap();

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use appliance::review::accounts::{add_token, add_user, Role};
 use e2e::{banning_standard, free_port, load_config, repo, Broker};
+use store::accounts::{add_token, add_user, Role};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_panel_shows_the_figures_their_history_and_the_healing() {
@@ -63,7 +63,7 @@ history_every = "300ms"
             mqtt = broker.port,
         ),
     );
-    let store = appliance::store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
+    let store = store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
         .await
         .unwrap()
         .with_station("panel-1");
@@ -83,9 +83,7 @@ history_every = "300ms"
     );
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let events = appliance::health::history::events(&store, 100)
-            .await
-            .unwrap();
+        let events = store::health_history::events(&store, 100).await.unwrap();
         if events.iter().any(|e| e.kind == "recovered") {
             break;
         }

@@ -7,9 +7,9 @@
 
 use std::time::Duration;
 
-use appliance::review::accounts::{add_token, add_user, Role};
 use e2e::{free_port, http_request, load_config, repo, Broker};
 use serde_json::Value;
+use store::accounts::{add_token, add_user, Role};
 
 const PARTS: usize = 24;
 
@@ -142,7 +142,7 @@ latency_threshold = "60s"
             mqtt = broker.port,
         ),
     );
-    let store = appliance::store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
+    let store = store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
         .await
         .unwrap();
     add_user(&store, "ana", Role::Operator, "ana's long password")
@@ -481,9 +481,7 @@ latency_threshold = "60s"
 
     // The export, read by the fine-tuning toolchain itself.
     let out = dir.path().join("export");
-    let r = appliance::review::export::export(&store, &out, "")
-        .await
-        .unwrap();
+    let r = store::export::export(&store, &out, "").await.unwrap();
     assert_eq!((r.records, r.without_image), (2, 0));
     let text = std::fs::read_to_string(out.join("reviewed.jsonl")).unwrap();
     let records: Vec<Value> = text

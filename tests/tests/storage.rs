@@ -3,10 +3,10 @@
 //! runs). The same sequence of commits, reads and acknowledgements must give
 //! the same answers on each.
 
-use appliance::store::{Backend, Store};
 use e2e::Postgres;
 use fusion::Decision;
 use record::{Finding, ImageRef, ModelRef, StationRef, Timings, Verdict};
+use store::{Backend, Store};
 
 fn verdict(n: u32, decision: Decision, image_sha: &str, findings: usize) -> Verdict {
     let at = format!("2026-11-29T10:00:{n:02}.000000Z");
@@ -193,7 +193,7 @@ async fn exercise(url: &str, backend: Backend) {
 /// The monitor's history and the review agreement it reads, on the same
 /// store: samples with and without values, events, per-station scoping.
 async fn health_history(store: &Store) {
-    use appliance::health::history::{self, Event, Sample};
+    use store::health_history::{self as history, Event, Sample};
     let sample = Sample {
         at: "2026-11-29T10:01:00.000000Z".into(),
         state: "alert".into(),
@@ -276,7 +276,7 @@ async fn health_history(store: &Store) {
 /// Retention on a store: PASS images go first (by age and by quota), FAIL
 /// ones last; rows stay, marked with why their file went.
 async fn retention(url: &str) {
-    use appliance::retention::{bytes_kept, sweep, Policy};
+    use store::retention::{bytes_kept, sweep, Policy};
     let day = std::time::Duration::from_secs(86_400);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(url, &dir.path().join("data")).await.unwrap();

@@ -86,7 +86,7 @@ async fn a_stalled_pipeline_stops_feeding_the_watchdog() {
     std::env::set_var("WATCHDOG_USEC", "300000");
     std::fs::write(dir.path().join("standard.txt"), banning_standard()).unwrap();
     let cfg = station_config(dir.path(), "wd-1", broker.port);
-    let store = appliance::store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
+    let store = store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
         .await
         .unwrap();
     let station = InProcess::start(cfg);
@@ -134,7 +134,7 @@ async fn a_stalled_engine_and_an_absent_broker_still_stop_within_the_deadline() 
     std::fs::write(dir.path().join("standard.txt"), banning_standard()).unwrap();
     // Nothing listens on that port: the broker is away all along.
     let cfg = station_config(dir.path(), "stop-1", e2e::free_port());
-    let store = appliance::store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
+    let store = store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
         .await
         .unwrap();
     let station = InProcess::start(cfg);

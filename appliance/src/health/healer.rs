@@ -14,30 +14,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
-use super::{Figure, FigureName, Standing};
-
-/// The healer's state, as shown on the panel and the status topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    Healthy,
-    Alert,
-    Escalated,
-}
-
-impl Mode {
-    pub const ALL: [Mode; 3] = [Mode::Healthy, Mode::Alert, Mode::Escalated];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Healthy => "healthy",
-            Mode::Alert => "alert",
-            Mode::Escalated => "escalated",
-        }
-    }
-}
+pub use telemetry::health::Mode;
+use telemetry::health::{Figure, FigureName, Standing};
 
 /// What the monitor has to do.
 #[derive(Debug, Clone, PartialEq)]

@@ -11,10 +11,11 @@ use firmware_config::StationConfig;
 use fusion::Standard;
 use tokio::sync::{watch, Notify};
 
+use super::golden;
 use super::healer::{Action, Healer, Rules};
-use super::history::{self, Event, Sample};
-use super::{figures, golden, Figure, Inputs, Snapshot};
 use crate::worker::EngineHandle;
+use store::health_history::{self, Event, Sample};
+use telemetry::health::{self, figures, Figure, Inputs, Snapshot};
 
 /// History older than this is pruned.
 const KEEP_HISTORY: Duration = Duration::from_secs(90 * 24 * 3600);
@@ -28,7 +29,7 @@ pub trait Station: Send + Sync {
     /// The standard of the active recipe.
     fn standard(&self) -> Arc<Standard>;
     fn engine(&self) -> &EngineHandle;
-    fn store(&self) -> &crate::store::Store;
+    fn store(&self) -> &store::Store;
     /// The engine's safe reload; the new model's name and version.
     fn reload_model(&self) -> Fut<'_, Result<String, String>>;
     /// The health snapshot changed state: announce it (status topic).
@@ -55,7 +56,7 @@ pub struct Monitor<S: Station> {
     golden_tried: Option<(Instant, String)>,
     /// Set to run the golden set at the next evaluation.
     pub golden_now: Arc<Notify>,
-    last_history: Option<(Instant, crate::metrics::Progress)>,
+    last_history: Option<(Instant, telemetry::metrics::Progress)>,
     /// p99 from capture to the model's judgement, at the last evaluation.
     inference_p99: Option<f64>,
     last_prune: Option<Instant>,
@@ -162,7 +163,7 @@ impl<S: Station + 'static> Monitor<S> {
     }
 
     async fn event(&self, e: Event) {
-        if let Err(err) = history::write_event(self.station.store(), &e).await {
+        if let Err(err) = health_history::write_event(self.station.store(), &e).await {
             tracing::warn!(error = %err, kind = %e.kind, "cannot store health event");
         }
     }
@@ -177,7 +178,7 @@ impl<S: Station + 'static> Monitor<S> {
         let fresh = self.fresh_since;
         let cutoff = |w: Duration| {
             since_reload(
-                now.checked_sub(w).unwrap_or_else(super::epoch),
+                now.checked_sub(w).unwrap_or_else(health::epoch),
                 fresh.map(|f| f.0),
             )
         };
@@ -193,13 +194,16 @@ impl<S: Station + 'static> Monitor<S> {
                 .unwrap_or(SystemTime::UNIX_EPOCH),
             fresh.map(|f| f.1),
         );
-        match history::review_agreement(self.station.store(), &record::time::of(reviews_since))
-            .await
+        match health_history::review_agreement(
+            self.station.store(),
+            &record::time::of(reviews_since),
+        )
+        .await
         {
             Ok(r) => inputs.reviews = r,
             Err(e) => tracing::warn!(error = %e, "cannot read review agreement"),
         }
-        self.inference_p99 = super::window::quantile(std::mem::take(&mut inputs.inference), 0.99);
+        self.inference_p99 = health::window::quantile(std::mem::take(&mut inputs.inference), 0.99);
         let figures = figures(m, &inputs);
         let before = self.healer.standing();
         let actions = self.healer.step(&figures, Rules::from_config(m), now);
@@ -213,8 +217,8 @@ impl<S: Station + 'static> Monitor<S> {
             reloads: self.healer.reloads(),
             figures: figures.to_vec(),
         };
-        let first = super::snapshot().is_none();
-        super::set_snapshot(snapshot.clone());
+        let first = health::snapshot().is_none();
+        health::set_snapshot(snapshot.clone());
         if first || before != self.healer.standing() {
             self.station.health_changed().await;
         }
@@ -225,7 +229,7 @@ impl<S: Station + 'static> Monitor<S> {
     /// threshold: the time goes to storage or the broker (a backlog after an
     /// outage), which a model reload cannot cure.
     fn slow_after_the_model(&self, threshold: Duration) -> Option<f64> {
-        let only_latency = self.healer.alerting() == [super::FigureName::Latency];
+        let only_latency = self.healer.alerting() == [health::FigureName::Latency];
         self.inference_p99
             .filter(|p| only_latency && *p <= threshold.as_secs_f64())
     }
@@ -251,7 +255,7 @@ impl<S: Station + 'static> Monitor<S> {
                     .await;
                     return;
                 }
-                crate::metrics::reload_started();
+                telemetry::Event::ReloadStarted.emit();
                 tracing::warn!(attempt, "self-healing: reloading the model");
                 let result = self.station.reload_model().await;
                 // Figures start again from what the reloaded model judges,
@@ -305,7 +309,7 @@ impl<S: Station + 'static> Monitor<S> {
 
     async fn write_history(&mut self, cfg: &StationConfig, s: &Snapshot) {
         let now = Instant::now();
-        let progress = crate::metrics::progress();
+        let progress = telemetry::metrics::progress();
         let Some((at, earlier)) = &self.last_history else {
             self.last_history = Some((now, progress));
             return;
@@ -327,7 +331,7 @@ impl<S: Station + 'static> Monitor<S> {
             throughput: (progress.verdicts - earlier.verdicts) as f64 / elapsed.as_secs_f64(),
             stage_p95: progress.stage_quantiles(earlier, 0.95),
         };
-        if let Err(e) = history::write_sample(self.station.store(), &sample).await {
+        if let Err(e) = health_history::write_sample(self.station.store(), &sample).await {
             tracing::warn!(error = %e, "cannot store health history");
         }
         self.last_history = Some((now, progress));
@@ -336,7 +340,7 @@ impl<S: Station + 'static> Monitor<S> {
             .is_none_or(|t| t.elapsed() > Duration::from_secs(24 * 3600))
         {
             let before = record::time::of(SystemTime::now() - KEEP_HISTORY);
-            if let Err(e) = history::prune(self.station.store(), &before).await {
+            if let Err(e) = health_history::prune(self.station.store(), &before).await {
                 tracing::warn!(error = %e, "cannot prune health history");
             }
             self.last_prune = Some(now);
@@ -356,7 +360,7 @@ fn since_reload<T: Ord>(window_start: T, reload: Option<T>) -> T {
 /// `latency p99 1.530 s over 42 samples; threshold 1.200 s`.
 pub fn describe(f: &Figure) -> String {
     let v = |x: f64| match f.name {
-        super::FigureName::Latency => format!("{x:.3} s"),
+        health::FigureName::Latency => format!("{x:.3} s"),
         _ => format!("{:.1}%", x * 100.0),
     };
     let value = f.value.map_or("no value".into(), v);

@@ -12,8 +12,8 @@ use super::{
     birth_status, camera_map, load_engine, load_standard, set_info, sparkplug_context, Station,
 };
 use crate::commands::{Control, ControlError, Pending};
-use crate::store::Store;
 use crate::worker::{EngineHandle, ReloadError};
+use store::Store;
 
 /// A model reload that did not happen, as a command's failure: a package
 /// that does not load or warm up failed; an engine that is stopping is busy.

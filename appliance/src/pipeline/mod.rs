@@ -24,11 +24,12 @@ use vision::Frame;
 
 use crate::batcher::Batcher;
 use crate::cameras::{CameraLinks, Cameras};
-use crate::mqtt::Publisher;
-use crate::store::Store;
 use crate::verdict::{self, Geometry};
 use crate::worker::{self, EngineHandle};
+use delivery::Publisher;
 use record::{ImageRef, StationRef, Timings, Verdict};
+use store::Store;
+use telemetry::Event;
 
 mod control;
 
@@ -71,7 +72,7 @@ struct Station {
     store: Store,
     publisher: Publisher,
     /// Sparkplug B mode: each verdict also goes to the edge node.
-    sparkplug: Option<crate::sparkplug::EdgeNode>,
+    sparkplug: Option<delivery::sparkplug::EdgeNode>,
     /// Verdicts of synthetic-line frames scored against their ground truth.
     score: crate::score::LiveScore,
     /// Multi-view stations: judged views go to the part assembler.
@@ -113,8 +114,12 @@ impl Station {
     }
 
     async fn reject(&self, camera: &str, origin: &Origin, bytes: &[u8], reason: &str) {
-        tracing::warn!(camera, source = %origin.name, reason, "frame rejected");
-        crate::metrics::rejected();
+        Event::FrameRejected {
+            camera,
+            source: &origin.name,
+            reason,
+        }
+        .emit();
         match self
             .store
             .record_ingest_error(
@@ -139,10 +144,13 @@ impl Station {
     }
 
     async fn handle_one(&self, arrival: Arrival) {
-        crate::metrics::frame_in(match &arrival {
-            Arrival::Frame { frame, .. } => &frame.camera_id,
-            Arrival::Rejected { camera_id, .. } => camera_id,
-        });
+        Event::FrameArrived {
+            camera: match &arrival {
+                Arrival::Frame { frame, .. } => &frame.camera_id,
+                Arrival::Rejected { camera_id, .. } => camera_id,
+            },
+        }
+        .emit();
         match arrival {
             Arrival::Rejected {
                 camera_id,
@@ -156,13 +164,7 @@ impl Station {
             Arrival::Frame { frame, origin } => {
                 let camera_id = frame.camera_id.clone();
                 match self.inspect(frame).await {
-                    Ok(v) => {
-                        // Every verdict is stored and published; the log
-                        // keeps it only at debug level (at 150 parts/s an info
-                        // line each cost 8% of throughput).
-                        tracing::debug!(verdict = %v.id, camera = %v.camera, part = ?v.part_id, decision = ?v.decision, findings = v.findings.len(), "verdict");
-                        self.finish(&camera_id, &origin);
-                    }
+                    Ok(_) => self.finish(&camera_id, &origin),
                     Err(e) => {
                         self.reject(&camera_id, &origin, &[], &format!("{e:#}"))
                             .await;
@@ -193,28 +195,33 @@ impl Station {
             frame.format = "png";
         }
         let queued_at = SystemTime::now();
-        crate::metrics::stage(crate::metrics::Stage::Queued, frame.captured_at);
+        let captured = frame.captured_at;
+        Event::FrameQueued { captured }.emit();
         let crop = Crop::of_roi(camera.roi, &frame.image);
         let standard = self.standard();
-        crate::metrics::in_engine(1);
         let judged = self
             .engine
             .judge(&frame, crop, standard.clone(), Some(camera.mm_per_px))
             .await;
-        crate::metrics::in_engine(-1);
-        let judged = judged?;
-        crate::metrics::stage(crate::metrics::Stage::Inference, frame.captured_at);
-        crate::health::inferred(frame.captured_at.elapsed().unwrap_or_default());
+        let judged = match judged {
+            Ok(judged) => judged,
+            Err(e) => {
+                Event::FrameFailed { captured }.emit();
+                return Err(e.into());
+            }
+        };
         let judgement = judged.judgement;
-        // The model did not get, or did not use, the whole standard.
-        crate::health::judged(
-            judgement.context_loss > 0.0
+        Event::FrameInferred {
+            captured,
+            // The model did not get, or did not use, the whole standard.
+            context_lost: judgement.context_loss > 0.0
                 || !judgement.closed
                 || judgement
                     .findings
                     .iter()
                     .any(|f| f.clause.is_some() && f.clause_text.is_none()),
-        );
+        }
+        .emit();
         let decided_at = SystemTime::now();
         let store = self.store.clone();
         let encoded = frame.encoded.clone();
@@ -231,8 +238,8 @@ impl Station {
             (Ok(image), _) => (image, None),
             (Err(e), encoded) => {
                 tracing::warn!(camera = %frame.camera_id, error = %e, "image not kept");
-                let image = crate::store::StoredImage {
-                    sha256: crate::store::image_sha256(&encoded),
+                let image = store::StoredImage {
+                    sha256: store::image_sha256(&encoded),
                     path: Default::default(),
                     bytes: encoded.len() as u64,
                 };
@@ -299,11 +306,17 @@ impl Station {
         self.store
             .commit_verdict(&v, &standard.text, &outbox)
             .await?;
-        crate::metrics::stage(crate::metrics::Stage::Decided, frame.captured_at);
-        crate::metrics::verdict(v.decision);
+        Event::VerdictCommitted {
+            id: &v.id,
+            camera: &v.camera,
+            decision: v.decision,
+            findings: v.findings.len(),
+            captured,
+        }
+        .emit();
         self.publisher.wake();
         if let Some(node) = &self.sparkplug {
-            node.send(crate::sparkplug::Update::Verdict(Box::new(v.clone())));
+            node.send(delivery::sparkplug::Update::Verdict(Box::new(v.clone())));
         }
         if let Some(truth) = &frame.truth {
             self.score.record(truth, &v.findings);
@@ -341,13 +354,13 @@ pub async fn run(cfg: StationConfig, shutdown: watch::Receiver<bool>) -> anyhow:
 
 /// Where the station's MQTT clients connect: the plant's broker, or the
 /// embedded one started here.
-fn broker_endpoint(cfg: &StationConfig) -> anyhow::Result<crate::link::Endpoint> {
-    let endpoint = crate::link::Endpoint::from_config(cfg)?;
+fn broker_endpoint(cfg: &StationConfig) -> anyhow::Result<delivery::link::Endpoint> {
+    let endpoint = delivery::link::Endpoint::from_config(cfg)?;
     match cfg.mqtt.broker {
         BrokerMode::External => Ok(endpoint),
         #[cfg(feature = "embedded-broker")]
         BrokerMode::Embedded => {
-            crate::broker::start(cfg.mqtt.embedded_listen, cfg.mqtt.protocol)?;
+            delivery::broker::start(cfg.mqtt.embedded_listen, cfg.mqtt.protocol)?;
             Ok(endpoint.local(cfg.mqtt.embedded_listen.port()))
         }
         #[cfg(not(feature = "embedded-broker"))]
@@ -359,18 +372,19 @@ fn broker_endpoint(cfg: &StationConfig) -> anyhow::Result<crate::link::Endpoint>
 
 /// Publishes the model and standard in use as info metrics.
 fn set_info(model: &record::ModelRef, standard: &Standard) {
-    crate::metrics::set_info(crate::metrics::Info {
+    Event::InUse(telemetry::metrics::Info {
         model_name: model.name.clone(),
         model_version: model.version.clone(),
         model_sha256: model.sha256.clone(),
         recipe: standard.recipe.clone(),
         standard_sha256: standard.sha256.clone(),
-    });
+    })
+    .emit();
 }
 
 /// The recipe and model the Sparkplug device announces.
-fn sparkplug_context(model: &record::ModelRef, standard: &Standard) -> crate::sparkplug::Update {
-    crate::sparkplug::Update::Context {
+fn sparkplug_context(model: &record::ModelRef, standard: &Standard) -> delivery::sparkplug::Update {
+    delivery::sparkplug::Update::Context {
         recipe: standard.recipe.clone(),
         standard_sha256: standard.sha256.clone(),
         model: format!("{} {}", model.name, model.version),
@@ -386,7 +400,7 @@ fn birth_status(cfg: &StationConfig, model: &record::ModelRef, standard: &Standa
         "recipe": standard.recipe,
         "standard_sha256": standard.sha256,
         "cameras": cfg.cameras.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
-        "health": crate::health::snapshot().map(|h| serde_json::json!({
+        "health": telemetry::health::snapshot().map(|h| serde_json::json!({
             "state": h.state,
             "alerting": h.alerting,
             "reloads": h.reloads,
@@ -493,16 +507,21 @@ pub async fn serve(
     let (sparkplug, sparkplug_task) = match &cfg.mqtt.sparkplug {
         Some(spb) => {
             let context = sparkplug_context(&handle.model(), &standard);
-            let (node, task) =
-                crate::sparkplug::EdgeNode::start(&cfg, spb, &endpoint, context, publisher_stop)?;
+            let (node, task) = delivery::sparkplug::EdgeNode::start(
+                &cfg,
+                spb,
+                &endpoint,
+                context,
+                publisher_stop,
+            )?;
             (Some(node), Some(task))
         }
         None => (None, None),
     };
     tokio::spawn(report_cameras(links.events, publisher.clone()));
-    tokio::spawn(crate::retention::run(
+    tokio::spawn(store::retention::run(
         store.clone(),
-        crate::retention::Policy::from_config(&cfg.storage),
+        store::retention::Policy::from_config(&cfg.storage),
         cfg.storage.sweep_every,
         shutdown.clone(),
     ));
@@ -561,7 +580,10 @@ pub async fn serve(
     });
     let monitor = crate::health::monitor::Monitor::new(ctx.clone(), ctx.golden_now.clone());
     let monitor_task = tokio::spawn(monitor.run(shutdown.clone()));
-    tokio::spawn(crate::gpu::poll(Duration::from_secs(5), shutdown.clone()));
+    tokio::spawn(telemetry::gpu::poll(
+        Duration::from_secs(5),
+        shutdown.clone(),
+    ));
     tokio::spawn(crate::systemd::feed_watchdog(
         ctx.progress.clone(),
         shutdown.clone(),

@@ -1,10 +1,8 @@
-//! Operator review: accounts and sessions, the queries behind the review UI
-//! and API, and the UI itself (served by the appliance's HTTP server).
+//! Operator review: the UI and its API (served by the appliance's HTTP
+//! server), the panel and the charts. What they read and write is in the
+//! `store` crate (`store::reviews`, `store::accounts`, `store::charts`).
 
-pub mod accounts;
 pub mod charts;
-pub mod export;
 pub mod html;
 pub mod panel;
-pub mod queries;
 pub mod web;

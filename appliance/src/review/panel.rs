@@ -5,9 +5,9 @@
 //! internet access.
 
 use super::html::esc;
-use crate::health::history::{self, Event, Sample};
-use crate::health::{FigureName, Snapshot, Standing};
-use crate::store::Store;
+use store::health_history::{self, Event, Sample};
+use store::Store;
+use telemetry::health::{FigureName, Snapshot, Standing};
 
 const W: f64 = 760.0;
 const H: f64 = 220.0;
@@ -29,9 +29,9 @@ pub struct Panel {
 pub async fn load(store: &Store, hours: i64) -> Result<Panel, sqlx::Error> {
     let since = record::time::format(chrono::Utc::now() - chrono::Duration::hours(hours));
     Ok(Panel {
-        snapshot: crate::health::snapshot(),
-        samples: history::samples(store, &since).await?,
-        events: history::events(store, 50).await?,
+        snapshot: telemetry::health::snapshot(),
+        samples: health_history::samples(store, &since).await?,
+        events: health_history::events(store, 50).await?,
     })
 }
 

@@ -19,10 +19,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::accounts::{AccountError, Accounts, Role, User, SESSION_LIFETIME};
 use super::html::esc;
-use super::queries::{self, Corrections, Filter, ListRow, Missed, NewReview, QueryError};
-use crate::store::Store;
+use store::accounts::{AccountError, Accounts, Role, User, SESSION_LIFETIME};
+use store::reviews::{self, Corrections, Filter, ListRow, Missed, NewReview, QueryError};
+use store::Store;
 
 const COOKIE: &str = "session";
 
@@ -255,7 +255,7 @@ fn query_error(e: QueryError) -> Response {
 const LOGIN_COOKIE: &str = "login_csrf";
 
 fn login_response(status: StatusCode, error: &str) -> Response {
-    let token = super::accounts::random_token();
+    let token = store::accounts::random_token();
     let err = if error.is_empty() {
         String::new()
     } else {
@@ -377,7 +377,7 @@ async fn list_page(
     PageCaller(who): PageCaller,
     Query(f): Query<Filter>,
 ) -> Response {
-    let page_rows = match queries::list(&web.store, &f).await {
+    let page_rows = match reviews::list(&web.store, &f).await {
         Ok(p) => p,
         Err(QueryError::Invalid(m)) => {
             return (
@@ -392,7 +392,7 @@ async fn list_page(
         }
         Err(e) => return query_error(e),
     };
-    let inbox = match queries::inbox(&web.store, 20).await {
+    let inbox = match reviews::inbox(&web.store, 20).await {
         Ok(i) => i,
         Err(e) => return query_error(e),
     };
@@ -491,7 +491,7 @@ async fn verdict_page(
     PageCaller(who): PageCaller,
     Path(id): Path<String>,
 ) -> Response {
-    let d = match queries::detail(&web.store, &id).await {
+    let d = match reviews::detail(&web.store, &id).await {
         Ok(d) => d,
         Err(e) => return query_error(e),
     };
@@ -656,7 +656,7 @@ async fn charts_page(
     Query(w): Query<Window>,
 ) -> Response {
     let hours = w.hours.clamp(1, 24 * 14);
-    let c = match super::charts::load(&web.store, hours).await {
+    let c = match store::charts::load(&web.store, hours).await {
         Ok(c) => c,
         Err(e) => return server_error(e),
     };
@@ -687,9 +687,9 @@ async fn panel_page(
 
 /// The health figures now and the latest self-healing events.
 async fn api_health(State(web): State<Web>, ApiCaller(_who): ApiCaller) -> Response {
-    match crate::health::history::events(&web.store, 50).await {
+    match store::health_history::events(&web.store, 50).await {
         Ok(events) => Json(serde_json::json!({
-            "health": crate::health::snapshot(),
+            "health": telemetry::health::snapshot(),
             "events": events,
         }))
         .into_response(),
@@ -698,10 +698,10 @@ async fn api_health(State(web): State<Web>, ApiCaller(_who): ApiCaller) -> Respo
 }
 
 /// A fresh export folder under the data folder.
-async fn export_now(web: &Web) -> Result<super::export::Exported, crate::store::StoreError> {
+async fn export_now(web: &Web) -> Result<store::export::Exported, store::StoreError> {
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
     let out = web.store.data_dir().join("exports").join(stamp);
-    super::export::export(&web.store, &out, "").await
+    store::export::export(&web.store, &out, "").await
 }
 
 async fn export_form(
@@ -801,7 +801,7 @@ async fn review_form(
         Ok(r) => r,
         Err(m) => return (StatusCode::BAD_REQUEST, m).into_response(),
     };
-    match queries::review(&web.store, &id, &who.user, &review).await {
+    match reviews::review(&web.store, &id, &who.user, &review).await {
         Ok(_) => Redirect::to(&format!("/verdicts/{id}")).into_response(),
         Err(e) => query_error(e),
     }
@@ -870,7 +870,7 @@ async fn api_list(
     ApiCaller(_who): ApiCaller,
     Query(f): Query<Filter>,
 ) -> Response {
-    match queries::list(&web.store, &f).await {
+    match reviews::list(&web.store, &f).await {
         Ok(p) => Json(p).into_response(),
         Err(e) => api_error(e),
     }
@@ -881,7 +881,7 @@ async fn api_get(
     ApiCaller(_who): ApiCaller,
     Path(id): Path<String>,
 ) -> Response {
-    match queries::detail(&web.store, &id).await {
+    match reviews::detail(&web.store, &id).await {
         Ok(d) => Json(d).into_response(),
         Err(e) => api_error(e),
     }
@@ -907,7 +907,7 @@ async fn api_review(
                 .into_response()
         }
     };
-    match queries::review(&web.store, &id, &who.user, &review).await {
+    match reviews::review(&web.store, &id, &who.user, &review).await {
         Ok(r) => (StatusCode::CREATED, Json(r)).into_response(),
         Err(e) => api_error(e),
     }

@@ -5,12 +5,13 @@
 //! `*_seconds`, `*_bytes`); labels are bounded (stage, decision, configured
 //! camera ids, the current model and recipe).
 //!
-//! One station runs per process, so the registry is process-wide.
+//! One station runs per process, so the registry is process-wide. It is
+//! written only through [`crate::Event`]s; reading is open to all.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// A histogram with fixed bucket bounds.
 pub struct Histogram {
@@ -105,6 +106,9 @@ pub struct Registry {
     mqtt_connected: AtomicBool,
     info: Mutex<Option<Info>>,
     reloads: AtomicU64,
+    batches: AtomicU64,
+    batched_frames: AtomicU64,
+    busy_nanos: AtomicU64,
 }
 
 fn registry() -> &'static Registry {
@@ -124,11 +128,14 @@ fn registry() -> &'static Registry {
         mqtt_connected: AtomicBool::new(false),
         info: Mutex::new(None),
         reloads: AtomicU64::new(0),
+        batches: AtomicU64::new(0),
+        batched_frames: AtomicU64::new(0),
+        busy_nanos: AtomicU64::new(0),
     })
 }
 
 /// Records that a frame captured at `captured` reached `stage` now.
-pub fn stage(stage: Stage, captured: SystemTime) {
+pub(crate) fn stage(stage: Stage, captured: SystemTime) {
     let s = SystemTime::now()
         .duration_since(captured)
         .unwrap_or_default()
@@ -137,20 +144,43 @@ pub fn stage(stage: Stage, captured: SystemTime) {
 }
 
 /// A frame entered (+1) or left (-1) the engine's queue.
-pub fn in_engine(delta: i64) {
+pub(crate) fn in_engine(delta: i64) {
     registry().in_engine.fetch_add(delta, Ordering::Relaxed);
 }
 
-pub fn batch(frames: usize) {
-    registry().batch.observe(frames as f64);
+pub(crate) fn batch(frames: usize, busy: Duration) {
+    let r = registry();
+    r.batch.observe(frames as f64);
+    r.batches.fetch_add(1, Ordering::Relaxed);
+    r.batched_frames.fetch_add(frames as u64, Ordering::Relaxed);
+    r.busy_nanos
+        .fetch_add(busy.as_nanos() as u64, Ordering::Relaxed);
 }
 
-pub fn verdict(decision: fusion::Decision) {
+/// What the engine has done so far in this process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineCounts {
+    pub batches: u64,
+    pub frames: u64,
+    /// Time spent inside the engine.
+    pub busy: Duration,
+}
+
+pub fn engine() -> EngineCounts {
+    let r = registry();
+    EngineCounts {
+        batches: r.batches.load(Ordering::Relaxed),
+        frames: r.batched_frames.load(Ordering::Relaxed),
+        busy: Duration::from_nanos(r.busy_nanos.load(Ordering::Relaxed)),
+    }
+}
+
+pub(crate) fn verdict(decision: record::Decision) {
     registry().verdicts[decision.plc_code() as usize].fetch_add(1, Ordering::Relaxed);
 }
 
 /// A frame (or an unreadable file) from `camera` reached the pipeline.
-pub fn frame_in(camera: &str) {
+pub(crate) fn frame_in(camera: &str) {
     let mut f = registry().frames.lock().expect("frames lock");
     match f.get_mut(camera) {
         Some(n) => *n += 1,
@@ -161,11 +191,11 @@ pub fn frame_in(camera: &str) {
 }
 
 /// A frame or file could not be judged (stored as an ingest error).
-pub fn rejected() {
+pub(crate) fn rejected() {
     registry().rejected.fetch_add(1, Ordering::Relaxed);
 }
 
-pub fn mqtt_connected(up: bool) {
+pub(crate) fn mqtt_connected(up: bool) {
     registry().mqtt_connected.store(up, Ordering::Relaxed);
 }
 
@@ -174,7 +204,7 @@ pub fn is_mqtt_connected() -> bool {
 }
 
 /// The model and standard now in use.
-pub fn set_info(info: Info) {
+pub(crate) fn set_info(info: Info) {
     *registry().info.lock().expect("info lock") = Some(info);
 }
 
@@ -232,7 +262,7 @@ pub fn render(
         "histogram",
         "Frames per inference batch.",
     );
-    let w = crate::worker::counts();
+    let w = engine();
     r.batch.render(&mut out, "appliance_batch_size", "");
     head(
         &mut out,
@@ -240,7 +270,7 @@ pub fn render(
         "counter",
         "Verdicts decided, by decision.",
     );
-    for (i, d) in fusion::Decision::ALL.iter().enumerate() {
+    for (i, d) in record::Decision::ALL.iter().enumerate() {
         let _ = writeln!(
             out,
             "appliance_verdicts_total{{decision=\"{d}\"}} {}",
@@ -489,7 +519,7 @@ fn render_health(out: &mut String) {
         "gauge",
         "Self-healing state: 1 for the current one of healthy, alert, escalated.",
     );
-    for mode in crate::health::healer::Mode::ALL {
+    for mode in crate::health::Mode::ALL {
         let _ = writeln!(
             out,
             "appliance_health_state{{state=\"{}\"}} {}",
@@ -511,7 +541,7 @@ fn render_health(out: &mut String) {
 }
 
 /// Self-healing started a model reload.
-pub fn reload_started() {
+pub(crate) fn reload_started() {
     registry().reloads.fetch_add(1, Ordering::Relaxed);
 }
 

@@ -6,6 +6,20 @@
 //! A verdict and its outbox rows are committed in one transaction before
 //! anything is published, so a crash can lose no verdict: what is committed
 //! is eventually published, in order.
+//!
+//! Every SQL statement of the appliance lives in this crate, one module per
+//! kind of record: this file (verdicts, parts, images, ingest errors, the
+//! outbox), [`reviews`] (the review list and corrections), [`accounts`]
+//! (users, sessions, API tokens), [`retention`] (image clean-up),
+//! [`health_history`] (the panel's samples and events), [`charts`] and
+//! [`export`] (reviewed verdicts as training data).
+
+pub mod accounts;
+pub mod charts;
+pub mod export;
+pub mod health_history;
+pub mod retention;
+pub mod reviews;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -58,6 +72,8 @@ pub struct OutboxRow {
     pub verdict_id: String,
     pub topic: String,
     pub payload: String,
+    /// When the verdict's frame was captured; `None` for a part's rows.
+    pub captured_at: Option<String>,
 }
 
 /// The database behind a store. Both run the same queries; the migrations
@@ -286,7 +302,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let class = match v.decision {
-            fusion::Decision::Pass => "pass",
+            record::Decision::Pass => "pass",
             _ => "keep",
         };
         // An image not kept (disk full) still gets its row, already marked
@@ -426,8 +442,10 @@ impl Store {
     /// Unpublished outbox rows after `after_seq`, oldest first.
     pub async fn pending(&self, after_seq: i64, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, verdict_id, topic, payload FROM outbox
-             WHERE published_at IS NULL AND station = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            "SELECT o.seq, o.verdict_id, o.topic, o.payload, v.captured_at
+               FROM outbox o LEFT JOIN verdicts v ON v.id = o.verdict_id
+              WHERE o.published_at IS NULL AND o.station = $1 AND o.seq > $2
+              ORDER BY o.seq LIMIT $3",
         )
         .bind(&self.station)
         .bind(after_seq)
@@ -441,6 +459,7 @@ impl Store {
                 verdict_id: r.get(1),
                 topic: r.get(2),
                 payload: r.get(3),
+                captured_at: r.get(4),
             })
             .collect())
     }

@@ -16,7 +16,7 @@ use argon2::Argon2;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::store::{Store, StoreError};
+use crate::{Store, StoreError};
 
 /// What a person (or a token) may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::accounts::User;
-use crate::store::{Store, StoreError};
+use crate::accounts::User;
+use crate::{Store, StoreError};
 
 /// Filters of the verdict list (all optional; empty strings are ignored).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

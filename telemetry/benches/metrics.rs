@@ -5,30 +5,40 @@
 //! a full latency window. Compare the per-frame figure with the pipeline's
 //! time per part (`appliance bench`).
 //!
-//! `cargo bench -p appliance --bench metrics`
+//! `cargo bench -p telemetry --bench metrics`
 
 use std::time::{Duration, SystemTime};
 
-use appliance::health;
-use appliance::metrics::{self, Stage};
 use criterion::{criterion_group, criterion_main, Criterion};
+use record::Decision;
+use telemetry::{health, metrics, Event};
 
 fn per_frame(c: &mut Criterion) {
     let captured = SystemTime::now() - Duration::from_millis(40);
     c.bench_function("metrics: all recording for one frame", |b| {
         b.iter(|| {
-            metrics::frame_in("top");
-            metrics::stage(Stage::Queued, captured);
-            metrics::in_engine(1);
-            metrics::in_engine(-1);
-            metrics::stage(Stage::Inference, captured);
-            metrics::stage(Stage::Decided, captured);
-            metrics::verdict(fusion::Decision::Pass);
-            metrics::stage(Stage::Published, captured);
-            metrics::batch(8);
-            health::inferred(Duration::from_millis(30));
-            health::judged(false);
-            health::published(Duration::from_millis(40));
+            Event::FrameArrived { camera: "top" }.emit();
+            Event::FrameQueued { captured }.emit();
+            Event::FrameInferred {
+                captured,
+                context_lost: false,
+            }
+            .emit();
+            Event::VerdictCommitted {
+                id: "0193",
+                camera: "top",
+                decision: Decision::Pass,
+                findings: 0,
+                captured,
+            }
+            .emit();
+            Event::VerdictPublished { captured }.emit();
+            // One eighth of a batch of eight.
+            Event::BatchRun {
+                frames: 8,
+                busy: Duration::from_millis(80),
+            }
+            .emit();
         })
     });
     let cameras: Vec<vision::sources::health::HealthSnapshot> = Vec::new();

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sqlx::Row;
 
-use super::queries::Corrections;
-use crate::store::{Store, StoreError};
+use crate::reviews::Corrections;
+use crate::{Store, StoreError};
 
 /// What an export wrote.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::store::Store;
+use crate::Store;
 
 /// One history row.
 #[derive(Debug, Clone, Serialize, Default)]
@@ -37,7 +37,11 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(kind: &str, figure: Option<&super::Figure>, detail: impl Into<String>) -> Self {
+    pub fn new(
+        kind: &str,
+        figure: Option<&telemetry::health::Figure>,
+        detail: impl Into<String>,
+    ) -> Self {
         Event {
             at: record::time::now(),
             kind: kind.into(),

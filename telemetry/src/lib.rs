@@ -1,0 +1,20 @@
+//! What the station measures about itself, kept apart from what it does.
+//!
+//! - [`Event`]: the one way in. The pipeline, the worker, the delivery and
+//!   the monitor say what happened; each event writes its metric, its health
+//!   sample and its log line here.
+//! - [`metrics`]: the process-wide registry in atomics, rendered as the
+//!   Prometheus text exposition at scrape time.
+//! - [`health`]: the samples behind the three health figures of the product
+//!   promise, the figures computed from them and the latest snapshot.
+//! - [`gpu`]: GPU utilisation and memory, read in the background.
+//!
+//! This crate sits low in the workspace: it knows the verdict record and the
+//! configuration, never the store, the broker or the pipeline.
+
+mod events;
+pub mod gpu;
+pub mod health;
+pub mod metrics;
+
+pub use events::Event;
