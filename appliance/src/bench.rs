@@ -21,10 +21,10 @@ use anyhow::Context;
 use firmware_config::{Camera, CameraSource, StationConfig};
 use fusion::{Request, Standard};
 use serde::Serialize;
+use synth::SynthLine;
 use tokio::sync::{mpsc, watch};
 use vision::preprocess::{self, Crop};
 use vision::sources::{Arrival, Origin};
-use vision::synth::SynthLine;
 use vision::Frame;
 
 use crate::pipeline;

@@ -15,7 +15,7 @@ use std::time::Instant;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::review::web::{router, Web};
+use review_web::{router, Web};
 use store::accounts::{add_user, Accounts, Role};
 use store::Store;
 

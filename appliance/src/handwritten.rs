@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context};
 use serde::Deserialize;
-use vision::synth::dataset::SourcedStandard;
-use vision::synth::{DefectKind, Language, Rule, SynthClause, WrittenStandard};
+use synth::dataset::SourcedStandard;
+use synth::{DefectKind, Language, Rule, SynthClause, WrittenStandard};
 
 /// A sidecar file: the truth of each clause.
 #[derive(Debug, Deserialize)]

@@ -2,7 +2,7 @@
 //! same JSON as the MQTT `cmd/trigger` payload and the same reply), camera
 //! health (`GET /api/v1/cameras`) and the MQTT backlog (`GET
 //! /api/v1/outbox`), Prometheus metrics (`/metrics`), health (`/healthz`,
-//! `/readyz`), and the review UI and its API (`crate::review::web`).
+//! `/readyz`), and the review UI and its API (`review_web`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -115,7 +115,7 @@ pub async fn start(
     latency_budget: std::time::Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let review = crate::review::web::router(crate::review::web::Web {
+    let review = review_web::router(review_web::Web {
         accounts: store::accounts::Accounts::new(store.clone()),
         store: store.clone(),
         secure_cookies,

@@ -16,7 +16,6 @@ pub mod inspect;
 pub mod parts;
 pub mod pipeline;
 pub mod reconfigure;
-pub mod review;
 pub mod score;
 pub mod standards;
 pub mod systemd;

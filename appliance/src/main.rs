@@ -515,7 +515,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             wording,
             standards_from,
         } => {
-            use vision::synth::{dataset, Language, Phrasings, Wording};
+            use synth::{dataset, Language, Phrasings, Wording};
             if let Some(dir) = standards_from {
                 let standards = appliance::handwritten::sourced(&dir)?;
                 let (manifest, left_out) =
@@ -559,7 +559,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             per_class,
             seed,
         } => {
-            use vision::synth::plant;
+            use synth::plant;
             plant::write_plant_folders(&out, per_class, seed)
                 .with_context(|| format!("writing the new line to {}", out.display()))?;
             let manifest = plant::write_plant_manifest(&heldout, per_class, seed + 1)

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use vision::synth::DrawnDefect;
+use synth::DrawnDefect;
 
 use record::Finding;
 

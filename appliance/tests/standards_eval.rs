@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use fusion::{Reading, Rule, Standard, Vocabulary};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use vision::synth::defects::sample_size_mm;
-use vision::synth::{
+use synth::defects::sample_size_mm;
+use synth::{
     wording, DefectKind, DrawnDefect, Language, Phrasings, SynthClause, SynthLine, Wording,
     WrittenStandard,
 };
@@ -49,7 +49,7 @@ fn drawn(rng: &mut StdRng) -> Vec<DrawnDefect> {
 
 /// True when `r` reads `truth` as it was written (as `appliance eval` scores it).
 fn read_right(truth: &SynthClause, r: &Reading) -> bool {
-    use vision::synth::Rule as T;
+    use synth::Rule as T;
     match truth.kind {
         None => r.rule == Rule::Other,
         Some(kind) => {
@@ -228,7 +228,7 @@ fn reference_engine() -> fusion::Engine {
 /// standards in held-out wording and the hand-written QA documents.
 #[test]
 fn the_reference_model_judges_unseen_wording_as_its_package_records() {
-    use vision::synth::dataset::{write_dataset_judged_by, write_dataset_worded, DatasetSpec};
+    use synth::dataset::{write_dataset_judged_by, write_dataset_worded, DatasetSpec};
     let mut engine = reference_engine();
 
     let v2 = tempfile::tempdir().unwrap();

@@ -14,9 +14,9 @@ use fusion::decoding::Sequence;
 use fusion::{Engine, EngineSettings, ModelPackage, Request, Standard};
 use ort::session::Session;
 use ort::value::Tensor;
+use synth::SynthLine;
 use vision::preprocess::{self, Crop};
 use vision::runtime::{self, SessionSettings};
-use vision::synth::SynthLine;
 
 const STANDARD: &str = "Inspection standard for machined housings.\n\
 1. No cracks are permitted.\n\

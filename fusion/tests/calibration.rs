@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use firmware_config::Precision;
 use fusion::{Decision, Engine, EngineSettings, ModelPackage, Standard};
+use synth::{DefectKind, SynthLine, MM_PER_PX};
 use vision::preprocess::{self, Crop};
-use vision::synth::{DefectKind, SynthLine, MM_PER_PX};
 
 /// Share of parts rejected once their scratches are over the limit (0.94
 /// measured). The model's size judgement is learned, so a bar, not every part.

@@ -16,9 +16,9 @@ use fusion::decoding::Sequence;
 use fusion::grammar::{Grammar, Token};
 use fusion::{Engine, EngineSettings, ModelPackage, Request, Standard};
 use serde::Deserialize;
+use synth::dataset::{write_dataset, DatasetSpec};
+use synth::{Language, Phrasings};
 use vision::preprocess::{self, Crop};
-use vision::synth::dataset::{write_dataset, DatasetSpec};
-use vision::synth::{Language, Phrasings};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

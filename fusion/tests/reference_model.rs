@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use firmware_config::Precision;
 use fusion::{Decision, Engine, EngineSettings, ModelPackage, Standard, StandardForm};
 use serde::Deserialize;
+use synth::dataset::{write_dataset, DatasetSpec};
+use synth::{Language, Phrasings};
 use vision::preprocess::{self, Crop};
-use vision::synth::dataset::{write_dataset, DatasetSpec};
-use vision::synth::{Language, Phrasings};
 
 /// How far below its reported decision accuracy the model may score on a
 /// fresh 120-part set before this test calls it a regression. The set holds

@@ -1,6 +1,6 @@
 """Reads what `appliance synth` writes (images/ + manifest.jsonl) into tensors.
 
-The manifest layout is owned by `vision/src/synth/dataset.rs`; this is its
+The manifest layout is owned by `synth/src/dataset.rs`; this is its
 only reader on the Python side.
 """
 import json
@@ -11,7 +11,7 @@ from PIL import Image
 
 KINDS = ["scratch", "crack", "dent", "stain", "hole", "contamination"]
 # How the standards name each kind; mirrors DefectKind::plural and
-# standard::chinese_name in vision/src/synth.
+# standard::chinese_name in synth/src.
 NAMES = {
     "scratch": ["scratch", "scratches", "划痕"],
     "crack": ["crack", "cracks", "裂纹"],

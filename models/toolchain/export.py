@@ -227,7 +227,7 @@ def write_manifest(out, cfg, ckpt, run, data_command, identity=REFERENCE, proven
         "# training wording (one line per governed defect) and maps citations back.",
         'standard = "compiled"',
         "# The smallest size limit the training standards wrote (LIMITS_MM in",
-        "# vision/src/synth/standard.rs): finer limits are compiled as bans.",
+        "# synth/src/standard.rs): finer limits are compiled as bans.",
         "min_limit_mm = 1.0",
     ] if standard_form == "compiled" else []) + [
         "",

@@ -464,6 +464,18 @@ impl Store {
             .collect())
     }
 
+    /// Where the kept picture with content address `sha256` lies; `None`
+    /// when no such picture is kept (never stored, not kept, or deleted by
+    /// retention).
+    pub async fn image_file(&self, sha256: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT path FROM images WHERE sha256 = $1 AND deleted_at IS NULL AND path <> ''",
+        )
+        .bind(sha256)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// Messages waiting for the broker: how many, and since when.
     pub async fn backlog(&self) -> Result<Backlog, StoreError> {
         let (pending, oldest): (i64, Option<String>) = sqlx::query_as(

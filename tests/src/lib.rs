@@ -217,18 +217,18 @@ pub async fn subscribe_durably(
     rx
 }
 
-/// Every kind banned, clause number = position in `vision::synth::DefectKind::ALL` + 1.
+/// Every kind banned, clause number = position in `synth::DefectKind::ALL` + 1.
 pub fn banning_standard() -> String {
     let mut text = String::from("Inspection standard for machined housings.");
-    for (i, k) in vision::synth::DefectKind::ALL.iter().enumerate() {
+    for (i, k) in synth::DefectKind::ALL.iter().enumerate() {
         text.push_str(&format!("\n{}. No {} are permitted.", i + 1, k.plural()));
     }
     text
 }
 
 /// The first clean part and the first part with one clearly visible defect.
-pub fn pick_parts() -> (vision::synth::SynthPart, vision::synth::SynthPart) {
-    let mut line = vision::synth::SynthLine::new(20_261_128);
+pub fn pick_parts() -> (synth::SynthPart, synth::SynthPart) {
+    let mut line = synth::SynthLine::new(20_261_128);
     let (mut clean, mut defective) = (None, None);
     while clean.is_none() || defective.is_none() {
         let p = line.next_part();
@@ -248,7 +248,7 @@ pub fn drop_file(dir: &std::path::Path, name: &str, bytes: &[u8]) {
     std::fs::rename(tmp, dir.join(name)).unwrap();
 }
 
-pub fn png(part: &vision::synth::SynthPart) -> Vec<u8> {
+pub fn png(part: &synth::SynthPart) -> Vec<u8> {
     let mut out = Vec::new();
     part.image
         .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
@@ -409,7 +409,7 @@ pub fn feed_frames(
 
 /// `n` distinct parts of the synthetic line (seeded), as PNG files.
 fn synthetic_pngs(seed: u64, n: usize) -> Vec<Vec<u8>> {
-    let mut line = vision::synth::SynthLine::new(seed);
+    let mut line = synth::SynthLine::new(seed);
     (0..n)
         .map(|_| vision::decode::encode_png(&line.next_part().image))
         .collect()

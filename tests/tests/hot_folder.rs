@@ -11,10 +11,10 @@ use e2e::{
     Broker,
 };
 use sqlx::Row;
-use vision::synth::DefectKind;
+use synth::DefectKind;
 
 /// The part as a JPEG of its full size (a camera's file).
-fn jpeg(part: &vision::synth::SynthPart) -> Vec<u8> {
+fn jpeg(part: &synth::SynthPart) -> Vec<u8> {
     let mut bytes = Vec::new();
     part.image
         .write_to(

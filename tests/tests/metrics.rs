@@ -102,7 +102,7 @@ bind = "127.0.0.1:{port}"
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let service = tokio::spawn(appliance::pipeline::run(cfg, stop_rx));
-    let mut line = vision::synth::SynthLine::new(99);
+    let mut line = synth::SynthLine::new(99);
     for i in 0..PARTS {
         drop_file(
             &incoming,

@@ -97,7 +97,7 @@ async fn sighup_applies_a_good_configuration_and_refuses_bad_ones() {
         }
     }
     let dropper = std::thread::spawn(move || {
-        let mut line = vision::synth::SynthLine::new(31);
+        let mut line = synth::SynthLine::new(31);
         for i in 0..PARTS {
             drop_file(
                 &incoming,

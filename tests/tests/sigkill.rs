@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e::{drop_file, repo, start_service, subscribe_durably, Broker};
-use vision::synth::SynthLine;
+use synth::SynthLine;
 
 const PARTS: usize = 400;
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use e2e::{drop_file, repo, start_service, subscribe, Broker};
 use serde_json::Value;
-use vision::synth::SynthLine;
+use synth::SynthLine;
 
 const PARTS: usize = 300;
 

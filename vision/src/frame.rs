@@ -27,5 +27,5 @@ pub struct Frame {
     pub format: &'static str,
     /// Ground truth, for frames from the synthetic line: every defect drawn
     /// on the part (so demos and soak runs can score verdicts live).
-    pub truth: Option<Arc<Vec<crate::synth::DrawnDefect>>>,
+    pub truth: Option<Arc<Vec<synth::DrawnDefect>>>,
 }

@@ -12,7 +12,7 @@ use tokio::sync::mpsc::Sender;
 use super::health::CameraHealth;
 use super::{Arrival, Origin};
 use crate::frame::Frame;
-use crate::synth::SynthLine;
+use synth::SynthLine;
 
 /// Settings of one synthetic camera.
 #[derive(Clone, Debug)]

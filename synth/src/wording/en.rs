@@ -15,8 +15,8 @@ use rand::rngs::StdRng;
 use rand::Rng;
 
 use super::{limit_text, uncapitalise, Lexicon, Split};
-use crate::synth::defects::DefectKind;
-use crate::synth::standard::{capitalise, Phrasings, Rule};
+use crate::defects::DefectKind;
+use crate::standard::{capitalise, Phrasings, Rule};
 
 const SUBJECTS: Split = Split {
     name: "en subjects",

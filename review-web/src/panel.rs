@@ -4,7 +4,7 @@
 //! the server as SVG like the other charts, so it works on a line PC with no
 //! internet access.
 
-use super::html::esc;
+use crate::html::esc;
 use store::health_history::{self, Event, Sample};
 use store::Store;
 use telemetry::health::{FigureName, Snapshot, Standing};
@@ -26,7 +26,7 @@ pub struct Panel {
 }
 
 /// The last `hours` of history and the latest 50 events.
-pub async fn load(store: &Store, hours: i64) -> Result<Panel, sqlx::Error> {
+pub async fn load(store: &Store, hours: i64) -> Result<Panel, store::StoreError> {
     let since = record::time::format(chrono::Utc::now() - chrono::Duration::hours(hours));
     Ok(Panel {
         snapshot: telemetry::health::snapshot(),

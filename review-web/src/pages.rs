@@ -1,201 +1,19 @@
-//! The review UI and its JSON API, served by the appliance: server-rendered
-//! HTML that works on a shop-floor touch screen and a desktop browser
-//! without a front-end build, and the same data as JSON for the MES.
-//!
-//! Security: every page but the login needs a session (cookie `session`,
-//! HttpOnly, SameSite=Strict, Secure when `http.secure_cookies`) or an API
-//! token (`Authorization: Bearer …`). Every form and every cookie-authorised
-//! API write must echo the session's CSRF token. Reviews need the operator
-//! role. Images are served by sha256 looked up in the database, never by a
-//! path from the request.
+//! The review pages: the verdict list with its filters and inbox, one
+//! verdict with its picture, findings, standard and review form, the charts,
+//! the monitoring panel, the export form and the pictures themselves.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Form, FromRequestParts, Path, Query, State};
-use axum::http::request::Parts;
+use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::html::esc;
-use store::accounts::{AccountError, Accounts, Role, User, SESSION_LIFETIME};
+use crate::api::export_now;
+use crate::auth::{caller, form_refusal, CsrfForm, PageCaller};
+use crate::html::esc;
+use crate::respond::{page, query_error, server_error};
+use crate::Web;
+use store::accounts::Role;
 use store::reviews::{self, Corrections, Filter, ListRow, Missed, NewReview, QueryError};
-use store::Store;
-
-const COOKIE: &str = "session";
-
-#[derive(Clone)]
-pub struct Web {
-    pub accounts: Accounts,
-    pub store: Store,
-    /// Mark the session cookie `Secure` (the UI is reached over HTTPS).
-    pub secure_cookies: bool,
-    /// The response-time budget drawn on the latency chart.
-    pub latency_budget: std::time::Duration,
-}
-
-/// The review routes, to be merged into the appliance's HTTP server.
-pub fn router(web: Web) -> Router {
-    Router::new()
-        .route("/", get(list_page))
-        .route("/login", get(login_page).post(login))
-        .route("/logout", post(logout))
-        .route("/verdicts/{id}", get(verdict_page))
-        .route("/verdicts/{id}/review", post(review_form))
-        .route("/images/{sha}", get(image))
-        .route("/api/v1/verdicts", get(api_list))
-        .route("/api/v1/verdicts/{id}", get(api_get))
-        .route("/api/v1/verdicts/{id}/reviews", post(api_review))
-        .route("/charts", get(charts_page))
-        .route("/panel", get(panel_page))
-        .route("/api/v1/health", get(api_health))
-        .route("/export", post(export_form))
-        .route("/api/v1/export", post(api_export))
-        .with_state(web)
-}
-
-/// Who is asking: a session (with its CSRF token) or an API token.
-struct Caller {
-    user: User,
-    /// `None` for API tokens (no cookie, so no cross-site forgery).
-    csrf: Option<String>,
-}
-
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-}
-
-async fn caller(web: &Web, headers: &HeaderMap) -> Result<Option<Caller>, AccountError> {
-    if let Some(token) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    {
-        return Ok(web
-            .accounts
-            .token(token.trim())
-            .await?
-            .map(|user| Caller { user, csrf: None }));
-    }
-    let Some(token) = cookie(headers, COOKIE) else {
-        return Ok(None);
-    };
-    Ok(web
-        .accounts
-        .session(&token)
-        .await?
-        .map(|(user, csrf)| Caller {
-            user,
-            csrf: Some(csrf),
-        }))
-}
-
-/// A signed-in caller of a page; an anonymous one is sent to sign in.
-struct PageCaller(Caller);
-
-impl FromRequestParts<Web> for PageCaller {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Self, Response> {
-        match caller(web, &parts.headers).await {
-            Ok(Some(c)) => Ok(PageCaller(c)),
-            Ok(None) => Err(unauthorised_page()),
-            Err(e) => Err(server_error(e)),
-        }
-    }
-}
-
-/// A signed-in caller of the JSON API; an anonymous one gets 401.
-struct ApiCaller(Caller);
-
-impl FromRequestParts<Web> for ApiCaller {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Self, Response> {
-        match caller(web, &parts.headers).await {
-            Ok(Some(c)) => Ok(ApiCaller(c)),
-            Ok(None) => Err(api_unauthorised()),
-            Err(e) => Err(server_error(e)),
-        }
-    }
-}
-
-/// Why a page form that changes something is refused, if it is: it needs
-/// the session's CSRF token echoed in `csrf` and at least `role` (`what`
-/// names the action in the refusal).
-fn form_refusal(who: &Caller, csrf: &str, role: Role, what: &str) -> Option<Response> {
-    if !who.csrf.as_deref().is_some_and(|c| same(c, csrf)) {
-        return Some(forbidden("missing or wrong CSRF token"));
-    }
-    if who.user.role < role {
-        return Some(forbidden(&format!(
-            "{what} needs the {} role",
-            role.as_str()
-        )));
-    }
-    None
-}
-
-/// Why an API write is refused, if it is: a session must send its CSRF
-/// token as `X-CSRF-Token` (an API token needs none), and the caller needs
-/// at least `role`.
-fn api_write_refusal(
-    who: &Caller,
-    headers: &HeaderMap,
-    role: Role,
-    what: &str,
-) -> Option<Response> {
-    let refuse = |msg: String| {
-        (
-            StatusCode::FORBIDDEN,
-            Json(serde_json::json!({ "error": msg })),
-        )
-            .into_response()
-    };
-    if let Some(csrf) = &who.csrf {
-        let sent = headers
-            .get("x-csrf-token")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if !same(csrf, sent) {
-            return Some(refuse("missing or wrong X-CSRF-Token".into()));
-        }
-    }
-    if who.user.role < role {
-        return Some(refuse(format!("{what} needs the {} role", role.as_str())));
-    }
-    None
-}
-
-/// Constant-time comparison of CSRF tokens.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
-}
-
-fn page(title: &str, who: Option<&Caller>, body: &str) -> Html<String> {
-    let nav = match who {
-        Some(c) => format!(
-            r#"<nav><a href="/">Verdicts</a><a href="/charts">Charts</a><a href="/panel">Panel</a><span>{} ({})</span><form method="post" action="/logout"><input type="hidden" name="csrf" value="{}"><button>Sign out</button></form></nav>"#,
-            esc(&c.user.name),
-            c.user.role.as_str(),
-            esc(c.csrf.as_deref().unwrap_or_default())
-        ),
-        None => String::new(),
-    };
-    Html(format!(
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title><style>{CSS}</style></head><body>{nav}<main><h1>{title}</h1>{body}</main></body></html>"#,
-        title = esc(title)
-    ))
-}
 
 /// Drawing a missed defect: drag on the image (mouse, pen or finger); the
 /// box, normalised to the image, is appended to the "missed" field as
@@ -208,149 +26,6 @@ f.addEventListener('pointermove',function(e){if(!s)return;var p=at(e);r.setAttri
 f.addEventListener('pointerup',function(e){if(!s)return;var p=at(e),x0=Math.min(s[0],p[0]),y0=Math.min(s[1],p[1]),x1=Math.max(s[0],p[0]),y1=Math.max(s[1],p[1]);s=null;
 if(x1-x0<0.01||y1-y0<0.01){svg.removeChild(r);return;}var n=(document.getElementById('missed-name').value||'missed').trim().replace(/\s+/g,'_');
 t.value+=(t.value&&!t.value.endsWith('\n')?'\n':'')+[n,x0.toFixed(3),y0.toFixed(3),x1.toFixed(3),y1.toFixed(3)].join(' ')+'\n';});})();"#;
-
-const CSS: &str = "body{font:16px system-ui,sans-serif;margin:0;color:#1b1b1b;background:#f6f6f4}\
-nav{display:flex;gap:1em;align-items:center;padding:.6em 1em;background:#22313f;color:#fff}nav a{color:#fff;font-weight:600}\
-nav form{margin-left:auto}main{padding:1em;max-width:1200px;margin:auto}table{border-collapse:collapse;width:100%;background:#fff}\
-td,th{padding:.55em .5em;border-bottom:1px solid #ddd;text-align:left}tr:hover{background:#eef3f8}\
-.PASS{color:#17692f;font-weight:700}.FAIL{color:#b3261e;font-weight:700}.REVIEW{color:#a15c00;font-weight:700}\
-button,input,select,textarea{font:inherit;padding:.5em .7em;min-height:2.6em}button{background:#22313f;color:#fff;border:0;border-radius:4px}\
-form.filters{display:flex;flex-wrap:wrap;gap:.5em;margin:1em 0}.err{background:#fde8e6;padding:.8em;border-left:4px solid #b3261e}\
-.cols{display:flex;flex-wrap:wrap;gap:1.5em}.cols>div{flex:1 1 420px}figure{margin:0;position:relative}figure svg{position:absolute;left:0;top:0;width:100%;height:100%}\
-figure img{width:100%;display:block}svg.chart{display:block;width:100%;max-width:760px;background:#fff;margin:.5em 0 1.5em}blockquote{margin:.3em 0;padding:.4em .8em;border-left:4px solid #b3261e;background:#fff}\
-.cards{display:flex;flex-wrap:wrap;gap:1em}.card{flex:1 1 220px;background:#fff;padding:.6em 1em;border-top:6px solid #7a8a99}\
-.card.ok{border-color:#2e8540}.card.breached{border-color:#d83933}.card h3{margin:.2em 0;font-size:1em}.card .value{font-size:2em;font-weight:700;margin:.2em 0}\
-p.state{padding:.6em 1em;background:#fff;border-left:6px solid #2e8540}p.state.alert{border-color:#f2a900}p.state.escalated{border-color:#d83933;background:#fde8e6}\
-tr.alert td,tr.escalated td{color:#b3261e}tr.recovered td{color:#17692f}";
-
-fn unauthorised_page() -> Response {
-    Redirect::to("/login").into_response()
-}
-
-fn forbidden(msg: &str) -> Response {
-    (StatusCode::FORBIDDEN, msg.to_string()).into_response()
-}
-
-fn server_error(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "review UI");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal error; see the appliance log",
-    )
-        .into_response()
-}
-
-fn query_error(e: QueryError) -> Response {
-    match e {
-        QueryError::Invalid(m) => (StatusCode::BAD_REQUEST, m).into_response(),
-        QueryError::NotFound(m) => {
-            (StatusCode::NOT_FOUND, format!("no verdict `{m}`")).into_response()
-        }
-        other => server_error(other),
-    }
-}
-
-/// The sign-in form is protected by a double-submit token: a cookie only
-/// this site can set, echoed in the form (no session exists yet).
-const LOGIN_COOKIE: &str = "login_csrf";
-
-fn login_response(status: StatusCode, error: &str) -> Response {
-    let token = store::accounts::random_token();
-    let err = if error.is_empty() {
-        String::new()
-    } else {
-        format!(r#"<p class="err">{}</p>"#, esc(error))
-    };
-    let html = page(
-        "Sign in",
-        None,
-        &format!(
-            r#"{err}<form method="post" action="/login"><input type="hidden" name="csrf" value="{token}"><p><label>User <input name="name" autocomplete="username" required></label></p><p><label>Password <input name="password" type="password" autocomplete="current-password" required></label></p><button>Sign in</button></form>"#
-        ),
-    );
-    let cookie =
-        format!("{LOGIN_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600");
-    (status, [(header::SET_COOKIE, cookie)], html).into_response()
-}
-
-async fn login_page() -> Response {
-    login_response(StatusCode::OK, "")
-}
-
-#[derive(Deserialize)]
-struct LoginForm {
-    name: String,
-    password: String,
-    #[serde(default)]
-    csrf: String,
-}
-
-async fn login(
-    State(web): State<Web>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Form(f): Form<LoginForm>,
-) -> Response {
-    if !cookie(&headers, LOGIN_COOKIE).is_some_and(|c| !f.csrf.is_empty() && same(&c, &f.csrf)) {
-        return login_response(
-            StatusCode::FORBIDDEN,
-            "The sign-in form has expired or did not come from this appliance; please sign in again.",
-        );
-    }
-    match web
-        .accounts
-        .login(&f.name, &f.password, &peer.ip().to_string())
-        .await
-    {
-        Ok(session) => {
-            let secure = if web.secure_cookies { "; Secure" } else { "" };
-            let cookie = format!(
-                "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-                session.token,
-                SESSION_LIFETIME.as_secs()
-            );
-            ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
-        }
-        Err(AccountError::WrongCredentials) => {
-            login_response(StatusCode::UNAUTHORIZED, "Wrong user name or password.")
-        }
-        Err(AccountError::TooManyAttempts(s)) => login_response(
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!("Too many failed sign-ins; try again in {s} s."),
-        ),
-        Err(e) => server_error(e),
-    }
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
-async fn logout(
-    State(web): State<Web>,
-    headers: HeaderMap,
-    PageCaller(who): PageCaller,
-    Form(f): Form<CsrfForm>,
-) -> Response {
-    if let Some(r) = form_refusal(&who, &f.csrf, Role::Viewer, "signing out") {
-        return r;
-    }
-    if let Some(token) = cookie(&headers, COOKIE) {
-        if let Err(e) = web.accounts.logout(&token).await {
-            return server_error(e);
-        }
-    }
-    (
-        [(
-            header::SET_COOKIE,
-            format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
-        )],
-        Redirect::to("/login"),
-    )
-        .into_response()
-}
 
 fn rows_table(rows: &[ListRow]) -> String {
     let mut t = String::from("<table><thead><tr><th>Decided</th><th>Decision</th><th>Part</th><th>Station</th><th>Camera</th><th>Recipe</th><th>Findings</th><th>Reviewed</th></tr></thead><tbody>");
@@ -372,7 +47,7 @@ fn rows_table(rows: &[ListRow]) -> String {
     t
 }
 
-async fn list_page(
+pub(crate) async fn list_page(
     State(web): State<Web>,
     PageCaller(who): PageCaller,
     Query(f): Query<Filter>,
@@ -486,7 +161,7 @@ fn serde_urlencoded(f: &Filter) -> String {
     .join("&")
 }
 
-async fn verdict_page(
+pub(crate) async fn verdict_page(
     State(web): State<Web>,
     PageCaller(who): PageCaller,
     Path(id): Path<String>,
@@ -641,7 +316,7 @@ async fn verdict_page(
 }
 
 #[derive(Deserialize)]
-struct Window {
+pub(crate) struct Window {
     #[serde(default = "day")]
     hours: i64,
 }
@@ -650,7 +325,7 @@ fn day() -> i64 {
     24
 }
 
-async fn charts_page(
+pub(crate) async fn charts_page(
     State(web): State<Web>,
     PageCaller(who): PageCaller,
     Query(w): Query<Window>,
@@ -666,45 +341,26 @@ async fn charts_page(
         .collect();
     let body = format!(
         "<p>Window: the last {hours} hours (UTC) · {windows}</p><h2>Pass and fail per hour</h2>{}<h2>Defect Pareto</h2>{}<h2>Response latency per hour</h2>{}",
-        super::charts::rate_svg(&c.hours),
-        super::charts::pareto_svg(&c.pareto),
-        super::charts::latency_svg(&c.hours, web.latency_budget.as_secs_f64() * 1e3),
+        crate::charts::rate_svg(&c.hours),
+        crate::charts::pareto_svg(&c.pareto),
+        crate::charts::latency_svg(&c.hours, web.latency_budget.as_secs_f64() * 1e3),
     );
     page("Charts", Some(&who), &body).into_response()
 }
 
-async fn panel_page(
+pub(crate) async fn panel_page(
     State(web): State<Web>,
     PageCaller(who): PageCaller,
     Query(w): Query<Window>,
 ) -> Response {
     let hours = w.hours.clamp(1, 24 * 90);
-    match super::panel::load(&web.store, hours).await {
-        Ok(p) => page("Monitoring", Some(&who), &super::panel::render(&p, hours)).into_response(),
+    match crate::panel::load(&web.store, hours).await {
+        Ok(p) => page("Monitoring", Some(&who), &crate::panel::render(&p, hours)).into_response(),
         Err(e) => server_error(e),
     }
 }
 
-/// The health figures now and the latest self-healing events.
-async fn api_health(State(web): State<Web>, ApiCaller(_who): ApiCaller) -> Response {
-    match store::health_history::events(&web.store, 50).await {
-        Ok(events) => Json(serde_json::json!({
-            "health": telemetry::health::snapshot(),
-            "events": events,
-        }))
-        .into_response(),
-        Err(e) => server_error(e),
-    }
-}
-
-/// A fresh export folder under the data folder.
-async fn export_now(web: &Web) -> Result<store::export::Exported, store::StoreError> {
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
-    let out = web.store.data_dir().join("exports").join(stamp);
-    store::export::export(&web.store, &out, "").await
-}
-
-async fn export_form(
+pub(crate) async fn export_form(
     State(web): State<Web>,
     PageCaller(who): PageCaller,
     Form(f): Form<CsrfForm>,
@@ -725,20 +381,6 @@ async fn export_form(
             ),
         )
         .into_response(),
-        Err(e) => server_error(e),
-    }
-}
-
-async fn api_export(
-    State(web): State<Web>,
-    headers: HeaderMap,
-    ApiCaller(who): ApiCaller,
-) -> Response {
-    if let Some(r) = api_write_refusal(&who, &headers, Role::Admin, "exporting") {
-        return r;
-    }
-    match export_now(&web).await {
-        Ok(r) => Json(r).into_response(),
         Err(e) => server_error(e),
     }
 }
@@ -783,7 +425,7 @@ fn parse_review_form(pairs: &[(String, String)]) -> Result<NewReview, String> {
     })
 }
 
-async fn review_form(
+pub(crate) async fn review_form(
     State(web): State<Web>,
     PageCaller(who): PageCaller,
     Path(id): Path<String>,
@@ -807,7 +449,11 @@ async fn review_form(
     }
 }
 
-async fn image(State(web): State<Web>, headers: HeaderMap, Path(sha): Path<String>) -> Response {
+pub(crate) async fn image(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    Path(sha): Path<String>,
+) -> Response {
     match caller(&web, &headers).await {
         Ok(Some(_)) => {}
         Ok(None) => return (StatusCode::UNAUTHORIZED, "sign in first").into_response(),
@@ -817,13 +463,7 @@ async fn image(State(web): State<Web>, headers: HeaderMap, Path(sha): Path<Strin
     if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
         return (StatusCode::NOT_FOUND, "no such image").into_response();
     }
-    let path: Option<String> = match sqlx::query_scalar(
-        "SELECT path FROM images WHERE sha256 = $1 AND deleted_at IS NULL AND path <> ''",
-    )
-    .bind(sha.to_ascii_lowercase())
-    .fetch_optional(web.store.pool())
-    .await
-    {
+    let path = match web.store.image_file(&sha.to_ascii_lowercase()).await {
         Ok(p) => p,
         Err(e) => return server_error(e),
     };
@@ -845,70 +485,5 @@ async fn image(State(web): State<Web>, headers: HeaderMap, Path(sha): Path<Strin
         )
             .into_response(),
         Err(_) => (StatusCode::NOT_FOUND, "image file is gone").into_response(),
-    }
-}
-
-fn api_unauthorised() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        Json(serde_json::json!({"error": "sign in or send Authorization: Bearer <token>"})),
-    )
-        .into_response()
-}
-
-fn api_error(e: QueryError) -> Response {
-    let (status, msg) = match &e {
-        QueryError::Invalid(m) => (StatusCode::BAD_REQUEST, m.clone()),
-        QueryError::NotFound(_) => (StatusCode::NOT_FOUND, e.to_string()),
-        _ => return server_error(e),
-    };
-    (status, Json(serde_json::json!({ "error": msg }))).into_response()
-}
-
-async fn api_list(
-    State(web): State<Web>,
-    ApiCaller(_who): ApiCaller,
-    Query(f): Query<Filter>,
-) -> Response {
-    match reviews::list(&web.store, &f).await {
-        Ok(p) => Json(p).into_response(),
-        Err(e) => api_error(e),
-    }
-}
-
-async fn api_get(
-    State(web): State<Web>,
-    ApiCaller(_who): ApiCaller,
-    Path(id): Path<String>,
-) -> Response {
-    match reviews::detail(&web.store, &id).await {
-        Ok(d) => Json(d).into_response(),
-        Err(e) => api_error(e),
-    }
-}
-
-async fn api_review(
-    State(web): State<Web>,
-    headers: HeaderMap,
-    ApiCaller(who): ApiCaller,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> Response {
-    if let Some(r) = api_write_refusal(&who, &headers, Role::Operator, "reviewing") {
-        return r;
-    }
-    let review: NewReview = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(serde_json::json!({"error": format!("not a review: {e}")})),
-            )
-                .into_response()
-        }
-    };
-    match reviews::review(&web.store, &id, &who.user, &review).await {
-        Ok(r) => (StatusCode::CREATED, Json(r)).into_response(),
-        Err(e) => api_error(e),
     }
 }

@@ -11,8 +11,8 @@ use rand::rngs::StdRng;
 use rand::Rng;
 
 use super::{limit_text, Lexicon, Split};
-use crate::synth::defects::DefectKind;
-use crate::synth::standard::{chinese_name, Phrasings, Rule};
+use crate::defects::DefectKind;
+use crate::standard::{chinese_name, Phrasings, Rule};
 
 const SUBJECTS: Split = Split {
     name: "zh subjects",

@@ -4,7 +4,7 @@
 //! SVG drawn on the server: no script, no CDN. The figures come from
 //! `store::charts`.
 
-use super::html::esc;
+use crate::html::esc;
 use store::charts::Hour;
 
 const W: f64 = 760.0;

@@ -1,0 +1,248 @@
+//! Who is asking and whether they may: sessions (cookie `session`, HttpOnly,
+//! SameSite=Strict, Secure when `http.secure_cookies`) with their CSRF
+//! token, API tokens (`Authorization: Bearer …`), the extractors that give
+//! every handler its signed-in caller, the CSRF and role checks for what
+//! changes something, and signing in and out.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Form, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Json;
+use serde::Deserialize;
+
+use crate::html::esc;
+use crate::respond::{api_unauthorised, forbidden, page, server_error, unauthorised_page};
+use crate::Web;
+use store::accounts::{AccountError, Role, User, SESSION_LIFETIME};
+
+const COOKIE: &str = "session";
+
+/// Who is asking: a session (with its CSRF token) or an API token.
+pub(crate) struct Caller {
+    pub(crate) user: User,
+    /// `None` for API tokens (no cookie, so no cross-site forgery).
+    pub(crate) csrf: Option<String>,
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+pub(crate) async fn caller(web: &Web, headers: &HeaderMap) -> Result<Option<Caller>, AccountError> {
+    if let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Ok(web
+            .accounts
+            .token(token.trim())
+            .await?
+            .map(|user| Caller { user, csrf: None }));
+    }
+    let Some(token) = cookie(headers, COOKIE) else {
+        return Ok(None);
+    };
+    Ok(web
+        .accounts
+        .session(&token)
+        .await?
+        .map(|(user, csrf)| Caller {
+            user,
+            csrf: Some(csrf),
+        }))
+}
+
+/// A signed-in caller of a page; an anonymous one is sent to sign in.
+pub(crate) struct PageCaller(pub(crate) Caller);
+
+impl FromRequestParts<Web> for PageCaller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Self, Response> {
+        match caller(web, &parts.headers).await {
+            Ok(Some(c)) => Ok(PageCaller(c)),
+            Ok(None) => Err(unauthorised_page()),
+            Err(e) => Err(server_error(e)),
+        }
+    }
+}
+
+/// A signed-in caller of the JSON API; an anonymous one gets 401.
+pub(crate) struct ApiCaller(pub(crate) Caller);
+
+impl FromRequestParts<Web> for ApiCaller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Self, Response> {
+        match caller(web, &parts.headers).await {
+            Ok(Some(c)) => Ok(ApiCaller(c)),
+            Ok(None) => Err(api_unauthorised()),
+            Err(e) => Err(server_error(e)),
+        }
+    }
+}
+
+/// Why a page form that changes something is refused, if it is: it needs
+/// the session's CSRF token echoed in `csrf` and at least `role` (`what`
+/// names the action in the refusal).
+pub(crate) fn form_refusal(who: &Caller, csrf: &str, role: Role, what: &str) -> Option<Response> {
+    if !who.csrf.as_deref().is_some_and(|c| same(c, csrf)) {
+        return Some(forbidden("missing or wrong CSRF token"));
+    }
+    if who.user.role < role {
+        return Some(forbidden(&format!(
+            "{what} needs the {} role",
+            role.as_str()
+        )));
+    }
+    None
+}
+
+/// Why an API write is refused, if it is: a session must send its CSRF
+/// token as `X-CSRF-Token` (an API token needs none), and the caller needs
+/// at least `role`.
+pub(crate) fn api_write_refusal(
+    who: &Caller,
+    headers: &HeaderMap,
+    role: Role,
+    what: &str,
+) -> Option<Response> {
+    let refuse = |msg: String| {
+        (
+            StatusCode::FORBIDDEN,
+            Json(serde_json::json!({ "error": msg })),
+        )
+            .into_response()
+    };
+    if let Some(csrf) = &who.csrf {
+        let sent = headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !same(csrf, sent) {
+            return Some(refuse("missing or wrong X-CSRF-Token".into()));
+        }
+    }
+    if who.user.role < role {
+        return Some(refuse(format!("{what} needs the {} role", role.as_str())));
+    }
+    None
+}
+
+/// Constant-time comparison of CSRF tokens.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// The sign-in form is protected by a double-submit token: a cookie only
+/// this site can set, echoed in the form (no session exists yet).
+const LOGIN_COOKIE: &str = "login_csrf";
+
+fn login_response(status: StatusCode, error: &str) -> Response {
+    let token = store::accounts::random_token();
+    let err = if error.is_empty() {
+        String::new()
+    } else {
+        format!(r#"<p class="err">{}</p>"#, esc(error))
+    };
+    let html = page(
+        "Sign in",
+        None,
+        &format!(
+            r#"{err}<form method="post" action="/login"><input type="hidden" name="csrf" value="{token}"><p><label>User <input name="name" autocomplete="username" required></label></p><p><label>Password <input name="password" type="password" autocomplete="current-password" required></label></p><button>Sign in</button></form>"#
+        ),
+    );
+    let cookie =
+        format!("{LOGIN_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600");
+    (status, [(header::SET_COOKIE, cookie)], html).into_response()
+}
+
+pub(crate) async fn login_page() -> Response {
+    login_response(StatusCode::OK, "")
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LoginForm {
+    name: String,
+    password: String,
+    #[serde(default)]
+    pub(crate) csrf: String,
+}
+
+pub(crate) async fn login(
+    State(web): State<Web>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    if !cookie(&headers, LOGIN_COOKIE).is_some_and(|c| !f.csrf.is_empty() && same(&c, &f.csrf)) {
+        return login_response(
+            StatusCode::FORBIDDEN,
+            "The sign-in form has expired or did not come from this appliance; please sign in again.",
+        );
+    }
+    match web
+        .accounts
+        .login(&f.name, &f.password, &peer.ip().to_string())
+        .await
+    {
+        Ok(session) => {
+            let secure = if web.secure_cookies { "; Secure" } else { "" };
+            let cookie = format!(
+                "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+                session.token,
+                SESSION_LIFETIME.as_secs()
+            );
+            ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+        }
+        Err(AccountError::WrongCredentials) => {
+            login_response(StatusCode::UNAUTHORIZED, "Wrong user name or password.")
+        }
+        Err(AccountError::TooManyAttempts(s)) => login_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Too many failed sign-ins; try again in {s} s."),
+        ),
+        Err(e) => server_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CsrfForm {
+    #[serde(default)]
+    pub(crate) csrf: String,
+}
+
+pub(crate) async fn logout(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    PageCaller(who): PageCaller,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if let Some(r) = form_refusal(&who, &f.csrf, Role::Viewer, "signing out") {
+        return r;
+    }
+    if let Some(token) = cookie(&headers, COOKIE) {
+        if let Err(e) = web.accounts.logout(&token).await {
+            return server_error(e);
+        }
+    }
+    (
+        [(
+            header::SET_COOKIE,
+            format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+        )],
+        Redirect::to("/login"),
+    )
+        .into_response()
+}

@@ -1,0 +1,59 @@
+//! The review UI and its JSON API, served by the appliance: server-rendered
+//! HTML that works on a shop-floor touch screen and a desktop browser
+//! without a front-end build, and the same data as JSON for the MES.
+//!
+//! Rooms: [`auth`] (who is asking, sessions, CSRF, sign-in), [`pages`] (the
+//! HTML pages), [`api`] (the JSON API), [`respond`] (page shell and shared
+//! refusals), [`html`] (escaping), [`charts`] and [`panel`] (server-drawn
+//! SVG). What they read and write is in the `store` crate.
+//!
+//! Security: every page but the login needs a session or an API token.
+//! Every form and every cookie-authorised API write must echo the session's
+//! CSRF token. Reviews need the operator role. Images are served by sha256
+//! looked up in the database, never by a path from the request.
+
+mod api;
+mod auth;
+pub mod charts;
+pub mod html;
+mod pages;
+pub mod panel;
+mod respond;
+
+use api::{api_export, api_get, api_health, api_list, api_review};
+use auth::{login, login_page, logout};
+use axum::routing::{get, post};
+use axum::Router;
+use pages::{charts_page, export_form, image, list_page, panel_page, review_form, verdict_page};
+use store::accounts::Accounts;
+use store::Store;
+
+#[derive(Clone)]
+pub struct Web {
+    pub accounts: Accounts,
+    pub store: Store,
+    /// Mark the session cookie `Secure` (the UI is reached over HTTPS).
+    pub secure_cookies: bool,
+    /// The response-time budget drawn on the latency chart.
+    pub latency_budget: std::time::Duration,
+}
+
+/// The review routes, to be merged into the appliance's HTTP server.
+pub fn router(web: Web) -> Router {
+    Router::new()
+        .route("/", get(list_page))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/verdicts/{id}", get(verdict_page))
+        .route("/verdicts/{id}/review", post(review_form))
+        .route("/images/{sha}", get(image))
+        .route("/api/v1/verdicts", get(api_list))
+        .route("/api/v1/verdicts/{id}", get(api_get))
+        .route("/api/v1/verdicts/{id}/reviews", post(api_review))
+        .route("/charts", get(charts_page))
+        .route("/panel", get(panel_page))
+        .route("/api/v1/health", get(api_health))
+        .route("/export", post(export_form))
+        .route("/api/v1/export", post(api_export))
+        .with_state(web)
+}

@@ -1,0 +1,85 @@
+//! The page shell (header, navigation, style) and the refusals every
+//! handler shares: sign-in needed, forbidden, not found, server error, for
+//! pages and for the JSON API.
+
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Json;
+
+use crate::auth::Caller;
+use crate::html::esc;
+use store::reviews::QueryError;
+
+pub(crate) fn page(title: &str, who: Option<&Caller>, body: &str) -> Html<String> {
+    let nav = match who {
+        Some(c) => format!(
+            r#"<nav><a href="/">Verdicts</a><a href="/charts">Charts</a><a href="/panel">Panel</a><span>{} ({})</span><form method="post" action="/logout"><input type="hidden" name="csrf" value="{}"><button>Sign out</button></form></nav>"#,
+            esc(&c.user.name),
+            c.user.role.as_str(),
+            esc(c.csrf.as_deref().unwrap_or_default())
+        ),
+        None => String::new(),
+    };
+    Html(format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title><style>{CSS}</style></head><body>{nav}<main><h1>{title}</h1>{body}</main></body></html>"#,
+        title = esc(title)
+    ))
+}
+
+const CSS: &str = "body{font:16px system-ui,sans-serif;margin:0;color:#1b1b1b;background:#f6f6f4}\
+nav{display:flex;gap:1em;align-items:center;padding:.6em 1em;background:#22313f;color:#fff}nav a{color:#fff;font-weight:600}\
+nav form{margin-left:auto}main{padding:1em;max-width:1200px;margin:auto}table{border-collapse:collapse;width:100%;background:#fff}\
+td,th{padding:.55em .5em;border-bottom:1px solid #ddd;text-align:left}tr:hover{background:#eef3f8}\
+.PASS{color:#17692f;font-weight:700}.FAIL{color:#b3261e;font-weight:700}.REVIEW{color:#a15c00;font-weight:700}\
+button,input,select,textarea{font:inherit;padding:.5em .7em;min-height:2.6em}button{background:#22313f;color:#fff;border:0;border-radius:4px}\
+form.filters{display:flex;flex-wrap:wrap;gap:.5em;margin:1em 0}.err{background:#fde8e6;padding:.8em;border-left:4px solid #b3261e}\
+.cols{display:flex;flex-wrap:wrap;gap:1.5em}.cols>div{flex:1 1 420px}figure{margin:0;position:relative}figure svg{position:absolute;left:0;top:0;width:100%;height:100%}\
+figure img{width:100%;display:block}svg.chart{display:block;width:100%;max-width:760px;background:#fff;margin:.5em 0 1.5em}blockquote{margin:.3em 0;padding:.4em .8em;border-left:4px solid #b3261e;background:#fff}\
+.cards{display:flex;flex-wrap:wrap;gap:1em}.card{flex:1 1 220px;background:#fff;padding:.6em 1em;border-top:6px solid #7a8a99}\
+.card.ok{border-color:#2e8540}.card.breached{border-color:#d83933}.card h3{margin:.2em 0;font-size:1em}.card .value{font-size:2em;font-weight:700;margin:.2em 0}\
+p.state{padding:.6em 1em;background:#fff;border-left:6px solid #2e8540}p.state.alert{border-color:#f2a900}p.state.escalated{border-color:#d83933;background:#fde8e6}\
+tr.alert td,tr.escalated td{color:#b3261e}tr.recovered td{color:#17692f}";
+
+pub(crate) fn unauthorised_page() -> Response {
+    Redirect::to("/login").into_response()
+}
+
+pub(crate) fn forbidden(msg: &str) -> Response {
+    (StatusCode::FORBIDDEN, msg.to_string()).into_response()
+}
+
+pub(crate) fn server_error(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "review UI");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error; see the appliance log",
+    )
+        .into_response()
+}
+
+pub(crate) fn query_error(e: QueryError) -> Response {
+    match e {
+        QueryError::Invalid(m) => (StatusCode::BAD_REQUEST, m).into_response(),
+        QueryError::NotFound(m) => {
+            (StatusCode::NOT_FOUND, format!("no verdict `{m}`")).into_response()
+        }
+        other => server_error(other),
+    }
+}
+
+pub(crate) fn api_unauthorised() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(serde_json::json!({"error": "sign in or send Authorization: Bearer <token>"})),
+    )
+        .into_response()
+}
+
+pub(crate) fn api_error(e: QueryError) -> Response {
+    let (status, msg) = match &e {
+        QueryError::Invalid(m) => (StatusCode::BAD_REQUEST, m.clone()),
+        QueryError::NotFound(_) => (StatusCode::NOT_FOUND, e.to_string()),
+        _ => return server_error(e),
+    };
+    (status, Json(serde_json::json!({ "error": msg }))).into_response()
+}
