@@ -273,6 +273,7 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
         crate::cameras::CameraLinks::none(),
         shutdown,
         Arc::new(AtomicBool::new(false)),
+        None,
     ));
     let cameras = cfg.cameras.len();
     let per_camera = opts.frames.div_ceil(cameras);

@@ -104,10 +104,25 @@ async fn readyz(State(api): State<Api>) -> impl IntoResponse {
     (status, Json(body))
 }
 
-/// Binds `addr` and serves until `shutdown` turns true. Returns the bound
-/// address (port 0 picks a free one) and the server task.
-pub async fn start(
+/// The HTTP API's listener: the one handed over (systemd socket
+/// activation, or a test that bound port 0), else `addr` bound now.
+pub async fn listen(
+    handed: Option<std::net::TcpListener>,
     addr: SocketAddr,
+) -> std::io::Result<tokio::net::TcpListener> {
+    match handed {
+        Some(l) => {
+            l.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(l)
+        }
+        None => tokio::net::TcpListener::bind(addr).await,
+    }
+}
+
+/// Serves on `listener` until `shutdown` turns true. Returns the address it
+/// serves on and the server task.
+pub fn start(
+    listener: tokio::net::TcpListener,
     triggers: Triggers,
     health: Vec<Arc<CameraHealth>>,
     store: store::Store,
@@ -134,7 +149,6 @@ pub async fn start(
             store,
         })
         .merge(review);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let task = tokio::spawn(async move {
         let stop = async move {

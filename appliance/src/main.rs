@@ -361,7 +361,7 @@ async fn serve(cfg: StationConfig) -> anyhow::Result<()> {
         tracing::info!("shutdown requested");
         let _ = tx.send(true);
     });
-    pipeline::run(cfg, rx).await
+    pipeline::run(cfg, rx, appliance::systemd::http_listener()?).await
 }
 
 fn main() -> std::process::ExitCode {

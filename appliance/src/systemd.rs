@@ -1,5 +1,11 @@
-//! systemd notification (Type=notify): READY, STOPPING and watchdog pings,
-//! written to `$NOTIFY_SOCKET` directly. Does nothing outside systemd.
+//! systemd integration: notification (Type=notify: READY, STOPPING and
+//! watchdog pings), the watchdog interval, and socket activation (the HTTP
+//! listener handed over by a `.socket` unit). Does nothing outside systemd.
+//!
+//! The `sd-notify` crate reads the watchdog and the passed sockets. The
+//! notification itself is sent here because `sd-notify` 0.5 cannot reach an
+//! abstract-namespace `NOTIFY_SOCKET` (`@…`), which service managers in
+//! containers use.
 //!
 //! The watchdog is fed only while the pipeline makes progress: a ping
 //! proves that frames taken in are being finished, not merely that a timer
@@ -40,10 +46,35 @@ pub fn stopping() {
     notify("STOPPING=1");
 }
 
-/// The watchdog interval systemd asked for, halved, if any.
+/// The watchdog interval systemd asked for (for this process), halved, if
+/// any.
 pub fn watchdog_interval() -> Option<Duration> {
-    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-    Some(Duration::from_micros(usec / 2))
+    sd_notify::watchdog_enabled().map(|every| every / 2)
+}
+
+/// The listening socket systemd passed for the HTTP API (socket
+/// activation: `LISTEN_PID` is this process and `LISTEN_FDS` is 1), if any.
+/// A unit may then bind a privileged port while the service runs
+/// unprivileged, and a caller that bound the port itself (a test binding
+/// port 0) knows the port before the appliance starts.
+pub fn http_listener() -> anyhow::Result<Option<std::net::TcpListener>> {
+    use std::os::fd::FromRawFd;
+    let mut fds = sd_notify::listen_fds()?;
+    let Some(fd) = fds.next() else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        fds.len() == 0,
+        "systemd passed {} sockets; the appliance takes one, for the HTTP API",
+        fds.len() + 1
+    );
+    // SAFETY: systemd passed this descriptor to this process (LISTEN_PID)
+    // and nothing else in the process owns it.
+    let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    listener
+        .local_addr()
+        .map_err(|e| anyhow::anyhow!("the socket systemd passed is not a TCP listener: {e}"))?;
+    Ok(Some(listener))
 }
 
 /// Pings the watchdog.

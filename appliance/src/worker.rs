@@ -30,6 +30,9 @@ pub struct Job {
     /// [`fusion::Request::mm_per_input_px`]).
     pub mm_per_input_px: Option<f32>,
     queued_at: Instant,
+    /// The frame's span (see the pipeline): the batch that judges the frame
+    /// follows from it, so a frame's log lines and its batch's can be joined.
+    span: tracing::Span,
     reply: oneshot::Sender<Result<Judged, String>>,
 }
 
@@ -134,6 +137,7 @@ impl EngineHandle {
                 standard,
                 mm_per_input_px,
                 queued_at: Instant::now(),
+                span: tracing::Span::current(),
                 reply,
             })
             .await
@@ -275,6 +279,11 @@ fn run(
                 mm_per_input_px: j.mm_per_input_px,
             })
             .collect();
+        let span = tracing::debug_span!("batch", frames = jobs.len());
+        for job in &jobs {
+            span.follows_from(&job.span);
+        }
+        let _entered = span.enter();
         let started = std::time::Instant::now();
         crate::faults::before_batch();
         let result = engine.judge_batch(&requests);

@@ -389,6 +389,46 @@ pub fn start_service(config: &std::path::Path) -> Child {
         .expect("appliance starts")
 }
 
+/// Starts the service as [`start_service`] does, with its HTTP listener
+/// handed over the way systemd's socket activation hands it (descriptor 3,
+/// `LISTEN_FDS=1`, `LISTEN_PID` the service's own pid) on a port bound here,
+/// so no other process can take the port in between. Returns the service
+/// and the port.
+pub fn start_service_listening(config: &std::path::Path) -> (Child, u16) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port for HTTP");
+    let port = listener.local_addr().expect("a bound address").port();
+    let fd = listener.as_raw_fd();
+    let mut command = Command::new("sh");
+    // `exec` keeps the shell's pid: `$$` is the service's own pid.
+    command
+        .arg("-c")
+        .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#)
+        .arg(appliance_bin())
+        .args(["run", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            let moved = if fd == 3 {
+                // Already in place: only keep it open across exec.
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if moved < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn().expect("appliance starts");
+    (child, port)
+}
+
 /// Feeds `parts` frames of camera `line` to `tx` from a thread, as a camera
 /// would: six distinct parts of the synthetic line (seeded), repeated, with
 /// part ids `P-00000`, `P-00001`, …
@@ -753,6 +793,9 @@ impl OpenApi {
 /// (see [`feed_frames`]), for the tests that need no real camera.
 pub struct InProcess {
     pub frames: tokio::sync::mpsc::Sender<vision::sources::Arrival>,
+    /// Where its HTTP API listens: the harness binds port 0 and hands the
+    /// listener over, so no other process can take the port in between.
+    pub http_port: u16,
     stop: tokio::sync::watch::Sender<bool>,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -761,14 +804,22 @@ impl InProcess {
     pub fn start(cfg: firmware_config::StationConfig) -> InProcess {
         let (frames, rx) = tokio::sync::mpsc::channel(64);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let http = std::net::TcpListener::bind("127.0.0.1:0").expect("a port for HTTP");
+        let http_port = http.local_addr().expect("a bound address").port();
         let task = tokio::spawn(appliance::pipeline::serve(
             cfg,
             rx,
             appliance::cameras::CameraLinks::none(),
             stop_rx,
             std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            Some(http),
         ));
-        InProcess { frames, stop, task }
+        InProcess {
+            frames,
+            http_port,
+            stop,
+            task,
+        }
     }
 
     /// Ends the feed, stops the station and waits (60 s at most) for it to

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use e2e::{free_port, load_config, repo, Broker};
+use e2e::{load_config, repo, Broker};
 use store::accounts::{add_user, Role};
 
 const PARTS: usize = 24;
@@ -18,7 +18,6 @@ async fn an_operator_overrides_a_fail_verdict_in_chromium() {
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("standard.txt"), e2e::banning_standard()).unwrap();
-    let port = free_port();
     let cfg = load_config(
         dir.path(),
         &format!(
@@ -47,7 +46,7 @@ database_url = "sqlite://appliance.db"
 data_dir = "data"
 
 [http]
-bind = "127.0.0.1:{port}"
+bind = "127.0.0.1:0"
 "#,
             model = repo().join("models/reference").display(),
             mqtt = broker.port,
@@ -60,6 +59,7 @@ bind = "127.0.0.1:{port}"
         .await
         .unwrap();
     let station = e2e::InProcess::start(cfg);
+    let port = station.http_port;
     e2e::feed_frames(station.frames.clone(), PARTS, 2024);
     e2e::wait_until_stored(&store, PARTS, Duration::from_secs(90)).await;
 

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use e2e::{free_port, http_request, load_config, repo, subscribe, Broker};
+use e2e::{http_request, load_config, repo, subscribe, Broker};
 use store::accounts::{add_token, Role};
 
 /// No clause about contamination: a contamination finding cites none.
@@ -27,7 +27,6 @@ async fn verdicts_that_contradict_their_clauses_become_review_with_the_reason() 
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("standard.txt"), STANDARD).unwrap();
-    let port = free_port();
     let cfg = load_config(
         dir.path(),
         &format!(
@@ -59,7 +58,7 @@ database_url = "sqlite://appliance.db"
 data_dir = "data"
 
 [http]
-bind = "127.0.0.1:{port}"
+bind = "127.0.0.1:0"
 "#,
             model = repo().join("models/reference").display(),
             url = broker.url(),
@@ -71,6 +70,7 @@ bind = "127.0.0.1:{port}"
     let token = add_token(&store, "qe", Role::Viewer).await.unwrap();
     let (_sub, mut messages) = subscribe(&broker, "cons-sub", "inspect/cons-1/verdict").await;
     let station = e2e::InProcess::start(cfg);
+    let port = station.http_port;
 
     // (decoder output, expected decision, what the reason must say)
     let cases = [

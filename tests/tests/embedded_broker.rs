@@ -131,6 +131,7 @@ async fn a_plc_talks_to_the_appliance_broker() {
         appliance::cameras::CameraLinks::none(),
         stop_rx2,
         Arc::new(AtomicBool::new(false)),
+        None,
     )
     .await
     .expect_err("the port is taken");

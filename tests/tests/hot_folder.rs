@@ -84,7 +84,7 @@ data_dir = "data"
     let (_sub, mut messages) = subscribe(&broker, "e2e-sub", "inspect/e2e-1/#").await;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let service = tokio::spawn(appliance::pipeline::run(cfg, stop_rx));
+    let service = tokio::spawn(appliance::pipeline::run(cfg, stop_rx, None));
 
     let (clean, defective) = pick_parts();
     let kind = defective.defects[0].kind;

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use e2e::{banning_standard, drop_file, free_port, http_get, load_config, repo, Broker};
+use e2e::{banning_standard, drop_file, http_get, load_config, repo, Broker};
 
 const PARTS: usize = 20;
 
@@ -64,7 +64,9 @@ async fn metrics_and_health_during_a_run() {
     let incoming = dir.path().join("incoming");
     std::fs::create_dir_all(&incoming).unwrap();
     std::fs::write(dir.path().join("standard.txt"), banning_standard()).unwrap();
-    let port = free_port();
+    // Bound here and handed over, so the port is known and cannot be taken.
+    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = http.local_addr().unwrap().port();
     let cfg = load_config(
         dir.path(),
         &format!(
@@ -94,14 +96,14 @@ database_url = "sqlite://appliance.db"
 data_dir = "data"
 
 [http]
-bind = "127.0.0.1:{port}"
+bind = "127.0.0.1:0"
 "#,
             model = repo().join("models/reference").display(),
             mqtt = broker.port,
         ),
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let service = tokio::spawn(appliance::pipeline::run(cfg, stop_rx));
+    let service = tokio::spawn(appliance::pipeline::run(cfg, stop_rx, Some(http)));
     let mut line = synth::SynthLine::new(99);
     for i in 0..PARTS {
         drop_file(

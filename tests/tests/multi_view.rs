@@ -69,7 +69,7 @@ auto_reload = false
     );
     let (_plc, mut messages) = subscribe(&broker, "plc", "inspect/mv-1/#").await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let service = tokio::spawn(appliance::pipeline::run(cfg, stop_rx));
+    let service = tokio::spawn(appliance::pipeline::run(cfg, stop_rx, None));
 
     let (clean, defective) = pick_parts();
     let top = dir.path().join("top");

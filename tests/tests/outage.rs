@@ -9,14 +9,13 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use e2e::{feed_frames, free_port, http_get, load_config, repo, subscribe_durably, Broker};
+use e2e::{feed_frames, http_get, load_config, repo, subscribe_durably, Broker};
 
 /// The outage station: one camera fed directly, batches of 8, a short
 /// keep-alive so the outage is noticed quickly.
 fn station(
     dir: &std::path::Path,
     broker_port: u16,
-    http_port: u16,
     protocol: &str,
 ) -> firmware_config::StationConfig {
     std::fs::write(
@@ -57,7 +56,7 @@ database_url = "sqlite://appliance.db"
 data_dir = "data"
 
 [http]
-bind = "127.0.0.1:{http_port}"
+bind = "127.0.0.1:0"
 "#,
             model = repo().join("models/reference").display(),
             port = broker_port,
@@ -89,11 +88,11 @@ async fn outage(protocol: &str, parts: usize) {
     let broker_dir = dir.path().join("broker");
     std::fs::create_dir_all(&broker_dir).unwrap();
     let mut broker = Broker::start_persistent(&broker_dir);
-    let http_port = free_port();
-    let cfg = station(dir.path(), broker.port, http_port, protocol);
+    let cfg = station(dir.path(), broker.port, protocol);
     let mut received = subscribe_durably(&broker, "mes", "inspect/out-1/verdict").await;
 
     let station = e2e::InProcess::start(cfg);
+    let http_port = station.http_port;
     let feeder = feed_frames(station.frames.clone(), parts, 606);
 
     let mut arrivals: Vec<String> = Vec::new();
@@ -206,9 +205,9 @@ async fn a_broker_that_forgets_the_session_still_gets_every_verdict() {
     let parts = 400;
     let dir = tempfile::tempdir().unwrap();
     let mut broker = Broker::start();
-    let http_port = free_port();
-    let cfg = station(dir.path(), broker.port, http_port, "3.1.1");
+    let cfg = station(dir.path(), broker.port, "3.1.1");
     let station = e2e::InProcess::start(cfg);
+    let http_port = station.http_port;
     let feeder = feed_frames(station.frames.clone(), parts, 606);
     let db = dir.path().join("appliance.db");
     while !db.exists() {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::{banning_standard, free_port, load_config, repo, Broker};
+use e2e::{banning_standard, load_config, repo, Broker};
 use store::accounts::{add_token, add_user, Role};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,7 +17,6 @@ async fn the_panel_shows_the_figures_their_history_and_the_healing() {
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("standard.txt"), banning_standard()).unwrap();
-    let port = free_port();
     let cfg = load_config(
         dir.path(),
         &format!(
@@ -49,7 +48,7 @@ database_url = "sqlite://appliance.db"
 data_dir = "data"
 
 [http]
-bind = "127.0.0.1:{port}"
+bind = "127.0.0.1:0"
 
 [monitoring]
 latency_threshold = "900ms"
@@ -73,6 +72,7 @@ history_every = "300ms"
     let mes = add_token(&store, "mes", Role::Viewer).await.unwrap();
     appliance::faults::throttle_engine(Duration::from_millis(1200), true);
     let station = e2e::InProcess::start(cfg);
+    let port = station.http_port;
 
     // A line at five parts a second, through the alert and the recovery.
     let stop = Arc::new(AtomicBool::new(false));

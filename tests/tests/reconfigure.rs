@@ -8,11 +8,11 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::{banning_standard, drop_file, free_port, http_get, repo, subscribe, Broker};
+use e2e::{banning_standard, drop_file, http_get, repo, subscribe, Broker};
 
 const PARTS: usize = 90;
 
-fn station_toml(mqtt: u16, http: u16, recipe: &str, monitoring: &str, mm_per_px: f64) -> String {
+fn station_toml(mqtt: u16, recipe: &str, monitoring: &str, mm_per_px: f64) -> String {
     format!(
         r#"
 [station]
@@ -44,7 +44,7 @@ database_url = "sqlite://appliance.db"
 data_dir = "data"
 
 [http]
-bind = "127.0.0.1:{http}"
+bind = "127.0.0.1:0"
 
 [monitoring]
 evaluate_every = "200ms"
@@ -78,11 +78,11 @@ async fn sighup_applies_a_good_configuration_and_refuses_bad_ones() {
         ),
     )
     .unwrap();
-    let (mqtt, http) = (broker.port, free_port());
+    let mqtt = broker.port;
     let config = dir.path().join("station.toml");
-    std::fs::write(&config, station_toml(mqtt, http, "housing", "", 0.1)).unwrap();
+    std::fs::write(&config, station_toml(mqtt, "housing", "", 0.1)).unwrap();
     let (_c, mut rx) = subscribe(&broker, "integrator", "inspect/rc-1/#").await;
-    let mut service = e2e::start_service(&config);
+    let (mut service, http) = e2e::start_service_listening(&config);
 
     // Online, then a stream of parts.
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -149,7 +149,7 @@ async fn sighup_applies_a_good_configuration_and_refuses_bad_ones() {
     // A good file: recipe, latency threshold and calibration change.
     std::fs::write(
         &config,
-        station_toml(mqtt, http, "strict", r#"latency_threshold = "900ms""#, 0.2),
+        station_toml(mqtt, "strict", r#"latency_threshold = "900ms""#, 0.2),
     )
     .unwrap();
     hangup(&service);
@@ -166,11 +166,11 @@ async fn sighup_applies_a_good_configuration_and_refuses_bad_ones() {
     // change only a restart can make names its section.
     let refusals = [
         (
-            station_toml(mqtt, http, "housing", "context_loss_threshold = 7.0", 0.1),
+            station_toml(mqtt, "housing", "context_loss_threshold = 7.0", 0.1),
             "monitoring.context_loss_threshold",
         ),
         (
-            station_toml(mqtt, http, "housing", "", 0.1)
+            station_toml(mqtt, "housing", "", 0.1)
                 .replace("keep_alive = \"2s\"", "keep_alive = \"3s\""),
             "mqtt can only change with a restart",
         ),

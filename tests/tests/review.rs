@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use e2e::{free_port, http_request, load_config, repo, Broker};
+use e2e::{http_request, load_config, repo, Broker};
 use serde_json::Value;
 use store::accounts::{add_token, add_user, Role};
 
@@ -100,7 +100,6 @@ async fn review_ui_and_api_with_their_security() {
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("standard.txt"), e2e::banning_standard()).unwrap();
-    let port = free_port();
     let cfg = load_config(
         dir.path(),
         &format!(
@@ -129,7 +128,7 @@ database_url = "sqlite://appliance.db"
 data_dir = "data"
 
 [http]
-bind = "127.0.0.1:{port}"
+bind = "127.0.0.1:0"
 
 [monitoring]
 evaluate_every = "200ms"
@@ -155,6 +154,7 @@ latency_threshold = "60s"
     let admin = add_token(&store, "trainer", Role::Admin).await.unwrap();
 
     let station = e2e::InProcess::start(cfg);
+    let port = station.http_port;
     e2e::feed_frames(station.frames.clone(), PARTS, 2024);
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     e2e::wait_until_stored(&store, PARTS, Duration::from_secs(90)).await;

@@ -191,7 +191,7 @@ bind = "127.0.0.1:0"
         ),
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let service = tokio::spawn(appliance::pipeline::run(cfg, stop_rx));
+    let service = tokio::spawn(appliance::pipeline::run(cfg, stop_rx, None));
     let (clean, _) = pick_parts();
     drop_file(&incoming, "P-1.png", &png(&clean));
     let result = acknowledged(&dir.join("appliance.db"), wait).await;

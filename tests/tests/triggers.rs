@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use e2e::{assert_schema, free_port, http_post, load_config, repo, subscribe, Broker};
+use e2e::{assert_schema, http_post, load_config, repo, subscribe, Broker};
 use opencv::core::{Mat, Scalar, Size, CV_8UC3};
 use opencv::prelude::*;
 use opencv::videoio::VideoWriter;
@@ -78,7 +78,9 @@ async fn triggers_over_mqtt_and_http_turn_fresh_frames_into_verdicts() {
         "Cover standard.\n1. No stains are permitted.",
     )
     .unwrap();
-    let http_port = free_port();
+    // Bound here and handed over, so the port is known and cannot be taken.
+    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let http_port = http.local_addr().unwrap().port();
     let cfg = load_config(
         dir.path(),
         &format!(
@@ -117,7 +119,7 @@ database_url = "sqlite://appliance.db"
 data_dir = "data"
 
 [http]
-bind = "127.0.0.1:{http_port}"
+bind = "127.0.0.1:0"
 "#,
             model = repo().join("models/reference").display(),
             url = broker.url(),
@@ -125,7 +127,7 @@ bind = "127.0.0.1:{http_port}"
     );
     let (plc, mut messages) = subscribe(&broker, "plc", "inspect/trig-1/#").await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let service = tokio::spawn(appliance::pipeline::run(cfg, stop_rx));
+    let service = tokio::spawn(appliance::pipeline::run(cfg, stop_rx, Some(http)));
 
     // The camera's state and the birth (the model is loaded) come in either order.
     let (mut camera_up, mut online) = (false, false);

@@ -15,6 +15,7 @@ use anyhow::Context;
 use firmware_config::{AfterJudged, BrokerMode, Camera, CameraSource, StationConfig};
 use fusion::{Engine, EngineSettings, ModelPackage, Standard};
 use tokio::sync::{mpsc, watch, Semaphore};
+use tracing::Instrument;
 use vision::preprocess::Crop;
 use vision::runtime::SessionSettings;
 use vision::sources::health::CameraEvent;
@@ -138,8 +139,24 @@ impl Station {
         }
     }
 
+    /// Judges one arrival inside its own span (`frame`: camera, sequence
+    /// number, source name), which the inference worker's batch follows
+    /// from: every log line about a frame, wherever it is written, carries
+    /// which frame it was.
     async fn handle(&self, arrival: Arrival) {
-        self.handle_one(arrival).await;
+        let span = match &arrival {
+            Arrival::Frame { frame, origin } => tracing::info_span!(
+                "frame",
+                camera = %frame.camera_id,
+                seq = frame.seq,
+                source = %origin.name,
+                part = frame.part_id.as_deref(),
+            ),
+            Arrival::Rejected {
+                camera_id, origin, ..
+            } => tracing::info_span!("frame", camera = %camera_id, source = %origin.name),
+        };
+        self.handle_one(arrival).instrument(span).await;
         self.progress.finished();
     }
 
@@ -336,7 +353,14 @@ impl Station {
 
 /// Runs the station until `shutdown` turns true, then stops sources, finishes
 /// frames in flight, drains acknowledgements and returns.
-pub async fn run(cfg: StationConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+///
+/// `http`: the HTTP API's listener when the caller bound it (systemd socket
+/// activation, a test on port 0); otherwise `http.bind` is bound.
+pub async fn run(
+    cfg: StationConfig,
+    shutdown: watch::Receiver<bool>,
+    http: Option<std::net::TcpListener>,
+) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel::<Arrival>(cfg.batching.queue_capacity);
     let stop = Arc::new(AtomicBool::new(false));
     let (cameras, events) = Cameras::start(&cfg, &tx, &stop)?;
@@ -346,7 +370,7 @@ pub async fn run(cfg: StationConfig, shutdown: watch::Receiver<bool>) -> anyhow:
         health: cameras.health.clone(),
         events,
     };
-    let result = serve(cfg, rx, links, shutdown, stop.clone()).await;
+    let result = serve(cfg, rx, links, shutdown, stop.clone(), http).await;
     stop.store(true, Ordering::Relaxed);
     cameras.join();
     result
@@ -465,6 +489,7 @@ pub async fn serve(
     links: CameraLinks,
     mut shutdown: watch::Receiver<bool>,
     stop_sources: Arc<AtomicBool>,
+    http: Option<std::net::TcpListener>,
 ) -> anyhow::Result<()> {
     let store = Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
         .await?
@@ -527,17 +552,20 @@ pub async fn serve(
     ));
     // The HTTP API is secondary: a port already taken is logged, and the
     // station inspects without it.
-    let http = match crate::http::start(
-        cfg.http.bind,
-        links.triggers.clone(),
-        links.health.clone(),
-        store.clone(),
-        cfg.http.secure_cookies,
-        cfg.monitoring.latency_threshold,
-        shutdown.clone(),
-    )
-    .await
-    {
+    let started = crate::http::listen(http, cfg.http.bind)
+        .await
+        .and_then(|listener| {
+            crate::http::start(
+                listener,
+                links.triggers.clone(),
+                links.health.clone(),
+                store.clone(),
+                cfg.http.secure_cookies,
+                cfg.monitoring.latency_threshold,
+                shutdown.clone(),
+            )
+        });
+    let http = match started {
         Ok((_, task)) => Some(task),
         Err(e) => {
             tracing::error!(address = %cfg.http.bind, error = %e, "cannot serve the HTTP API");
