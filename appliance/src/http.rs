@@ -9,15 +9,22 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::sync::watch;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use vision::sources::health::CameraHealth;
 
 use crate::cameras::Triggers;
 use crate::commands::{self, Failure};
+
+/// The largest request body taken (a review with its drawn boxes, a
+/// trigger, a sign-in are a few kB); larger ones get 413 before they are
+/// read.
+const MAX_BODY_BYTES: usize = 64 * 1024;
 
 #[derive(Clone)]
 struct Api {
@@ -62,7 +69,7 @@ async fn metrics(State(api): State<Api>) -> impl IntoResponse {
     let pending = api.store.backlog().await.ok().map(|b| b.pending);
     (
         [(
-            axum::http::header::CONTENT_TYPE,
+            header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         telemetry::metrics::render(&cameras, pending),
@@ -148,7 +155,20 @@ pub fn start(
             health: Arc::new(health),
             store,
         })
-        .merge(review);
+        .merge(review)
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ));
     let bound = listener.local_addr()?;
     let task = tokio::spawn(async move {
         let stop = async move {

@@ -196,6 +196,20 @@ latency_threshold = "60s"
         let (s, _, body) = get(port, "/api/v1/verdicts", "");
         assert_eq!(s, 401);
         api.check("/api/v1/verdicts", "get", s, &body);
+        // Every response tells browsers not to sniff, frame or leak it, and a
+        // body larger than any form or command is refused unread.
+        let (_, head, _) = get(port, "/login", "");
+        let head = head.to_ascii_lowercase();
+        for h in [
+            "x-content-type-options: nosniff",
+            "x-frame-options: deny",
+            "referrer-policy: same-origin",
+        ] {
+            assert!(head.contains(h), "`{h}` in {head}");
+        }
+        let big = "x".repeat(80 * 1024);
+        let (s, _, _) = http_request(port, "POST", "/login", &[], "text/plain", &big);
+        assert_eq!(s, 413, "an 80 kB body is refused");
         // A wrong password is refused without saying which part was wrong.
         let (s, _, body) = login(port, "name=ana&password=guess");
         assert_eq!(s, 401);
