@@ -191,86 +191,30 @@ impl Station {
         }
     }
 
-    async fn inspect(&self, mut frame: Frame) -> anyhow::Result<Verdict> {
+    /// Judges one decoded frame and stores, publishes and scores the
+    /// verdict: orient, judge, keep the picture, build the verdict, commit
+    /// it with its outbox rows, then tell whoever else listens.
+    async fn inspect(&self, frame: Frame) -> anyhow::Result<Verdict> {
         let cfg = self.cfg();
         let cameras = self.cameras();
         let camera = cameras
             .get(&frame.camera_id)
             .with_context(|| format!("unknown camera `{}`", frame.camera_id))?;
-        if !vision::geometry::is_identity(camera.rotate, camera.flip) {
-            // Stored as the model sees it, so boxes and image agree.
-            let (rotate, flip, image) = (camera.rotate, camera.flip, frame.image.clone());
-            let (oriented, png) = tokio::task::spawn_blocking(move || {
-                let oriented = vision::geometry::orient(&image, rotate, flip);
-                let png = vision::decode::encode_png(&oriented);
-                (oriented, png)
-            })
-            .await
-            .context("orientation panicked")?;
-            frame.image = Arc::new(oriented);
-            frame.encoded = Arc::new(png);
-            frame.format = "png";
-        }
+        let frame = oriented(frame, camera).await?;
         let queued_at = SystemTime::now();
-        let captured = frame.captured_at;
-        Event::FrameQueued { captured }.emit();
         let crop = Crop::of_roi(camera.roi, &frame.image);
         let standard = self.standard();
-        let judged = self
-            .engine
-            .judge(&frame, crop, standard.clone(), Some(camera.mm_per_px))
-            .await;
-        let judged = match judged {
-            Ok(judged) => judged,
-            Err(e) => {
-                Event::FrameFailed { captured }.emit();
-                return Err(e.into());
-            }
-        };
-        let judgement = judged.judgement;
-        Event::FrameInferred {
-            captured,
-            // The model did not get, or did not use, the whole standard.
-            context_lost: judgement.context_loss > 0.0
-                || !judgement.closed
-                || judgement
-                    .findings
-                    .iter()
-                    .any(|f| f.clause.is_some() && f.clause_text.is_none()),
-        }
-        .emit();
+        let judged = self.judge(&frame, crop, camera, &standard).await?;
         let decided_at = SystemTime::now();
-        let store = self.store.clone();
-        let encoded = frame.encoded.clone();
-        let format = frame.format;
-        let stored = tokio::task::spawn_blocking(move || {
-            let r = store.put_image(&encoded, format);
-            (r, encoded)
-        })
-        .await
-        .context("image writer panicked")?;
-        // A picture that cannot be kept (full disk, write error) never stops
-        // the verdict: it is decided, stored and published, and says so.
-        let (image, not_kept) = match stored {
-            (Ok(image), _) => (image, None),
-            (Err(e), encoded) => {
-                tracing::warn!(camera = %frame.camera_id, error = %e, "image not kept");
-                let image = store::StoredImage {
-                    sha256: store::image_sha256(&encoded),
-                    path: Default::default(),
-                    bytes: encoded.len() as u64,
-                };
-                (image, Some(e.to_string()))
-            }
-        };
+        let (image, not_kept) = self.keep_picture(&frame).await?;
         let geometry = Geometry {
             crop: [crop.x, crop.y, crop.width, crop.height],
             frame_width: frame.image.width(),
             frame_height: frame.image.height(),
             mm_per_px: camera.mm_per_px,
         };
-        let findings = verdict::findings_in_frame(&judgement, geometry);
-        let (decision, review_reason) = verdict::held_to_standard(&judgement, &findings);
+        let findings = verdict::findings_in_frame(&judged.judgement, geometry);
+        let (decision, review_reason) = verdict::held_to_standard(&judged.judgement, &findings);
         let v = Verdict {
             schema: record::SCHEMA.into(),
             id: uuid::Uuid::now_v7().to_string(),
@@ -286,7 +230,7 @@ impl Station {
             recipe: standard.recipe.clone(),
             standard_sha256: standard.sha256.clone(),
             decision,
-            confidence: judgement.confidence,
+            confidence: judged.judgement.confidence,
             review_reason,
             findings,
             model: (*judged.model).clone(),
@@ -295,7 +239,7 @@ impl Station {
                 queued_at: record::time::of(queued_at),
                 decided_at: record::time::of(decided_at),
                 published_at: None,
-                inference_ms: judgement.inference_ms,
+                inference_ms: judged.judgement.inference_ms,
             },
             image: ImageRef {
                 sha256: image.sha256,
@@ -305,12 +249,95 @@ impl Station {
                 height: frame.image.height(),
                 not_kept,
             },
-            context_loss: judgement.context_loss,
+            context_loss: judged.judgement.context_loss,
         };
+        let view_of = self.commit(&cfg, &v, &standard).await?;
+        Event::VerdictCommitted {
+            id: &v.id,
+            camera: &v.camera,
+            decision: v.decision,
+            findings: v.findings.len(),
+            captured: frame.captured_at,
+        }
+        .emit();
+        self.pass_on(&v, &frame, view_of);
+        Ok(v)
+    }
+
+    /// The engine's judgement of `frame`, counted in and out of the engine.
+    async fn judge(
+        &self,
+        frame: &Frame,
+        crop: Crop,
+        camera: &Camera,
+        standard: &Arc<Standard>,
+    ) -> anyhow::Result<worker::Judged> {
+        let captured = frame.captured_at;
+        Event::FrameQueued { captured }.emit();
+        let judged = match self
+            .engine
+            .judge(frame, crop, standard.clone(), Some(camera.mm_per_px))
+            .await
+        {
+            Ok(judged) => judged,
+            Err(e) => {
+                Event::FrameFailed { captured }.emit();
+                return Err(e.into());
+            }
+        };
+        let j = &judged.judgement;
+        Event::FrameInferred {
+            captured,
+            // The model did not get, or did not use, the whole standard.
+            context_lost: j.context_loss > 0.0
+                || !j.closed
+                || j.findings
+                    .iter()
+                    .any(|f| f.clause.is_some() && f.clause_text.is_none()),
+        }
+        .emit();
+        Ok(judged)
+    }
+
+    /// Writes the picture to the data folder. A picture that cannot be kept
+    /// (full disk, write error) never stops the verdict: it is decided,
+    /// stored and published, and says why (the second value).
+    async fn keep_picture(
+        &self,
+        frame: &Frame,
+    ) -> anyhow::Result<(store::StoredImage, Option<String>)> {
+        let store = self.store.clone();
+        let encoded = frame.encoded.clone();
+        let format = frame.format;
+        let stored = tokio::task::spawn_blocking(move || store.put_image(&encoded, format))
+            .await
+            .context("image writer panicked")?;
+        Ok(match stored {
+            Ok(image) => (image, None),
+            Err(e) => {
+                tracing::warn!(camera = %frame.camera_id, error = %e, "image not kept");
+                let image = store::StoredImage {
+                    sha256: store::image_sha256(&frame.encoded),
+                    path: Default::default(),
+                    bytes: frame.encoded.len() as u64,
+                };
+                (image, Some(e.to_string()))
+            }
+        })
+    }
+
+    /// Commits the verdict with its outbox rows: the full verdict, and the
+    /// PLC's short form unless the frame is one view of a multi-view part
+    /// (the PLC then gets the part's result). Returns the part assembler and
+    /// part id for such a view.
+    async fn commit(
+        &self,
+        cfg: &StationConfig,
+        v: &Verdict,
+        standard: &Standard,
+    ) -> anyhow::Result<Option<PartView<'_>>> {
         let topics = self.publisher.topics();
-        let mut outbox = vec![(topics.verdict(), serde_json::to_string(&v)?)];
-        // A view of a multi-view part: the PLC gets the part's result, not
-        // each view's.
+        let mut outbox = vec![(topics.verdict(), serde_json::to_string(v)?)];
         let view_of = match (&self.parts, &v.part_id) {
             (Some(parts), Some(part)) if cfg.parts.views.contains(&v.camera) => {
                 Some((parts, part.clone()))
@@ -321,16 +348,14 @@ impl Station {
             }
         };
         self.store
-            .commit_verdict(&v, &standard.text, &outbox)
+            .commit_verdict(v, &standard.text, &outbox)
             .await?;
-        Event::VerdictCommitted {
-            id: &v.id,
-            camera: &v.camera,
-            decision: v.decision,
-            findings: v.findings.len(),
-            captured,
-        }
-        .emit();
+        Ok(view_of)
+    }
+
+    /// After the commit: wake the outbox drain, and hand the verdict to
+    /// Sparkplug, the live score (synthetic frames) and the part assembler.
+    fn pass_on(&self, v: &Verdict, frame: &Frame, view_of: Option<PartView<'_>>) {
         self.publisher.wake();
         if let Some(node) = &self.sparkplug {
             node.send(delivery::sparkplug::Update::Verdict(Box::new(v.clone())));
@@ -347,8 +372,30 @@ impl Station {
             };
             let _ = parts.send((part, view));
         }
-        Ok(v)
     }
+}
+
+/// The part assembler and the part id a judged view goes to.
+type PartView<'a> = (&'a mpsc::UnboundedSender<(String, record::View)>, String);
+
+/// `frame` as the model sees it: turned and mirrored as its camera is
+/// mounted, and re-encoded so that the stored picture and the boxes agree.
+async fn oriented(mut frame: Frame, camera: &Camera) -> anyhow::Result<Frame> {
+    if vision::geometry::is_identity(camera.rotate, camera.flip) {
+        return Ok(frame);
+    }
+    let (rotate, flip, image) = (camera.rotate, camera.flip, frame.image.clone());
+    let (oriented, png) = tokio::task::spawn_blocking(move || {
+        let oriented = vision::geometry::orient(&image, rotate, flip);
+        let png = vision::decode::encode_png(&oriented);
+        (oriented, png)
+    })
+    .await
+    .context("orientation panicked")?;
+    frame.image = Arc::new(oriented);
+    frame.encoded = Arc::new(png);
+    frame.format = "png";
+    Ok(frame)
 }
 
 /// Runs the station until `shutdown` turns true, then stops sources, finishes
@@ -487,7 +534,7 @@ pub async fn serve(
     cfg: StationConfig,
     mut rx: mpsc::Receiver<Arrival>,
     links: CameraLinks,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     stop_sources: Arc<AtomicBool>,
     http: Option<std::net::TcpListener>,
 ) -> anyhow::Result<()> {
@@ -496,102 +543,25 @@ pub async fn serve(
         .with_min_free(cfg.storage.min_free.0)
         .with_station(&cfg.station.station);
     let standard = Arc::new(load_standard(&cfg, &cfg.station.recipe)?);
-    let engine_cfg = cfg.clone();
-    let warm_standard = standard.clone();
-    let engine = tokio::task::spawn_blocking(move || {
-        let mut engine = load_engine(&engine_cfg)?;
-        let took = engine.warm_up(&[&warm_standard], engine_cfg.batching.max_batch)?;
-        tracing::debug!(ms = took.as_millis() as u64, "model warmed up");
-        anyhow::Ok(engine)
-    })
-    .await
-    .context("model loader panicked")??;
-    tracing::info!(model = %engine.package.manifest.name, version = %engine.package.manifest.version, recipe = %standard.recipe, clauses = standard.clauses.len(), "model loaded");
-    for r in crate::standards::flagged(&standard.readings(&engine.vocabulary())) {
-        tracing::warn!(recipe = %standard.recipe, clause = r.clause, reading = %r.describe(), doubt = r.doubt.as_deref().unwrap_or_default(), "clause not read with confidence; verdicts citing it go to REVIEW (see `appliance standard check`)");
-    }
-    let (handle, worker_thread) = worker::spawn(
+    let engine = start_engine(&cfg, &standard).await?;
+    let (handle, worker) = worker::spawn(
         engine,
         Batcher::new(cfg.batching.max_batch, cfg.batching.max_wait),
         cfg.batching.queue_capacity,
         tokio::runtime::Handle::current(),
     );
-    let birth = birth_status(&cfg, &handle.model(), &standard);
     set_info(&handle.model(), &standard);
-    let (publisher_stop_tx, publisher_stop) = watch::channel(false);
     let (commands_tx, commands_rx) = mpsc::channel(64);
-    let endpoint = broker_endpoint(&cfg)?;
-    let (publisher, mqtt_task) = Publisher::start(
-        &cfg,
-        &endpoint,
-        store.clone(),
-        birth,
-        publisher_stop.clone(),
-        commands_tx,
-    )?;
-    let (sparkplug, sparkplug_task) = match &cfg.mqtt.sparkplug {
-        Some(spb) => {
-            let context = sparkplug_context(&handle.model(), &standard);
-            let (node, task) = delivery::sparkplug::EdgeNode::start(
-                &cfg,
-                spb,
-                &endpoint,
-                context,
-                publisher_stop,
-            )?;
-            (Some(node), Some(task))
-        }
-        None => (None, None),
-    };
-    tokio::spawn(report_cameras(links.events, publisher.clone()));
+    let mut delivery = start_delivery(&cfg, &store, &handle.model(), &standard, commands_tx)?;
     tokio::spawn(store::retention::run(
         store.clone(),
         store::retention::Policy::from_config(&cfg.storage),
         cfg.storage.sweep_every,
         shutdown.clone(),
     ));
-    // The HTTP API is secondary: a port already taken is logged, and the
-    // station inspects without it.
-    let started = crate::http::listen(http, cfg.http.bind)
-        .await
-        .and_then(|listener| {
-            crate::http::start(
-                listener,
-                links.triggers.clone(),
-                links.health.clone(),
-                store.clone(),
-                cfg.http.secure_cookies,
-                cfg.monitoring.latency_threshold,
-                shutdown.clone(),
-            )
-        });
-    let http = match started {
-        Ok((_, task)) => Some(task),
-        Err(e) => {
-            tracing::error!(address = %cfg.http.bind, error = %e, "cannot serve the HTTP API");
-            None
-        }
-    };
-
-    let (parts, parts_task) = if cfg.parts.views.is_empty() {
-        (None, None)
-    } else {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let assembler = crate::parts::Assembler::new(
-            &cfg.station.station,
-            cfg.parts.views.clone(),
-            cfg.parts.view_timeout,
-        );
-        let (stop_tx, stop) = watch::channel(false);
-        let task = tokio::spawn(crate::parts::serve(
-            assembler,
-            rx,
-            stop,
-            store.clone(),
-            publisher.clone(),
-        ));
-        (Some(tx), Some((stop_tx, task)))
-    };
+    let http = start_http(http, &cfg, &links, &store, &shutdown).await;
+    tokio::spawn(report_cameras(links.events, delivery.publisher.clone()));
+    let (parts, parts_task) = start_parts(&cfg, &store, &delivery.publisher);
     let ctx = Arc::new(Station {
         standard: RwLock::new(standard),
         score: Default::default(),
@@ -600,14 +570,14 @@ pub async fn serve(
         cfg: RwLock::new(Arc::new(cfg)),
         engine: handle,
         store,
-        publisher,
-        sparkplug,
+        publisher: delivery.publisher.clone(),
+        sparkplug: delivery.sparkplug.take(),
         progress: Default::default(),
         golden_now: Default::default(),
         reconfiguring: Default::default(),
     });
     let monitor = crate::health::monitor::Monitor::new(ctx.clone(), ctx.golden_now.clone());
-    let monitor_task = tokio::spawn(monitor.run(shutdown.clone()));
+    let monitor = tokio::spawn(monitor.run(shutdown.clone()));
     tokio::spawn(telemetry::gpu::poll(
         Duration::from_secs(5),
         shutdown.clone(),
@@ -624,7 +594,7 @@ pub async fn serve(
         ));
     }
     // Holds the station: aborted at shutdown so the engine can stop.
-    let commands_task = tokio::spawn(crate::commands::serve(
+    let commands = tokio::spawn(crate::commands::serve(
         commands_rx,
         links.triggers.clone(),
         ctx.clone(),
@@ -632,21 +602,172 @@ pub async fn serve(
     ));
     crate::systemd::ready();
     // Frames in flight at once: enough to fill a batch twice.
-    let max_batch = ctx.cfg().batching.max_batch;
-    let in_flight = Arc::new(Semaphore::new(max_batch * 2));
-    // A place in flight is taken before a frame is: while the engine is
-    // stalled the loop waits here, and still sees the stop.
+    let in_flight = Arc::new(Semaphore::new(ctx.cfg().batching.max_batch * 2));
+    take_frames(&ctx, &mut rx, &in_flight, shutdown).await;
+    let running = Running {
+        parts: parts_task,
+        commands,
+        monitor,
+        delivery,
+        http,
+        worker,
+    };
+    running.stop(ctx, rx, in_flight, &stop_sources).await;
+    Ok(())
+}
+
+/// Loads and warms up the configured model for `standard`, off the async
+/// runtime, and warns of clauses it cannot read with confidence.
+async fn start_engine(cfg: &StationConfig, standard: &Arc<Standard>) -> anyhow::Result<Engine> {
+    let (engine_cfg, warm_standard) = (cfg.clone(), standard.clone());
+    let engine = tokio::task::spawn_blocking(move || {
+        let mut engine = load_engine(&engine_cfg)?;
+        let took = engine.warm_up(&[&warm_standard], engine_cfg.batching.max_batch)?;
+        tracing::debug!(ms = took.as_millis() as u64, "model warmed up");
+        anyhow::Ok(engine)
+    })
+    .await
+    .context("model loader panicked")??;
+    tracing::info!(model = %engine.package.manifest.name, version = %engine.package.manifest.version, recipe = %standard.recipe, clauses = standard.clauses.len(), "model loaded");
+    for r in crate::standards::flagged(&standard.readings(&engine.vocabulary())) {
+        tracing::warn!(recipe = %standard.recipe, clause = r.clause, reading = %r.describe(), doubt = r.doubt.as_deref().unwrap_or_default(), "clause not read with confidence; verdicts citing it go to REVIEW (see `appliance standard check`)");
+    }
+    Ok(engine)
+}
+
+/// The verdict channel and, in Sparkplug B mode, the edge node, with what
+/// stops them.
+struct Delivery {
+    publisher: Publisher,
+    publisher_task: tokio::task::JoinHandle<()>,
+    /// Taken by the station, which sends it each verdict.
+    sparkplug: Option<delivery::sparkplug::EdgeNode>,
+    sparkplug_task: Option<tokio::task::JoinHandle<()>>,
+    /// Stops both; sent after the last frame is committed.
+    stop: watch::Sender<bool>,
+}
+
+/// Connects to the broker (embedded or external) and starts the outbox
+/// publisher, and the Sparkplug edge node where configured.
+fn start_delivery(
+    cfg: &StationConfig,
+    store: &Store,
+    model: &record::ModelRef,
+    standard: &Standard,
+    commands: mpsc::Sender<delivery::Command>,
+) -> anyhow::Result<Delivery> {
+    let (stop, stopped) = watch::channel(false);
+    let endpoint = broker_endpoint(cfg)?;
+    let (publisher, publisher_task) = Publisher::start(
+        cfg,
+        &endpoint,
+        store.clone(),
+        birth_status(cfg, model, standard),
+        stopped.clone(),
+        commands,
+    )?;
+    let (sparkplug, sparkplug_task) = match &cfg.mqtt.sparkplug {
+        Some(spb) => {
+            let context = sparkplug_context(model, standard);
+            let (node, task) =
+                delivery::sparkplug::EdgeNode::start(cfg, spb, &endpoint, context, stopped)?;
+            (Some(node), Some(task))
+        }
+        None => (None, None),
+    };
+    Ok(Delivery {
+        publisher,
+        publisher_task,
+        sparkplug,
+        sparkplug_task,
+        stop,
+    })
+}
+
+/// Serves the HTTP API on the handed-over listener or `http.bind`. The API
+/// is secondary: a port already taken is logged, and the station inspects
+/// without it.
+async fn start_http(
+    handed: Option<std::net::TcpListener>,
+    cfg: &StationConfig,
+    links: &CameraLinks,
+    store: &Store,
+    shutdown: &watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let started = crate::http::listen(handed, cfg.http.bind)
+        .await
+        .and_then(|listener| {
+            crate::http::start(
+                listener,
+                links.triggers.clone(),
+                links.health.clone(),
+                store.clone(),
+                cfg.http.secure_cookies,
+                cfg.monitoring.latency_threshold,
+                shutdown.clone(),
+            )
+        });
+    match started {
+        Ok((_, task)) => Some(task),
+        Err(e) => {
+            tracing::error!(address = %cfg.http.bind, error = %e, "cannot serve the HTTP API");
+            None
+        }
+    }
+}
+
+/// The part assembler task, for multi-view stations: where judged views go,
+/// and what stops it.
+type PartsTask = (watch::Sender<bool>, tokio::task::JoinHandle<()>);
+
+fn start_parts(
+    cfg: &StationConfig,
+    store: &Store,
+    publisher: &Publisher,
+) -> (
+    Option<mpsc::UnboundedSender<(String, record::View)>>,
+    Option<PartsTask>,
+) {
+    if cfg.parts.views.is_empty() {
+        return (None, None);
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let assembler = crate::parts::Assembler::new(
+        &cfg.station.station,
+        cfg.parts.views.clone(),
+        cfg.parts.view_timeout,
+    );
+    let (stop_tx, stop) = watch::channel(false);
+    let task = tokio::spawn(crate::parts::serve(
+        assembler,
+        rx,
+        stop,
+        store.clone(),
+        publisher.clone(),
+    ));
+    (Some(tx), Some((stop_tx, task)))
+}
+
+/// Takes arrivals until `shutdown` or until every source is gone, each
+/// judged on its own task. A place in flight is taken before a frame is:
+/// while the engine is stalled the loop waits here, and still sees the stop.
+async fn take_frames(
+    ctx: &Arc<Station>,
+    rx: &mut mpsc::Receiver<Arrival>,
+    in_flight: &Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let permit = tokio::select! {
             permit = in_flight.clone().acquire_owned() => permit.expect("semaphore open"),
-            _ = shutdown.changed() => break,
+            _ = shutdown.changed() => return,
         };
         let arrival = tokio::select! {
             arrival = rx.recv() => match arrival {
                 Some(arrival) => arrival,
-                None => break,
+                None => return,
             },
-            _ = shutdown.changed() => break,
+            _ = shutdown.changed() => return,
         };
         ctx.progress.received();
         let ctx = ctx.clone();
@@ -655,65 +776,92 @@ pub async fn serve(
             drop(permit);
         });
     }
-    // One deadline for the whole stop, inside systemd's TimeoutStopSec:
-    // each step takes what is left of it, and whatever has not finished by
-    // then is left (committed verdicts wait in the outbox for next start).
-    let deadline = tokio::time::Instant::now() + STOP_DEADLINE;
-    // A step's own cap, never past the deadline.
-    let until = |cap: Duration| deadline.min(tokio::time::Instant::now() + cap);
-    tracing::info!(
-        deadline_s = STOP_DEADLINE.as_secs(),
-        "stopping: cameras first, then frames in flight, then MQTT"
-    );
-    let (scored, agreed) = ctx.score.snapshot();
-    if scored > 0 {
+}
+
+/// What runs beside the frame loop, stopped in order by [`Running::stop`].
+struct Running {
+    parts: Option<PartsTask>,
+    commands: tokio::task::JoinHandle<()>,
+    monitor: tokio::task::JoinHandle<()>,
+    delivery: Delivery,
+    http: Option<tokio::task::JoinHandle<()>>,
+    worker: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    /// The one ordered stop, under one deadline inside systemd's
+    /// TimeoutStopSec: cameras, then the frames queued and in flight, then
+    /// parts still waiting for a view, then commands, the monitor, the
+    /// publisher's last acknowledgements and the servers, then the engine.
+    /// Each step takes what is left of the deadline; whatever has not
+    /// finished by then is left (committed verdicts wait in the outbox for
+    /// the next start).
+    async fn stop(
+        self,
+        ctx: Arc<Station>,
+        mut rx: mpsc::Receiver<Arrival>,
+        in_flight: Arc<Semaphore>,
+        stop_sources: &AtomicBool,
+    ) {
+        let deadline = tokio::time::Instant::now() + STOP_DEADLINE;
+        // A step's own cap, never past the deadline.
+        let until = |cap: Duration| deadline.min(tokio::time::Instant::now() + cap);
         tracing::info!(
-            parts = scored,
-            agreed,
-            "synthetic line: findings agreed with the drawn defects"
+            deadline_s = STOP_DEADLINE.as_secs(),
+            "stopping: cameras first, then frames in flight, then MQTT"
         );
-    }
-    crate::systemd::stopping();
-    stop_sources.store(true, Ordering::Relaxed);
-    rx.close();
-    let queued = async {
-        while let Ok(arrival) = rx.try_recv() {
-            ctx.progress.received();
-            ctx.handle(arrival).await;
+        let (scored, agreed) = ctx.score.snapshot();
+        if scored > 0 {
+            tracing::info!(
+                parts = scored,
+                agreed,
+                "synthetic line: findings agreed with the drawn defects"
+            );
         }
-        let total = (max_batch * 2) as u32;
-        let _ = in_flight.acquire_many(total).await;
-    };
-    // What is left after it is kept for publishing what was committed.
-    let frames_until = deadline - Duration::from_secs(5);
-    if tokio::time::timeout_at(frames_until, queued).await.is_err() {
-        tracing::warn!("frames still in flight at the stop deadline are left unjudged");
+        crate::systemd::stopping();
+        stop_sources.store(true, Ordering::Relaxed);
+        rx.close();
+        let places = (ctx.cfg().batching.max_batch * 2) as u32;
+        let queued = async {
+            while let Ok(arrival) = rx.try_recv() {
+                ctx.progress.received();
+                ctx.handle(arrival).await;
+            }
+            let _ = in_flight.acquire_many(places).await;
+        };
+        // What is left after it is kept for publishing what was committed.
+        let frames_until = deadline - Duration::from_secs(5);
+        if tokio::time::timeout_at(frames_until, queued).await.is_err() {
+            tracing::warn!("frames still in flight at the stop deadline are left unjudged");
+        }
+        // Parts still waiting for a view are decided now, naming what is missing.
+        if let Some((stop, task)) = self.parts {
+            let _ = stop.send(true);
+            let _ = tokio::time::timeout_at(until(Duration::from_secs(10)), task).await;
+        }
+        // Give the drain a moment to hand over what was just committed.
+        ctx.publisher.wake();
+        tokio::time::sleep_until(until(Duration::from_millis(300))).await;
+        self.commands.abort();
+        let _ = self.commands.await;
+        let _ = tokio::time::timeout_at(until(Duration::from_secs(10)), self.monitor).await;
+        let _ = self.delivery.stop.send(true);
+        if let Some(http) = self.http {
+            http.abort();
+        }
+        let _ =
+            tokio::time::timeout_at(until(Duration::from_secs(5)), self.delivery.publisher_task)
+                .await;
+        if let Some(task) = self.delivery.sparkplug_task {
+            let _ = tokio::time::timeout_at(until(Duration::from_secs(5)), task).await;
+        }
+        drop(ctx);
+        let worker = self.worker;
+        let joined = tokio::task::spawn_blocking(move || worker.join());
+        if tokio::time::timeout_at(deadline, joined).await.is_err() {
+            tracing::warn!("the inference worker did not stop by the deadline; leaving it");
+        }
     }
-    // Parts still waiting for a view are decided now, naming what is missing.
-    if let Some((stop, task)) = parts_task {
-        let _ = stop.send(true);
-        let _ = tokio::time::timeout_at(until(Duration::from_secs(10)), task).await;
-    }
-    // Give the drain a moment to hand over what was just committed.
-    ctx.publisher.wake();
-    tokio::time::sleep_until(until(Duration::from_millis(300))).await;
-    commands_task.abort();
-    let _ = commands_task.await;
-    let _ = tokio::time::timeout_at(until(Duration::from_secs(10)), monitor_task).await;
-    let _ = publisher_stop_tx.send(true);
-    if let Some(http) = http {
-        http.abort();
-    }
-    let _ = tokio::time::timeout_at(until(Duration::from_secs(5)), mqtt_task).await;
-    if let Some(task) = sparkplug_task {
-        let _ = tokio::time::timeout_at(until(Duration::from_secs(5)), task).await;
-    }
-    drop(ctx);
-    let joined = tokio::task::spawn_blocking(move || worker_thread.join());
-    if tokio::time::timeout_at(deadline, joined).await.is_err() {
-        tracing::warn!("the inference worker did not stop by the deadline; leaving it");
-    }
-    Ok(())
 }
 
 /// How long a stop may take in all, below the unit's `TimeoutStopSec=30s`
