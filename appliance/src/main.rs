@@ -63,29 +63,7 @@ enum Command {
     },
     /// Judge pictures against a standard: one file prints its verdict JSON;
     /// several files or folders (walked) print one JSON line per picture.
-    Inspect {
-        #[arg(required = true)]
-        images: Vec<PathBuf>,
-        /// The standard's text file.
-        #[arg(long)]
-        standard: PathBuf,
-        /// Model package folder (default: the configuration's, else the
-        /// installed reference model, else the one beside this build).
-        #[arg(long)]
-        model: Option<PathBuf>,
-        /// Station configuration for model settings and calibration.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Calibration, millimetres per pixel.
-        #[arg(long, default_value_t = 0.1)]
-        mm_per_px: f64,
-        /// Model graphs to run: fp32 or int8 (default: the configuration's).
-        #[arg(long, value_parser = ["fp32", "int8"])]
-        precision: Option<String>,
-        /// Pictures judged together.
-        #[arg(long, default_value_t = 8)]
-        batch: usize,
-    },
+    Inspect(InspectArgs),
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -97,36 +75,7 @@ enum Command {
         action: StandardAction,
     },
     /// Write synthetic parts with ground truth and judged standards.
-    Synth {
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long, default_value_t = 100)]
-        count: usize,
-        /// The same seed writes the same parts.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        #[arg(long, default_value_t = 2)]
-        standards_per_part: usize,
-        /// Languages the standards are written in, used in turn (en, zh).
-        #[arg(long, value_delimiter = ',', default_value = "en,zh")]
-        languages: Vec<String>,
-        /// Use the held-out phrasings (evaluation sets) instead of the training ones.
-        #[arg(long)]
-        heldout: bool,
-        /// Add after each standard a twin that differs in the one clause
-        /// that decides, so the decision flips.
-        #[arg(long)]
-        counterfactuals: bool,
-        /// Which generator writes the standards: v1 (the templates the
-        /// reference model was trained on) or v2 (composed wording).
-        #[arg(long, default_value = "v1")]
-        wording: String,
-        /// Judge every part under each hand-written standard in this folder
-        /// (`NN-name.{en,zh}.txt` with its truth in `NN-name.{en,zh}.toml`)
-        /// instead of writing standards; for evaluation only.
-        #[arg(long)]
-        standards_from: Option<PathBuf>,
-    },
+    Synth(SynthArgs),
     /// Write the synthetic "new line" (a material and defect kinds the
     /// reference model never saw) as a plant hands it over for `finetune`:
     /// class folders with masks and standard.txt, plus a held-out split.
@@ -143,62 +92,125 @@ enum Command {
         seed: u64,
     },
     /// Score the model on a synthetic dataset through the appliance's own engine.
-    Eval {
-        /// Folder written by `appliance synth`.
-        #[arg(long)]
-        data: PathBuf,
-        #[arg(long)]
-        model: Option<PathBuf>,
-        #[arg(long, default_value_t = usize::MAX)]
-        limit: usize,
-        /// Model graphs to run: fp32 or int8 (default: the configuration's).
-        #[arg(long, value_parser = ["fp32", "int8"])]
-        precision: Option<String>,
-        /// Also record the figures in the package's model.toml as
-        /// `[evaluation.appliance.NAME.<precision>]`, with the command that
-        /// made the data (`--data-command`).
-        #[arg(long)]
-        write: Option<String>,
-        #[arg(long, default_value = "")]
-        data_command: String,
-    },
+    Eval(EvalArgs),
     /// Whole-pipeline benchmark: K cameras -> batching -> engine -> SQLite ->
     /// MQTT; prints throughput, latency, CPU and memory as JSON.
-    Bench {
-        /// Station configuration (model, recipe, batching, broker).
-        #[arg(long, default_value = "config/demo/station.toml")]
-        config: PathBuf,
-        #[arg(long, default_value_t = 400)]
-        frames: usize,
-        #[arg(long, default_value_t = 4)]
-        cameras: usize,
-        /// Offered load in parts per second over all cameras (default: as
-        /// fast as the pipeline takes them).
-        #[arg(long)]
-        rate: Option<f64>,
-        /// Keep feeding for this many seconds instead of a frame count (soak).
-        #[arg(long)]
-        duration_s: Option<f64>,
-        /// fp32 or int8 (default: the configuration's).
-        #[arg(long)]
-        precision: Option<String>,
-        #[arg(long)]
-        max_batch: Option<usize>,
-        #[arg(long)]
-        max_wait_ms: Option<f64>,
-        /// Broker URL; the station then connects out to it (default: the configuration's broker).
-        #[arg(long)]
-        mqtt: Option<String>,
-        /// Distinct synthetic parts, cycled.
-        #[arg(long, default_value_t = 64)]
-        distinct: usize,
-        /// Tight-loop rounds measuring the model's own compute.
-        #[arg(long, default_value_t = 60)]
-        compute_rounds: usize,
-        /// Also write the frame set and standard here (input of bench/baseline.py).
-        #[arg(long)]
-        export: Option<PathBuf>,
-    },
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct SynthArgs {
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 100)]
+    count: usize,
+    /// The same seed writes the same parts.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 2)]
+    standards_per_part: usize,
+    /// Languages the standards are written in, used in turn (en, zh).
+    #[arg(long, value_delimiter = ',', default_value = "en,zh")]
+    languages: Vec<String>,
+    /// Use the held-out phrasings (evaluation sets) instead of the training ones.
+    #[arg(long)]
+    heldout: bool,
+    /// Add after each standard a twin that differs in the one clause
+    /// that decides, so the decision flips.
+    #[arg(long)]
+    counterfactuals: bool,
+    /// Which generator writes the standards: v1 (the templates the
+    /// reference model was trained on) or v2 (composed wording).
+    #[arg(long, default_value = "v1")]
+    wording: String,
+    /// Judge every part under each hand-written standard in this folder
+    /// (`NN-name.{en,zh}.txt` with its truth in `NN-name.{en,zh}.toml`)
+    /// instead of writing standards; for evaluation only.
+    #[arg(long)]
+    standards_from: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct InspectArgs {
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// The standard's text file.
+    #[arg(long)]
+    standard: PathBuf,
+    /// Model package folder (default: the configuration's, else the
+    /// installed reference model, else the one beside this build).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Station configuration for model settings and calibration.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Calibration, millimetres per pixel.
+    #[arg(long, default_value_t = 0.1)]
+    mm_per_px: f64,
+    /// Model graphs to run: fp32 or int8 (default: the configuration's).
+    #[arg(long, value_parser = ["fp32", "int8"])]
+    precision: Option<String>,
+    /// Pictures judged together.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// Folder written by `appliance synth`.
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[arg(long, default_value_t = usize::MAX)]
+    limit: usize,
+    /// Model graphs to run: fp32 or int8 (default: the configuration's).
+    #[arg(long, value_parser = ["fp32", "int8"])]
+    precision: Option<String>,
+    /// Also record the figures in the package's model.toml as
+    /// `[evaluation.appliance.NAME.<precision>]`, with the command that
+    /// made the data (`--data-command`).
+    #[arg(long)]
+    write: Option<String>,
+    #[arg(long, default_value = "")]
+    data_command: String,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Station configuration (model, recipe, batching, broker).
+    #[arg(long, default_value = "config/demo/station.toml")]
+    config: PathBuf,
+    #[arg(long, default_value_t = 400)]
+    frames: usize,
+    #[arg(long, default_value_t = 4)]
+    cameras: usize,
+    /// Offered load in parts per second over all cameras (default: as
+    /// fast as the pipeline takes them).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Keep feeding for this many seconds instead of a frame count (soak).
+    #[arg(long)]
+    duration_s: Option<f64>,
+    /// fp32 or int8 (default: the configuration's).
+    #[arg(long)]
+    precision: Option<String>,
+    #[arg(long)]
+    max_batch: Option<usize>,
+    #[arg(long)]
+    max_wait_ms: Option<f64>,
+    /// Broker URL; the station then connects out to it (default: the configuration's broker).
+    #[arg(long)]
+    mqtt: Option<String>,
+    /// Distinct synthetic parts, cycled.
+    #[arg(long, default_value_t = 64)]
+    distinct: usize,
+    /// Tight-loop rounds measuring the model's own compute.
+    #[arg(long, default_value_t = 60)]
+    compute_rounds: usize,
+    /// Also write the frame set and standard here (input of bench/baseline.py).
+    #[arg(long)]
+    export: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -380,349 +392,420 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::User {
             action: UserAction::Add { config, name, role },
-        } => {
-            let cfg = Loader::new(Some(&config)).load()?;
-            let role = store::accounts::Role::parse(&role)?;
-            let mut password = String::new();
-            std::io::stdin().read_line(&mut password)?;
-            let password = password.trim_end_matches(['\r', '\n']);
-            tokio::runtime::Runtime::new()?.block_on(async {
-                let store =
-                    store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir).await?;
-                store::accounts::add_user(&store, &name, role, password).await?;
-                anyhow::Ok(())
-            })?;
-            eprintln!("user `{name}` ({}) saved", role.as_str());
-        }
+        } => add_user(config, name, role),
         Command::BenchReview {
             verdicts,
             rounds,
             dir,
-        } => {
-            let report = tokio::runtime::Runtime::new()?
-                .block_on(appliance::bench_review::run(verdicts, rounds, &dir))?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        }
-        Command::Export { config, out, since } => {
-            let cfg = Loader::new(Some(&config)).load()?;
-            let report = tokio::runtime::Runtime::new()?.block_on(async {
-                let store =
-                    store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir).await?;
-                anyhow::Ok(store::export::export(&store, &out, &since).await?)
-            })?;
-            println!("{}", serde_json::to_string(&report)?);
-        }
+        } => bench_review(verdicts, rounds, dir),
+        Command::Export { config, out, since } => export(config, out, since),
         Command::Token {
             action: TokenAction::Add { config, name, role },
-        } => {
-            let cfg = Loader::new(Some(&config)).load()?;
-            let role = store::accounts::Role::parse(&role)?;
-            let token = tokio::runtime::Runtime::new()?.block_on(async {
-                let store =
-                    store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir).await?;
-                anyhow::Ok(store::accounts::add_token(&store, &name, role).await?)
-            })?;
-            println!("{token}");
-            eprintln!("token `{name}` ({}): send it as `Authorization: Bearer <token>`; it is not shown again", role.as_str());
-        }
-        Command::Config { action } => match action {
-            ConfigAction::Default => print!("{}", firmware_config::DEFAULT_TOML),
-            ConfigAction::Check { file } => match Loader::new(Some(&file)).load() {
-                Ok(cfg) => {
-                    let (problems, flags) = check_recipes(&cfg);
-                    if !problems.is_empty() {
-                        eprintln!("{} has {} problem(s):", file.display(), problems.len());
-                        for p in &problems {
-                            eprintln!("  - {p}");
-                        }
-                        return Ok(std::process::ExitCode::from(2));
-                    }
-                    for f in &flags {
-                        println!("warning: {f}");
-                    }
-                    println!(
-                        "{}: ok (station {}/{}/{}, {} camera(s), {} recipe(s), active recipe `{}`, model {})",
-                        file.display(),
-                        cfg.station.site,
-                        cfg.station.line,
-                        cfg.station.station,
-                        cfg.cameras.len(),
-                        cfg.recipes.len(),
-                        cfg.station.recipe,
-                        cfg.model.package.display()
-                    );
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    return Ok(std::process::ExitCode::from(2));
-                }
-            },
-        },
+        } => add_token(config, name, role),
+        Command::Config { action } => config(action),
         Command::Standard {
             action: StandardAction::Check { file, model },
-        } => {
-            let package = match model {
-                Some(m) => m,
-                None => default_model()?,
-            };
-            let manifest = fusion::package::Manifest::read(&package)?;
-            let vocabulary = manifest.output.vocabulary();
-            let standard = match appliance::standards::load("check", &file) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("{e:#}");
-                    return Ok(std::process::ExitCode::from(2));
-                }
-            };
-            let (text, flagged) = appliance::standards::describe(&standard, &vocabulary);
-            print!("{text}");
-            if let Some(compiled) = appliance::standards::compiled(&standard, &manifest) {
-                print!("{compiled}");
-            }
-            println!(
-                "{}: {} clause(s), {} not read with confidence (marked !); model words from {}",
-                file.display(),
-                standard.clauses.len(),
-                flagged,
-                package.display()
-            );
-            if flagged > 0 {
-                return Ok(std::process::ExitCode::from(1));
-            }
-        }
+        } => check_standard(file, model),
         Command::Standard {
             action: StandardAction::Compile { model },
-        } => {
-            let package = match model {
-                Some(m) => m,
-                None => default_model()?,
-            };
-            let manifest = fusion::package::Manifest::read(&package)?;
-            appliance::standards::compile_lines(
-                &manifest,
-                std::io::stdin().lock(),
-                std::io::stdout().lock(),
-            )?;
-        }
-        Command::Synth {
-            out,
-            count,
-            seed,
-            standards_per_part,
-            languages,
-            heldout,
-            counterfactuals,
-            wording,
-            standards_from,
-        } => {
-            use synth::{dataset, Language, Phrasings, Wording};
-            if let Some(dir) = standards_from {
-                let standards = appliance::handwritten::sourced(&dir)?;
-                let (manifest, left_out) =
-                    dataset::write_dataset_judged_by(&out, count, seed, &standards)
-                        .with_context(|| format!("writing synthetic parts to {}", out.display()))?;
-                println!(
-                    "wrote {count} parts judged under {} hand-written standard(s) to {} ({left_out} judgement(s) left out: a defect size within 25% of the limit that judges it)",
-                    standards.len(),
-                    manifest.display()
-                );
-                return Ok(std::process::ExitCode::SUCCESS);
-            }
-            let wording = Wording::parse(&wording)
-                .with_context(|| format!("unknown wording {wording:?}: use v1 or v2"))?;
-            let languages = languages
-                .iter()
-                .map(|l| {
-                    Language::parse(l)
-                        .with_context(|| format!("unknown language {l:?}: use en or zh"))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let spec = dataset::DatasetSpec {
-                count,
-                seed,
-                standards_per_part,
-                languages,
-                phrasings: if heldout {
-                    Phrasings::Heldout
-                } else {
-                    Phrasings::Train
-                },
-                counterfactuals,
-            };
-            let manifest = dataset::write_dataset_worded(&out, &spec, wording)
-                .with_context(|| format!("writing synthetic parts to {}", out.display()))?;
-            println!("wrote {count} parts to {}", manifest.display());
-        }
+        } => compile_standard(model),
+        Command::Synth(args) => synth(args),
         Command::SynthPlant {
             out,
             heldout,
             per_class,
             seed,
-        } => {
-            use synth::plant;
-            plant::write_plant_folders(&out, per_class, seed)
-                .with_context(|| format!("writing the new line to {}", out.display()))?;
-            let manifest = plant::write_plant_manifest(&heldout, per_class, seed + 1)
-                .with_context(|| format!("writing the held-out split to {}", heldout.display()))?;
-            println!(
-                "wrote {per_class} images per class to {} and the held-out split to {}",
-                out.display(),
+        } => synth_plant(out, heldout, per_class, seed),
+        Command::Inspect(args) => inspect(args),
+        Command::Eval(args) => eval_model(args),
+        Command::Bench(args) => bench(args),
+        Command::Run { config } => run_station(config),
+        Command::Demo { config } => demo(config),
+    }
+}
+
+/// `appliance user add`: a review user, password from stdin.
+fn add_user(config: PathBuf, name: String, role: String) -> anyhow::Result<std::process::ExitCode> {
+    let cfg = Loader::new(Some(&config)).load()?;
+    let role = store::accounts::Role::parse(&role)?;
+    let mut password = String::new();
+    std::io::stdin().read_line(&mut password)?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let store = store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir).await?;
+        store::accounts::add_user(&store, &name, role, password).await?;
+        anyhow::Ok(())
+    })?;
+    eprintln!("user `{name}` ({}) saved", role.as_str());
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `appliance bench-review`: the review list page against many verdicts.
+fn bench_review(
+    verdicts: u64,
+    rounds: usize,
+    dir: PathBuf,
+) -> anyhow::Result<std::process::ExitCode> {
+    let report = tokio::runtime::Runtime::new()?
+        .block_on(appliance::bench_review::run(verdicts, rounds, &dir))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `appliance export`: reviewed verdicts as training data.
+fn export(config: PathBuf, out: PathBuf, since: String) -> anyhow::Result<std::process::ExitCode> {
+    let cfg = Loader::new(Some(&config)).load()?;
+    let report = tokio::runtime::Runtime::new()?.block_on(async {
+        let store = store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir).await?;
+        anyhow::Ok(store::export::export(&store, &out, &since).await?)
+    })?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `appliance token add`: an API token for the MES, printed once.
+fn add_token(
+    config: PathBuf,
+    name: String,
+    role: String,
+) -> anyhow::Result<std::process::ExitCode> {
+    let cfg = Loader::new(Some(&config)).load()?;
+    let role = store::accounts::Role::parse(&role)?;
+    let token = tokio::runtime::Runtime::new()?.block_on(async {
+        let store = store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir).await?;
+        anyhow::Ok(store::accounts::add_token(&store, &name, role).await?)
+    })?;
+    println!("{token}");
+    eprintln!(
+        "token `{name}` ({}): send it as `Authorization: Bearer <token>`; it is not shown again",
+        role.as_str()
+    );
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `appliance config default|check`.
+fn config(action: ConfigAction) -> anyhow::Result<std::process::ExitCode> {
+    match action {
+        ConfigAction::Default => print!("{}", firmware_config::DEFAULT_TOML),
+        ConfigAction::Check { file } => match Loader::new(Some(&file)).load() {
+            Ok(cfg) => {
+                let (problems, flags) = check_recipes(&cfg);
+                if !problems.is_empty() {
+                    eprintln!("{} has {} problem(s):", file.display(), problems.len());
+                    for p in &problems {
+                        eprintln!("  - {p}");
+                    }
+                    return Ok(std::process::ExitCode::from(2));
+                }
+                for f in &flags {
+                    println!("warning: {f}");
+                }
+                println!(
+                    "{}: ok (station {}/{}/{}, {} camera(s), {} recipe(s), active recipe `{}`, model {})",
+                    file.display(),
+                    cfg.station.site,
+                    cfg.station.line,
+                    cfg.station.station,
+                    cfg.cameras.len(),
+                    cfg.recipes.len(),
+                    cfg.station.recipe,
+                    cfg.model.package.display()
+                );
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return Ok(std::process::ExitCode::from(2));
+            }
+        },
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `appliance standard check`: how the model reads each clause; exit 1 when a clause is not read with confidence, 2 when the file is unusable.
+fn check_standard(file: PathBuf, model: Option<PathBuf>) -> anyhow::Result<std::process::ExitCode> {
+    let package = match model {
+        Some(m) => m,
+        None => default_model()?,
+    };
+    let manifest = fusion::package::Manifest::read(&package)?;
+    let vocabulary = manifest.output.vocabulary();
+    let standard = match appliance::standards::load("check", &file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return Ok(std::process::ExitCode::from(2));
+        }
+    };
+    let (text, flagged) = appliance::standards::describe(&standard, &vocabulary);
+    print!("{text}");
+    if let Some(compiled) = appliance::standards::compiled(&standard, &manifest) {
+        print!("{compiled}");
+    }
+    println!(
+        "{}: {} clause(s), {} not read with confidence (marked !); model words from {}",
+        file.display(),
+        standard.clauses.len(),
+        flagged,
+        package.display()
+    );
+    if flagged > 0 {
+        return Ok(std::process::ExitCode::from(1));
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `appliance standard compile`: standards in, compiled standards out, one JSON line each (the Python toolchain asks this).
+fn compile_standard(model: Option<PathBuf>) -> anyhow::Result<std::process::ExitCode> {
+    let package = match model {
+        Some(m) => m,
+        None => default_model()?,
+    };
+    let manifest = fusion::package::Manifest::read(&package)?;
+    appliance::standards::compile_lines(
+        &manifest,
+        std::io::stdin().lock(),
+        std::io::stdout().lock(),
+    )?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `appliance synth`: a synthetic training or evaluation set.
+fn synth(args: SynthArgs) -> anyhow::Result<std::process::ExitCode> {
+    let SynthArgs {
+        out,
+        count,
+        seed,
+        standards_per_part,
+        languages,
+        heldout,
+        counterfactuals,
+        wording,
+        standards_from,
+    } = args;
+    use synth::{dataset, Language, Phrasings, Wording};
+    if let Some(dir) = standards_from {
+        let standards = appliance::handwritten::sourced(&dir)?;
+        let (manifest, left_out) = dataset::write_dataset_judged_by(&out, count, seed, &standards)
+            .with_context(|| format!("writing synthetic parts to {}", out.display()))?;
+        println!(
+                "wrote {count} parts judged under {} hand-written standard(s) to {} ({left_out} judgement(s) left out: a defect size within 25% of the limit that judges it)",
+                standards.len(),
                 manifest.display()
             );
-        }
-        Command::Inspect {
-            images,
-            standard,
-            model,
-            config,
-            mm_per_px,
-            precision,
-            batch,
-        } => {
-            init_logging();
-            let mut cfg = tool_config(config.as_deref(), model)?;
-            set_precision(&mut cfg, precision.as_deref());
-            let standard = appliance::standards::load("cli", &standard)?;
-            let pictures = appliance::inspect::pictures(&images)?;
-            let one = images.len() == 1 && images[0].is_file();
-            let mut engine = pipeline::load_engine(&cfg)?;
-            let mut first_error = None;
-            let failed = appliance::inspect::judge_all(
-                &mut engine,
-                &standard,
-                &pictures,
-                mm_per_px,
-                batch,
-                |path, result| match result {
-                    Ok(v) if one => {
-                        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())
-                    }
-                    Ok(v) => println!("{v}"),
-                    Err(e) if one => first_error = Some(e),
-                    Err(e) => {
-                        eprintln!("{e:#}");
-                        println!(
-                            "{}",
-                            serde_json::json!({"image": path.display().to_string(), "error": format!("{e:#}")})
-                        );
-                    }
-                },
-            )?;
-            if let Some(e) = first_error {
-                return Err(e);
-            }
-            if failed > 0 {
-                anyhow::bail!("{failed} of {} pictures not judged", pictures.len());
-            }
-        }
-        Command::Eval {
-            data,
-            model,
-            limit,
-            precision,
-            write,
-            data_command,
-        } => {
-            init_logging();
-            let mut cfg = tool_config(None, model)?;
-            set_precision(&mut cfg, precision.as_deref());
-            let mut engine = pipeline::load_engine(&cfg)?;
-            let report = eval::evaluate(&mut engine, &data, limit)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            if let Some(name) = write {
-                let precision = match cfg.model.precision {
-                    firmware_config::Precision::Int8 => "int8",
-                    _ => "fp32",
-                };
-                let manifest = cfg.model.package.join("model.toml");
-                eval::write_into(&manifest, &name, precision, &data_command, &report)?;
-                eprintln!("figures written into {}", manifest.display());
-            }
-        }
-        Command::Bench {
-            config,
-            frames,
-            cameras,
-            rate,
-            duration_s,
-            precision,
-            max_batch,
-            max_wait_ms,
-            mqtt,
-            distinct,
-            compute_rounds,
-            export,
-        } => {
-            init_logging();
-            let mut cfg = Loader::new(Some(&config)).load()?;
-            if let Some(p) = precision {
-                cfg.model.precision = match p.as_str() {
-                    "fp32" => firmware_config::Precision::Fp32,
-                    "int8" => firmware_config::Precision::Int8,
-                    other => anyhow::bail!("--precision {other:?}: use fp32 or int8"),
-                };
-            }
-            if let Some(b) = max_batch {
-                anyhow::ensure!(b >= 1, "--max-batch must be at least 1");
-                cfg.batching.max_batch = b;
-            }
-            if let Some(ms) = max_wait_ms {
-                cfg.batching.max_wait = std::time::Duration::from_secs_f64(ms.max(0.0) / 1e3);
-            }
-            if let Some(url) = mqtt {
-                // A broker named on the command line is the one to use, even
-                // where the configuration hosts its own (the demo's does).
-                cfg.mqtt.url = url;
-                cfg.mqtt.broker = firmware_config::BrokerMode::External;
-            }
-            cfg.station.station = format!("bench-{}", std::process::id());
-            let opts = appliance::bench::BenchOptions {
-                frames,
-                cameras,
-                rate,
-                duration: duration_s.map(std::time::Duration::from_secs_f64),
-                distinct,
-                compute_rounds,
-                export,
-            };
-            let report =
-                tokio::runtime::Runtime::new()?.block_on(appliance::bench::run(cfg, opts))?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        }
-        Command::Run { config } => {
-            init_logging();
-            let cfg = Loader::new(Some(&config)).load()?;
-            tokio::runtime::Runtime::new()?.block_on(serve(cfg))?;
-        }
-        Command::Demo { config } => {
-            init_logging();
-            let cfg = Loader::new(Some(&config)).load()?;
-            let topic = format!("{}/{}/#", cfg.mqtt.topic_prefix, cfg.station.station);
-            let (host, port) = match cfg.mqtt.broker {
-                firmware_config::BrokerMode::Embedded => {
-                    let a = cfg.mqtt.embedded_listen;
-                    (a.ip().to_string(), a.port().to_string())
-                }
-                firmware_config::BrokerMode::External => cfg
-                    .mqtt
-                    .url
-                    .trim_start_matches("mqtt://")
-                    .rsplit_once(':')
-                    .map(|(h, p)| (h.to_string(), p.to_string()))
-                    .unwrap_or(("127.0.0.1".into(), "1883".into())),
-            };
-            eprintln!(
-                "\nDemo station `{}`: the synthetic line feeds the pipeline.",
-                cfg.station.station
-            );
-            eprintln!("Watch verdicts:   mosquitto_sub -h {host} -p {port} -t '{topic}' -v");
-            eprintln!(
-                "Stored verdicts:  sqlite3 {} 'SELECT decided_at, part_id, decision FROM verdicts ORDER BY decided_at DESC LIMIT 10'",
-                cfg.storage.database_url.trim_start_matches("sqlite://")
-            );
-            eprintln!("Stop with Ctrl-C.\n");
-            tokio::runtime::Runtime::new()?.block_on(serve(cfg))?;
-        }
+        return Ok(std::process::ExitCode::SUCCESS);
     }
+    let wording = Wording::parse(&wording)
+        .with_context(|| format!("unknown wording {wording:?}: use v1 or v2"))?;
+    let languages = languages
+        .iter()
+        .map(|l| {
+            Language::parse(l).with_context(|| format!("unknown language {l:?}: use en or zh"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let spec = dataset::DatasetSpec {
+        count,
+        seed,
+        standards_per_part,
+        languages,
+        phrasings: if heldout {
+            Phrasings::Heldout
+        } else {
+            Phrasings::Train
+        },
+        counterfactuals,
+    };
+    let manifest = dataset::write_dataset_worded(&out, &spec, wording)
+        .with_context(|| format!("writing synthetic parts to {}", out.display()))?;
+    println!("wrote {count} parts to {}", manifest.display());
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `appliance synth-plant`: the synthetic "new line" for the fine-tuning demonstration.
+fn synth_plant(
+    out: PathBuf,
+    heldout: PathBuf,
+    per_class: usize,
+    seed: u64,
+) -> anyhow::Result<std::process::ExitCode> {
+    use synth::plant;
+    plant::write_plant_folders(&out, per_class, seed)
+        .with_context(|| format!("writing the new line to {}", out.display()))?;
+    let manifest = plant::write_plant_manifest(&heldout, per_class, seed + 1)
+        .with_context(|| format!("writing the held-out split to {}", heldout.display()))?;
+    println!(
+        "wrote {per_class} images per class to {} and the held-out split to {}",
+        out.display(),
+        manifest.display()
+    );
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `appliance inspect`: judge pictures once, without a station.
+fn inspect(args: InspectArgs) -> anyhow::Result<std::process::ExitCode> {
+    let InspectArgs {
+        images,
+        standard,
+        model,
+        config,
+        mm_per_px,
+        precision,
+        batch,
+    } = args;
+    init_logging();
+    let mut cfg = tool_config(config.as_deref(), model)?;
+    set_precision(&mut cfg, precision.as_deref());
+    let standard = appliance::standards::load("cli", &standard)?;
+    let pictures = appliance::inspect::pictures(&images)?;
+    let one = images.len() == 1 && images[0].is_file();
+    let mut engine = pipeline::load_engine(&cfg)?;
+    let mut first_error = None;
+    let failed = appliance::inspect::judge_all(
+        &mut engine,
+        &standard,
+        &pictures,
+        mm_per_px,
+        batch,
+        |path, result| match result {
+            Ok(v) if one => {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())
+            }
+            Ok(v) => println!("{v}"),
+            Err(e) if one => first_error = Some(e),
+            Err(e) => {
+                eprintln!("{e:#}");
+                println!(
+                    "{}",
+                    serde_json::json!({"image": path.display().to_string(), "error": format!("{e:#}")})
+                );
+            }
+        },
+    )?;
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} pictures not judged", pictures.len());
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `appliance eval`: the model against a labelled folder.
+fn eval_model(args: EvalArgs) -> anyhow::Result<std::process::ExitCode> {
+    let EvalArgs {
+        data,
+        model,
+        limit,
+        precision,
+        write,
+        data_command,
+    } = args;
+    init_logging();
+    let mut cfg = tool_config(None, model)?;
+    set_precision(&mut cfg, precision.as_deref());
+    let mut engine = pipeline::load_engine(&cfg)?;
+    let report = eval::evaluate(&mut engine, &data, limit)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if let Some(name) = write {
+        let precision = match cfg.model.precision {
+            firmware_config::Precision::Int8 => "int8",
+            _ => "fp32",
+        };
+        let manifest = cfg.model.package.join("model.toml");
+        eval::write_into(&manifest, &name, precision, &data_command, &report)?;
+        eprintln!("figures written into {}", manifest.display());
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `appliance bench`: the whole pipeline under load.
+fn bench(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
+    let BenchArgs {
+        config,
+        frames,
+        cameras,
+        rate,
+        duration_s,
+        precision,
+        max_batch,
+        max_wait_ms,
+        mqtt,
+        distinct,
+        compute_rounds,
+        export,
+    } = args;
+    init_logging();
+    let mut cfg = Loader::new(Some(&config)).load()?;
+    if let Some(p) = precision {
+        cfg.model.precision = match p.as_str() {
+            "fp32" => firmware_config::Precision::Fp32,
+            "int8" => firmware_config::Precision::Int8,
+            other => anyhow::bail!("--precision {other:?}: use fp32 or int8"),
+        };
+    }
+    if let Some(b) = max_batch {
+        anyhow::ensure!(b >= 1, "--max-batch must be at least 1");
+        cfg.batching.max_batch = b;
+    }
+    if let Some(ms) = max_wait_ms {
+        cfg.batching.max_wait = std::time::Duration::from_secs_f64(ms.max(0.0) / 1e3);
+    }
+    if let Some(url) = mqtt {
+        // A broker named on the command line is the one to use, even
+        // where the configuration hosts its own (the demo's does).
+        cfg.mqtt.url = url;
+        cfg.mqtt.broker = firmware_config::BrokerMode::External;
+    }
+    cfg.station.station = format!("bench-{}", std::process::id());
+    let opts = appliance::bench::BenchOptions {
+        frames,
+        cameras,
+        rate,
+        duration: duration_s.map(std::time::Duration::from_secs_f64),
+        distinct,
+        compute_rounds,
+        export,
+    };
+    let report = tokio::runtime::Runtime::new()?.block_on(appliance::bench::run(cfg, opts))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `appliance run`: the station service.
+fn run_station(config: PathBuf) -> anyhow::Result<std::process::ExitCode> {
+    init_logging();
+    let cfg = Loader::new(Some(&config)).load()?;
+    tokio::runtime::Runtime::new()?.block_on(serve(cfg))?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `appliance demo`: the station on the synthetic line, with how to watch it.
+fn demo(config: PathBuf) -> anyhow::Result<std::process::ExitCode> {
+    init_logging();
+    let cfg = Loader::new(Some(&config)).load()?;
+    let topic = format!("{}/{}/#", cfg.mqtt.topic_prefix, cfg.station.station);
+    let (host, port) = match cfg.mqtt.broker {
+        firmware_config::BrokerMode::Embedded => {
+            let a = cfg.mqtt.embedded_listen;
+            (a.ip().to_string(), a.port().to_string())
+        }
+        firmware_config::BrokerMode::External => cfg
+            .mqtt
+            .url
+            .trim_start_matches("mqtt://")
+            .rsplit_once(':')
+            .map(|(h, p)| (h.to_string(), p.to_string()))
+            .unwrap_or(("127.0.0.1".into(), "1883".into())),
+    };
+    eprintln!(
+        "\nDemo station `{}`: the synthetic line feeds the pipeline.",
+        cfg.station.station
+    );
+    eprintln!("Watch verdicts:   mosquitto_sub -h {host} -p {port} -t '{topic}' -v");
+    eprintln!(
+            "Stored verdicts:  sqlite3 {} 'SELECT decided_at, part_id, decision FROM verdicts ORDER BY decided_at DESC LIMIT 10'",
+            cfg.storage.database_url.trim_start_matches("sqlite://")
+        );
+    eprintln!("Stop with Ctrl-C.\n");
+    tokio::runtime::Runtime::new()?.block_on(serve(cfg))?;
     Ok(std::process::ExitCode::SUCCESS)
 }

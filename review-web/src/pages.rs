@@ -178,6 +178,54 @@ pub(crate) async fn verdict_page(
             ))
         }
     };
+    let (boxes, rows) = findings_drawn(&v);
+    let image = picture(&v, d.image_deleted.as_deref(), &boxes);
+    let reviews = reviews_list(&d.reviews);
+    let form = if who.user.role >= Role::Operator && who.csrf.is_some() {
+        review_form_html(
+            &id,
+            who.csrf.as_deref().unwrap_or_default(),
+            v.findings.len(),
+        )
+    } else {
+        String::new()
+    };
+    let body = format!(
+        r#"<div class="cols"><div>{image}</div><div><p class="{dec}" style="font-size:1.6em">{dec}</p>
+{why}<p>Part <b>{part}</b> · camera {cam} · station {st} · confidence {conf:.2}</p>
+<table><thead><tr><th>#</th><th>Defect</th><th>Violates</th><th>Confidence</th><th>Size</th></tr></thead><tbody>{rows}</tbody></table>
+<p>Recipe <b>{recipe}</b>, standard <code>{std_sha}</code> · model {model} {mver}</p>
+<p>Captured {cap} · decided {dec_at} · inference {inf} ms</p>
+<details><summary>The standard this verdict was judged against</summary><pre>{standard}</pre></details>
+<h2>Reviews</h2><ul>{reviews}</ul>{form}</div></div>"#,
+        dec = v.decision,
+        part = esc(v.part_id.as_deref().unwrap_or("—")),
+        cam = esc(&v.camera),
+        st = esc(&v.station.station),
+        conf = v.confidence,
+        why = v
+            .review_reason
+            .as_deref()
+            .map(|r| format!(
+                r#"<p class="why"><b>Why a person must decide:</b> {}</p>"#,
+                esc(r)
+            ))
+            .unwrap_or_default(),
+        recipe = esc(&v.recipe),
+        std_sha = esc(v.standard_sha256.get(..12).unwrap_or(&v.standard_sha256)),
+        model = esc(&v.model.name),
+        mver = esc(&v.model.version),
+        cap = esc(&v.timings.captured_at),
+        dec_at = esc(&v.timings.decided_at),
+        inf = v.timings.inference_ms,
+        standard = esc(&d.standard),
+    );
+    page(&format!("Verdict {}", &id), Some(&who), &body).into_response()
+}
+
+/// The findings as SVG boxes over the picture (numbered from 1, red where
+/// a clause is violated, amber where tolerated) and as table rows.
+fn findings_drawn(v: &record::Verdict) -> (String, String) {
     let findings = &v.findings;
     let (w, h) = (
         f64::from(v.image.width.max(1)),
@@ -228,7 +276,13 @@ pub(crate) async fn verdict_page(
             f.size_mm
         ));
     }
-    let image = match (&d.image_deleted, v.image.not_kept.as_deref()) {
+    (boxes, rows)
+}
+
+/// The picture with its boxes, or why there is none.
+fn picture(v: &record::Verdict, deleted: Option<&str>, boxes: &str) -> String {
+    let (w, h) = (v.image.width.max(1), v.image.height.max(1));
+    match (deleted, v.image.not_kept.as_deref()) {
         (_, Some(why)) => format!(r#"<p class="err">Image not kept: {}</p>"#, esc(why)),
         (Some(why), _) => format!(
             r#"<p class="err">Image deleted by retention ({}).</p>"#,
@@ -238,9 +292,12 @@ pub(crate) async fn verdict_page(
             r#"<figure id="part"><img src="/images/{sha}" alt="part image"><svg viewBox="0 0 {w} {h}" preserveAspectRatio="none" role="img" aria-label="findings">{boxes}</svg></figure>"#,
             sha = esc(&v.image.sha256)
         ),
-    };
-    let reviews: String = d
-        .reviews
+    }
+}
+
+/// The verdict's reviews, newest last.
+fn reviews_list(reviews: &[reviews::Review]) -> String {
+    let items: String = reviews
         .iter()
         .map(|r| {
             format!(
@@ -261,58 +318,28 @@ pub(crate) async fn verdict_page(
             )
         })
         .collect();
-    let reviews = if reviews.is_empty() {
+    if items.is_empty() {
         "<li>None yet.</li>".to_string()
     } else {
-        reviews
-    };
-    let form = if who.user.role >= Role::Operator && who.csrf.is_some() {
-        let per_finding: String = (0..findings.len())
+        items
+    }
+}
+
+/// The review form: decision, findings marked wrong, missed defects drawn
+/// or typed, and the reason.
+fn review_form_html(id: &str, csrf: &str, findings: usize) -> String {
+    let per_finding: String = (0..findings)
             .map(|i| format!(r#"<label><input type="checkbox" name="wrong" value="{i}"> finding {} is wrong</label><br>"#, i + 1))
             .collect();
-        format!(
-            r#"<h2>Review</h2><form method="post" action="/verdicts/{id}/review"><input type="hidden" name="csrf" value="{csrf}">
+    format!(
+        r#"<h2>Review</h2><form method="post" action="/verdicts/{id}/review"><input type="hidden" name="csrf" value="{csrf}">
 <p>Decision: <label><input type="radio" name="decision" value="PASS" required> PASS</label> <label><input type="radio" name="decision" value="FAIL"> FAIL</label></p>
 <p>{per_finding}</p><p><label>Missed defect: <input id="missed-name" value="" placeholder="defect name, then drag a box on the image"></label></p>
 <p><label>Missed defects, one per line: <code>name x0 y0 x1 y1</code> (0–1 of the image; drawn boxes land here)<br><textarea id="missed" name="missed" rows="3" cols="50"></textarea></label></p>
 <p><label>Reason<br><textarea name="reason" rows="3" cols="50" required></textarea></label></p><button>Record review</button></form><script>{DRAW}</script>"#,
-            id = esc(&id),
-            csrf = esc(who.csrf.as_deref().unwrap_or_default()),
-        )
-    } else {
-        String::new()
-    };
-    let body = format!(
-        r#"<div class="cols"><div>{image}</div><div><p class="{dec}" style="font-size:1.6em">{dec}</p>
-{why}<p>Part <b>{part}</b> · camera {cam} · station {st} · confidence {conf:.2}</p>
-<table><thead><tr><th>#</th><th>Defect</th><th>Violates</th><th>Confidence</th><th>Size</th></tr></thead><tbody>{rows}</tbody></table>
-<p>Recipe <b>{recipe}</b>, standard <code>{std_sha}</code> · model {model} {mver}</p>
-<p>Captured {cap} · decided {dec_at} · inference {inf} ms</p>
-<details><summary>The standard this verdict was judged against</summary><pre>{standard}</pre></details>
-<h2>Reviews</h2><ul>{reviews}</ul>{form}</div></div>"#,
-        dec = v.decision,
-        part = esc(v.part_id.as_deref().unwrap_or("—")),
-        cam = esc(&v.camera),
-        st = esc(&v.station.station),
-        conf = v.confidence,
-        why = v
-            .review_reason
-            .as_deref()
-            .map(|r| format!(
-                r#"<p class="why"><b>Why a person must decide:</b> {}</p>"#,
-                esc(r)
-            ))
-            .unwrap_or_default(),
-        recipe = esc(&v.recipe),
-        std_sha = esc(v.standard_sha256.get(..12).unwrap_or(&v.standard_sha256)),
-        model = esc(&v.model.name),
-        mver = esc(&v.model.version),
-        cap = esc(&v.timings.captured_at),
-        dec_at = esc(&v.timings.decided_at),
-        inf = v.timings.inference_ms,
-        standard = esc(&d.standard),
-    );
-    page(&format!("Verdict {}", &id), Some(&who), &body).into_response()
+        id = esc(id),
+        csrf = esc(csrf),
+    )
 }
 
 #[derive(Deserialize)]

@@ -246,26 +246,34 @@ pub fn render(
     cameras: &[vision::sources::health::HealthSnapshot],
     outbox_pending: Option<i64>,
 ) -> String {
-    let r = registry();
     let mut out = String::with_capacity(8 << 10);
-    head(&mut out, "appliance_stage_seconds", "histogram", "Time from capture to each stage of a frame: queued, inference, decided (stored), published (handed to the broker).");
+    render_pipeline(&mut out);
+    render_cameras(&mut out, cameras);
+    render_delivery(&mut out, outbox_pending);
+    render_info(&mut out);
+    render_process(&mut out);
+    render_health(&mut out);
+    render_gpus(&mut out, &crate::gpu::snapshot());
+    out
+}
+
+/// Frames through the stages, batches, verdicts, rejections, the queue and the engine.
+fn render_pipeline(out: &mut String) {
+    let r = registry();
+    head(out, "appliance_stage_seconds", "histogram", "Time from capture to each stage of a frame: queued, inference, decided (stored), published (handed to the broker).");
     for (i, name) in STAGES.iter().enumerate() {
-        r.stage[i].render(
-            &mut out,
-            "appliance_stage_seconds",
-            &format!("stage=\"{name}\""),
-        );
+        r.stage[i].render(out, "appliance_stage_seconds", &format!("stage=\"{name}\""));
     }
     head(
-        &mut out,
+        out,
         "appliance_batch_size",
         "histogram",
         "Frames per inference batch.",
     );
     let w = engine();
-    r.batch.render(&mut out, "appliance_batch_size", "");
+    r.batch.render(out, "appliance_batch_size", "");
     head(
-        &mut out,
+        out,
         "appliance_verdicts_total",
         "counter",
         "Verdicts decided, by decision.",
@@ -278,7 +286,7 @@ pub fn render(
         );
     }
     head(
-        &mut out,
+        out,
         "appliance_rejected_frames_total",
         "counter",
         "Frames or files that could not be judged (kept as ingest errors).",
@@ -289,7 +297,7 @@ pub fn render(
         r.rejected.load(Ordering::Relaxed)
     );
     head(
-        &mut out,
+        out,
         "appliance_queue_depth",
         "gauge",
         "Frames accepted and not yet judged (waiting for or in the engine).",
@@ -300,7 +308,7 @@ pub fn render(
         r.in_engine.load(Ordering::Relaxed).max(0)
     );
     head(
-        &mut out,
+        out,
         "appliance_engine_busy_seconds_total",
         "counter",
         "Time the inference engine spent running batches.",
@@ -311,7 +319,7 @@ pub fn render(
         w.busy.as_secs_f64()
     );
     head(
-        &mut out,
+        out,
         "appliance_frames_total",
         "counter",
         "Frames (and unreadable files) that reached the pipeline, by camera.",
@@ -323,8 +331,12 @@ pub fn render(
             label(camera)
         );
     }
+}
+
+/// Per camera: frames dropped, up or down, reconnects.
+fn render_cameras(out: &mut String, cameras: &[vision::sources::health::HealthSnapshot]) {
     head(
-        &mut out,
+        out,
         "appliance_camera_dropped_frames_total",
         "counter",
         "Frames a camera dropped (pipeline full, stale frames).",
@@ -338,7 +350,7 @@ pub fn render(
         );
     }
     head(
-        &mut out,
+        out,
         "appliance_camera_up",
         "gauge",
         "1 when the camera delivers frames, 0 when it is down.",
@@ -352,7 +364,7 @@ pub fn render(
         );
     }
     head(
-        &mut out,
+        out,
         "appliance_camera_reconnects_total",
         "counter",
         "Times a camera was reopened.",
@@ -365,9 +377,13 @@ pub fn render(
             c.reconnects
         );
     }
+}
+
+/// The outbox backlog (when the store answered) and the broker connection.
+fn render_delivery(out: &mut String, outbox_pending: Option<i64>) {
     if let Some(p) = outbox_pending {
         head(
-            &mut out,
+            out,
             "appliance_outbox_pending",
             "gauge",
             "Messages committed and not yet acknowledged by the broker.",
@@ -375,7 +391,7 @@ pub fn render(
         let _ = writeln!(out, "appliance_outbox_pending {p}");
     }
     head(
-        &mut out,
+        out,
         "appliance_mqtt_connected",
         "gauge",
         "1 while connected to the broker.",
@@ -385,9 +401,13 @@ pub fn render(
         "appliance_mqtt_connected {}",
         u8::from(is_mqtt_connected())
     );
+}
+
+/// The model and standard in use, as info metrics.
+fn render_info(out: &mut String) {
     if let Some(i) = info() {
         head(
-            &mut out,
+            out,
             "appliance_model_info",
             "gauge",
             "The model in use (value always 1).",
@@ -400,7 +420,7 @@ pub fn render(
             label(&i.model_sha256)
         );
         head(
-            &mut out,
+            out,
             "appliance_standard_info",
             "gauge",
             "The active recipe and its standard (value always 1).",
@@ -412,24 +432,25 @@ pub fn render(
             label(&i.standard_sha256)
         );
     }
+}
+
+/// Resident memory and CPU time of the process.
+fn render_process(out: &mut String) {
     let (rss, cpu) = process();
     head(
-        &mut out,
+        out,
         "process_resident_memory_bytes",
         "gauge",
         "Resident memory of the appliance process.",
     );
     let _ = writeln!(out, "process_resident_memory_bytes {rss}");
     head(
-        &mut out,
+        out,
         "process_cpu_seconds_total",
         "counter",
         "User and system CPU time of the appliance process.",
     );
     let _ = writeln!(out, "process_cpu_seconds_total {cpu}");
-    render_health(&mut out);
-    render_gpus(&mut out, &crate::gpu::snapshot());
-    out
 }
 
 /// GPU utilisation and memory, where a GPU is present.
