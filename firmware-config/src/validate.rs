@@ -49,9 +49,23 @@ fn is_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// Structural checks that need no file system.
+/// Structural checks that need no file system: every problem, section by
+/// section.
 pub fn check_values(c: &StationConfig) -> Vec<Problem> {
     let mut r = Report(Vec::new());
+    check_station(c, &mut r);
+    check_cameras(c, &mut r);
+    check_parts(c, &mut r);
+    check_recipes(c, &mut r);
+    check_model(c, &mut r);
+    check_mqtt(c, &mut r);
+    check_storage(c, &mut r);
+    check_monitoring(c, &mut r);
+    r.0
+}
+
+/// The station's name.
+fn check_station(c: &StationConfig, r: &mut Report) {
     if !is_name(&c.station.station) {
         r.push(
             "station.station",
@@ -61,6 +75,10 @@ pub fn check_values(c: &StationConfig) -> Vec<Problem> {
             ),
         );
     }
+}
+
+/// Cameras: ids, sources, calibration, orientation, regions of interest.
+fn check_cameras(c: &StationConfig, r: &mut Report) {
     if c.cameras.is_empty() {
         r.push(
             "cameras",
@@ -168,6 +186,10 @@ pub fn check_values(c: &StationConfig) -> Vec<Problem> {
             }
         }
     }
+}
+
+/// Multi-view parts: the views name cameras, and they wait for each other.
+fn check_parts(c: &StationConfig, r: &mut Report) {
     if c.parts.views.len() == 1 {
         r.push(
             "parts.views",
@@ -185,6 +207,10 @@ pub fn check_values(c: &StationConfig) -> Vec<Problem> {
     if !c.parts.views.is_empty() && c.parts.view_timeout.is_zero() {
         r.push("parts.view_timeout", "must be greater than 0");
     }
+}
+
+/// Recipes: named once each, the active one among them.
+fn check_recipes(c: &StationConfig, r: &mut Report) {
     if c.recipes.is_empty() {
         r.push(
             "recipes",
@@ -220,6 +246,10 @@ pub fn check_values(c: &StationConfig) -> Vec<Problem> {
             ),
         );
     }
+}
+
+/// The model and batching.
+fn check_model(c: &StationConfig, r: &mut Report) {
     if c.model.execution_providers.is_empty() {
         r.push(
             "model.execution_providers",
@@ -245,6 +275,10 @@ pub fn check_values(c: &StationConfig) -> Vec<Problem> {
             ),
         );
     }
+}
+
+/// MQTT: broker URL, topics, credentials, Sparkplug, keep-alive.
+fn check_mqtt(c: &StationConfig, r: &mut Report) {
     if !(c.mqtt.url.starts_with("mqtt://") || c.mqtt.url.starts_with("mqtts://")) {
         r.push(
             "mqtt.url",
@@ -280,6 +314,18 @@ pub fn check_values(c: &StationConfig) -> Vec<Problem> {
             }
         }
     }
+    if c.mqtt.keep_alive.as_secs() < 1 {
+        r.push("mqtt.keep_alive", "must be at least 1s");
+    } else if c.mqtt.protocol == MqttVersion::V5 && c.mqtt.keep_alive.as_secs() < 5 {
+        r.push(
+            "mqtt.keep_alive",
+            "must be at least 5s with protocol = \"5\" (the MQTT 5 client's lower bound)",
+        );
+    }
+}
+
+/// Storage: retention and the database URL.
+fn check_storage(c: &StationConfig, r: &mut Report) {
     if c.storage.keep_max_age < c.storage.max_age {
         r.push(
             "storage.keep_max_age",
@@ -293,14 +339,6 @@ pub fn check_values(c: &StationConfig) -> Vec<Problem> {
     if c.storage.sweep_every.as_secs() < 1 {
         r.push("storage.sweep_every", "must be at least 1s");
     }
-    if c.mqtt.keep_alive.as_secs() < 1 {
-        r.push("mqtt.keep_alive", "must be at least 1s");
-    } else if c.mqtt.protocol == MqttVersion::V5 && c.mqtt.keep_alive.as_secs() < 5 {
-        r.push(
-            "mqtt.keep_alive",
-            "must be at least 5s with protocol = \"5\" (the MQTT 5 client's lower bound)",
-        );
-    }
     if !(c.storage.database_url.starts_with("sqlite://")
         || c.storage.database_url.starts_with("postgres://")
         || c.storage.database_url.starts_with("postgresql://"))
@@ -313,6 +351,10 @@ pub fn check_values(c: &StationConfig) -> Vec<Problem> {
             ),
         );
     }
+}
+
+/// Monitoring: thresholds, windows, reloads.
+fn check_monitoring(c: &StationConfig, r: &mut Report) {
     r.range(
         "monitoring.context_loss_threshold",
         c.monitoring.context_loss_threshold,
@@ -357,7 +399,6 @@ pub fn check_values(c: &StationConfig) -> Vec<Problem> {
     if c.monitoring.min_samples == 0 {
         r.push("monitoring.min_samples", "must be at least 1");
     }
-    r.0
 }
 
 /// Checks that files the configuration names exist (paths already resolved).
