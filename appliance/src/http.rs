@@ -65,7 +65,19 @@ async fn outbox(State(api): State<Api>) -> impl IntoResponse {
 
 /// Prometheus text format.
 async fn metrics(State(api): State<Api>) -> impl IntoResponse {
-    let cameras: Vec<_> = api.health.iter().map(|h| h.snapshot()).collect();
+    let cameras: Vec<_> = api
+        .health
+        .iter()
+        .map(|h| {
+            let s = h.snapshot();
+            telemetry::metrics::CameraState {
+                camera: s.camera,
+                up: s.up,
+                dropped: s.dropped,
+                reconnects: s.reconnects,
+            }
+        })
+        .collect();
     let pending = api.store.backlog().await.ok().map(|b| b.pending);
     (
         [(

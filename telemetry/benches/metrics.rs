@@ -41,7 +41,7 @@ fn per_frame(c: &mut Criterion) {
             .emit();
         })
     });
-    let cameras: Vec<vision::sources::health::HealthSnapshot> = Vec::new();
+    let cameras: Vec<metrics::CameraState> = Vec::new();
     c.bench_function("metrics: render one scrape", |b| {
         b.iter(|| metrics::render(&cameras, Some(0)))
     });

@@ -10,7 +10,8 @@
 //! - [`gpu`]: GPU utilisation and memory, read in the background.
 //!
 //! This crate sits low in the workspace: it knows the verdict record and the
-//! configuration, never the store, the broker or the pipeline.
+//! configuration, never the cameras, the store, the broker or the pipeline
+//! (what a scrape reads from them is handed in).
 
 mod events;
 pub mod gpu;

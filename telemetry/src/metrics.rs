@@ -241,11 +241,18 @@ pub fn process() -> (u64, f64) {
     (rss_kib * 1024, (ticks(11) + ticks(12)) / 100.0)
 }
 
+/// One camera as a scrape reports it (read from the camera sources at
+/// scrape time).
+#[derive(Debug, Clone, Default)]
+pub struct CameraState {
+    pub camera: String,
+    pub up: bool,
+    pub dropped: u64,
+    pub reconnects: u64,
+}
+
 /// The text exposition: the registry plus what is read at scrape time.
-pub fn render(
-    cameras: &[vision::sources::health::HealthSnapshot],
-    outbox_pending: Option<i64>,
-) -> String {
+pub fn render(cameras: &[CameraState], outbox_pending: Option<i64>) -> String {
     let mut out = String::with_capacity(8 << 10);
     render_pipeline(&mut out);
     render_cameras(&mut out, cameras);
@@ -334,7 +341,7 @@ fn render_pipeline(out: &mut String) {
 }
 
 /// Per camera: frames dropped, up or down, reconnects.
-fn render_cameras(out: &mut String, cameras: &[vision::sources::health::HealthSnapshot]) {
+fn render_cameras(out: &mut String, cameras: &[CameraState]) {
     head(
         out,
         "appliance_camera_dropped_frames_total",

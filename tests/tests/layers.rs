@@ -15,7 +15,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("synth", &[]),
     ("vision", &["firmware-config", "synth"]),
     ("fusion", &["record", "firmware-config", "vision"]),
-    ("telemetry", &["record", "firmware-config", "vision"]),
+    ("telemetry", &["record", "firmware-config"]),
     ("store", &["record", "firmware-config", "telemetry"]),
     (
         "delivery",
