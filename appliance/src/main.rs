@@ -377,7 +377,14 @@ async fn serve(cfg: StationConfig) -> anyhow::Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if !matches!(
+        cli.command,
+        Command::Run { .. } | Command::Demo { .. } | Command::Bench(_)
+    ) {
+        quiet_on_closed_pipe();
+    }
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             // The cause chain in words; never a backtrace (RUST_BACKTRACE is
@@ -385,6 +392,18 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// One-shot commands are read by other programs (`… | head`): a reader that
+/// goes away ends the command quietly, as it ends any Unix tool, instead of
+/// a panic on the next line printed. The service keeps Rust's default
+/// (SIGPIPE ignored): a peer closing a socket is an error it handles.
+fn quiet_on_closed_pipe() {
+    // SAFETY: restores the default disposition of one signal, before any
+    // thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

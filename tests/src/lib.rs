@@ -284,11 +284,24 @@ pub fn appliance_bin() -> PathBuf {
         .unwrap_or_else(|| repo().join("target"));
     let bin = target.join("debug/appliance");
     let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
-    let sources = ["appliance", "vision", "fusion", "firmware-config"]
-        .iter()
-        .map(|c| newest(&repo().join(c).join("src")))
-        .max()
-        .expect("four crates");
+    // Every workspace crate the binary is built from (tests/tests/layers.rs
+    // holds the same list).
+    let sources = [
+        "appliance",
+        "review-web",
+        "delivery",
+        "store",
+        "telemetry",
+        "fusion",
+        "vision",
+        "synth",
+        "record",
+        "firmware-config",
+    ]
+    .iter()
+    .map(|c| newest(&repo().join(c).join("src")))
+    .max()
+    .expect("the crates");
     if built.is_some_and(|b| b >= sources) {
         return bin;
     }
