@@ -40,6 +40,24 @@ fn a_flipped_byte_is_refused_naming_the_file() {
 }
 
 #[test]
+fn a_corrupt_int8_twin_is_refused_while_fp32_is_selected() {
+    let dir = copy_package();
+    let graph = dir.path().join("decoder_model.int8.onnx");
+    let mut bytes = std::fs::read(&graph).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&graph, bytes).unwrap();
+    let err = ModelPackage::open(dir.path(), Precision::Fp32).unwrap_err();
+    assert!(matches!(err, PackageError::Checksum { .. }), "{err}");
+    assert!(err.to_string().contains("decoder_model.int8.onnx"), "{err}");
+    // A package stripped of the precision it does not run still opens.
+    std::fs::remove_file(&graph).unwrap();
+    ModelPackage::open(dir.path(), Precision::Fp32).expect("FP32 without the INT8 twins");
+    let err = ModelPackage::open(dir.path(), Precision::Int8).unwrap_err();
+    assert!(err.to_string().contains("decoder_model.int8.onnx"), "{err}");
+}
+
+#[test]
 fn a_missing_graph_is_refused() {
     let dir = copy_package();
     std::fs::remove_file(dir.path().join("decoder_with_past_model.onnx")).unwrap();
