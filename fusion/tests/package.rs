@@ -10,6 +10,14 @@ fn reference() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/reference")
 }
 
+/// Flips one bit of `file`'s middle byte.
+fn corrupt(file: &Path) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(file, bytes).unwrap();
+}
+
 fn copy_package() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(reference()).unwrap() {
@@ -29,11 +37,7 @@ fn reference_package_verifies() {
 #[test]
 fn a_flipped_byte_is_refused_naming_the_file() {
     let dir = copy_package();
-    let graph = dir.path().join("encoder_model.onnx");
-    let mut bytes = std::fs::read(&graph).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0xff;
-    std::fs::write(&graph, bytes).unwrap();
+    corrupt(&dir.path().join("encoder_model.onnx"));
     let err = ModelPackage::open(dir.path(), Precision::Fp32).unwrap_err();
     assert!(matches!(err, PackageError::Checksum { .. }), "{err}");
     assert!(err.to_string().contains("encoder_model.onnx"), "{err}");
@@ -43,10 +47,7 @@ fn a_flipped_byte_is_refused_naming_the_file() {
 fn a_corrupt_int8_twin_is_refused_while_fp32_is_selected() {
     let dir = copy_package();
     let graph = dir.path().join("decoder_model.int8.onnx");
-    let mut bytes = std::fs::read(&graph).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x01;
-    std::fs::write(&graph, bytes).unwrap();
+    corrupt(&graph);
     let err = ModelPackage::open(dir.path(), Precision::Fp32).unwrap_err();
     assert!(matches!(err, PackageError::Checksum { .. }), "{err}");
     assert!(err.to_string().contains("decoder_model.int8.onnx"), "{err}");
