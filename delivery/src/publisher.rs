@@ -249,11 +249,6 @@ async fn drain(p: Publisher, store: Store, mut shutdown: watch::Receiver<bool>) 
                 Ok(rows) => {
                     more = rows.len() == BATCH;
                     for row in rows {
-                        let payload = if row.topic == verdict_topic {
-                            handed_over(row.payload, row.captured_at.as_deref())
-                        } else {
-                            row.payload
-                        };
                         let mut inflight = p.inflight.lock().await;
                         if inflight.epoch != epoch || !p.connected.load(Ordering::Relaxed) {
                             more = inflight.epoch != epoch;
@@ -265,6 +260,12 @@ async fn drain(p: Publisher, store: Store, mut shutdown: watch::Receiver<bool>) 
                             break;
                         }
                         inflight.queued.push_back(Some(row.seq));
+                        let verdict = row.topic == verdict_topic;
+                        let payload = if verdict {
+                            stamped(row.payload)
+                        } else {
+                            row.payload
+                        };
                         if let Err(e) = p
                             .client
                             .publish(&row.topic, QoS::AtLeastOnce, false, payload.into_bytes())
@@ -274,6 +275,9 @@ async fn drain(p: Publisher, store: Store, mut shutdown: watch::Receiver<bool>) 
                             tracing::warn!(error = %e, "cannot hand message to MQTT client");
                             more = false;
                             break;
+                        }
+                        if verdict {
+                            counted_published(row.captured_at.as_deref());
                         }
                         inflight.cursor = row.seq;
                     }
@@ -292,16 +296,20 @@ async fn drain(p: Publisher, store: Store, mut shutdown: watch::Receiver<bool>) 
     }
 }
 
-/// A verdict's JSON as it leaves: `timings.published_at` set to now, and the
-/// capture-to-publish latency counted.
-fn handed_over(payload: String, captured_at: Option<&str>) -> String {
+/// A verdict's JSON as it leaves: `timings.published_at` set to now.
+fn stamped(payload: String) -> String {
+    record::stamp_published(&payload, &record::time::now()).unwrap_or(payload)
+}
+
+/// Counts a verdict handed to the broker (once per hand-over, never for a
+/// row read and left for a later round).
+fn counted_published(captured_at: Option<&str>) {
     if let Some(captured) = captured_at.and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok()) {
         telemetry::Event::VerdictPublished {
             captured: captured.into(),
         }
         .emit();
     }
-    record::stamp_published(&payload, &record::time::now()).unwrap_or(payload)
 }
 
 /// Marks acknowledged outbox rows published in batches, so that a burst of
