@@ -407,6 +407,20 @@ fn quiet_on_closed_pipe() {
     }
 }
 
+/// Runs `f` on the store the station configuration at `config` names, on a
+/// runtime of its own: the one-shot commands that read or write accounts
+/// and verdicts.
+fn on_store<T>(
+    config: &Path,
+    f: impl AsyncFnOnce(store::Store) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let cfg = Loader::new(Some(config)).load()?;
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let store = store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir).await?;
+        f(store).await
+    })
+}
+
 fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::User {
@@ -445,15 +459,12 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
 
 /// `appliance user add`: a review user, password from stdin.
 fn add_user(config: PathBuf, name: String, role: String) -> anyhow::Result<std::process::ExitCode> {
-    let cfg = Loader::new(Some(&config)).load()?;
     let role = store::accounts::Role::parse(&role)?;
     let mut password = String::new();
     std::io::stdin().read_line(&mut password)?;
     let password = password.trim_end_matches(['\r', '\n']);
-    tokio::runtime::Runtime::new()?.block_on(async {
-        let store = store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir).await?;
-        store::accounts::add_user(&store, &name, role, password).await?;
-        anyhow::Ok(())
+    on_store(&config, async |store| {
+        Ok(store::accounts::add_user(&store, &name, role, password).await?)
     })?;
     eprintln!("user `{name}` ({}) saved", role.as_str());
     Ok(std::process::ExitCode::SUCCESS)
@@ -473,10 +484,8 @@ fn bench_review(
 
 /// `appliance export`: reviewed verdicts as training data.
 fn export(config: PathBuf, out: PathBuf, since: String) -> anyhow::Result<std::process::ExitCode> {
-    let cfg = Loader::new(Some(&config)).load()?;
-    let report = tokio::runtime::Runtime::new()?.block_on(async {
-        let store = store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir).await?;
-        anyhow::Ok(store::export::export(&store, &out, &since).await?)
+    let report = on_store(&config, async |store| {
+        Ok(store::export::export(&store, &out, &since).await?)
     })?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(std::process::ExitCode::SUCCESS)
@@ -488,11 +497,9 @@ fn add_token(
     name: String,
     role: String,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let cfg = Loader::new(Some(&config)).load()?;
     let role = store::accounts::Role::parse(&role)?;
-    let token = tokio::runtime::Runtime::new()?.block_on(async {
-        let store = store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir).await?;
-        anyhow::Ok(store::accounts::add_token(&store, &name, role).await?)
+    let token = on_store(&config, async |store| {
+        Ok(store::accounts::add_token(&store, &name, role).await?)
     })?;
     println!("{token}");
     eprintln!(
