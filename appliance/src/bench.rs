@@ -214,8 +214,9 @@ fn feed(
             encoded: Arc::new(png.clone()),
             format,
             truth: None,
+            held: Default::default(),
         };
-        let origin = Origin { name, path: None };
+        let origin = Origin::named(name);
         if tx.blocking_send(Arrival::Frame { frame, origin }).is_err() {
             return;
         }

@@ -1,5 +1,6 @@
 //! Fault injection for tests and drills: a throttled engine, a stalled
-//! pipeline, a decoder that writes a scripted (wrong) verdict. Monitoring,
+//! pipeline, a decoder that writes a scripted (wrong) verdict, a power cut
+//! between a verdict's commit and its file's move. Monitoring,
 //! self-healing and the consistency check can only be trusted once they
 //! have been seen to act on real faults, and these are the faults a test can
 //! cause on demand. Nothing sets them in production; when unset they cost
@@ -13,6 +14,18 @@ static CLEARED_BY_RELOAD: AtomicBool = AtomicBool::new(false);
 static STALLED: AtomicBool = AtomicBool::new(false);
 static SCRIPTED: AtomicBool = AtomicBool::new(false);
 static SCRIPT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+static MOVES_LOST: AtomicBool = AtomicBool::new(false);
+
+/// While set, hot-folder files stay where they are after their verdict is
+/// committed: what a power cut between the commit and the move leaves.
+pub fn lose_moves(lost: bool) {
+    MOVES_LOST.store(lost, Ordering::SeqCst);
+}
+
+/// Whether judged files are to stay in place ([`lose_moves`]).
+pub(crate) fn moves_lost() -> bool {
+    MOVES_LOST.load(Ordering::Relaxed)
+}
 
 /// While set, every judgement is the one the engine makes when its decoder
 /// writes exactly `tokens` (verdict-v1 tokens, e.g. `["<fail>",
@@ -50,6 +63,7 @@ pub fn clear() {
     DELAY_MICROS.store(0, Ordering::SeqCst);
     STALLED.store(false, Ordering::SeqCst);
     SCRIPTED.store(false, Ordering::SeqCst);
+    MOVES_LOST.store(false, Ordering::SeqCst);
 }
 
 /// Called by the worker before each batch.

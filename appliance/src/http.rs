@@ -3,14 +3,22 @@
 //! health (`GET /api/v1/cameras`) and the MQTT backlog (`GET
 //! /api/v1/outbox`), Prometheus metrics (`/metrics`), health (`/healthz`,
 //! `/readyz`), and the review UI and its API (`review_web`).
+//!
+//! Who may: `/healthz` and `/readyz` are open (a load balancer or systemd
+//! asks them; `/readyz` tells a stranger only whether the station is ready
+//! and what it waits for, no model, standard or backlog). Everything else
+//! needs an API token or a session: reading is for viewers, a trigger for
+//! operators, with the session's CSRF token and a JSON body, so no other web
+//! page an operator opens can fire one. `/metrics` is open only when
+//! `http.open_metrics` says so (a scraper on a closed network).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::IntoResponse;
+use axum::extract::{FromRef, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::sync::watch;
@@ -20,6 +28,8 @@ use vision::sources::health::CameraHealth;
 
 use crate::cameras::Triggers;
 use crate::commands::{self, Failure};
+use review_web::{api_write_refusal, ApiCaller, Web};
+use store::accounts::Role;
 
 /// The largest request body taken (a review with its drawn boxes, a
 /// trigger, a sign-in are a few kB); larger ones get 413 before they are
@@ -31,9 +41,43 @@ struct Api {
     triggers: Triggers,
     health: Arc<Vec<Arc<CameraHealth>>>,
     store: store::Store,
+    /// Sessions and tokens, shared with the review UI.
+    web: Web,
+    /// `http.open_metrics`: `/metrics` without credentials.
+    open_metrics: bool,
 }
 
-async fn trigger(State(api): State<Api>, body: Bytes) -> impl IntoResponse {
+impl FromRef<Api> for Web {
+    fn from_ref(api: &Api) -> Web {
+        api.web.clone()
+    }
+}
+
+/// `{"error": …}` with `status`.
+fn refuse(status: StatusCode, error: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": error }))).into_response()
+}
+
+async fn trigger(
+    State(api): State<Api>,
+    ApiCaller(who): ApiCaller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refusal) = api_write_refusal(&who, &headers, Role::Operator, "a trigger") {
+        return refusal;
+    }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a trigger is sent as Content-Type: application/json",
+        );
+    }
     let reply = commands::handle("trigger", &body, &api.triggers);
     let status = match reply.kind {
         Failure::None => StatusCode::OK,
@@ -43,14 +87,14 @@ async fn trigger(State(api): State<Api>, body: Bytes) -> impl IntoResponse {
         Failure::Busy => StatusCode::TOO_MANY_REQUESTS,
         Failure::Failed => StatusCode::UNPROCESSABLE_ENTITY,
     };
-    (status, Json(reply))
+    (status, Json(reply)).into_response()
 }
 
-async fn cameras(State(api): State<Api>) -> impl IntoResponse {
+async fn cameras(State(api): State<Api>, _: ApiCaller) -> impl IntoResponse {
     Json(api.health.iter().map(|h| h.snapshot()).collect::<Vec<_>>())
 }
 
-async fn outbox(State(api): State<Api>) -> impl IntoResponse {
+async fn outbox(State(api): State<Api>, _: ApiCaller) -> impl IntoResponse {
     match api.store.backlog().await {
         Ok(b) => (
             StatusCode::OK,
@@ -63,8 +107,24 @@ async fn outbox(State(api): State<Api>) -> impl IntoResponse {
     }
 }
 
-/// Prometheus text format.
-async fn metrics(State(api): State<Api>) -> impl IntoResponse {
+/// Prometheus text format; a viewer's token (`authorization: credentials`
+/// in Prometheus) unless `http.open_metrics`.
+async fn metrics(State(api): State<Api>, headers: HeaderMap) -> Response {
+    if !api.open_metrics {
+        match review_web::caller(&api.web, &headers).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "send Authorization: Bearer <token>, or set http.open_metrics",
+                )
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "metrics: cannot check the caller");
+                return refuse(StatusCode::INTERNAL_SERVER_ERROR, "see the appliance log");
+            }
+        }
+    }
     let cameras: Vec<_> = api
         .health
         .iter()
@@ -86,6 +146,7 @@ async fn metrics(State(api): State<Api>) -> impl IntoResponse {
         )],
         telemetry::metrics::render(&cameras, pending),
     )
+        .into_response()
 }
 
 /// Alive: the process answers.
@@ -95,8 +156,9 @@ async fn healthz() -> &'static str {
 
 /// Ready to inspect: a model is loaded, the store answers (verdicts are
 /// kept, and buffered in the outbox when the broker is away), and every
-/// camera is up. 503 names what is not.
-async fn readyz(State(api): State<Api>) -> impl IntoResponse {
+/// camera is up. 503 names what it waits for; the details (which model,
+/// which camera, the backlog) are for signed-in callers only.
+async fn readyz(State(api): State<Api>, headers: HeaderMap) -> impl IntoResponse {
     let model = telemetry::metrics::info();
     let store = api.store.backlog().await;
     let down: Vec<String> = api
@@ -107,14 +169,28 @@ async fn readyz(State(api): State<Api>) -> impl IntoResponse {
         .map(|c| c.camera)
         .collect();
     let ready = model.is_some() && store.is_ok() && down.is_empty();
-    let body = serde_json::json!({
-        "ready": ready,
-        "model": model.map(|i| format!("{} {}", i.model_name, i.model_version)),
-        "store": match &store { Ok(_) => "ok".to_string(), Err(e) => e.to_string() },
-        "broker": if telemetry::metrics::is_mqtt_connected() { "connected" } else { "buffering in the outbox" },
-        "outbox_pending": store.as_ref().ok().map(|b| b.pending),
-        "cameras_down": down,
-    });
+    let waiting_for: Vec<&str> = [
+        (model.is_none(), "model"),
+        (store.is_err(), "store"),
+        (!down.is_empty(), "cameras"),
+    ]
+    .into_iter()
+    .filter_map(|(waiting, what)| waiting.then_some(what))
+    .collect();
+    let signed_in = matches!(review_web::caller(&api.web, &headers).await, Ok(Some(_)));
+    let body = if signed_in {
+        serde_json::json!({
+            "ready": ready,
+            "waiting_for": waiting_for,
+            "model": model.map(|i| format!("{} {}", i.model_name, i.model_version)),
+            "store": match &store { Ok(_) => "ok".to_string(), Err(e) => e.to_string() },
+            "broker": if telemetry::metrics::is_mqtt_connected() { "connected" } else { "buffering in the outbox" },
+            "outbox_pending": store.as_ref().ok().map(|b| b.pending),
+            "cameras_down": down,
+        })
+    } else {
+        serde_json::json!({ "ready": ready, "waiting_for": waiting_for })
+    };
     let status = if ready {
         StatusCode::OK
     } else {
@@ -145,16 +221,17 @@ pub fn start(
     triggers: Triggers,
     health: Vec<Arc<CameraHealth>>,
     store: store::Store,
-    secure_cookies: bool,
+    http: &firmware_config::Http,
     latency_budget: std::time::Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let review = review_web::router(review_web::Web {
+    let web = Web {
         accounts: store::accounts::Accounts::new(store.clone()),
         store: store.clone(),
-        secure_cookies,
+        secure_cookies: http.secure_cookies,
         latency_budget,
-    });
+    };
+    let review = review_web::router(web.clone());
     let app = Router::new()
         .route("/api/v1/trigger", post(trigger))
         .route("/api/v1/cameras", get(cameras))
@@ -166,6 +243,8 @@ pub fn start(
             triggers,
             health: Arc::new(health),
             store,
+            web,
+            open_metrics: http.open_metrics,
         })
         .merge(review)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
@@ -180,6 +259,16 @@ pub fn start(
         .layer(SetResponseHeaderLayer::if_not_present(
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(review_web::assets::CONTENT_SECURITY_POLICY),
+        ))
+        // Verdicts, images and sessions stay out of shared caches and the
+        // browser's history cache; images and assets say otherwise.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
         ));
     let bound = listener.local_addr()?;
     let task = tokio::spawn(async move {

@@ -215,8 +215,9 @@ struct BenchArgs {
 
 #[derive(Subcommand)]
 enum UserAction {
-    /// Create a user (or set a new password and role); the password is read
-    /// from the first line of standard input, never from the command line.
+    /// Create a user (or set a new password and role, which ends its
+    /// sessions); the password is read from the first line of standard
+    /// input, never from the command line.
     Add {
         #[arg(long)]
         config: PathBuf,
@@ -224,6 +225,29 @@ enum UserAction {
         /// viewer, operator or admin.
         #[arg(long, default_value = "operator")]
         role: String,
+    },
+    /// Stop a user from signing in; its sessions end at once.
+    Disable {
+        #[arg(long)]
+        config: PathBuf,
+        name: String,
+    },
+    /// Let a disabled user sign in again.
+    Enable {
+        #[arg(long)]
+        config: PathBuf,
+        name: String,
+    },
+    /// Remove a user and its sessions (its reviews keep its name).
+    Remove {
+        #[arg(long)]
+        config: PathBuf,
+        name: String,
+    },
+    /// Every user with role, creation time and whether disabled.
+    List {
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -237,6 +261,21 @@ enum TokenAction {
         /// viewer, operator or admin.
         #[arg(long, default_value = "viewer")]
         role: String,
+        /// How long it works (`90d`, `12h`), or `never` to last until revoked.
+        #[arg(long, default_value = "90d")]
+        expires: String,
+    },
+    /// Revoke a token: it stops working at once (the name is not reused).
+    Revoke {
+        #[arg(long)]
+        config: PathBuf,
+        name: String,
+    },
+    /// Every token with role, creation, expiry and revocation (never the
+    /// token itself).
+    List {
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -423,18 +462,14 @@ fn on_store<T>(
 
 fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
-        Command::User {
-            action: UserAction::Add { config, name, role },
-        } => add_user(config, name, role),
+        Command::User { action } => manage_user(action),
         Command::BenchReview {
             verdicts,
             rounds,
             dir,
         } => bench_review(verdicts, rounds, dir),
         Command::Export { config, out, since } => export(config, out, since),
-        Command::Token {
-            action: TokenAction::Add { config, name, role },
-        } => add_token(config, name, role),
+        Command::Token { action } => manage_token(action),
         Command::Config { action } => config(action),
         Command::Standard {
             action: StandardAction::Check { file, model },
@@ -491,21 +526,95 @@ fn export(config: PathBuf, out: PathBuf, since: String) -> anyhow::Result<std::p
     Ok(std::process::ExitCode::SUCCESS)
 }
 
+/// `appliance user add|disable|enable|remove|list`.
+fn manage_user(action: UserAction) -> anyhow::Result<std::process::ExitCode> {
+    use store::accounts;
+    match action {
+        UserAction::Add { config, name, role } => return add_user(config, name, role),
+        UserAction::Disable { config, name } => {
+            on_store(&config, async |s| {
+                Ok(accounts::set_disabled(&s, &name, true).await?)
+            })?;
+            eprintln!("user `{name}` disabled; its sessions ended");
+        }
+        UserAction::Enable { config, name } => {
+            on_store(&config, async |s| {
+                Ok(accounts::set_disabled(&s, &name, false).await?)
+            })?;
+            eprintln!("user `{name}` enabled");
+        }
+        UserAction::Remove { config, name } => {
+            on_store(&config, async |s| {
+                Ok(accounts::remove_user(&s, &name).await?)
+            })?;
+            eprintln!("user `{name}` removed");
+        }
+        UserAction::List { config } => {
+            for u in on_store(&config, async |s| Ok(accounts::list_users(&s).await?))? {
+                let state = if u.disabled { "disabled" } else { "active" };
+                println!("{}\t{}\t{}\t{state}", u.name, u.role, u.created_at);
+            }
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 /// `appliance token add`: an API token for the MES, printed once.
 fn add_token(
     config: PathBuf,
     name: String,
     role: String,
+    expires: String,
 ) -> anyhow::Result<std::process::ExitCode> {
     let role = store::accounts::Role::parse(&role)?;
+    let lifetime = match expires.as_str() {
+        "never" => None,
+        text => Some(humantime::parse_duration(text).map_err(|e| {
+            anyhow::anyhow!("--expires `{text}`: {e}; write e.g. 90d, 12h or never")
+        })?),
+    };
     let token = on_store(&config, async |store| {
-        Ok(store::accounts::add_token(&store, &name, role).await?)
+        Ok(store::accounts::add_token(&store, &name, role, lifetime).await?)
     })?;
     println!("{token}");
+    let until = match lifetime {
+        Some(l) => format!("for {}", humantime::format_duration(l)),
+        None => "until revoked".into(),
+    };
     eprintln!(
-        "token `{name}` ({}): send it as `Authorization: Bearer <token>`; it is not shown again",
+        "token `{name}` ({}), valid {until}: send it as `Authorization: Bearer <token>`; it is not shown again",
         role.as_str()
     );
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `appliance token add|revoke|list`.
+fn manage_token(action: TokenAction) -> anyhow::Result<std::process::ExitCode> {
+    use store::accounts;
+    match action {
+        TokenAction::Add {
+            config,
+            name,
+            role,
+            expires,
+        } => return add_token(config, name, role, expires),
+        TokenAction::Revoke { config, name } => {
+            on_store(&config, async |s| {
+                Ok(accounts::revoke_token(&s, &name).await?)
+            })?;
+            eprintln!("token `{name}` revoked");
+        }
+        TokenAction::List { config } => {
+            for t in on_store(&config, async |s| Ok(accounts::list_tokens(&s).await?))? {
+                let state = match (&t.revoked_at, &t.expires_at) {
+                    (Some(at), _) => format!("revoked {at}"),
+                    (None, Some(until)) => format!("expires {until}"),
+                    (None, None) => "until revoked".into(),
+                };
+                println!("{}\t{}\t{}\t{state}", t.name, t.role, t.created_at);
+            }
+        }
+    }
     Ok(std::process::ExitCode::SUCCESS)
 }
 

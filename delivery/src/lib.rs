@@ -6,7 +6,9 @@
 //! - [`topics`]: the station's topic names, a contract with PLC and MES.
 //! - [`publisher`]: the verdict channel — the outbox drain (QoS 1, in order,
 //!   marked done only when acknowledged), the retained status with birth and
-//!   will, and commands in.
+//!   will.
+//! - [`command_link`]: commands in, on a connection of their own so that no
+//!   message can stop the verdicts.
 //! - [`sparkplug`]: the station as a Sparkplug B edge node, beside the
 //!   verdict topics.
 //! - `broker` (feature `embedded-broker`): an MQTT broker inside the
@@ -17,6 +19,7 @@
 
 #[cfg(feature = "embedded-broker")]
 pub mod broker;
+pub mod command_link;
 pub mod link;
 pub mod publisher;
 pub mod sparkplug;

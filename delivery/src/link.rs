@@ -151,6 +151,12 @@ fn tls_transport(tls: Option<&firmware_config::Tls>) -> Result<rumqttc::Transpor
     ))
 }
 
+/// The largest packet MQTT can frame (its remaining-length field): what the
+/// station lets itself send, so a verdict with many findings and long
+/// clause texts is never held back by the client; a broker that accepts
+/// less says so (MQTT 5) or refuses it.
+pub const MAX_PACKET: usize = 268_435_455;
+
 /// What one session asks of the broker.
 pub struct Session {
     pub client_id: String,
@@ -160,6 +166,10 @@ pub struct Session {
     pub will: Option<Will>,
     /// Requests buffered between the application and the network task.
     pub capacity: usize,
+    /// The largest packet taken from the broker. MQTT 5 declares it in
+    /// CONNECT, so the broker drops larger messages for us; with 3.1.1 a
+    /// larger one ends the connection ([`LinkDown::Oversized`]).
+    pub max_incoming: usize,
 }
 
 /// Session expiry for persistent MQTT 5 sessions: long enough to ride out a
@@ -183,8 +193,12 @@ pub enum Events {
 #[derive(Debug)]
 pub enum LinkEvent {
     /// The broker accepted the connection; `session_present` is false when
-    /// it kept no session for us (what was in flight is lost).
-    Connected { session_present: bool },
+    /// it kept no session for us (what was in flight is lost);
+    /// `max_packet` is the largest packet it takes from us.
+    Connected {
+        session_present: bool,
+        max_packet: usize,
+    },
     /// A publish went to the network with this packet id (0 for QoS 0).
     Sent(u16),
     /// The broker acknowledged the QoS 1 publish with this packet id;
@@ -200,6 +214,42 @@ pub enum LinkEvent {
     Other,
 }
 
+/// Why the connection ended (the next [`Events::poll`] reconnects).
+#[derive(Debug, thiserror::Error)]
+pub enum LinkDown {
+    /// The broker sent a packet larger than [`Session::max_incoming`]: the
+    /// client cannot skip it, so the connection ends.
+    #[error("the broker sent a packet of {bytes} bytes; at most {limit} are taken")]
+    Oversized { bytes: usize, limit: usize },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl LinkDown {
+    fn of_v311(e: rumqttc::ConnectionError) -> Self {
+        use rumqttc::{ConnectionError, StateError};
+        match e {
+            ConnectionError::MqttState(StateError::Deserialization(
+                rumqttc::Error::PayloadSizeLimitExceeded(bytes),
+            )) => LinkDown::Oversized { bytes, limit: 0 },
+            e => LinkDown::Other(e.to_string()),
+        }
+    }
+
+    fn of_v5(e: rumqttc::v5::ConnectionError) -> Self {
+        use rumqttc::v5::{mqttbytes::Error, ConnectionError, StateError};
+        match e {
+            ConnectionError::MqttState(StateError::Deserialization(
+                Error::PayloadSizeLimitExceeded { pkt_size, max },
+            )) => LinkDown::Oversized {
+                bytes: pkt_size,
+                limit: max as usize,
+            },
+            e => LinkDown::Other(e.to_string()),
+        }
+    }
+}
+
 /// Opens a connection (in the background; `Events::poll` drives it).
 pub fn connect(endpoint: &Endpoint, session: Session) -> (Client, Events) {
     match endpoint.version {
@@ -212,6 +262,7 @@ pub fn connect(endpoint: &Endpoint, session: Session) -> (Client, Events) {
             o.set_keep_alive(endpoint.keep_alive);
             o.set_clean_session(!session.persistent);
             o.set_inflight(100);
+            o.set_max_packet_size(session.max_incoming, MAX_PACKET);
             if let Some((u, p)) = &endpoint.credentials {
                 o.set_credentials(u.clone(), p.clone());
             }
@@ -242,6 +293,7 @@ pub fn connect(endpoint: &Endpoint, session: Session) -> (Client, Events) {
                 o.set_session_expiry_interval(Some(SESSION_EXPIRY_S));
             }
             o.set_outgoing_inflight_upper_limit(100);
+            o.set_max_packet_size(Some(session.max_incoming.min(MAX_PACKET) as u32));
             if let Some((u, p)) = &endpoint.credentials {
                 o.set_credentials(u.clone(), p.clone());
             }
@@ -311,6 +363,19 @@ impl Client {
         }
     }
 
+    pub async fn unsubscribe(&self, filter: &str) -> Result<(), ClientError> {
+        match self {
+            Client::V311(c) => c
+                .unsubscribe(filter)
+                .await
+                .map_err(|e| ClientError(e.to_string())),
+            Client::V5(c) => c
+                .unsubscribe(filter)
+                .await
+                .map_err(|e| ClientError(e.to_string())),
+        }
+    }
+
     /// Clean disconnect: the broker discards the will.
     pub async fn disconnect(&self) -> Result<(), ClientError> {
         match self {
@@ -323,32 +388,43 @@ impl Client {
 impl Events {
     /// The next event; an error means the connection is down (the next call
     /// reconnects).
-    pub async fn poll(&mut self) -> Result<LinkEvent, String> {
+    pub async fn poll(&mut self) -> Result<LinkEvent, LinkDown> {
         match self {
             Events::V311(e) => {
                 use rumqttc::{Event, Packet};
-                Ok(match e.poll().await.map_err(|e| e.to_string())? {
-                    Event::Incoming(Packet::ConnAck(c)) => LinkEvent::Connected {
-                        session_present: c.session_present,
+                let limit = e.mqtt_options.max_packet_size();
+                Ok(
+                    match e.poll().await.map_err(|e| match LinkDown::of_v311(e) {
+                        LinkDown::Oversized { bytes, .. } => LinkDown::Oversized { bytes, limit },
+                        other => other,
+                    })? {
+                        Event::Incoming(Packet::ConnAck(c)) => LinkEvent::Connected {
+                            session_present: c.session_present,
+                            max_packet: MAX_PACKET,
+                        },
+                        Event::Incoming(Packet::PubAck(a)) => LinkEvent::Acked {
+                            pkid: a.pkid,
+                            accepted: true,
+                            reason: String::new(),
+                        },
+                        Event::Incoming(Packet::Publish(p)) => LinkEvent::Message {
+                            topic: p.topic,
+                            payload: p.payload.to_vec(),
+                        },
+                        Event::Outgoing(Outgoing::Publish(pkid)) => LinkEvent::Sent(pkid),
+                        _ => LinkEvent::Other,
                     },
-                    Event::Incoming(Packet::PubAck(a)) => LinkEvent::Acked {
-                        pkid: a.pkid,
-                        accepted: true,
-                        reason: String::new(),
-                    },
-                    Event::Incoming(Packet::Publish(p)) => LinkEvent::Message {
-                        topic: p.topic,
-                        payload: p.payload.to_vec(),
-                    },
-                    Event::Outgoing(Outgoing::Publish(pkid)) => LinkEvent::Sent(pkid),
-                    _ => LinkEvent::Other,
-                })
+                )
             }
             Events::V5(e) => {
                 use rumqttc::v5::Event;
-                Ok(match e.poll().await.map_err(|e| e.to_string())? {
+                Ok(match e.poll().await.map_err(LinkDown::of_v5)? {
                     Event::Incoming(p5::Packet::ConnAck(c)) => LinkEvent::Connected {
                         session_present: c.session_present,
+                        max_packet: c
+                            .properties
+                            .and_then(|p| p.max_packet_size)
+                            .map_or(MAX_PACKET, |m| m as usize),
                     },
                     Event::Incoming(p5::Packet::PubAck(a)) => {
                         let accepted = matches!(

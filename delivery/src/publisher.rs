@@ -4,7 +4,7 @@
 //! broker restarts and station restarts.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use firmware_config::StationConfig;
 use rumqttc::QoS;
 use tokio::sync::{watch, Mutex, Notify};
 
+use crate::command_link;
 use crate::link::{self, Client, Endpoint, Events, LinkError, LinkEvent, Session, Will};
 use crate::topics::{Command, Topics};
 use store::Store;
@@ -41,8 +42,10 @@ pub struct Publisher {
     inflight: Arc<Mutex<Inflight>>,
     wake: Arc<Notify>,
     connected: Arc<AtomicBool>,
+    /// The largest packet the broker takes from us (MQTT 5 says so on
+    /// connect); a verdict larger than that is left in the outbox.
+    max_packet: Arc<AtomicUsize>,
     topics: Topics,
-    commands: tokio::sync::mpsc::Sender<Command>,
     /// The retained birth status, published on every connect; it changes
     /// when the recipe or the model does.
     birth: Arc<std::sync::Mutex<String>>,
@@ -52,7 +55,8 @@ impl Publisher {
     /// Connects (in the background, retrying) and starts draining the outbox:
     /// three tasks, [`drain`] (outbox to client), [`mark_acknowledged`]
     /// (acknowledgements to the store, batched) and [`run_connection`] (the
-    /// client's event loop), stopped together by `shutdown`. The handle
+    /// client's event loop), and the command connection
+    /// ([`command_link`]), stopped together by `shutdown`. The handle
     /// returned ends when the last acknowledgements are stored.
     pub fn start(
         cfg: &StationConfig,
@@ -74,6 +78,9 @@ impl Publisher {
                     retain: true,
                 }),
                 capacity: 256,
+                // Nothing but acknowledgements comes in here; a command left
+                // in the session by an older version is bounded too.
+                max_incoming: command_link::MAX_COMMAND_BYTES,
             },
         );
         let p = Self {
@@ -86,16 +93,25 @@ impl Publisher {
             })),
             wake: Arc::new(Notify::new()),
             connected: Arc::new(AtomicBool::new(false)),
+            max_packet: Arc::new(AtomicUsize::new(link::MAX_PACKET)),
             topics,
-            commands,
             birth: Arc::new(std::sync::Mutex::new(birth)),
         };
         let drain_task = tokio::spawn(drain(p.clone(), store.clone(), shutdown.clone()));
         let (acked, acked_rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
         let marker = tokio::spawn(mark_acknowledged(store, acked_rx));
+        let listener = command_link::start(
+            cfg,
+            endpoint,
+            p.topics.clone(),
+            commands,
+            p.clone(),
+            shutdown.clone(),
+        );
         let connection = p.clone();
         let task = tokio::spawn(async move {
             run_connection(&connection, eventloop, &acked, shutdown).await;
+            let _ = listener.await;
             drain_task.abort();
             drop(acked);
             let _ = marker.await;
@@ -106,8 +122,9 @@ impl Publisher {
     /// A (re)connection: start again from the outbox if the broker kept
     /// nothing of ours, announce the birth, subscribe to commands, wake the
     /// drain.
-    async fn on_connected(&self, session_present: bool) {
-        tracing::info!(session_present, "connected to MQTT broker");
+    async fn on_connected(&self, session_present: bool, max_packet: usize) {
+        tracing::info!(session_present, max_packet, "connected to MQTT broker");
+        self.max_packet.store(max_packet, Ordering::Relaxed);
         if !session_present {
             // The broker kept nothing of ours (a first connect, or a broker
             // that lost its state): whatever was handed over and not
@@ -124,12 +141,10 @@ impl Publisher {
         if let Err(e) = self.publish_status(&birth).await {
             tracing::warn!(error = %e, "cannot publish birth status");
         }
-        if let Err(e) = self
-            .client
-            .subscribe(&self.topics.commands(), QoS::AtLeastOnce)
-            .await
-        {
-            tracing::warn!(error = %e, "cannot subscribe to commands");
+        // Commands come in on their own connection; a session kept from an
+        // older version still holds this subscription.
+        if let Err(e) = self.client.unsubscribe(&self.topics.commands()).await {
+            tracing::debug!(error = %e, "cannot drop the old command subscription");
         }
         self.wake.notify_one();
     }
@@ -149,16 +164,8 @@ impl Publisher {
                     inflight.by_pkid.insert(pkid, seq);
                 }
             }
-            LinkEvent::Message { topic, payload } => {
-                if let Some(name) = self.topics.command_name(&topic) {
-                    let cmd = Command {
-                        name: name.to_string(),
-                        payload,
-                    };
-                    if self.commands.try_send(cmd).is_err() {
-                        tracing::warn!(topic, "command queue full; command dropped");
-                    }
-                }
+            LinkEvent::Message { topic, .. } => {
+                tracing::debug!(topic, "message on the verdict connection ignored");
             }
             LinkEvent::Acked {
                 pkid,
@@ -259,13 +266,18 @@ async fn drain(p: Publisher, store: Store, mut shutdown: watch::Receiver<bool>) 
                             more = false;
                             break;
                         }
-                        inflight.queued.push_back(Some(row.seq));
                         let verdict = row.topic == verdict_topic;
                         let payload = if verdict {
                             stamped(row.payload)
                         } else {
                             row.payload
                         };
+                        if too_large(&row.topic, &payload, &p.max_packet) {
+                            // Kept in the store and the outbox; the rest goes on.
+                            inflight.cursor = row.seq;
+                            continue;
+                        }
+                        inflight.queued.push_back(Some(row.seq));
                         if let Err(e) = p
                             .client
                             .publish(&row.topic, QoS::AtLeastOnce, false, payload.into_bytes())
@@ -294,6 +306,24 @@ async fn drain(p: Publisher, store: Store, mut shutdown: watch::Receiver<bool>) 
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// Whether a publish is larger than the broker takes (said with an error
+/// naming the row's topic and size): sending it would end the connection
+/// again at every reconnect, and hold up everything after it.
+fn too_large(topic: &str, payload: &str, max_packet: &AtomicUsize) -> bool {
+    // Fixed header (5), topic length (2), packet id (2), MQTT 5 properties.
+    let size = topic.len() + payload.len() + 16;
+    let max = max_packet.load(Ordering::Relaxed);
+    if size > max {
+        tracing::error!(
+            topic,
+            bytes = size,
+            max,
+            "message larger than the broker takes (its maximum packet size); left in the outbox and skipped"
+        );
+    }
+    size > max
 }
 
 /// A verdict's JSON as it leaves: `timings.published_at` set to now.
@@ -362,8 +392,11 @@ async fn run_connection(
             }
         };
         match event {
-            Ok(LinkEvent::Connected { session_present }) => {
-                p.on_connected(session_present).await;
+            Ok(LinkEvent::Connected {
+                session_present,
+                max_packet,
+            }) => {
+                p.on_connected(session_present, max_packet).await;
                 unreachable_warned = None;
             }
             Ok(ev) => p.on_event(ev, acked).await,

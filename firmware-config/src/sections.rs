@@ -372,6 +372,9 @@ pub struct Http {
     pub bind: SocketAddr,
     /// Mark the review UI's session cookie `Secure` (reached over HTTPS).
     pub secure_cookies: bool,
+    /// Serve `/metrics` without credentials (a Prometheus on a closed
+    /// network); otherwise it needs a viewer's API token.
+    pub open_metrics: bool,
 }
 
 /// The health figures' thresholds and windows, and self-healing.

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Form, FromRequestParts, State};
+use axum::extract::{ConnectInfo, Form, FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -21,10 +21,10 @@ use store::accounts::{AccountError, Role, User, SESSION_LIFETIME};
 const COOKIE: &str = "session";
 
 /// Who is asking: a session (with its CSRF token) or an API token.
-pub(crate) struct Caller {
-    pub(crate) user: User,
+pub struct Caller {
+    pub user: User,
     /// `None` for API tokens (no cookie, so no cross-site forgery).
-    pub(crate) csrf: Option<String>,
+    pub csrf: Option<String>,
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -38,7 +38,8 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-pub(crate) async fn caller(web: &Web, headers: &HeaderMap) -> Result<Option<Caller>, AccountError> {
+/// The signed-in caller of a request, if any.
+pub async fn caller(web: &Web, headers: &HeaderMap) -> Result<Option<Caller>, AccountError> {
     if let Some(token) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -78,14 +79,20 @@ impl FromRequestParts<Web> for PageCaller {
     }
 }
 
-/// A signed-in caller of the JSON API; an anonymous one gets 401.
-pub(crate) struct ApiCaller(pub(crate) Caller);
+/// A signed-in caller of the JSON API; an anonymous one gets 401. Any
+/// router whose state holds a [`Web`] can use it (the station's own API
+/// does).
+pub struct ApiCaller(pub Caller);
 
-impl FromRequestParts<Web> for ApiCaller {
+impl<S: Send + Sync> FromRequestParts<S> for ApiCaller
+where
+    Web: FromRef<S>,
+{
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Self, Response> {
-        match caller(web, &parts.headers).await {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        let web = Web::from_ref(state);
+        match caller(&web, &parts.headers).await {
             Ok(Some(c)) => Ok(ApiCaller(c)),
             Ok(None) => Err(api_unauthorised()),
             Err(e) => Err(server_error(e)),
@@ -112,7 +119,7 @@ pub(crate) fn form_refusal(who: &Caller, csrf: &str, role: Role, what: &str) -> 
 /// Why an API write is refused, if it is: a session must send its CSRF
 /// token as `X-CSRF-Token` (an API token needs none), and the caller needs
 /// at least `role`.
-pub(crate) fn api_write_refusal(
+pub fn api_write_refusal(
     who: &Caller,
     headers: &HeaderMap,
     role: Role,

@@ -5,7 +5,8 @@
 //! Rooms: [`auth`] (who is asking, sessions, CSRF, sign-in), [`pages`] (the
 //! HTML pages), [`api`] (the JSON API), [`respond`] (page shell and shared
 //! refusals), [`html`] (escaping), [`charts`] and [`panel`] (server-drawn
-//! SVG). What they read and write is in the `store` crate.
+//! SVG), [`assets`] (stylesheet, script, the Content-Security-Policy). What
+//! they read and write is in the `store` crate.
 //!
 //! Security: every page but the login needs a session or an API token.
 //! Every form and every cookie-authorised API write must echo the session's
@@ -13,12 +14,15 @@
 //! looked up in the database, never by a path from the request.
 
 mod api;
+pub mod assets;
 mod auth;
 pub mod charts;
 pub mod html;
 mod pages;
 pub mod panel;
 mod respond;
+
+pub use auth::{api_write_refusal, caller, ApiCaller, Caller};
 
 use api::{api_export, api_get, api_health, api_list, api_review};
 use auth::{login, login_page, logout};
@@ -55,5 +59,7 @@ pub fn router(web: Web) -> Router {
         .route("/api/v1/health", get(api_health))
         .route("/export", post(export_form))
         .route("/api/v1/export", post(api_export))
+        .route("/assets/style.css", get(assets::style))
+        .route("/assets/review.js", get(assets::review_script))
         .with_state(web)
 }

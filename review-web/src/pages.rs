@@ -17,8 +17,10 @@ use store::reviews::{self, Corrections, Filter, ListRow, Missed, NewReview, Quer
 
 /// Drawing a missed defect: drag on the image (mouse, pen or finger); the
 /// box, normalised to the image, is appended to the "missed" field as
-/// `name x0 y0 x1 y1`. Without script the field can be typed into.
-const DRAW: &str = r#"(function(){var f=document.getElementById('part'),t=document.getElementById('missed');if(!f||!t)return;
+/// `name x0 y0 x1 y1`. Without script the field can be typed into. Served
+/// as `/assets/review.js` (the Content-Security-Policy allows no inline
+/// script).
+pub(crate) const DRAW: &str = r#"(function(){var f=document.getElementById('part'),t=document.getElementById('missed');if(!f||!t)return;
 var svg=f.querySelector('svg'),vb=svg.viewBox.baseVal,s=null,r=null;f.style.touchAction='none';f.style.cursor='crosshair';
 function at(e){var b=f.getBoundingClientRect();return[Math.min(1,Math.max(0,(e.clientX-b.left)/b.width)),Math.min(1,Math.max(0,(e.clientY-b.top)/b.height))];}
 f.addEventListener('pointerdown',function(e){s=at(e);r=document.createElementNS('http://www.w3.org/2000/svg','rect');r.setAttribute('fill','none');r.setAttribute('stroke','#1f6feb');r.setAttribute('stroke-width',Math.max(2,vb.width/200));r.setAttribute('stroke-dasharray','6 4');svg.appendChild(r);f.setPointerCapture(e.pointerId);e.preventDefault();});
@@ -191,7 +193,7 @@ pub(crate) async fn verdict_page(
         String::new()
     };
     let body = format!(
-        r#"<div class="cols"><div>{image}</div><div><p class="{dec}" style="font-size:1.6em">{dec}</p>
+        r#"<div class="cols"><div>{image}</div><div><p class="{dec} headline">{dec}</p>
 {why}<p>Part <b>{part}</b> · camera {cam} · station {st} · confidence {conf:.2}</p>
 <table><thead><tr><th>#</th><th>Defect</th><th>Violates</th><th>Confidence</th><th>Size</th></tr></thead><tbody>{rows}</tbody></table>
 <p>Recipe <b>{recipe}</b>, standard <code>{std_sha}</code> · model {model} {mver}</p>
@@ -336,7 +338,7 @@ fn review_form_html(id: &str, csrf: &str, findings: usize) -> String {
 <p>Decision: <label><input type="radio" name="decision" value="PASS" required> PASS</label> <label><input type="radio" name="decision" value="FAIL"> FAIL</label></p>
 <p>{per_finding}</p><p><label>Missed defect: <input id="missed-name" value="" placeholder="defect name, then drag a box on the image"></label></p>
 <p><label>Missed defects, one per line: <code>name x0 y0 x1 y1</code> (0–1 of the image; drawn boxes land here)<br><textarea id="missed" name="missed" rows="3" cols="50"></textarea></label></p>
-<p><label>Reason<br><textarea name="reason" rows="3" cols="50" required></textarea></label></p><button>Record review</button></form><script>{DRAW}</script>"#,
+<p><label>Reason<br><textarea name="reason" rows="3" cols="50" required></textarea></label></p><button>Record review</button></form><script src="/assets/review.js"></script>"#,
         id = esc(id),
         csrf = esc(csrf),
     )

@@ -21,12 +21,14 @@ pub(crate) fn page(title: &str, who: Option<&Caller>, body: &str) -> Html<String
         None => String::new(),
     };
     Html(format!(
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title><style>{CSS}</style></head><body>{nav}<main><h1>{title}</h1>{body}</main></body></html>"#,
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title><link rel="stylesheet" href="/assets/style.css"></head><body>{nav}<main><h1>{title}</h1>{body}</main></body></html>"#,
         title = esc(title)
     ))
 }
 
-const CSS: &str = "body{font:16px system-ui,sans-serif;margin:0;color:#1b1b1b;background:#f6f6f4}\
+/// The stylesheet, served as `/assets/style.css` (the Content-Security-Policy
+/// allows no inline style).
+pub(crate) const CSS: &str = "body{font:16px system-ui,sans-serif;margin:0;color:#1b1b1b;background:#f6f6f4}\
 nav{display:flex;gap:1em;align-items:center;padding:.6em 1em;background:#22313f;color:#fff}nav a{color:#fff;font-weight:600}\
 nav form{margin-left:auto}main{padding:1em;max-width:1200px;margin:auto}table{border-collapse:collapse;width:100%;background:#fff}\
 td,th{padding:.55em .5em;border-bottom:1px solid #ddd;text-align:left}tr:hover{background:#eef3f8}\
@@ -38,7 +40,7 @@ figure img{width:100%;display:block}svg.chart{display:block;width:100%;max-width
 .cards{display:flex;flex-wrap:wrap;gap:1em}.card{flex:1 1 220px;background:#fff;padding:.6em 1em;border-top:6px solid #7a8a99}\
 .card.ok{border-color:#2e8540}.card.breached{border-color:#d83933}.card h3{margin:.2em 0;font-size:1em}.card .value{font-size:2em;font-weight:700;margin:.2em 0}\
 p.state{padding:.6em 1em;background:#fff;border-left:6px solid #2e8540}p.state.alert{border-color:#f2a900}p.state.escalated{border-color:#d83933;background:#fde8e6}\
-tr.alert td,tr.escalated td{color:#b3261e}tr.recovered td{color:#17692f}";
+tr.alert td,tr.escalated td{color:#b3261e}tr.recovered td{color:#17692f}p.headline{font-size:1.6em}";
 
 pub(crate) fn unauthorised_page() -> Response {
     Redirect::to("/login").into_response()

@@ -1,14 +1,17 @@
 //! Who may see and correct verdicts: users with roles (viewer, operator,
 //! admin) and argon2id password hashes, browser sessions with their CSRF
-//! token, API tokens for the MES, and a limit on failed logins.
+//! token, API tokens for the MES (expiring, revocable), and the back-off on
+//! failed sign-ins ([`crate::throttle`]).
+//!
+//! Everything given can be taken back: a token revoked or expired stops
+//! working at once, a user disabled or removed loses every session, and a
+//! new password ends the sessions opened with the old one.
 //!
 //! Only sha256 hashes of session and API tokens are stored, so a copy of the
 //! database does not let anyone in. The first admin is made with
 //! `appliance user add`; there is no default password.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -16,6 +19,7 @@ use argon2::Argon2;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
+use crate::throttle::{self, Key};
 use crate::{Store, StoreError};
 
 /// What a person (or a token) may do.
@@ -80,9 +84,8 @@ pub enum AccountError {
 
 /// How long a browser session lasts: one shift and a half.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
-/// Failed logins allowed per user name and per client within [`WINDOW`].
-const MAX_FAILURES: usize = 5;
-const WINDOW: Duration = Duration::from_secs(15 * 60);
+/// How long an API token lasts unless told otherwise.
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
 
 fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
@@ -120,7 +123,8 @@ fn valid_name(name: &str) -> Result<(), AccountError> {
     }
 }
 
-/// Creates a user (or replaces the password and role of an existing one).
+/// Creates a user (or replaces the password and role of an existing one,
+/// which ends every session it had).
 pub async fn add_user(
     store: &Store,
     name: &str,
@@ -152,75 +156,193 @@ pub async fn add_user(
     .bind(stamp(now()))
     .execute(store.pool())
     .await?;
+    end_sessions(store, name).await
+}
+
+async fn end_sessions(store: &Store, name: &str) -> Result<(), AccountError> {
+    sqlx::query("DELETE FROM sessions WHERE user_name = $1")
+        .bind(name)
+        .execute(store.pool())
+        .await?;
     Ok(())
 }
 
-/// Creates an API token; returns it (shown once, stored only as a hash).
-pub async fn add_token(store: &Store, name: &str, role: Role) -> Result<String, AccountError> {
+fn no_user(name: &str) -> AccountError {
+    AccountError::Invalid(format!("there is no user `{name}`"))
+}
+
+/// Disables (or enables again) a user; disabling ends every session.
+pub async fn set_disabled(store: &Store, name: &str, disabled: bool) -> Result<(), AccountError> {
+    let done = sqlx::query("UPDATE users SET disabled = $1 WHERE name = $2")
+        .bind(disabled as i64)
+        .bind(name)
+        .execute(store.pool())
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(no_user(name));
+    }
+    if disabled {
+        end_sessions(store, name).await?;
+    }
+    Ok(())
+}
+
+/// Removes a user and its sessions (its reviews keep its name).
+pub async fn remove_user(store: &Store, name: &str) -> Result<(), AccountError> {
+    end_sessions(store, name).await?;
+    let done = sqlx::query("DELETE FROM users WHERE name = $1")
+        .bind(name)
+        .execute(store.pool())
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(no_user(name));
+    }
+    Ok(())
+}
+
+/// A user as `appliance user list` shows it.
+#[derive(Debug, Clone)]
+pub struct UserInfo {
+    pub name: String,
+    pub role: String,
+    pub created_at: String,
+    pub disabled: bool,
+}
+
+pub async fn list_users(store: &Store) -> Result<Vec<UserInfo>, AccountError> {
+    let rows = sqlx::query("SELECT name, role, created_at, disabled FROM users ORDER BY name")
+        .fetch_all(store.pool())
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| UserInfo {
+            name: r.get(0),
+            role: r.get(1),
+            created_at: r.get(2),
+            disabled: r.get::<i64, _>(3) != 0,
+        })
+        .collect())
+}
+
+/// Creates an API token that works for `lifetime` (`None`: until revoked);
+/// returns it (shown once, stored only as a hash). Names are never reused,
+/// so the audit trail of a revoked token stays unambiguous.
+pub async fn add_token(
+    store: &Store,
+    name: &str,
+    role: Role,
+    lifetime: Option<Duration>,
+) -> Result<String, AccountError> {
     valid_name(name)?;
+    let taken: Option<String> =
+        sqlx::query_scalar("SELECT created_at FROM api_tokens WHERE name = $1")
+            .bind(name)
+            .fetch_optional(store.pool())
+            .await?;
+    if let Some(created) = taken {
+        return Err(AccountError::Invalid(format!(
+            "an API token named `{name}` already exists (created {created}); pick another name"
+        )));
+    }
     let token = random_token();
+    let t = now();
+    let expires = lifetime
+        .map(|l| chrono::Duration::from_std(l).map(|l| stamp(t + l)))
+        .transpose()
+        .map_err(|_| AccountError::Invalid("the token lifetime is too long".into()))?;
     sqlx::query(
-        "INSERT INTO api_tokens (token_sha256, name, role, created_at) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO api_tokens (token_sha256, name, role, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(sha256_hex(&token))
     .bind(name)
     .bind(role.as_str())
-    .bind(stamp(now()))
+    .bind(stamp(t))
+    .bind(expires)
     .execute(store.pool())
     .await?;
     Ok(token)
+}
+
+/// Revokes the API token `name`: it stops working at once.
+pub async fn revoke_token(store: &Store, name: &str) -> Result<(), AccountError> {
+    let done =
+        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
+            .bind(stamp(now()))
+            .bind(name)
+            .execute(store.pool())
+            .await?;
+    if done.rows_affected() == 0 {
+        return Err(AccountError::Invalid(format!(
+            "there is no live API token `{name}`"
+        )));
+    }
+    Ok(())
+}
+
+/// An API token as `appliance token list` shows it (never the token).
+#[derive(Debug, Clone)]
+pub struct TokenInfo {
+    pub name: String,
+    pub role: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+pub async fn list_tokens(store: &Store) -> Result<Vec<TokenInfo>, AccountError> {
+    let rows = sqlx::query(
+        "SELECT name, role, created_at, expires_at, revoked_at FROM api_tokens ORDER BY name",
+    )
+    .fetch_all(store.pool())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| TokenInfo {
+            name: r.get(0),
+            role: r.get(1),
+            created_at: r.get(2),
+            expires_at: r.get(3),
+            revoked_at: r.get(4),
+        })
+        .collect())
 }
 
 /// Sign-in, sessions and tokens over one store.
 #[derive(Clone)]
 pub struct Accounts {
     store: Store,
-    /// Failed logins by user name and by client address.
-    failures: Arc<Mutex<HashMap<String, VecDeque<Instant>>>>,
 }
 
 impl Accounts {
     pub fn new(store: Store) -> Self {
-        Self {
-            store,
-            failures: Default::default(),
-        }
-    }
-
-    /// Seconds until `key` may try again, if it is locked out.
-    fn locked(&self, key: &str) -> Option<u64> {
-        let mut f = self.failures.lock().expect("failures lock");
-        let q = f.entry(key.to_string()).or_default();
-        while q.front().is_some_and(|t| t.elapsed() > WINDOW) {
-            q.pop_front();
-        }
-        (q.len() >= MAX_FAILURES).then(|| {
-            WINDOW
-                .saturating_sub(q.front().expect("non-empty").elapsed())
-                .as_secs()
-                + 1
-        })
-    }
-
-    fn failed(&self, keys: &[&str]) {
-        let mut f = self.failures.lock().expect("failures lock");
-        for k in keys {
-            f.entry(k.to_string())
-                .or_default()
-                .push_back(Instant::now());
-        }
+        Self { store }
     }
 
     /// Checks the password and opens a session. `client` is the caller's
-    /// address, for the limit on failed attempts.
+    /// address, for the back-off on failed attempts ([`throttle`]).
     pub async fn login(
         &self,
         name: &str,
         password: &str,
         client: &str,
     ) -> Result<Session, AccountError> {
-        let (by_name, by_client) = (format!("user:{name}"), format!("client:{client}"));
-        if let Some(wait) = self.locked(&by_name).or_else(|| self.locked(&by_client)) {
+        let address = Key::Address(client);
+        if valid_name(name).is_err() {
+            // Not a name anyone can have: counted against the address only,
+            // and never stored.
+            throttle::failed(&self.store, &[address]).await?;
+            return Err(AccountError::WrongCredentials);
+        }
+        let keys = [
+            Key::Pair {
+                address: client,
+                account: name,
+            },
+            Key::Account(name),
+            address,
+        ];
+        if let Some(wait) = throttle::waiting(&self.store, &keys).await? {
             return Err(AccountError::TooManyAttempts(wait));
         }
         let row = sqlx::query("SELECT password_hash FROM users WHERE name = $1 AND disabled = 0")
@@ -245,9 +367,12 @@ impl Accounts {
         .await
         .expect("verifying does not panic");
         if !ok || row.is_none() {
-            self.failed(&[&by_name, &by_client]);
+            // An unknown name earns no key of its own.
+            let counted = if row.is_some() { &keys[..] } else { &keys[2..] };
+            throttle::failed(&self.store, counted).await?;
             return Err(AccountError::WrongCredentials);
         }
+        throttle::cleared(&self.store, &keys[..2]).await?;
         let session = Session {
             token: random_token(),
             csrf: random_token(),
@@ -299,12 +424,16 @@ impl Accounts {
         Ok(())
     }
 
-    /// The identity behind an API token.
+    /// The identity behind a live API token (not revoked, not expired).
     pub async fn token(&self, token: &str) -> Result<Option<User>, AccountError> {
-        let row = sqlx::query("SELECT name, role FROM api_tokens WHERE token_sha256 = $1")
-            .bind(sha256_hex(token))
-            .fetch_optional(self.store.pool())
-            .await?;
+        let row = sqlx::query(
+            "SELECT name, role FROM api_tokens WHERE token_sha256 = $1
+               AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
+        )
+        .bind(sha256_hex(token))
+        .bind(stamp(now()))
+        .fetch_optional(self.store.pool())
+        .await?;
         Ok(match row {
             Some(r) => Some(User {
                 name: format!("token:{}", r.get::<String, _>(0)),
@@ -369,20 +498,145 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn repeated_failures_lock_the_name_even_for_the_right_password() {
+    async fn failures_from_one_address_make_it_wait_not_everyone_and_survive_a_restart() {
+        let (_d, s) = store().await;
+        add_user(&s, "bo", Role::Viewer, "a long enough secret")
+            .await
+            .unwrap();
+        add_user(&s, "cy", Role::Viewer, "another long secret")
+            .await
+            .unwrap();
+        let acc = Accounts::new(s.clone());
+        for _ in 0..5 {
+            assert!(matches!(
+                acc.login("bo", "guess guess guess", "10.0.0.1").await,
+                Err(AccountError::WrongCredentials)
+            ));
+        }
+        // That address waits for that account, even with the right password,
+        // and still after a restart (a new Accounts on the same database).
+        let restarted = Accounts::new(s.clone());
+        assert!(matches!(
+            restarted
+                .login("bo", "a long enough secret", "10.0.0.1")
+                .await,
+            Err(AccountError::TooManyAttempts(29..=31))
+        ));
+        // Nobody else is locked out: the owner elsewhere, another account
+        // from the same address (a reverse proxy carries everyone).
+        restarted
+            .login("bo", "a long enough secret", "10.0.0.2")
+            .await
+            .unwrap();
+        restarted
+            .login("cy", "another long secret", "10.0.0.1")
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn guessing_one_account_from_many_addresses_backs_off() {
         let (_d, s) = store().await;
         add_user(&s, "bo", Role::Viewer, "a long enough secret")
             .await
             .unwrap();
         let acc = Accounts::new(s);
-        for i in 0..MAX_FAILURES {
-            let client = format!("10.0.0.{i}");
-            assert!(acc.login("bo", "guess guess guess", &client).await.is_err());
+        for i in 0..20 {
+            let address = format!("10.1.0.{i}");
+            assert!(acc
+                .login("bo", "guess guess guess", &address)
+                .await
+                .is_err());
         }
         assert!(matches!(
             acc.login("bo", "a long enough secret", "10.9.9.9").await,
             Err(AccountError::TooManyAttempts(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn names_tried_are_bounded_and_never_stored() {
+        let (_d, s) = store().await;
+        let acc = Accounts::new(s.clone());
+        let long = "n".repeat(100_000);
+        for i in 0..60 {
+            let name = if i % 2 == 0 {
+                format!("{long}{i}")
+            } else {
+                format!("nobody-{i}")
+            };
+            let r = acc.login(&name, "whatever-long", "10.2.0.1").await;
+            assert!(r.is_err());
+        }
+        // One address key: no row per name, whatever its length.
+        let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM sign_in_failures")
+            .fetch_all(s.pool())
+            .await
+            .unwrap();
+        assert_eq!(keys, ["address:10.2.0.1"]);
+        // And past its allowance that address waits.
+        assert!(matches!(
+            acc.login("nobody", "whatever-long", "10.2.0.1").await,
+            Err(AccountError::TooManyAttempts(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn tokens_expire_and_are_revoked_and_names_are_not_reused() {
+        let (_d, s) = store().await;
+        let acc = Accounts::new(s.clone());
+        let mes = add_token(&s, "mes", Role::Viewer, Some(TOKEN_LIFETIME))
+            .await
+            .unwrap();
+        assert!(acc.token(&mes).await.unwrap().is_some());
+        let e = add_token(&s, "mes", Role::Admin, None).await.unwrap_err();
+        assert!(e.to_string().contains("`mes` already exists"), "{e}");
+        revoke_token(&s, "mes").await.unwrap();
+        assert!(acc.token(&mes).await.unwrap().is_none());
+        let e = revoke_token(&s, "mes").await.unwrap_err();
+        assert!(e.to_string().contains("no live API token `mes`"), "{e}");
+        let brief = add_token(&s, "brief", Role::Viewer, Some(Duration::ZERO))
+            .await
+            .unwrap();
+        assert!(acc.token(&brief).await.unwrap().is_none(), "expired");
+        let listed = list_tokens(&s).await.unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(listed[1].revoked_at.is_some() && listed[0].expires_at.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_new_password_or_disabling_ends_sessions() {
+        let (_d, s) = store().await;
+        add_user(&s, "di", Role::Operator, "first long password")
+            .await
+            .unwrap();
+        let acc = Accounts::new(s.clone());
+        let old = acc
+            .login("di", "first long password", "10.3.0.1")
+            .await
+            .unwrap();
+        add_user(&s, "di", Role::Operator, "second long password")
+            .await
+            .unwrap();
+        assert!(acc.session(&old.token).await.unwrap().is_none());
+        let new = acc
+            .login("di", "second long password", "10.3.0.1")
+            .await
+            .unwrap();
+        set_disabled(&s, "di", true).await.unwrap();
+        assert!(acc.session(&new.token).await.unwrap().is_none());
+        assert!(acc
+            .login("di", "second long password", "10.3.0.1")
+            .await
+            .is_err());
+        set_disabled(&s, "di", false).await.unwrap();
+        acc.login("di", "second long password", "10.3.0.1")
+            .await
+            .unwrap();
+        remove_user(&s, "di").await.unwrap();
+        assert!(list_users(&s).await.unwrap().is_empty());
+        let e = set_disabled(&s, "di", true).await.unwrap_err();
+        assert!(e.to_string().contains("no user `di`"), "{e}");
     }
 
     #[tokio::test]
@@ -399,7 +653,7 @@ mod tests {
         assert!(e.to_string().contains("at least 10"), "{e}");
         let e = Role::parse("root").unwrap_err();
         assert!(e.to_string().contains("viewer, operator, admin"), "{e}");
-        let token = add_token(&s, "mes", Role::Viewer).await.unwrap();
+        let token = add_token(&s, "mes", Role::Viewer, None).await.unwrap();
         let acc = Accounts::new(s);
         assert_eq!(acc.token(&token).await.unwrap().unwrap().role, Role::Viewer);
         assert!(acc.token("not-a-token").await.unwrap().is_none());

@@ -20,6 +20,7 @@ pub mod export;
 pub mod health_history;
 pub mod retention;
 pub mod reviews;
+pub mod throttle;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -251,6 +252,22 @@ impl Store {
         self.backend
     }
 
+    /// The verdict of the file `source` (its identity as the hot folder
+    /// gives it) from `camera`, if one was committed.
+    pub async fn judged_from(
+        &self,
+        camera: &str,
+        source: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM verdicts WHERE camera = $1 AND source = $2 LIMIT 1")
+                .bind(camera)
+                .bind(source)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     /// Writes image bytes under `images/ab/<sha256>.<ext>` (once per content),
     /// unless that would leave less than the reserved free space.
     pub fn put_image(&self, bytes: &[u8], ext: &str) -> Result<StoredImage, StoreError> {
@@ -280,13 +297,15 @@ impl Store {
         })
     }
 
-    /// Commits a verdict with its findings, image row, standard version and
-    /// outbox messages in one transaction.
+    /// Commits a verdict with its findings, image row, standard version,
+    /// outbox messages and the identity of the file it judged (`source`,
+    /// see [`Store::judged_from`]) in one transaction.
     pub async fn commit_verdict(
         &self,
         v: &Verdict,
         standard_text: &str,
         outbox: &[(String, String)],
+        source: Option<&str>,
     ) -> Result<(), StoreError> {
         let _in_order = self.commit_lock.lock().await;
         let mut tx = self.pool.begin().await?;
@@ -333,8 +352,8 @@ impl Store {
         sqlx::query(
             "INSERT INTO verdicts (id, station, camera, part_id, trigger_id, recipe, standard_sha256,
                decision, confidence, model_name, model_version, model_sha256, image_sha256,
-               captured_at, decided_at, record)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+               captured_at, decided_at, record, source)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(&v.id)
         .bind(&v.station.station)
@@ -352,6 +371,7 @@ impl Store {
         .bind(&v.timings.captured_at)
         .bind(&v.timings.decided_at)
         .bind(&record)
+        .bind(source)
         .execute(&mut *tx)
         .await?;
         for (i, f) in v.findings.iter().enumerate() {

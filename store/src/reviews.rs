@@ -311,6 +311,12 @@ pub async fn detail(store: &Store, id: &str) -> Result<Detail, QueryError> {
     })
 }
 
+/// The longest defect name a reviewer may give (the model's own are a word
+/// or two).
+pub const MAX_DEFECT_NAME: usize = 64;
+/// Missed defects one review may draw.
+pub const MAX_MISSED: usize = 50;
+
 /// A review as submitted.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -350,13 +356,23 @@ pub async fn review(
             "finding {bad} does not exist; this verdict has {findings}"
         )));
     }
+    if r.corrections.missed.len() > MAX_MISSED {
+        return Err(QueryError::Invalid(format!(
+            "at most {MAX_MISSED} missed defects per review"
+        )));
+    }
     for m in &r.corrections.missed {
         let [x0, y0, x1, y1] = m.box_norm;
         let inside = [x0, y0, x1, y1].iter().all(|v| (0.0..=1.0).contains(v));
-        if m.defect.trim().is_empty() || !inside || x1 <= x0 || y1 <= y0 {
+        let name = m.defect.trim();
+        if name.is_empty() || name.chars().count() > MAX_DEFECT_NAME {
             return Err(QueryError::Invalid(format!(
-                "missed defect `{}` needs a name and a box x0<x1, y0<y1 within 0..1",
-                m.defect
+                "a missed defect needs a name of 1 to {MAX_DEFECT_NAME} characters"
+            )));
+        }
+        if !inside || x1 <= x0 || y1 <= y0 {
+            return Err(QueryError::Invalid(format!(
+                "missed defect `{name}` needs a box x0<x1, y0<y1 within 0..1"
             )));
         }
     }

@@ -1,6 +1,12 @@
 //! Helpers for end-to-end tests: a private Mosquitto on a free port, and the
 //! repository's paths. Tests start what they need so they pass on a fresh
 //! machine, not only where a broker happens to run.
+//!
+//! The stations the tests configure set `storage.min_free = "0 B"`: the
+//! default 1 GiB reserve would make a test depend on the host's free disk
+//! (a CI machine has been seen with a few hundred MB), and images not kept
+//! fail every test that looks at a picture. The reserve itself is tested
+//! with its own settings in `storage.rs`.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -154,6 +160,15 @@ pub fn load_config(dir: &std::path::Path, text: &str) -> firmware_config::Statio
         .expect("test configuration is valid")
 }
 
+/// Options of a test's MQTT client: 5 s keep-alive, and packets up to
+/// 16 MiB (a verdict with many findings is larger than the 10 KiB default).
+fn client_options(broker: &Broker, client_id: &str) -> rumqttc::MqttOptions {
+    let mut opts = rumqttc::MqttOptions::new(client_id, "127.0.0.1", broker.port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    opts.set_max_packet_size(1 << 24, 1 << 24);
+    opts
+}
+
 /// A client of `broker` subscribed to `filter`, as a PLC or the MES would
 /// be; every message it receives comes out as (topic, payload).
 pub async fn subscribe(
@@ -164,9 +179,8 @@ pub async fn subscribe(
     rumqttc::AsyncClient,
     tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>,
 ) {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-    let mut opts = MqttOptions::new(client_id, "127.0.0.1", broker.port);
-    opts.set_keep_alive(Duration::from_secs(5));
+    use rumqttc::{AsyncClient, Event, Packet, QoS};
+    let opts = client_options(broker, client_id);
     let (client, mut events) = AsyncClient::new(opts, 64);
     client
         .subscribe(filter, QoS::AtLeastOnce)
@@ -190,9 +204,8 @@ pub async fn subscribe_durably(
     client_id: &str,
     filter: &str,
 ) -> tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)> {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-    let mut opts = MqttOptions::new(client_id, "127.0.0.1", broker.port);
-    opts.set_keep_alive(Duration::from_secs(5));
+    use rumqttc::{AsyncClient, Event, Packet, QoS};
+    let mut opts = client_options(broker, client_id);
     opts.set_clean_session(false);
     let (client, mut events) = AsyncClient::new(opts, 1024);
     client
@@ -370,23 +383,52 @@ pub fn http_request(
     )
 }
 
-/// A minimal HTTP/1.1 GET on 127.0.0.1; returns the status code and body.
-pub fn http_get(port: u16, path: &str) -> (u16, String) {
-    http(
-        port,
-        &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
-    )
+/// `Authorization: Bearer {token}` with its line end, or nothing for "".
+fn bearer(token: &str) -> String {
+    if token.is_empty() {
+        String::new()
+    } else {
+        format!("Authorization: Bearer {token}\r\n")
+    }
 }
 
-/// A minimal HTTP/1.1 POST of JSON on 127.0.0.1; returns the status code and body.
-pub fn http_post(port: u16, path: &str, body: &str) -> (u16, String) {
+/// A minimal HTTP/1.1 GET on 127.0.0.1 with an API token ("" for none);
+/// returns the status code and body.
+pub fn http_get(port: u16, path: &str, token: &str) -> (u16, String) {
     http(
         port,
         &format!(
-            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\n{}Connection: close\r\n\r\n",
+            bearer(token)
+        ),
+    )
+}
+
+/// A minimal HTTP/1.1 POST of JSON on 127.0.0.1 with an API token ("" for
+/// none); returns the status code and body.
+pub fn http_post(port: u16, path: &str, body: &str, token: &str) -> (u16, String) {
+    http(
+        port,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\n{}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            bearer(token),
             body.len()
         ),
     )
+}
+
+/// An API token with `role` in the station's store (opened, and migrated,
+/// here: call it before the station starts).
+pub async fn api_token(cfg: &firmware_config::StationConfig, role: &str) -> String {
+    let store = store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
+        .await
+        .expect("the station's store opens");
+    let role = store::accounts::Role::parse(role).expect("a role");
+    let name = format!("test-{}", role.as_str());
+    let token = store::accounts::add_token(&store, &name, role, None)
+        .await
+        .expect("a token");
+    token
 }
 
 /// Starts the appliance binary as the service (`appliance run --config
@@ -485,8 +527,9 @@ fn line_frame(pngs: &[Vec<u8>], seq: usize) -> vision::sources::Arrival {
         encoded: Arc::new(png.clone()),
         format,
         truth: None,
+        held: Default::default(),
     };
-    let origin = vision::sources::Origin { name, path: None };
+    let origin = vision::sources::Origin::named(name);
     vision::sources::Arrival::Frame { frame, origin }
 }
 

@@ -56,6 +56,7 @@ url = "{url}"
 [storage]
 database_url = "sqlite://appliance.db"
 data_dir = "data"
+min_free = "0 B"
 
 [http]
 bind = "127.0.0.1:0"
@@ -67,7 +68,7 @@ bind = "127.0.0.1:0"
     let store = store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
         .await
         .unwrap();
-    let token = add_token(&store, "qe", Role::Viewer).await.unwrap();
+    let token = add_token(&store, "qe", Role::Viewer, None).await.unwrap();
     let (_sub, mut messages) = subscribe(&broker, "cons-sub", "inspect/cons-1/verdict").await;
     let station = e2e::InProcess::start(cfg);
     let port = station.http_port;

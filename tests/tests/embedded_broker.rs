@@ -47,6 +47,7 @@ embedded_listen = "127.0.0.1:{listen}"
 [storage]
 database_url = "sqlite://appliance.db"
 data_dir = "data"
+min_free = "0 B"
 
 [http]
 bind = "127.0.0.1:0"

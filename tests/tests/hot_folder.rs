@@ -41,19 +41,33 @@ fn huge_jpeg() -> Vec<u8> {
     bytes
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropped_images_become_stored_and_published_verdicts() {
-    let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
-    let incoming = dir.path().join("incoming");
-    std::fs::create_dir_all(&incoming).unwrap();
-    std::fs::write(dir.path().join("standard.txt"), banning_standard()).unwrap();
-    let cfg = load_config(
-        dir.path(),
+/// A 16384 x 16384 grey PNG: a few hundred kB on disk, 1 GiB while decoded
+/// and turned into RGB.
+fn grey_bomb() -> Vec<u8> {
+    let grey = image::GrayImage::new(16_384, 16_384);
+    let mut bytes = Vec::new();
+    grey.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .unwrap();
+    bytes
+}
+
+/// A station `name` judging the hot folder `incoming` under `dir` with the
+/// reference model, storing in `database_url`.
+fn station(
+    dir: &Path,
+    name: &str,
+    database_url: &str,
+    broker: &Broker,
+) -> firmware_config::StationConfig {
+    load_config(
+        dir,
         &format!(
             r#"
 [station]
-station = "e2e-1"
+station = "{name}"
 recipe = "housing"
 
 [[cameras]]
@@ -72,13 +86,24 @@ package = "{model}"
 url = "{url}"
 
 [storage]
-database_url = "sqlite://db/appliance.db"
+database_url = "{database_url}"
 data_dir = "data"
+min_free = "0 B"
 "#,
             model = repo().join("models/reference").display(),
             url = broker.url(),
         ),
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_images_become_stored_and_published_verdicts() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let incoming = dir.path().join("incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    std::fs::write(dir.path().join("standard.txt"), banning_standard()).unwrap();
+    let cfg = station(dir.path(), "e2e-1", "sqlite://db/appliance.db", &broker);
 
     // A subscriber, as the MES would be.
     let (_sub, mut messages) = subscribe(&broker, "e2e-sub", "inspect/e2e-1/#").await;
@@ -96,6 +121,15 @@ data_dir = "data"
     drop_file(&incoming, "empty.png", b"");
     drop_file(&incoming, "notes.png", b"shift notes: all fine\n");
     drop_file(&incoming, "huge.jpg", &huge_jpeg());
+    drop_file(&incoming, "grey-bomb.png", &grey_bomb());
+    // Never judged, never silently skipped: a FIFO (reading it would block
+    // for ever) and a link (never followed).
+    let made = std::process::Command::new("mkfifo")
+        .arg(incoming.join("pipe.png"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::os::unix::fs::symlink("/etc/passwd", incoming.join("link.png")).unwrap();
     // Photos cut short, as an interrupted transfer leaves them: the lenient
     // decoder would pad the missing rows with grey and the part be judged.
     let photo = jpeg(&clean);
@@ -150,14 +184,26 @@ data_dir = "data"
             .fetch_all(&pool)
             .await
             .unwrap();
-        if rows.len() >= 6 || Instant::now() > deadline {
+        if rows.len() >= 9 || Instant::now() > deadline {
             break rows;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let errors: std::collections::BTreeMap<String, String> =
         errors.iter().map(|r| (r.get(0), r.get(1))).collect();
-    assert_eq!(errors.len(), 6, "{errors:?}");
+    assert_eq!(errors.len(), 9, "{errors:?}");
+    assert_eq!(
+        errors["grey-bomb.png"],
+        "image is 16384x16384: decoding it takes 1024 MiB, more than the 512 MiB one picture may"
+    );
+    assert!(
+        errors["pipe.png"].starts_with("a FIFO, not a regular file"),
+        "{errors:?}"
+    );
+    assert!(
+        errors["link.png"].starts_with("a symbolic link, not a regular file"),
+        "{errors:?}"
+    );
     assert!(
         errors["corrupt.png"].contains("corrupt or truncated png"),
         "{errors:?}"
@@ -228,8 +274,10 @@ data_dir = "data"
         std::fs::read_dir(incoming.join("processed"))
             .unwrap()
             .count(),
-        8
+        9
     );
+    // The FIFO and the link stay where they were.
+    assert!(incoming.join("pipe.png").exists() && incoming.join("link.png").is_symlink());
 
     // Still running after the bad files: one more part is judged.
     assert!(!service.is_finished());
@@ -259,4 +307,57 @@ data_dir = "data"
         .await
         .unwrap();
     assert_eq!(pending, 0);
+}
+
+/// A power cut between a verdict's commit and its file's move leaves the
+/// file in the hot folder with its verdict stored. After the restart the
+/// file is recognised by its identity (name, size, modification time)
+/// recorded in the verdict's transaction: moved, not judged twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_judged_before_a_power_cut_is_not_judged_again() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let incoming = dir.path().join("incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    std::fs::write(dir.path().join("standard.txt"), banning_standard()).unwrap();
+    let cfg = station(dir.path(), "cut-1", "sqlite://appliance.db", &broker);
+    let (clean, defective) = pick_parts();
+    drop_file(&incoming, "a.png", &png(&clean));
+    drop_file(&incoming, "b.png", &png(&defective));
+    let db = dir.path().join("appliance.db");
+
+    appliance::faults::lose_moves(true);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let service = tokio::spawn(appliance::pipeline::run(cfg.clone(), stop_rx, None));
+    let store = loop {
+        if db.exists() {
+            break store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    e2e::wait_until_stored(&store, 2, Duration::from_secs(120)).await;
+    stop_tx.send(true).unwrap();
+    service.await.unwrap().unwrap();
+    assert!(incoming.join("a.png").exists() && incoming.join("b.png").exists());
+
+    // Power back: the same files, the same folder.
+    appliance::faults::lose_moves(false);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let service = tokio::spawn(appliance::pipeline::run(cfg, stop_rx, None));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while incoming.join("a.png").exists() || incoming.join("b.png").exists() {
+        assert!(Instant::now() < deadline, "the files were never moved");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop_tx.send(true).unwrap();
+    service.await.unwrap().unwrap();
+    let judged: Vec<(String, i64)> =
+        sqlx::query_as("SELECT part_id, COUNT(*) FROM verdicts GROUP BY part_id ORDER BY part_id")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(judged, [("a".to_string(), 1), ("b".to_string(), 1)]);
+    assert!(incoming.join("processed/a.png").exists());
 }

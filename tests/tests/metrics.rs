@@ -51,8 +51,8 @@ impl Scrape {
     }
 }
 
-fn scrape(port: u16) -> Scrape {
-    let (status, body) = http_get(port, "/metrics");
+fn scrape(port: u16, token: &str) -> Scrape {
+    let (status, body) = http_get(port, "/metrics", token);
     assert_eq!(status, 200);
     parse(&body)
 }
@@ -94,6 +94,7 @@ keep_alive = "2s"
 [storage]
 database_url = "sqlite://appliance.db"
 data_dir = "data"
+min_free = "0 B"
 
 [http]
 bind = "127.0.0.1:0"
@@ -102,6 +103,7 @@ bind = "127.0.0.1:0"
             mqtt = broker.port,
         ),
     );
+    let token = e2e::api_token(&cfg, "viewer").await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let service = tokio::spawn(appliance::pipeline::run(cfg, stop_rx, Some(http)));
     let mut line = synth::SynthLine::new(99);
@@ -114,11 +116,12 @@ bind = "127.0.0.1:0"
     }
     let deadline = Instant::now() + Duration::from_secs(90);
     let s = loop {
+        let token = token.clone();
         let s = tokio::task::spawn_blocking(move || {
             // The HTTP server starts once the model is loaded.
             std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-            let (status, _) = http_get(port, "/healthz");
-            (status == 200).then(|| scrape(port))
+            let (status, _) = http_get(port, "/healthz", "");
+            (status == 200).then(|| scrape(port, &token))
         })
         .await
         .unwrap();
@@ -214,8 +217,26 @@ bind = "127.0.0.1:0"
         assert!(s.types.contains_key(base), "{key} has no TYPE");
     }
 
+    // A stranger gets no metrics, and from /readyz only whether the
+    // station is ready: no model, standard or backlog.
+    let (status, body) = tokio::task::spawn_blocking(move || http_get(port, "/metrics", ""))
+        .await
+        .unwrap();
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = tokio::task::spawn_blocking(move || http_get(port, "/readyz", ""))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        ready,
+        serde_json::json!({"ready": true, "waiting_for": []}),
+        "{body}"
+    );
+
     // Ready; and still ready (buffering) with the broker gone.
-    let (status, body) = tokio::task::spawn_blocking(move || http_get(port, "/readyz"))
+    let t = token.clone();
+    let (status, body) = tokio::task::spawn_blocking(move || http_get(port, "/readyz", &t))
         .await
         .unwrap();
     assert_eq!(status, 200, "{body}");
@@ -224,7 +245,8 @@ bind = "127.0.0.1:0"
     broker.stop();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (status, body) = tokio::task::spawn_blocking(move || http_get(port, "/readyz"))
+        let t = token.clone();
+        let (status, body) = tokio::task::spawn_blocking(move || http_get(port, "/readyz", &t))
             .await
             .unwrap();
         let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -238,7 +260,7 @@ bind = "127.0.0.1:0"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let s = tokio::task::spawn_blocking(move || scrape(port))
+    let s = tokio::task::spawn_blocking(move || scrape(port, &token))
         .await
         .unwrap();
     assert_eq!(s.get("appliance_mqtt_connected"), 0.0);

@@ -54,6 +54,7 @@ url = "{url}"
 [storage]
 database_url = "sqlite://appliance.db"
 data_dir = "data"
+min_free = "0 B"
 
 [http]
 bind = "127.0.0.1:0"

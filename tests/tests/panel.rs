@@ -46,6 +46,7 @@ url = "mqtt://127.0.0.1:{mqtt}"
 [storage]
 database_url = "sqlite://appliance.db"
 data_dir = "data"
+min_free = "0 B"
 
 [http]
 bind = "127.0.0.1:0"
@@ -69,7 +70,7 @@ history_every = "300ms"
     add_user(&store, "quinn", Role::Viewer, "quinn's long password")
         .await
         .unwrap();
-    let mes = add_token(&store, "mes", Role::Viewer).await.unwrap();
+    let mes = add_token(&store, "mes", Role::Viewer, None).await.unwrap();
     appliance::faults::throttle_engine(Duration::from_millis(1200), true);
     let station = e2e::InProcess::start(cfg);
     let port = station.http_port;

@@ -42,9 +42,12 @@ keep_alive = "2s"
 [storage]
 database_url = "sqlite://appliance.db"
 data_dir = "data"
+min_free = "0 B"
 
 [http]
 bind = "127.0.0.1:0"
+# A scraper on a closed network: /metrics without a token.
+open_metrics = true
 
 [monitoring]
 evaluate_every = "200ms"
@@ -227,7 +230,7 @@ async fn sighup_applies_a_good_configuration_and_refuses_bad_ones() {
         checked[0] > 0 && checked[1] > 0,
         "findings on both sides of the reload: {checked:?}"
     );
-    let (code, metrics) = http_get(http, "/metrics");
+    let (code, metrics) = http_get(http, "/metrics", "");
     assert_eq!(code, 200);
     assert!(
         metrics.contains("appliance_health_threshold{figure=\"latency\"} 0.9"),

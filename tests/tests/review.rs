@@ -126,6 +126,7 @@ url = "mqtt://127.0.0.1:{mqtt}"
 [storage]
 database_url = "sqlite://appliance.db"
 data_dir = "data"
+min_free = "0 B"
 
 [http]
 bind = "127.0.0.1:0"
@@ -150,8 +151,10 @@ latency_threshold = "60s"
     add_user(&store, "vic", Role::Viewer, "vic's long password")
         .await
         .unwrap();
-    let mes = add_token(&store, "mes", Role::Viewer).await.unwrap();
-    let admin = add_token(&store, "trainer", Role::Admin).await.unwrap();
+    let mes = add_token(&store, "mes", Role::Viewer, None).await.unwrap();
+    let admin = add_token(&store, "trainer", Role::Admin, None)
+        .await
+        .unwrap();
 
     let station = e2e::InProcess::start(cfg);
     let port = station.http_port;
@@ -204,8 +207,19 @@ latency_threshold = "60s"
             "x-content-type-options: nosniff",
             "x-frame-options: deny",
             "referrer-policy: same-origin",
+            "content-security-policy: default-src 'none'; script-src 'self'; style-src 'self'",
+            "frame-ancestors 'none'",
+            "cache-control: no-store",
         ] {
             assert!(head.contains(h), "`{h}` in {head}");
+        }
+        // Nothing inline for that policy to block: style and script are files.
+        let (_, _, page) = get(port, "/login", "");
+        assert!(!page.contains("<style") && !page.contains("style=\""), "{page}");
+        for asset in ["/assets/style.css", "/assets/review.js"] {
+            let (s, head, body) = get(port, asset, "");
+            assert!(s == 200 && !body.is_empty(), "{asset}: {s}");
+            assert!(head.to_ascii_lowercase().contains("max-age=3600"), "{head}");
         }
         let big = "x".repeat(80 * 1024);
         let (s, _, _) = http_request(port, "POST", "/login", &[], "text/plain", &big);
@@ -360,7 +374,7 @@ latency_threshold = "60s"
             "the review is shown"
         );
         assert!(
-            page.contains(r#"class="FAIL""#),
+            page.contains(r#"class="FAIL headline""#),
             "the verdict itself is unchanged"
         );
 
@@ -386,6 +400,21 @@ latency_threshold = "60s"
             body,
         );
         assert_eq!(s, 403);
+        api.check("/api/v1/verdicts/{id}/reviews", "post", s, &refused);
+        // A reviewer's defect name is bounded (a 10 kB one is refused).
+        let long = format!(
+            r#"{{"decision":"FAIL","reason":"missed one","corrections":{{"missed":[{{"defect":"{}","box_norm":[0.1,0.1,0.2,0.2]}}]}}}}"#,
+            "d".repeat(10_000)
+        );
+        let (s, _, refused) = http_request(
+            port,
+            "POST",
+            &api_path,
+            &[format!("Cookie: {ana}"), format!("X-CSRF-Token: {csrf}")],
+            "application/json",
+            &long,
+        );
+        assert!(s == 400 && refused.contains("1 to 64 characters"), "{s} {refused}");
         api.check("/api/v1/verdicts/{id}/reviews", "post", s, &refused);
         let (s, _, created) = http_request(
             port,
@@ -472,14 +501,17 @@ latency_threshold = "60s"
             api.unchecked_successes()
         );
 
-        // Too many failed sign-ins (5 in 15 minutes, per name and per
-        // address; one failed above) lock out, even the right password.
-        let refused: Vec<u16> = (0..5)
+        // Five failed sign-ins at one account from one address make that
+        // address wait for that account, even with the right password; the
+        // others behind the same address (a reverse proxy) are not locked out.
+        let refused: Vec<u16> = (0..6)
             .map(|_| login(port, "name=vic&password=nope").0)
             .collect();
-        assert_eq!(refused, vec![401, 401, 401, 401, 429]);
+        assert_eq!(refused, vec![401, 401, 401, 401, 401, 429]);
         let (s, _, body) = login(port, "name=vic&password=vic%27s+long+password");
         assert!(s == 429 && body.contains("Too many failed sign-ins"), "{s}");
+        let (s, _, _) = login(port, "name=ana&password=ana%27s+long+password");
+        assert_eq!(s, 303, "another account from the same address");
         id
     })
     .await

@@ -53,6 +53,7 @@ url = "mqtt://127.0.0.1:{port}"
 [storage]
 database_url = "sqlite://appliance.db"
 data_dir = "data"
+min_free = "0 B"
 
 [http]
 bind = "127.0.0.1:0"

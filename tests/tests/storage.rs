@@ -91,13 +91,13 @@ async fn exercise(url: &str, backend: Backend) {
             ("inspect/st-1/result".to_string(), "{}".to_string()),
         ];
         store
-            .commit_verdict(v, "1. No scratches are permitted.", &outbox)
+            .commit_verdict(v, "1. No scratches are permitted.", &outbox, None)
             .await
             .unwrap();
     }
     // A verdict id committed twice is refused, and nothing of it is kept.
     assert!(store
-        .commit_verdict(&verdicts[0], "x", &[("t".into(), "p".into())])
+        .commit_verdict(&verdicts[0], "x", &[("t".into(), "p".into())], None)
         .await
         .is_err());
 
@@ -295,7 +295,7 @@ async fn retention(url: &str) {
         let mut v = verdict(n as u32 + 10, decision, &stored.sha256, 0);
         v.image.path = stored.path.display().to_string();
         v.image.bytes = stored.bytes;
-        store.commit_verdict(&v, "1. x", &[]).await.unwrap();
+        store.commit_verdict(&v, "1. x", &[], None).await.unwrap();
         paths.push(stored.path);
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
@@ -432,6 +432,7 @@ url = "mqtt://127.0.0.1:{port}"
 [storage]
 database_url = "{db}"
 data_dir = "data"
+min_free = "0 B"
 
 [http]
 bind = "127.0.0.1:0"

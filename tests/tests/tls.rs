@@ -183,6 +183,7 @@ tls = {{ ca = "../certs/ca.pem", cert = "../certs/station.pem", key = "../certs/
 [storage]
 database_url = "sqlite://appliance.db"
 data_dir = "data"
+min_free = "0 B"
 
 [http]
 bind = "127.0.0.1:0"

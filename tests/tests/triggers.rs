@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use e2e::{assert_schema, http_post, load_config, repo, subscribe, Broker};
+use e2e::{assert_schema, http_get, http_post, load_config, repo, subscribe, Broker};
 use opencv::core::{Mat, Scalar, Size, CV_8UC3};
 use opencv::prelude::*;
 use opencv::videoio::VideoWriter;
@@ -117,6 +117,7 @@ url = "{url}"
 [storage]
 database_url = "sqlite://appliance.db"
 data_dir = "data"
+min_free = "0 B"
 
 [http]
 bind = "127.0.0.1:0"
@@ -125,6 +126,8 @@ bind = "127.0.0.1:0"
             url = broker.url(),
         ),
     );
+    let operator = e2e::api_token(&cfg, "operator").await;
+    let viewer = e2e::api_token(&cfg, "viewer").await;
     let (plc, mut messages) = subscribe(&broker, "plc", "inspect/trig-1/#").await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let service = tokio::spawn(appliance::pipeline::run(cfg, stop_rx, Some(http)));
@@ -237,11 +240,38 @@ bind = "127.0.0.1:0"
         v["trigger_id"].is_string(),
         "a trigger id is made when absent"
     );
+    // Over HTTP a trigger needs an operator's credentials and a JSON body:
+    // no stranger, viewer or other web page (a text/plain form) fires one.
+    let (v, o) = (viewer.clone(), operator.clone());
+    let refusals = tokio::task::spawn_blocking(move || {
+        let body = r#"{"part_id":"P-X"}"#;
+        [
+            http_post(http_port, "/api/v1/trigger", body, "").0,
+            http_post(http_port, "/api/v1/trigger", body, &v).0,
+            e2e::http_request(
+                http_port,
+                "POST",
+                "/api/v1/trigger",
+                &[format!("Authorization: Bearer {o}")],
+                "text/plain",
+                body,
+            )
+            .0,
+            http_get(http_port, "/api/v1/cameras", "").0,
+            http_get(http_port, "/api/v1/outbox", "").0,
+            http_get(http_port, "/api/v1/cameras", &v).0,
+        ]
+    })
+    .await
+    .unwrap();
+    assert_eq!(refusals, [401, 403, 415, 401, 401, 200]);
+    let o = operator.clone();
     let (status, body) = tokio::task::spawn_blocking(move || {
         http_post(
             http_port,
             "/api/v1/trigger",
             r#"{"part_id":"P-3","request_id":"h1"}"#,
+            &o,
         )
     })
     .await
@@ -251,7 +281,7 @@ bind = "127.0.0.1:0"
     let v = next_on(&mut messages, "inspect/trig-1/verdict", "verdict").await;
     assert_eq!(v["part_id"], "P-3");
     let (status, body) = tokio::task::spawn_blocking(move || {
-        http_post(http_port, "/api/v1/trigger", r#"{"part":1}"#)
+        http_post(http_port, "/api/v1/trigger", r#"{"part":1}"#, &operator)
     })
     .await
     .unwrap();

@@ -28,4 +28,7 @@ pub struct Frame {
     /// Ground truth, for frames from the synthetic line: every defect drawn
     /// on the part (so demos and soak runs can score verdicts live).
     pub truth: Option<Arc<Vec<synth::DrawnDefect>>>,
+    /// Its share of the pixel budget, given back when the frame is gone
+    /// (empty for sources the budget does not cover).
+    pub held: crate::decode::Held,
 }

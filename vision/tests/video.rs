@@ -65,6 +65,7 @@ fn frame_of(a: Arrival) -> vision::Frame {
     match a {
         Arrival::Frame { frame, .. } => frame,
         Arrival::Rejected { error, .. } => panic!("rejected: {error}"),
+        Arrival::Skipped { reason, .. } => panic!("skipped: {reason}"),
     }
 }
 

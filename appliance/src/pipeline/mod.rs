@@ -107,6 +107,9 @@ impl Station {
     }
 
     fn finish(&self, camera: &str, origin: &Origin) {
+        if crate::faults::moves_lost() {
+            return;
+        }
         if let (Some(path), Some(after)) = (&origin.path, self.after(camera)) {
             if let Err(e) = hot_folder::finish(path, after) {
                 tracing::warn!(file = %path.display(), error = %e, "cannot move judged file");
@@ -139,6 +142,26 @@ impl Station {
         }
     }
 
+    /// Whether the file of `origin` was judged already: its verdict was
+    /// committed and the station stopped (a power cut) before the file was
+    /// moved. Said with the verdict's id; the file is then only moved.
+    async fn judged_before(&self, camera: &str, origin: &Origin) -> bool {
+        let Some(identity) = &origin.identity else {
+            return false;
+        };
+        match self.store.judged_from(camera, identity).await {
+            Ok(Some(verdict)) => {
+                tracing::warn!(camera, file = %origin.name, verdict, "judged before the last stop; moved without judging it again");
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::error!(camera, file = %origin.name, error = %e, "cannot tell whether the file was judged; judging it");
+                false
+            }
+        }
+    }
+
     /// Judges one arrival inside its own span (`frame`: camera, sequence
     /// number, source name), which the inference worker's batch follows
     /// from: every log line about a frame, wherever it is written, carries
@@ -152,9 +175,9 @@ impl Station {
                 source = %origin.name,
                 part = frame.part_id.as_deref(),
             ),
-            Arrival::Rejected {
-                camera_id, origin, ..
-            } => tracing::info_span!("frame", camera = %camera_id, source = %origin.name),
+            Arrival::Rejected { .. } | Arrival::Skipped { .. } => {
+                tracing::info_span!("frame", camera = %arrival.camera_id(), source = %arrival.origin().name)
+            }
         };
         self.handle_one(arrival).instrument(span).await;
         self.progress.finished();
@@ -162,10 +185,7 @@ impl Station {
 
     async fn handle_one(&self, arrival: Arrival) {
         Event::FrameArrived {
-            camera: match &arrival {
-                Arrival::Frame { frame, .. } => &frame.camera_id,
-                Arrival::Rejected { camera_id, .. } => camera_id,
-            },
+            camera: arrival.camera_id(),
         }
         .emit();
         match arrival {
@@ -178,9 +198,21 @@ impl Station {
                 self.reject(&camera_id, &origin, &bytes, &error.to_string())
                     .await
             }
+            Arrival::Skipped {
+                camera_id,
+                origin,
+                reason,
+            } => {
+                tracing::warn!(camera = %camera_id, entry = %origin.name, reason, "hot folder: skipped");
+                self.reject(&camera_id, &origin, &[], &reason).await
+            }
             Arrival::Frame { frame, origin } => {
                 let camera_id = frame.camera_id.clone();
-                match self.inspect(frame).await {
+                if self.judged_before(&camera_id, &origin).await {
+                    self.finish(&camera_id, &origin);
+                    return;
+                }
+                match self.inspect(frame, origin.identity.as_deref()).await {
                     Ok(_) => self.finish(&camera_id, &origin),
                     Err(e) => {
                         self.reject(&camera_id, &origin, &[], &format!("{e:#}"))
@@ -194,7 +226,7 @@ impl Station {
     /// Judges one decoded frame and stores, publishes and scores the
     /// verdict: orient, judge, keep the picture, build the verdict, commit
     /// it with its outbox rows, then tell whoever else listens.
-    async fn inspect(&self, frame: Frame) -> anyhow::Result<Verdict> {
+    async fn inspect(&self, frame: Frame, source: Option<&str>) -> anyhow::Result<Verdict> {
         let cfg = self.cfg();
         let cameras = self.cameras();
         let camera = cameras
@@ -251,7 +283,7 @@ impl Station {
             },
             context_loss: judged.judgement.context_loss,
         };
-        let view_of = self.commit(&cfg, &v, &standard).await?;
+        let view_of = self.commit(&cfg, &v, &standard, source).await?;
         Event::VerdictCommitted {
             id: &v.id,
             camera: &v.camera,
@@ -335,6 +367,7 @@ impl Station {
         cfg: &StationConfig,
         v: &Verdict,
         standard: &Standard,
+        source: Option<&str>,
     ) -> anyhow::Result<Option<PartView<'_>>> {
         let topics = self.publisher.topics();
         let mut outbox = vec![(topics.verdict(), serde_json::to_string(v)?)];
@@ -348,7 +381,7 @@ impl Station {
             }
         };
         self.store
-            .commit_verdict(v, &standard.text, &outbox)
+            .commit_verdict(v, &standard.text, &outbox, source)
             .await?;
         Ok(view_of)
     }
@@ -702,7 +735,7 @@ async fn start_http(
                 links.triggers.clone(),
                 links.health.clone(),
                 store.clone(),
-                cfg.http.secure_cookies,
+                &cfg.http,
                 cfg.monitoring.latency_threshold,
                 shutdown.clone(),
             )

@@ -101,6 +101,9 @@ impl EdgeNode {
                 persistent: false,
                 will: Some(will),
                 capacity: 256,
+                // NCMD and DCMD are a few metrics; a larger packet ends
+                // the (clean) connection and is forgotten.
+                max_incoming: crate::command_link::MAX_COMMAND_BYTES,
             },
         );
         let mut node = Node {

@@ -10,7 +10,10 @@ use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageEncoder, ImageFormat, ImageReader, Limits, RgbImage};
 use std::io::Cursor;
 
+mod budget;
 mod complete;
+
+pub use budget::{Budget, Held, Refused};
 
 /// Largest width or height accepted, in pixels.
 pub const MAX_SIDE: u32 = 16_384;
@@ -26,6 +29,10 @@ pub enum DecodeError {
     UnknownFormat,
     #[error("image is {width}x{height}, larger than the {MAX_SIDE}x{MAX_SIDE} limit")]
     TooLarge { width: u32, height: u32 },
+    #[error("image is {width}x{height}: decoding it takes {} MiB, more than the {} MiB one picture may", bytes >> 20, MAX_ALLOC >> 20)]
+    TooMuchMemory { width: u32, height: u32, bytes: u64 },
+    #[error("the station stopped while the picture waited for memory")]
+    Stopped,
     #[error("corrupt or truncated {format} image: {reason}")]
     Corrupt {
         format: &'static str,
@@ -41,10 +48,51 @@ fn format_name(f: ImageFormat) -> &'static str {
     }
 }
 
+/// What the header says, checked before any pixel is decoded.
+struct Header {
+    format: ImageFormat,
+    name: &'static str,
+    width: u32,
+    height: u32,
+    /// Bytes decoding needs at its peak: the decoder's own buffer, and the
+    /// RGB copy when the file is not 8-bit RGB.
+    peak: u64,
+}
+
 /// Decodes PNG or JPEG bytes into RGB, converting grayscale and 16-bit input
 /// and turning the picture upright as its EXIF orientation says. Returns the
-/// pixels and the format's file extension.
+/// pixels and the format's file extension. For bytes from a trusted source;
+/// an untrusted one uses [`decode_within`].
 pub fn decode(bytes: &[u8]) -> Result<(RgbImage, &'static str), DecodeError> {
+    let header = header(bytes)?;
+    Ok((pixels(bytes, &header)?, header.name))
+}
+
+/// [`decode`], holding a share of `budget` for the decoded picture (taken
+/// before decoding, waiting while it does not fit, the decoder's scratch
+/// space given back afterwards). `give_up` ends a wait ([`DecodeError::Stopped`]).
+pub fn decode_within(
+    bytes: &[u8],
+    budget: &std::sync::Arc<Budget>,
+    give_up: impl Fn() -> bool,
+) -> Result<(RgbImage, &'static str, Held), DecodeError> {
+    let header = header(bytes)?;
+    let held = budget
+        .take(header.peak, give_up)
+        .map_err(|refused| match refused {
+            Refused::Larger { bytes, .. } => DecodeError::TooMuchMemory {
+                width: header.width,
+                height: header.height,
+                bytes,
+            },
+            Refused::GaveUp => DecodeError::Stopped,
+        })?;
+    let image = pixels(bytes, &header)?;
+    let held = budget.shrink(held, image.as_raw().len() as u64);
+    Ok((image, header.name, held))
+}
+
+fn header(bytes: &[u8]) -> Result<Header, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
@@ -64,26 +112,53 @@ pub fn decode(bytes: &[u8]) -> Result<(RgbImage, &'static str), DecodeError> {
         format: name,
         reason,
     })?;
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
-    // Only the header is read here; the size check below names the sides.
-    let mut limits = Limits::default();
-    limits.max_alloc = Some(MAX_ALLOC);
-    reader.limits(limits);
-    let (width, height) = reader.into_dimensions().map_err(|e| DecodeError::Corrupt {
+    let corrupt = |e: image::ImageError| DecodeError::Corrupt {
         format: name,
         reason: e.to_string(),
-    })?;
+    };
+    let decoder = ImageReader::with_format(Cursor::new(bytes), format)
+        .into_decoder()
+        .map_err(corrupt)?;
+    let (width, height) = decoder.dimensions();
     if width > MAX_SIDE || height > MAX_SIDE {
         return Err(DecodeError::TooLarge { width, height });
     }
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let rgb = u64::from(width) * u64::from(height) * 3;
+    let peak = match (format, decoder.color_type()) {
+        // Decoded straight into RGB.
+        (ImageFormat::Jpeg, _) | (_, image::ColorType::Rgb8) => rgb,
+        _ => decoder.total_bytes() + rgb,
+    };
+    if peak > MAX_ALLOC {
+        return Err(DecodeError::TooMuchMemory {
+            width,
+            height,
+            bytes: peak,
+        });
+    }
+    Ok(Header {
+        format,
+        name,
+        width,
+        height,
+        peak,
+    })
+}
+
+fn pixels(bytes: &[u8], h: &Header) -> Result<RgbImage, DecodeError> {
+    let (name, width, height) = (h.name, h.width, h.height);
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), h.format);
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_ALLOC);
     reader.limits(limits);
     let failed = |e: image::ImageError| match e {
-        image::ImageError::Limits(_) => DecodeError::TooLarge { width, height },
+        image::ImageError::Limits(_) => DecodeError::TooMuchMemory {
+            width,
+            height,
+            bytes: h.peak,
+        },
         other => DecodeError::Corrupt {
             format: name,
             reason: other.to_string(),
@@ -92,11 +167,8 @@ pub fn decode(bytes: &[u8]) -> Result<(RgbImage, &'static str), DecodeError> {
     let mut decoder = reader.into_decoder().map_err(failed)?;
     // Unreadable EXIF is not a reason to refuse the pixels.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let mut img = if format == ImageFormat::Jpeg {
+    let mut img = if h.format == ImageFormat::Jpeg {
         drop(decoder);
-        if u64::from(width) * u64::from(height) * 3 > MAX_ALLOC {
-            return Err(DecodeError::TooLarge { width, height });
-        }
         DynamicImage::ImageRgb8(strict_jpeg(bytes).map_err(|reason| DecodeError::Corrupt {
             format: name,
             reason,
@@ -105,7 +177,8 @@ pub fn decode(bytes: &[u8]) -> Result<(RgbImage, &'static str), DecodeError> {
         DynamicImage::from_decoder(decoder).map_err(failed)?
     };
     img.apply_orientation(orientation);
-    Ok((img.to_rgb8(), name))
+    // No copy when it is RGB already; otherwise the source is freed at once.
+    Ok(img.into_rgb8())
 }
 
 /// The JPEG's pixels from a decoder in strict mode: entropy data that runs
@@ -337,6 +410,52 @@ mod tests {
                 height: 50_000
             }
         );
+    }
+
+    #[test]
+    fn a_small_grey_png_that_would_need_a_gigabyte_as_rgb_is_refused() {
+        // Issue 18: 16384 x 16384 grey compresses to a few hundred kB but
+        // needs 256 MiB decoded and 768 MiB more as RGB.
+        let grey = image::GrayImage::new(16_384, 16_384);
+        let mut bytes = Vec::new();
+        image::codecs::png::PngEncoder::new_with_quality(
+            Cursor::new(&mut bytes),
+            CompressionType::Fast,
+            FilterType::NoFilter,
+        )
+        .write_image(grey.as_raw(), 16_384, 16_384, image::ExtendedColorType::L8)
+        .unwrap();
+        drop(grey);
+        assert!(bytes.len() < 2 << 20, "{} bytes", bytes.len());
+        let err = decode(&bytes).unwrap_err();
+        assert_eq!(
+            err,
+            DecodeError::TooMuchMemory {
+                width: 16_384,
+                height: 16_384,
+                bytes: 4 * 16_384 * 16_384
+            }
+        );
+        assert!(err.to_string().contains("1024 MiB"), "{err}");
+    }
+
+    #[test]
+    fn a_picture_holds_its_rgb_share_of_the_budget_while_it_lives() {
+        let gray = image::GrayImage::from_pixel(100, 100, image::Luma([9]));
+        let mut bytes = Vec::new();
+        gray.write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
+            .unwrap();
+        let budget = Budget::new(100 * 100 * 4);
+        let (img, _, held) = decode_within(&bytes, &budget, || false).unwrap();
+        // The grey buffer is given back; the RGB picture is held.
+        assert_eq!((held.bytes(), budget.used()), (30_000, 30_000));
+        let err = decode_within(&bytes, &budget, || true).unwrap_err();
+        assert_eq!(err, DecodeError::Stopped, "the second waits for memory");
+        drop((img, held));
+        assert_eq!(budget.used(), 0);
+        let small = Budget::new(100);
+        let err = decode_within(&bytes, &small, || false).unwrap_err();
+        assert!(matches!(err, DecodeError::TooMuchMemory { .. }), "{err:?}");
     }
 
     #[test]

@@ -7,7 +7,16 @@
 //! can still be caught half-way: a file that is empty or does not decode is
 //! only rejected once it has stayed unchanged for `settle` (if it grows in
 //! the meantime it is read again). Each file is delivered once; it is moved
-//! to `processed/` or deleted only after its verdict is committed.
+//! to `processed/` or deleted only after its verdict is committed, and the
+//! verdict records the file's identity so a restart between the two does
+//! not judge it again.
+//!
+//! Nothing is skipped without a word: a link, a FIFO, a folder or a file
+//! left with a temporary name is reported once (an `ingest_errors` row and
+//! a warning) and left where it is; a name that is not UTF-8 keeps its
+//! bytes as `%XX`. Decoded pictures hold a share of the process's pixel
+//! budget ([`crate::decode::Budget`]), so many large files at once make
+//! the folder wait, not the process run out of memory.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -21,7 +30,7 @@ use tokio::sync::mpsc::Sender;
 
 use super::health::CameraHealth;
 use super::{Arrival, Origin};
-use crate::decode::{self, DecodeError};
+use crate::decode::{self, Budget, DecodeError};
 use crate::frame::Frame;
 
 /// Sub-folder judged files are moved into.
@@ -49,52 +58,67 @@ pub struct HotFolder {
     pub health: Option<std::sync::Arc<CameraHealth>>,
 }
 
+/// A file with a temporary name that stays unchanged this many `settle`s
+/// (2 minutes at the default) was left behind, not being written: said once.
+const STALE_TEMPORARY_SETTLES: u32 = 60;
+
+/// What a scan remembers between scans.
+#[derive(Default)]
+struct Scan {
+    /// Size and modification time at the last scan.
+    seen: HashMap<PathBuf, Stamp>,
+    /// Delivered and not yet moved away.
+    delivered: HashSet<PathBuf>,
+    /// Files that did not decode: their stamp then, and since when.
+    suspect: HashMap<PathBuf, (Stamp, Instant)>,
+    /// Files with a temporary name: their stamp, and since when unchanged.
+    temporary: HashMap<PathBuf, (Stamp, Instant)>,
+    /// Entries already said to be skipped (said again only if they go and
+    /// come back).
+    reported: HashSet<PathBuf>,
+}
+
+type Stamp = (u64, SystemTime);
+
+/// What the folder holds at one scan.
+struct Found {
+    /// Regular files unchanged since the last scan, oldest first.
+    ready: Vec<(SystemTime, String, PathBuf)>,
+    /// Entries never to be judged, with why.
+    skipped: Vec<(String, PathBuf, String)>,
+}
+
 impl HotFolder {
     /// Watches the folder until `stop` is set or the receiver is gone.
     /// Runs on the calling thread; spawn it on its own.
     pub fn run(self, tx: Sender<Arrival>, stop: Arc<AtomicBool>) -> std::io::Result<()> {
         fs::create_dir_all(&self.path)?;
-        let mut seen: HashMap<PathBuf, (u64, SystemTime)> = HashMap::new();
-        let mut delivered: HashSet<PathBuf> = HashSet::new();
-        // Files that did not decode: their stamp then, and since when.
-        let mut suspect: HashMap<PathBuf, ((u64, SystemTime), Instant)> = HashMap::new();
+        let mut scan = Scan::default();
+        let budget = Budget::global();
         let mut seq = 0u64;
         while !stop.load(Ordering::Relaxed) && !tx.is_closed() {
-            let mut ready = Vec::new();
-            let mut present = HashSet::new();
-            let entries = match fs::read_dir(&self.path) {
-                Ok(e) => e,
+            let found = match self.look(&mut scan) {
+                Ok(f) => f,
                 Err(e) => {
                     tracing::warn!(camera = %self.camera_id, folder = %self.path.display(), error = %e, "cannot scan hot folder");
                     std::thread::sleep(self.poll);
                     continue;
                 }
             };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let Ok(meta) = entry.metadata() else { continue };
-                if !meta.is_file() || ignored(&name) {
+            for (name, path, reason) in found.skipped {
+                if !scan.reported.insert(path.clone()) {
                     continue;
                 }
-                present.insert(path.clone());
-                if delivered.contains(&path) {
-                    continue;
-                }
-                let stamp = (
-                    meta.len(),
-                    meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                );
-                match seen.insert(path.clone(), stamp) {
-                    Some(prev) if prev == stamp => ready.push((stamp.1, name, path)),
-                    _ => {}
+                let arrival = Arrival::Skipped {
+                    camera_id: self.camera_id.clone(),
+                    origin: Origin::named(name),
+                    reason,
+                };
+                if tx.blocking_send(arrival).is_err() {
+                    return Ok(());
                 }
             }
-            seen.retain(|p, _| present.contains(p));
-            delivered.retain(|p| present.contains(p));
-            suspect.retain(|p, _| present.contains(p));
-            ready.sort();
-            for (_, name, path) in ready {
+            for (_, name, path) in found.ready {
                 let bytes = match fs::read(&path) {
                     Ok(b) => b,
                     Err(e) => {
@@ -102,28 +126,35 @@ impl HotFolder {
                         continue;
                     }
                 };
-                let decoded = decode::decode(&bytes);
-                if let Err(DecodeError::Empty | DecodeError::Corrupt { .. }) = &decoded {
-                    let stamp = seen[&path];
-                    let since = suspect
-                        .entry(path.clone())
-                        .or_insert((stamp, Instant::now()));
-                    if since.0 != stamp {
-                        *since = (stamp, Instant::now());
+                let decoded =
+                    decode::decode_within(&bytes, &budget, || stop.load(Ordering::Relaxed));
+                let stamp = scan.seen[&path];
+                match &decoded {
+                    Err(DecodeError::Stopped) => return Ok(()),
+                    Err(DecodeError::Empty | DecodeError::Corrupt { .. }) => {
+                        let since = scan
+                            .suspect
+                            .entry(path.clone())
+                            .or_insert((stamp, Instant::now()));
+                        if since.0 != stamp {
+                            *since = (stamp, Instant::now());
+                        }
+                        if since.1.elapsed() < self.settle {
+                            continue;
+                        }
                     }
-                    if since.1.elapsed() < self.settle {
-                        continue;
-                    }
+                    _ => {}
                 }
-                suspect.remove(&path);
-                seen.remove(&path);
-                delivered.insert(path.clone());
+                scan.suspect.remove(&path);
+                scan.seen.remove(&path);
+                scan.delivered.insert(path.clone());
                 let origin = Origin {
+                    identity: Some(identity(&name, stamp)),
                     name: name.clone(),
                     path: Some(path.clone()),
                 };
                 let arrival = match decoded {
-                    Ok((image, format)) => Arrival::Frame {
+                    Ok((image, format, held)) => Arrival::Frame {
                         frame: Frame {
                             camera_id: self.camera_id.clone(),
                             seq,
@@ -136,6 +167,7 @@ impl HotFolder {
                             encoded: Arc::new(bytes),
                             format,
                             truth: None,
+                            held,
                         },
                         origin,
                     },
@@ -158,6 +190,117 @@ impl HotFolder {
         }
         Ok(())
     }
+
+    /// One scan: which files are ready, and what will never be judged.
+    fn look(&self, scan: &mut Scan) -> std::io::Result<Found> {
+        let mut found = Found {
+            ready: Vec::new(),
+            skipped: Vec::new(),
+        };
+        let mut present = HashSet::new();
+        let stale_after = self.settle * STALE_TEMPORARY_SETTLES;
+        for entry in fs::read_dir(&self.path)?.flatten() {
+            let path = entry.path();
+            let name = display_name(&entry.file_name());
+            // Not followed: a link is reported, never read.
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            present.insert(path.clone());
+            let stamp = (
+                meta.len(),
+                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            );
+            let kind = meta.file_type();
+            if kind.is_dir() && name == PROCESSED {
+                continue;
+            }
+            if !kind.is_file() {
+                let what = not_a_file(&kind);
+                found.skipped.push((
+                    name,
+                    path,
+                    format!("{what}, not a regular file: never judged (drop image files only)"),
+                ));
+                continue;
+            }
+            if ignored(&name) {
+                let since = scan
+                    .temporary
+                    .entry(path.clone())
+                    .or_insert((stamp, Instant::now()));
+                if since.0 != stamp {
+                    *since = (stamp, Instant::now());
+                } else if since.1.elapsed() >= stale_after {
+                    found.skipped.push((
+                        name,
+                        path,
+                        format!(
+                            "a temporary name, unchanged for {} s: never judged until renamed (names starting with `.` or ending in .tmp, .part, .partial or ~ are being written)",
+                            stale_after.as_secs()
+                        ),
+                    ));
+                }
+                continue;
+            }
+            if scan.delivered.contains(&path) {
+                continue;
+            }
+            if let Some(prev) = scan.seen.insert(path.clone(), stamp) {
+                if prev == stamp {
+                    found.ready.push((stamp.1, name, path));
+                }
+            }
+        }
+        scan.seen.retain(|p, _| present.contains(p));
+        scan.delivered.retain(|p| present.contains(p));
+        scan.suspect.retain(|p, _| present.contains(p));
+        scan.temporary.retain(|p, _| present.contains(p));
+        scan.reported.retain(|p| present.contains(p));
+        found.ready.sort();
+        Ok(found)
+    }
+}
+
+/// What an entry that is not a regular file is, in words.
+fn not_a_file(kind: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_dir() {
+        "a folder"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else {
+        "not a file"
+    }
+}
+
+/// A file name as text: unchanged when it is UTF-8; otherwise each byte
+/// that is not is written `%XX`, so no byte of it is lost from part ids and
+/// records, and two such names stay apart.
+pub fn display_name(name: &std::ffi::OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for chunk in name.as_bytes().utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The identity of a file taken: name, size and modification time (ns).
+fn identity(name: &str, (size, modified): Stamp) -> String {
+    let nanos = modified
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{name}|{size}|{nanos}")
 }
 
 /// Moves or deletes a judged file, after its verdict (or error record) is stored.
@@ -226,12 +369,84 @@ mod tests {
                 Arrival::Rejected { origin, error, .. } => {
                     format!("rejected:{}:{error}", origin.name)
                 }
+                Arrival::Skipped { origin, .. } => format!("skipped:{}", origin.name),
             })
             .collect();
         names.sort();
         assert_eq!(names, ["frame:p1", "rejected:empty.png:empty file"]);
         // The camera's own count agrees with what arrived (as /metrics counts).
         assert_eq!(health.snapshot().frames, 2);
+    }
+
+    #[test]
+    fn links_fifos_folders_stale_temporaries_are_reported_once_and_odd_names_keep_their_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let stop = Arc::new(AtomicBool::new(false));
+        let folder = HotFolder {
+            camera_id: "cam".into(),
+            path: dir.path().to_path_buf(),
+            poll: Duration::from_millis(20),
+            settle: Duration::from_millis(10),
+            health: None,
+        };
+        let img = image::RgbImage::from_pixel(4, 4, image::Rgb([1, 2, 3]));
+        let elsewhere = tempfile::tempdir().unwrap();
+        img.save(elsewhere.path().join("real.png")).unwrap();
+        std::os::unix::fs::symlink(
+            elsewhere.path().join("real.png"),
+            dir.path().join("link.png"),
+        )
+        .unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(dir.path().join("pipe.png"))
+            .status()
+            .unwrap();
+        assert!(made.success());
+        fs::create_dir(dir.path().join("x.png")).unwrap();
+        fs::write(dir.path().join(".left-behind.png"), b"abandoned").unwrap();
+        let odd = std::ffi::OsStr::from_bytes(b"bad-\xff.png");
+        img.save(dir.path().join(odd)).unwrap();
+        let stop2 = stop.clone();
+        let handle = std::thread::spawn(move || folder.run(tx, stop2));
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.len() < 5 && Instant::now() < deadline {
+            if let Ok(a) = rx.try_recv() {
+                got.push(a);
+            } else {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        // Nothing is said twice.
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(rx.try_recv().is_err(), "reported twice");
+        stop.store(true, Ordering::Relaxed);
+        handle.join().unwrap().unwrap();
+        let mut said: Vec<String> = got
+            .iter()
+            .map(|a| match a {
+                Arrival::Frame { frame, .. } => format!("frame:{}", frame.part_id.clone().unwrap()),
+                Arrival::Skipped { origin, reason, .. } => {
+                    format!("{}: {}", origin.name, reason.split(',').next().unwrap())
+                }
+                Arrival::Rejected { origin, .. } => format!("rejected:{}", origin.name),
+            })
+            .collect();
+        said.sort();
+        assert_eq!(
+            said,
+            [
+                ".left-behind.png: a temporary name",
+                "frame:bad-%FF",
+                "link.png: a symbolic link",
+                "pipe.png: a FIFO",
+                "x.png: a folder",
+            ]
+        );
+        // Left where they were; the link's target was never read.
+        assert!(dir.path().join("pipe.png").exists() && dir.path().join("x.png").is_dir());
     }
 
     #[test]
@@ -275,6 +490,9 @@ mod tests {
                 }
                 Arrival::Rejected { origin, error, .. } => {
                     panic!("{} rejected while being written: {error}", origin.name)
+                }
+                Arrival::Skipped { origin, reason, .. } => {
+                    panic!("{} skipped: {reason}", origin.name)
                 }
             }
         }

@@ -47,8 +47,9 @@ impl SyntheticCamera {
                 encoded: Arc::new(png),
                 format: "png",
                 truth: Some(Arc::new(part.defects.clone())),
+                held: Default::default(),
             };
-            let origin = Origin { name, path: None };
+            let origin = Origin::named(name);
             if let Some(h) = &self.health {
                 h.frame();
             }

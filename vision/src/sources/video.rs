@@ -325,8 +325,9 @@ impl VideoCamera {
                 encoded: Arc::new(encoded),
                 format: "png",
                 truth: None,
+                held: Default::default(),
             },
-            origin: Origin { name, path: None },
+            origin: Origin::named(name),
         })
     }
 }

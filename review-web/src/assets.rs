@@ -1,0 +1,32 @@
+//! The stylesheet and the one script, served from the binary (no front-end
+//! build, no CDN) so that the Content-Security-Policy can forbid anything
+//! inline: an injected `<script>` or `style` attribute does nothing.
+
+use axum::http::header;
+use axum::response::IntoResponse;
+
+/// What every response says the browser may load and who may frame it.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Assets change only with the binary; an hour is short enough for an upgrade.
+const CACHE: &str = "public, max-age=3600";
+
+pub(crate) async fn style() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, CACHE),
+        ],
+        crate::respond::CSS,
+    )
+}
+
+pub(crate) async fn review_script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, CACHE),
+        ],
+        crate::pages::DRAW,
+    )
+}
