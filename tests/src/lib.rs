@@ -106,12 +106,22 @@ impl Broker {
     /// A broker that keeps sessions and queued messages on disk in `dir`
     /// across a restart, as a production broker does.
     pub fn start_persistent(dir: &std::path::Path) -> Broker {
+        Self::persistent(dir, "")
+    }
+
+    /// [`Broker::start_persistent`], saving after every change, so that
+    /// even a SIGKILL loses (almost) nothing, as a broker with a journal.
+    pub fn start_durable(dir: &std::path::Path) -> Broker {
+        Self::persistent(dir, "autosave_on_changes true\nautosave_interval 1\n")
+    }
+
+    fn persistent(dir: &std::path::Path, extra: &str) -> Broker {
         let (port, child, config) = broker_on_a_free_port(|port| {
             let config = dir.join("mosquitto.conf");
             std::fs::write(
                 &config,
                 format!(
-                    "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\nuser root\npersistence_location {}/\nmax_queued_messages 100000\n",
+                    "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\nuser root\npersistence_location {}/\nmax_queued_messages 100000\n{extra}",
                     dir.display()
                 ),
             )
@@ -132,6 +142,22 @@ impl Broker {
             .arg(self.child.id().to_string())
             .status();
         let _ = self.child.wait();
+    }
+
+    /// Kills the broker (SIGKILL: what it had not saved is gone) and
+    /// returns when it is gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the broker: connections stay
+    /// open and nothing is answered, as with a hung host.
+    pub fn freeze(&self, frozen: bool) {
+        let _ = Command::new("kill")
+            .arg(if frozen { "-STOP" } else { "-CONT" })
+            .arg(self.child.id().to_string())
+            .status();
     }
 
     /// Starts it again on the same port with the same configuration.

@@ -62,13 +62,19 @@ pub struct HotFolder {
 /// (2 minutes at the default) was left behind, not being written: said once.
 const STALE_TEMPORARY_SETTLES: u32 = 60;
 
+/// A file taken and still in the folder this long is taken again: its
+/// verdict (or error record) could not be stored, say on a full disk. One
+/// that was in fact judged is then only moved (its identity is stored with
+/// its verdict), and this is far beyond any queue's wait.
+const TAKE_AGAIN_AFTER: Duration = Duration::from_secs(300);
+
 /// What a scan remembers between scans.
 #[derive(Default)]
 struct Scan {
     /// Size and modification time at the last scan.
     seen: HashMap<PathBuf, Stamp>,
-    /// Delivered and not yet moved away.
-    delivered: HashSet<PathBuf>,
+    /// Delivered and not yet moved away, and when.
+    delivered: HashMap<PathBuf, Instant>,
     /// Files that did not decode: their stamp then, and since when.
     suspect: HashMap<PathBuf, (Stamp, Instant)>,
     /// Files with a temporary name: their stamp, and since when unchanged.
@@ -147,7 +153,7 @@ impl HotFolder {
                 }
                 scan.suspect.remove(&path);
                 scan.seen.remove(&path);
-                scan.delivered.insert(path.clone());
+                scan.delivered.insert(path.clone(), Instant::now());
                 let origin = Origin {
                     identity: Some(identity(&name, stamp)),
                     name: name.clone(),
@@ -243,8 +249,12 @@ impl HotFolder {
                 }
                 continue;
             }
-            if scan.delivered.contains(&path) {
-                continue;
+            if let Some(taken) = scan.delivered.get(&path) {
+                if taken.elapsed() < TAKE_AGAIN_AFTER {
+                    continue;
+                }
+                tracing::warn!(camera = %self.camera_id, file = %path.display(), "still in the hot folder {} s after it was taken (its record could not be stored?); taking it again", TAKE_AGAIN_AFTER.as_secs());
+                scan.delivered.remove(&path);
             }
             if let Some(prev) = scan.seen.insert(path.clone(), stamp) {
                 if prev == stamp {
@@ -253,7 +263,7 @@ impl HotFolder {
             }
         }
         scan.seen.retain(|p, _| present.contains(p));
-        scan.delivered.retain(|p| present.contains(p));
+        scan.delivered.retain(|p, _| present.contains(p));
         scan.suspect.retain(|p, _| present.contains(p));
         scan.temporary.retain(|p, _| present.contains(p));
         scan.reported.retain(|p| present.contains(p));
