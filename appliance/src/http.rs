@@ -220,17 +220,11 @@ pub fn start(
     listener: tokio::net::TcpListener,
     triggers: Triggers,
     health: Vec<Arc<CameraHealth>>,
-    store: store::Store,
-    http: &firmware_config::Http,
-    latency_budget: std::time::Duration,
+    web: Web,
+    open_metrics: bool,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let web = Web {
-        accounts: store::accounts::Accounts::new(store.clone()),
-        store: store.clone(),
-        secure_cookies: http.secure_cookies,
-        latency_budget,
-    };
+    let store = web.store.clone();
     let review = review_web::router(web.clone());
     let app = Router::new()
         .route("/api/v1/trigger", post(trigger))
@@ -244,7 +238,7 @@ pub fn start(
             health: Arc::new(health),
             store,
             web,
-            open_metrics: http.open_metrics,
+            open_metrics,
         })
         .merge(review)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))

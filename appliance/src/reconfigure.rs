@@ -45,6 +45,7 @@ pub fn plan(old: &StationConfig, new: &StationConfig) -> Result<Plan, String> {
         ("mqtt", old.mqtt == new.mqtt),
         ("storage", old.storage == new.storage),
         ("http", old.http == new.http),
+        ("shifts", old.shifts == new.shifts),
     ] {
         if !unchanged {
             restart.push(name.to_string());

@@ -16,7 +16,7 @@ use std::path::{Component, Path, PathBuf};
 
 pub use layer::ENV_PREFIX;
 pub use sections::*;
-pub use units::{ByteSize, Secret};
+pub use units::{ByteSize, Secret, TimeOfDay};
 pub use validate::Problem;
 
 /// The commented built-in default configuration (also the bottom layer).

@@ -24,6 +24,7 @@ pub struct StationConfig {
     pub mqtt: Mqtt,
     pub storage: Storage,
     pub http: Http,
+    pub shifts: Shifts,
     pub monitoring: Monitoring,
     /// The file it was loaded from, if any: SIGHUP and `cmd/config` read it
     /// again.
@@ -375,6 +376,15 @@ pub struct Http {
     /// Serve `/metrics` without credentials (a Prometheus on a closed
     /// network); otherwise it needs a viewer's API token.
     pub open_metrics: bool,
+}
+
+/// The line's shifts: the line view counts parts and first-pass yield
+/// from the start of the current one (local time of the station).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Shifts {
+    /// When each shift starts, `"HH:MM"`, in any order.
+    pub starts: Vec<crate::units::TimeOfDay>,
 }
 
 /// The health figures' thresholds and windows, and self-healing.

@@ -114,3 +114,35 @@ mod tests {
         assert_eq!(s.expose(), "hunter2");
     }
 }
+
+/// A time of day, written `"06:00"` or `"22:30"` (24-hour clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TimeOfDay {
+    pub hour: u32,
+    pub minute: u32,
+}
+
+impl TimeOfDay {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("`{text}` is not a time of day; write HH:MM, e.g. \"06:00\"");
+        let (h, m) = text.trim().split_once(':').ok_or_else(bad)?;
+        let (hour, minute): (u32, u32) =
+            (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if hour > 23 || minute > 59 || m.len() != 2 {
+            return Err(bad());
+        }
+        Ok(Self { hour, minute })
+    }
+
+    /// Minutes since midnight.
+    pub fn minutes(self) -> u32 {
+        self.hour * 60 + self.minute
+    }
+}
+
+impl<'de> Deserialize<'de> for TimeOfDay {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        TimeOfDay::parse(&text).map_err(serde::de::Error::custom)
+    }
+}

@@ -61,6 +61,12 @@ pub fn check_values(c: &StationConfig) -> Vec<Problem> {
     check_mqtt(c, &mut r);
     check_storage(c, &mut r);
     check_monitoring(c, &mut r);
+    if c.shifts.starts.is_empty() {
+        r.push(
+            "shifts.starts",
+            "give at least one shift start, e.g. [\"06:00\"]",
+        );
+    }
     r.0
 }
 

@@ -30,3 +30,14 @@ pub(crate) async fn review_script() -> impl IntoResponse {
         crate::pages::DRAW,
     )
 }
+
+/// The line view's live updates (`review-web/assets/line.js`).
+pub(crate) async fn line_script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, CACHE),
+        ],
+        include_str!("../assets/line.js"),
+    )
+}

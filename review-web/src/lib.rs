@@ -18,6 +18,7 @@ pub mod assets;
 mod auth;
 pub mod charts;
 pub mod html;
+pub mod line;
 mod pages;
 pub mod panel;
 mod respond;
@@ -40,6 +41,8 @@ pub struct Web {
     pub secure_cookies: bool,
     /// The response-time budget drawn on the latency chart.
     pub latency_budget: std::time::Duration,
+    /// What the line view is fed by the station.
+    pub line: line::LineFeed,
 }
 
 /// The review routes, to be merged into the appliance's HTTP server.
@@ -59,6 +62,11 @@ pub fn router(web: Web) -> Router {
         .route("/api/v1/health", get(api_health))
         .route("/export", post(export_form))
         .route("/api/v1/export", post(api_export))
+        .route("/line", get(line::line_page))
+        .route("/line/events", get(line::line_events))
+        .route("/line/reset", post(line::line_reset))
+        .route("/api/v1/line", get(line::api_line))
+        .route("/assets/line.js", get(assets::line_script))
         .route("/assets/style.css", get(assets::style))
         .route("/assets/review.js", get(assets::review_script))
         .with_state(web)

@@ -13,7 +13,7 @@ use store::reviews::QueryError;
 pub(crate) fn page(title: &str, who: Option<&Caller>, body: &str) -> Html<String> {
     let nav = match who {
         Some(c) => format!(
-            r#"<nav><a href="/">Verdicts</a><a href="/charts">Charts</a><a href="/panel">Panel</a><span>{} ({})</span><form method="post" action="/logout"><input type="hidden" name="csrf" value="{}"><button>Sign out</button></form></nav>"#,
+            r#"<nav><a href="/line">Line</a><a href="/">Verdicts</a><a href="/charts">Charts</a><a href="/panel">Panel</a><span>{} ({})</span><form method="post" action="/logout"><input type="hidden" name="csrf" value="{}"><button>Sign out</button></form></nav>"#,
             esc(&c.user.name),
             c.user.role.as_str(),
             esc(c.csrf.as_deref().unwrap_or_default())
@@ -40,7 +40,17 @@ figure img{width:100%;display:block}svg.chart{display:block;width:100%;max-width
 .cards{display:flex;flex-wrap:wrap;gap:1em}.card{flex:1 1 220px;background:#fff;padding:.6em 1em;border-top:6px solid #7a8a99}\
 .card.ok{border-color:#2e8540}.card.breached{border-color:#d83933}.card h3{margin:.2em 0;font-size:1em}.card .value{font-size:2em;font-weight:700;margin:.2em 0}\
 p.state{padding:.6em 1em;background:#fff;border-left:6px solid #2e8540}p.state.alert{border-color:#f2a900}p.state.escalated{border-color:#d83933;background:#fde8e6}\
-tr.alert td,tr.escalated td{color:#b3261e}tr.recovered td{color:#17692f}p.headline{font-size:1.6em}";
+tr.alert td,tr.escalated td{color:#b3261e}tr.recovered td{color:#17692f}p.headline{font-size:1.6em}\
+.line{display:flex;flex-wrap:wrap;gap:1.5em}.line .now{flex:3 1 480px}.line aside{flex:1 1 260px}\
+.lamp{font-size:clamp(3em,12vw,9em);font-weight:900;text-align:center;color:#fff;background:#7a8a99;border-radius:12px;padding:.1em .3em;letter-spacing:.05em}\
+.lamp.PASS{background:#1e7b34}.lamp.FAIL{background:#c0231a}.lamp.REVIEW{background:#b36b00}\
+figure.latest{margin:.5em auto;position:relative;max-width:62vh}figure.latest img{width:100%;display:block}figure.latest svg{position:absolute;left:0;top:0;width:100%;height:100%}\
+.counters{display:grid;grid-template-columns:1fr 1fr;gap:.5em}.counters div{background:#fff;padding:.4em .6em}.counters span{display:block;font-size:.85em;color:#555}.counters b{font-size:2em}\
+.counters .PASS b{color:#17692f}.counters .FAIL b{color:#b3261e}.counters .REVIEW b{color:#a15c00}p.since{font-size:.9em;color:#555}\
+button.big{min-height:48px;min-width:48px;font-size:1.1em}ul.states{list-style:none;padding:0}ul.states li{padding:.3em .5em;margin:.2em 0;background:#fff;border-left:6px solid #7a8a99}\
+ul.states li.up{border-color:#2e8540}ul.states li.down{border-color:#d83933;color:#b3261e;font-weight:700}p.live{color:#2e8540}p.live.down{color:#b3261e;font-weight:700}\
+.strip{display:grid;grid-template-columns:repeat(auto-fill,minmax(120px,1fr));gap:.5em}.thumb{display:block;background:#fff;border-top:6px solid #7a8a99;text-decoration:none;color:inherit}\
+.thumb.PASS{border-color:#1e7b34}.thumb.FAIL{border-color:#c0231a}.thumb.REVIEW{border-color:#b36b00}.thumb img{width:100%;display:block}.thumb span{display:block;padding:.2em .4em;font-size:.85em}";
 
 pub(crate) fn unauthorised_page() -> Response {
     Redirect::to("/login").into_response()

@@ -18,6 +18,7 @@ pub mod accounts;
 pub mod charts;
 pub mod export;
 pub mod health_history;
+pub mod line;
 pub mod retention;
 pub mod reviews;
 pub mod throttle;

@@ -1,5 +1,6 @@
-//! The review UI in a real browser (headless Chromium through WebDriver,
-//! `tests/browser_review.py`): an operator signs in, filters to FAIL, opens
+//! The review UI in a real browser (headless Chromium through WebDriver).
+//! The line view (`tests/browser_line.py`) follows parts as they are judged.
+//! The review (`tests/browser_review.py`): an operator signs in, filters to FAIL, opens
 //! a FAIL verdict, sees its box and the violated clause, draws a missed
 //! defect on the image, overrides the verdict with a reason — and the review
 //! (with the drawn box) is in the retraining export. The screenshot of
@@ -13,13 +14,11 @@ use store::accounts::{add_user, Role};
 
 const PARTS: usize = 24;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_operator_overrides_a_fail_verdict_in_chromium() {
-    let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("standard.txt"), e2e::banning_standard()).unwrap();
-    let cfg = load_config(
-        dir.path(),
+/// The browser tests' station: frames fed by the test, the reference
+/// model, a private broker.
+fn station(dir: &std::path::Path, broker: &Broker) -> firmware_config::StationConfig {
+    load_config(
+        dir,
         &format!(
             r#"
 [station]
@@ -52,14 +51,33 @@ bind = "127.0.0.1:0"
             model = repo().join("models/reference").display(),
             mqtt = broker.port,
         ),
-    );
+    )
+}
+
+/// That station started, with `user` (password "{user}'s long password")
+/// in its store.
+async fn started(
+    dir: &std::path::Path,
+    broker: &Broker,
+    user: &str,
+    role: Role,
+) -> (store::Store, e2e::InProcess) {
+    std::fs::write(dir.join("standard.txt"), e2e::banning_standard()).unwrap();
+    let cfg = station(dir, broker);
     let store = store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
         .await
         .unwrap();
-    add_user(&store, "olga", Role::Operator, "olga's long password")
+    add_user(&store, user, role, &format!("{user}'s long password"))
         .await
         .unwrap();
-    let station = e2e::InProcess::start(cfg);
+    (store, e2e::InProcess::start(cfg))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_overrides_a_fail_verdict_in_chromium() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, station) = started(dir.path(), &broker, "olga", Role::Operator).await;
     let port = station.http_port;
     e2e::feed_frames(station.frames.clone(), PARTS, 2024);
     e2e::wait_until_stored(&store, PARTS, Duration::from_secs(90)).await;
@@ -121,5 +139,87 @@ bind = "127.0.0.1:0"
         .collect();
     assert!(b[0] < b[2] && b[1] < b[3], "{b:?}");
 
+    station.stop().await;
+}
+
+/// The line view as an operator leaves it open: Chromium watches /line
+/// while parts are judged; the lamp, counters and strip follow each verdict
+/// without a reload, within a second of its decision; at a tablet held
+/// upright nothing scrolls sideways. Screenshots land in
+/// `target/screenshots/line-view.png` and `line-view-tablet.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_line_view_follows_the_line_live_in_chromium() {
+    use std::io::BufRead;
+    const LIVE_PARTS: usize = 12;
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, station) = started(dir.path(), &broker, "lin", Role::Viewer).await;
+    let port = station.http_port;
+    let shots = repo().join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let shot = shots.join("line-view.png");
+    let mut browser = std::process::Command::new("python3")
+        .arg(repo().join("tests/browser_line.py"))
+        .arg(format!("http://127.0.0.1:{port}"))
+        .args(["lin", "lin's long password", &LIVE_PARTS.to_string()])
+        .arg(&shot)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut out = std::io::BufReader::new(browser.stdout.take().unwrap());
+    let ready = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        (line, out)
+    });
+    let (line, mut out) = tokio::time::timeout(Duration::from_secs(60), ready)
+        .await
+        .expect("the browser is ready in time")
+        .unwrap();
+    assert_eq!(line.trim(), "ready", "{line}");
+    // One part every 300 ms, as a line with a takt time.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let feeder = e2e::feed_paced(
+        station.frames.clone(),
+        Duration::from_millis(300),
+        stop.clone(),
+    );
+    e2e::wait_until_stored(&store, LIVE_PARTS, Duration::from_secs(90)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let fed = feeder.join().unwrap();
+    let finished = tokio::task::spawn_blocking(move || {
+        let mut report = String::new();
+        std::io::Read::read_to_string(&mut out, &mut report).unwrap();
+        (browser.wait_with_output().unwrap(), report)
+    });
+    let (status, report) = tokio::time::timeout(Duration::from_secs(120), finished)
+        .await
+        .expect("the browser finishes")
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "the browser session failed: {report}{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM verdicts")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert!(r["parts"].as_i64().unwrap() >= LIVE_PARTS as i64, "{r}");
+    assert!(
+        r["parts"].as_i64().unwrap() <= stored,
+        "{r}: {stored} stored"
+    );
+    assert_eq!(
+        r["parts"].as_i64().unwrap(),
+        r["pass"].as_i64().unwrap() + r["fail"].as_i64().unwrap() + r["review"].as_i64().unwrap()
+    );
+    assert_eq!(r["thumbs"], r["parts"].as_i64().unwrap().min(20), "{r}");
+    assert!(fed >= LIVE_PARTS, "{fed} fed");
+    assert!(r["lamps_seen"].as_u64().unwrap() >= 3, "{r}");
+    assert!(r["max_lag_ms"].as_f64().unwrap() < 1000.0, "{r}");
+    println!("line view: {r}");
     station.stop().await;
 }

@@ -29,6 +29,7 @@ use crate::verdict::{self, Geometry};
 use crate::worker::{self, EngineHandle};
 use delivery::Publisher;
 use record::{ImageRef, StationRef, Timings, Verdict};
+use review_web::line::{Live, LiveEvent};
 use store::Store;
 use telemetry::Event;
 
@@ -84,6 +85,8 @@ struct Station {
     golden_now: Arc<tokio::sync::Notify>,
     /// One configuration reload at a time.
     reconfiguring: tokio::sync::Mutex<()>,
+    /// Every committed verdict, for the open line views.
+    live: Live,
 }
 
 impl Station {
@@ -390,6 +393,7 @@ impl Station {
     /// Sparkplug, the live score (synthetic frames) and the part assembler.
     fn pass_on(&self, v: &Verdict, frame: &Frame, view_of: Option<PartView<'_>>) {
         self.publisher.wake();
+        self.live.send(LiveEvent::Verdict(Arc::new(v.clone())));
         if let Some(node) = &self.sparkplug {
             node.send(delivery::sparkplug::Update::Verdict(Box::new(v.clone())));
         }
@@ -592,7 +596,8 @@ pub async fn serve(
         cfg.storage.sweep_every,
         shutdown.clone(),
     ));
-    let http = start_http(http, &cfg, &links, &store, &shutdown).await;
+    let live = Live::default();
+    let http = start_http(http, &cfg, &links, &store, &live, &shutdown).await;
     tokio::spawn(report_cameras(links.events, delivery.publisher.clone()));
     let (parts, parts_task) = start_parts(&cfg, &store, &delivery.publisher);
     let ctx = Arc::new(Station {
@@ -608,6 +613,7 @@ pub async fn serve(
         progress: Default::default(),
         golden_now: Default::default(),
         reconfiguring: Default::default(),
+        live,
     });
     let monitor = crate::health::monitor::Monitor::new(ctx.clone(), ctx.golden_now.clone());
     let monitor = tokio::spawn(monitor.run(shutdown.clone()));
@@ -725,8 +731,16 @@ async fn start_http(
     cfg: &StationConfig,
     links: &CameraLinks,
     store: &Store,
+    live: &Live,
     shutdown: &watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
+    let web = review_web::Web {
+        accounts: store::accounts::Accounts::new(store.clone()),
+        store: store.clone(),
+        secure_cookies: cfg.http.secure_cookies,
+        latency_budget: cfg.monitoring.latency_threshold,
+        line: line_feed(cfg, links, live),
+    };
     let started = crate::http::listen(handed, cfg.http.bind)
         .await
         .and_then(|listener| {
@@ -734,9 +748,8 @@ async fn start_http(
                 listener,
                 links.triggers.clone(),
                 links.health.clone(),
-                store.clone(),
-                &cfg.http,
-                cfg.monitoring.latency_threshold,
+                web,
+                cfg.http.open_metrics,
                 shutdown.clone(),
             )
         });
@@ -746,6 +759,33 @@ async fn start_http(
             tracing::error!(address = %cfg.http.bind, error = %e, "cannot serve the HTTP API");
             None
         }
+    }
+}
+
+/// What the line view reads of the station: the live verdicts, the
+/// cameras', broker's and recipe's state, the shift starts.
+fn line_feed(cfg: &StationConfig, links: &CameraLinks, live: &Live) -> review_web::line::LineFeed {
+    use review_web::line::{CameraState, StationState};
+    let health = links.health.clone();
+    review_web::line::LineFeed {
+        live: live.clone(),
+        state: Arc::new(move || StationState {
+            cameras: health
+                .iter()
+                .map(|h| {
+                    let s = h.snapshot();
+                    CameraState {
+                        camera: s.camera,
+                        up: s.up,
+                    }
+                })
+                .collect(),
+            broker_connected: telemetry::metrics::is_mqtt_connected(),
+            recipe: telemetry::metrics::info()
+                .map(|i| i.recipe)
+                .unwrap_or_default(),
+        }),
+        shift_starts: cfg.shifts.starts.iter().map(|t| t.minutes()).collect(),
     }
 }
 
