@@ -349,6 +349,55 @@ pub async fn serve<C: Control + 'static>(
     }
 }
 
+/// Answers the commands operators give on the line view (recipe switch,
+/// trigger) as the same commands over MQTT are answered (the reply is also
+/// published on `cmd/reply`), and records each as an `operator` event in
+/// the station's event history (the panel lists it) with who gave it.
+pub async fn serve_operators<C: Control + 'static>(
+    mut rx: mpsc::Receiver<review_web::line::Command>,
+    triggers: Triggers,
+    control: std::sync::Arc<C>,
+    publisher: Publisher,
+    store: store::Store,
+) {
+    while let Some(cmd) = rx.recv().await {
+        let reply = answer(
+            cmd.name,
+            cmd.payload.as_bytes(),
+            &triggers,
+            control.as_ref(),
+            &publisher,
+        )
+        .await;
+        let said = match (&reply.error, cmd.name) {
+            (Some(e), _) => format!("Refused: {e}"),
+            (None, "recipe") => format!(
+                "Recipe switched to {} by {}",
+                reply.recipe.as_deref().unwrap_or_default(),
+                cmd.by
+            ),
+            (None, _) => format!(
+                "Part {} triggered on {} by {}",
+                reply.part_id.as_deref().unwrap_or_default(),
+                reply.cameras.join(", "),
+                cmd.by
+            ),
+        };
+        tracing::info!(by = %cmd.by, command = cmd.name, ok = reply.ok, said, "operator command");
+        let event = store::health_history::Event::new(
+            "operator",
+            None,
+            format!("{} {}: {said}", cmd.name, cmd.payload),
+        );
+        if let Err(e) = store::health_history::write_event(&store, &event).await {
+            tracing::error!(error = %e, "cannot record the operator's command");
+        }
+        let _ = cmd
+            .answer
+            .send(review_web::line::Answer { ok: reply.ok, said });
+    }
+}
+
 /// Handles one command and publishes the reply on `cmd/reply`.
 pub async fn answer(
     name: &str,

@@ -65,6 +65,7 @@ pub fn router(web: Web) -> Router {
         .route("/line", get(line::line_page))
         .route("/line/events", get(line::line_events))
         .route("/line/reset", post(line::line_reset))
+        .route("/line/command", post(line::line_command))
         .route("/api/v1/line", get(line::api_line))
         .route("/assets/line.js", get(assets::line_script))
         .route("/assets/style.css", get(assets::style))

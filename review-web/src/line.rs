@@ -12,13 +12,14 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Form, State};
+use axum::extract::{Form, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use chrono::{Local, TimeZone, Timelike};
+use serde::Deserialize;
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::auth::{form_refusal, ApiCaller, CsrfForm, PageCaller};
 use crate::html::esc;
@@ -68,6 +69,27 @@ pub struct StationState {
     pub cameras: Vec<CameraState>,
     pub broker_connected: bool,
     pub recipe: String,
+    /// The recipes an operator may switch to.
+    pub recipes: Vec<String>,
+}
+
+/// A command an operator gives from the line view (`recipe` or
+/// `trigger`), answered as the same command over MQTT would be.
+#[derive(Debug)]
+pub struct Command {
+    pub name: &'static str,
+    /// The command's JSON, as on `cmd/{name}`.
+    pub payload: String,
+    /// Who gave it.
+    pub by: String,
+    pub answer: oneshot::Sender<Answer>,
+}
+
+/// How a command went, in words for the operator.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub ok: bool,
+    pub said: String,
 }
 
 /// What the line view needs from the station.
@@ -78,6 +100,8 @@ pub struct LineFeed {
     pub state: Arc<dyn Fn() -> StationState + Send + Sync>,
     /// Shift starts, minutes after local midnight.
     pub shift_starts: Vec<u32>,
+    /// Where the operator's commands go (none: the view only watches).
+    pub commands: Option<mpsc::Sender<Command>>,
 }
 
 impl LineFeed {
@@ -88,6 +112,7 @@ impl LineFeed {
             live: Live::default(),
             state: Arc::new(StationState::default),
             shift_starts: vec![0],
+            commands: None,
         }
     }
 
@@ -299,7 +324,42 @@ fn counters_html(t: &Tally, fpy: Option<f64>) -> String {
     )
 }
 
-pub(crate) async fn line_page(State(web): State<Web>, PageCaller(who): PageCaller) -> Response {
+/// `?said=…`: how the operator's last command went.
+#[derive(Deserialize, Default)]
+pub(crate) struct Said {
+    #[serde(default)]
+    said: String,
+}
+
+/// The operator's controls: switch the recipe, trigger a picture.
+fn controls_html(who: &crate::auth::Caller, s: &StationState, said: &str) -> String {
+    let said = if said.is_empty() {
+        String::new()
+    } else {
+        format!(r#"<p id="said" class="said">{}</p>"#, esc(said))
+    };
+    if who.user.role < Role::Operator {
+        return said;
+    }
+    let csrf = esc(who.csrf.as_deref().unwrap_or_default());
+    let recipes: String = s
+        .recipes
+        .iter()
+        .map(|r| {
+            let chosen = if *r == s.recipe { " selected" } else { "" };
+            format!(r#"<option value="{r}"{chosen}>{r}</option>"#, r = esc(r))
+        })
+        .collect();
+    format!(
+        r#"{said}<form class="act" method="post" action="/line/command"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="command" value="recipe"><label>Recipe <select name="recipe">{recipes}</select></label> <button class="big">Switch recipe</button></form><form class="act" method="post" action="/line/command"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="command" value="trigger"><label>Part id <input name="part_id" required maxlength="64"></label> <button class="big">Trigger</button></form>"#
+    )
+}
+
+pub(crate) async fn line_page(
+    State(web): State<Web>,
+    PageCaller(who): PageCaller,
+    Query(said): Query<Said>,
+) -> Response {
     let s = match snapshot(&web).await {
         Ok(s) => s,
         Err(e) => return server_error(e),
@@ -314,10 +374,11 @@ pub(crate) async fn line_page(State(web): State<Web>, PageCaller(who): PageCalle
     };
     let strip: String = s.latest.iter().map(thumb_html).collect();
     let body = format!(
-        r#"<div class="line"><section class="now">{latest}</section><aside>{counters}{reset}{states}<p id="live" class="live down">connecting…</p></aside></div><h2>Last {n} parts</h2><div id="strip" class="strip">{strip}</div><script src="/assets/line.js"></script>"#,
+        r#"<div class="line"><section class="now">{latest}</section><aside>{controls}{counters}{reset}{states}<p id="live" class="live down">connecting…</p></aside></div><h2>Last {n} parts</h2><div id="strip" class="strip">{strip}</div><script src="/assets/line.js"></script>"#,
         latest = latest_html(s.latest.first()),
         counters = counters_html(&s.tally, s.first_pass_yield),
         states = state_html(&s.state),
+        controls = controls_html(&who, &s.state, &said.said),
         n = STRIP,
     );
     page("Line", Some(&who), &body).into_response()
@@ -344,6 +405,68 @@ pub(crate) async fn line_reset(
     tracing::info!(by = %who.user.name, "shift counters reset");
     web.line.live.send(LiveEvent::Reset);
     Redirect::to("/line").into_response()
+}
+
+/// The line view's command form.
+#[derive(Deserialize)]
+pub(crate) struct CommandForm {
+    #[serde(default)]
+    csrf: String,
+    command: String,
+    #[serde(default)]
+    recipe: String,
+    #[serde(default)]
+    part_id: String,
+}
+
+/// An operator's recipe switch or trigger: CSRF and the operator role
+/// checked, handed to the station as the MQTT command would be, answered
+/// on the page (`?said=`).
+pub(crate) async fn line_command(
+    State(web): State<Web>,
+    PageCaller(who): PageCaller,
+    Form(f): Form<CommandForm>,
+) -> Response {
+    let (name, payload) = match f.command.as_str() {
+        "recipe" => ("recipe", serde_json::json!({ "recipe": f.recipe })),
+        "trigger" => ("trigger", serde_json::json!({ "part_id": f.part_id })),
+        other => return crate::respond::forbidden(&format!("no command `{}` here", esc(other))),
+    };
+    let what = format!("the {name} command");
+    if let Some(r) = form_refusal(&who, &f.csrf, Role::Operator, &what) {
+        return r;
+    }
+    let Some(commands) = &web.line.commands else {
+        return crate::respond::forbidden("this view takes no commands");
+    };
+    let (answer, answered) = oneshot::channel();
+    let command = Command {
+        name,
+        payload: payload.to_string(),
+        by: who.user.name.clone(),
+        answer,
+    };
+    let said = match commands.send(command).await {
+        Ok(()) => match answered.await {
+            Ok(a) => a.said,
+            Err(_) => "the station did not answer".to_string(),
+        },
+        Err(_) => "the station is stopping".to_string(),
+    };
+    Redirect::to(&format!("/line?said={}", percent(&said))).into_response()
+}
+
+/// `text` for a query string: unreserved characters as they are, every
+/// other byte `%XX`.
+fn percent(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// The event stream of one open line view.

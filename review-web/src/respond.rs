@@ -50,7 +50,8 @@ figure.latest{margin:.5em auto;position:relative;max-width:62vh}figure.latest im
 button.big{min-height:48px;min-width:48px;font-size:1.1em}ul.states{list-style:none;padding:0}ul.states li{padding:.3em .5em;margin:.2em 0;background:#fff;border-left:6px solid #7a8a99}\
 ul.states li.up{border-color:#2e8540}ul.states li.down{border-color:#d83933;color:#b3261e;font-weight:700}p.live{color:#2e8540}p.live.down{color:#b3261e;font-weight:700}\
 .strip{display:grid;grid-template-columns:repeat(auto-fill,minmax(120px,1fr));gap:.5em}.thumb{display:block;background:#fff;border-top:6px solid #7a8a99;text-decoration:none;color:inherit}\
-.thumb.PASS{border-color:#1e7b34}.thumb.FAIL{border-color:#c0231a}.thumb.REVIEW{border-color:#b36b00}.thumb img{width:100%;display:block}.thumb span{display:block;padding:.2em .4em;font-size:.85em}";
+.thumb.PASS{border-color:#1e7b34}.thumb.FAIL{border-color:#c0231a}.thumb.REVIEW{border-color:#b36b00}.thumb img{width:100%;display:block}.thumb span{display:block;padding:.2em .4em;font-size:.85em}\
+form.act{background:#fff;padding:.5em;margin:0 0 .6em}form.act label{display:block;margin-bottom:.3em}p.said{background:#eef3f8;padding:.6em;border-left:6px solid #22313f}";
 
 pub(crate) fn unauthorised_page() -> Response {
     Redirect::to("/login").into_response()

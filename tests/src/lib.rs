@@ -8,6 +8,8 @@
 //! fail every test that looks at a picture. The reserve itself is tested
 //! with its own settings in `storage.rs`.
 
+pub mod web;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -7,11 +7,13 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use e2e::web::{form, get, sign_in};
 use e2e::{assert_schema, http_get, http_post, load_config, repo, subscribe, Broker};
 use opencv::core::{Mat, Scalar, Size, CV_8UC3};
 use opencv::prelude::*;
 use opencv::videoio::VideoWriter;
 use rumqttc::QoS;
+use store::accounts::{add_user, Role};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 fn write_video(path: &Path) {
@@ -127,6 +129,16 @@ bind = "127.0.0.1:0"
         ),
     );
     let operator = e2e::api_token(&cfg, "operator").await;
+    {
+        let store = store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
+            .await
+            .unwrap();
+        for (name, role) in [("otto", Role::Operator), ("vera", Role::Viewer)] {
+            add_user(&store, name, role, &format!("{name}'s long password"))
+                .await
+                .unwrap();
+        }
+    }
     let viewer = e2e::api_token(&cfg, "viewer").await;
     let (plc, mut messages) = subscribe(&broker, "plc", "inspect/trig-1/#").await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -387,13 +399,96 @@ bind = "127.0.0.1:0"
     let v = next_on(&mut messages, "inspect/trig-1/verdict", "verdict").await;
     assert_eq!(v["part_id"], "P-5");
 
+    // From the line view: an operator switches the recipe and triggers a
+    // part (CSRF and role checked); a viewer only watches. Each answer is
+    // on the page, on cmd/reply, and in the event history with its author.
+    let (pages, said) = tokio::task::spawn_blocking(move || {
+        let (otto, otto_csrf) = sign_in(http_port, "otto", "otto's long password");
+        let (vera, vera_csrf) = sign_in(http_port, "vera", "vera's long password");
+        let (_, _, otto_page) = get(http_port, "/line", &otto);
+        let (_, _, vera_page) = get(http_port, "/line", &vera);
+        let refused = [
+            form(
+                http_port,
+                "/line/command",
+                &otto,
+                "command=recipe&recipe=housing",
+            )
+            .0,
+            form(
+                http_port,
+                "/line/command",
+                &vera,
+                &format!("command=recipe&recipe=housing&csrf={vera_csrf}"),
+            )
+            .0,
+        ];
+        assert_eq!(refused, [403, 403], "no CSRF token; a viewer");
+        let location = |(status, head, _): (u16, String, String)| {
+            assert_eq!(status, 303, "{head}");
+            head.lines()
+                .find_map(|l| l.strip_prefix("location: "))
+                .unwrap()
+                .to_string()
+        };
+        let switched = location(form(
+            http_port,
+            "/line/command",
+            &otto,
+            &format!("command=recipe&recipe=housing&csrf={otto_csrf}"),
+        ));
+        let triggered = location(form(
+            http_port,
+            "/line/command",
+            &otto,
+            &format!("command=trigger&part_id=P-6&csrf={otto_csrf}"),
+        ));
+        let (_, _, shown) = get(http_port, &switched, &otto);
+        ((otto_page, vera_page), (switched, triggered, shown))
+    })
+    .await
+    .unwrap();
+    assert!(
+        pages.0.contains("Switch recipe") && pages.0.contains(r#"<option value="cover" selected>"#)
+    );
+    assert!(
+        !pages.1.contains("Switch recipe"),
+        "a viewer gets no controls"
+    );
+    assert_eq!(
+        said.0,
+        "/line?said=Recipe%20switched%20to%20housing%20by%20otto"
+    );
+    assert_eq!(
+        said.1,
+        "/line?said=Part%20P-6%20triggered%20on%20line%20by%20otto"
+    );
+    assert!(said
+        .2
+        .contains(r#"<p id="said" class="said">Recipe switched to housing by otto</p>"#));
+    let reply = next_on(
+        &mut messages,
+        "inspect/trig-1/cmd/reply",
+        "the line view's reply",
+    )
+    .await;
+    assert_eq!(
+        (reply["recipe"].as_str(), reply["ok"].as_bool()),
+        (Some("housing"), Some(true))
+    );
+    let v = next_on(&mut messages, "inspect/trig-1/verdict", "verdict").await;
+    assert_eq!(
+        (v["part_id"].as_str(), v["recipe"].as_str()),
+        (Some("P-6"), Some("housing"))
+    );
+
     stop_tx.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(30), service)
         .await
         .expect("service stops")
         .unwrap()
         .unwrap();
-    // Exactly five parts were triggered, so exactly five verdicts exist.
+    // Exactly six parts were triggered, so exactly six verdicts exist.
     let pool = sqlx::SqlitePool::connect(&format!(
         "sqlite://{}",
         dir.path().join("appliance.db").display()
@@ -404,5 +499,15 @@ bind = "127.0.0.1:0"
         .fetch_all(&pool)
         .await
         .unwrap();
-    assert_eq!(parts, ["P-1", "P-2", "P-3", "P-4", "P-5"]);
+    assert_eq!(parts, ["P-1", "P-2", "P-3", "P-4", "P-5", "P-6"]);
+    let events: Vec<String> =
+        sqlx::query_scalar("SELECT detail FROM health_events WHERE kind = 'operator' ORDER BY seq")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(
+        events[0].ends_with("Recipe switched to housing by otto"),
+        "{events:?}"
+    );
 }

@@ -597,7 +597,8 @@ pub async fn serve(
         shutdown.clone(),
     ));
     let live = Live::default();
-    let http = start_http(http, &cfg, &links, &store, &live, &shutdown).await;
+    let (operators, operators_rx) = mpsc::channel(8);
+    let http = start_http(http, &cfg, &links, &store, &live, operators, &shutdown).await;
     tokio::spawn(report_cameras(links.events, delivery.publisher.clone()));
     let (parts, parts_task) = start_parts(&cfg, &store, &delivery.publisher);
     let ctx = Arc::new(Station {
@@ -633,12 +634,25 @@ pub async fn serve(
         ));
     }
     // Holds the station: aborted at shutdown so the engine can stop.
-    let commands = tokio::spawn(crate::commands::serve(
-        commands_rx,
-        links.triggers.clone(),
-        ctx.clone(),
-        ctx.publisher.clone(),
-    ));
+    // MQTT's commands and the line view's, stopped together.
+    let commands = tokio::spawn({
+        let mqtt = crate::commands::serve(
+            commands_rx,
+            links.triggers.clone(),
+            ctx.clone(),
+            ctx.publisher.clone(),
+        );
+        let operators = crate::commands::serve_operators(
+            operators_rx,
+            links.triggers.clone(),
+            ctx.clone(),
+            ctx.publisher.clone(),
+            ctx.store.clone(),
+        );
+        async move {
+            tokio::join!(mqtt, operators);
+        }
+    });
     crate::systemd::ready();
     // Frames in flight at once: enough to fill a batch twice.
     let in_flight = Arc::new(Semaphore::new(ctx.cfg().batching.max_batch * 2));
@@ -732,6 +746,7 @@ async fn start_http(
     links: &CameraLinks,
     store: &Store,
     live: &Live,
+    operators: mpsc::Sender<review_web::line::Command>,
     shutdown: &watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let web = review_web::Web {
@@ -739,7 +754,7 @@ async fn start_http(
         store: store.clone(),
         secure_cookies: cfg.http.secure_cookies,
         latency_budget: cfg.monitoring.latency_threshold,
-        line: line_feed(cfg, links, live),
+        line: line_feed(cfg, links, live, operators),
     };
     let started = crate::http::listen(handed, cfg.http.bind)
         .await
@@ -764,9 +779,15 @@ async fn start_http(
 
 /// What the line view reads of the station: the live verdicts, the
 /// cameras', broker's and recipe's state, the shift starts.
-fn line_feed(cfg: &StationConfig, links: &CameraLinks, live: &Live) -> review_web::line::LineFeed {
+fn line_feed(
+    cfg: &StationConfig,
+    links: &CameraLinks,
+    live: &Live,
+    commands: mpsc::Sender<review_web::line::Command>,
+) -> review_web::line::LineFeed {
     use review_web::line::{CameraState, StationState};
     let health = links.health.clone();
+    let recipes: Vec<String> = cfg.recipes.iter().map(|r| r.name.clone()).collect();
     review_web::line::LineFeed {
         live: live.clone(),
         state: Arc::new(move || StationState {
@@ -784,8 +805,10 @@ fn line_feed(cfg: &StationConfig, links: &CameraLinks, live: &Live) -> review_we
             recipe: telemetry::metrics::info()
                 .map(|i| i.recipe)
                 .unwrap_or_default(),
+            recipes: recipes.clone(),
         }),
         shift_starts: cfg.shifts.starts.iter().map(|t| t.minutes()).collect(),
+        commands: Some(commands),
     }
 }
 
