@@ -30,6 +30,10 @@ impl Topics {
     pub fn part(&self) -> String {
         format!("{}/part", self.base)
     }
+    /// Every operator review of a verdict, QoS 1, through the outbox.
+    pub fn review(&self) -> String {
+        format!("{}/review", self.base)
+    }
     /// Retained birth / last will.
     pub fn status(&self) -> String {
         format!("{}/status", self.base)

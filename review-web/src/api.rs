@@ -88,7 +88,15 @@ pub(crate) async fn api_review(
                 .into_response()
         }
     };
-    match reviews::review(&web.store, &id, &who.user, &review).await {
+    match reviews::review(
+        &web.store,
+        &id,
+        &who.user,
+        &review,
+        web.review_topic.as_deref(),
+    )
+    .await
+    {
         Ok(r) => (StatusCode::CREATED, Json(r)).into_response(),
         Err(e) => api_error(e),
     }

@@ -43,6 +43,9 @@ pub struct Web {
     pub latency_budget: std::time::Duration,
     /// What the line view is fed by the station.
     pub line: line::LineFeed,
+    /// Where each review is published for the MES (through the outbox);
+    /// `None` publishes nothing.
+    pub review_topic: Option<String>,
 }
 
 /// The review routes, to be merged into the appliance's HTTP server.

@@ -562,7 +562,7 @@ pub struct Backlog {
 }
 
 /// Adds outbox rows for one record inside its transaction.
-async fn enqueue(
+pub(crate) async fn enqueue(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     station: &str,
     record_id: &str,

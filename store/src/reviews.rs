@@ -327,13 +327,42 @@ pub struct NewReview {
     pub corrections: Corrections,
 }
 
-/// Records a review (never touching the verdict) and keeps the verdict's
-/// image as long as the retention allows reviewed images.
+/// The schema every review message names (`schemas/review.v1.schema.json`).
+pub const REVIEW_SCHEMA: &str = "review/v1";
+
+/// A review as the MES learns of it on `{prefix}/{station}/review`: the
+/// reviewed verdict, its decision as judged and as reviewed, who and why.
+fn message(d: &Detail, review: &Review) -> serde_json::Value {
+    let judged = d.verdict["decision"].clone();
+    serde_json::json!({
+        "schema": REVIEW_SCHEMA,
+        "id": review.id,
+        "verdict_id": d.verdict["id"],
+        "station": d.verdict["station"]["station"],
+        "camera": d.verdict["camera"],
+        "part_id": d.verdict["part_id"],
+        "judged": judged,
+        "decision": review.decision,
+        "overridden": judged != review.decision.as_str(),
+        "agrees": review.agrees,
+        "reviewer": review.reviewer,
+        "reason": review.reason,
+        "corrections": review.corrections,
+        "reviewed_at": review.created_at,
+    })
+}
+
+/// Records a review (never touching the verdict), keeps the verdict's
+/// image as long as the retention allows reviewed images, and, with
+/// `publish_to`, puts the review message for that topic in the outbox in
+/// the same transaction (so the MES learns of every override once
+/// committed, whatever the broker does meanwhile).
 pub async fn review(
     store: &Store,
     verdict_id: &str,
     who: &User,
     r: &NewReview,
+    publish_to: Option<&str>,
 ) -> Result<Review, QueryError> {
     if let Err(e) = r.decision.parse::<record::Decision>() {
         return Err(QueryError::Invalid(e.to_string()));
@@ -408,6 +437,17 @@ pub async fn review(
     .bind(verdict_id)
     .execute(&mut *tx)
     .await?;
+    if let Some(topic) = publish_to {
+        let payload = message(&d, &review).to_string();
+        crate::enqueue(
+            &mut tx,
+            store.station(),
+            verdict_id,
+            &[(topic.to_string(), payload)],
+            &review.created_at,
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(review)
 }

@@ -75,6 +75,9 @@ latency_threshold = "60s"
         .await
         .unwrap();
 
+    // The MES, listening for reviews.
+    let (_mes_client, mut reviews_heard) =
+        e2e::subscribe(&broker, "mes", "inspect/rev-1/review").await;
     let station = e2e::InProcess::start(cfg);
     let port = station.http_port;
     e2e::feed_frames(station.frames.clone(), PARTS, 2024);
@@ -443,6 +446,30 @@ latency_threshold = "60s"
             .await
             .unwrap();
     assert_eq!((verdicts, reviews), (PARTS as i64, 2));
+
+    // Both reviews reached the MES on inspect/rev-1/review, the override
+    // saying so.
+    let mut heard = Vec::new();
+    while heard.len() < 2 {
+        let (_, payload) = tokio::time::timeout(Duration::from_secs(10), reviews_heard.recv())
+            .await
+            .expect("each review is published")
+            .unwrap();
+        let m: Value = serde_json::from_slice(&payload).unwrap();
+        e2e::assert_schema("review.v1", &m);
+        heard.push(m);
+    }
+    let overridden: Vec<_> = heard.iter().filter(|m| m["overridden"] == true).collect();
+    assert_eq!(overridden.len(), 1, "{heard:?}");
+    assert_eq!(
+        (
+            overridden[0]["judged"].as_str(),
+            overridden[0]["decision"].as_str(),
+            overridden[0]["reviewer"].as_str()
+        ),
+        (Some("FAIL"), Some("PASS"), Some("ana"))
+    );
+    assert_eq!(overridden[0]["reason"], "burr is a casting mark");
 
     // The export, read by the fine-tuning toolchain itself.
     let out = dir.path().join("export");

@@ -755,6 +755,9 @@ async fn start_http(
         secure_cookies: cfg.http.secure_cookies,
         latency_budget: cfg.monitoring.latency_threshold,
         line: line_feed(cfg, links, live, operators),
+        review_topic: Some(
+            delivery::Topics::new(&cfg.mqtt.topic_prefix, &cfg.station.station).review(),
+        ),
     };
     let started = crate::http::listen(handed, cfg.http.bind)
         .await
