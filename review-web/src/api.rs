@@ -88,15 +88,7 @@ pub(crate) async fn api_review(
                 .into_response()
         }
     };
-    match reviews::review(
-        &web.store,
-        &id,
-        &who.user,
-        &review,
-        web.review_topic.as_deref(),
-    )
-    .await
-    {
+    match web.record_review(&id, &who.user, &review).await {
         Ok(r) => (StatusCode::CREATED, Json(r)).into_response(),
         Err(e) => api_error(e),
     }

@@ -48,6 +48,26 @@ pub struct Web {
     pub review_topic: Option<String>,
 }
 
+impl Web {
+    /// Records a review and, where the station publishes reviews, its
+    /// message for the MES in the same transaction.
+    pub(crate) async fn record_review(
+        &self,
+        verdict_id: &str,
+        who: &store::accounts::User,
+        review: &store::reviews::NewReview,
+    ) -> Result<store::reviews::Review, store::reviews::QueryError> {
+        store::reviews::review(
+            &self.store,
+            verdict_id,
+            who,
+            review,
+            self.review_topic.as_deref(),
+        )
+        .await
+    }
+}
+
 /// The review routes, to be merged into the appliance's HTTP server.
 pub fn router(web: Web) -> Router {
     Router::new()

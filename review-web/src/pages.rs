@@ -472,15 +472,7 @@ pub(crate) async fn review_form(
         Ok(r) => r,
         Err(m) => return (StatusCode::BAD_REQUEST, m).into_response(),
     };
-    match reviews::review(
-        &web.store,
-        &id,
-        &who.user,
-        &review,
-        web.review_topic.as_deref(),
-    )
-    .await
-    {
+    match web.record_review(&id, &who.user, &review).await {
         Ok(_) => Redirect::to(&format!("/verdicts/{id}")).into_response(),
         Err(e) => query_error(e),
     }
