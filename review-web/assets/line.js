@@ -63,7 +63,9 @@
         fill: 'none', stroke: colour, 'stroke-width': Math.max(2, p.width / 150)
       }));
       var label = svgEl('text', {
-        x: Math.min(x0, p.width * 0.75), y: Math.max(y0 - 4, p.height / 20), fill: colour,
+        // Kept inside the picture: as far right as the label's width allows.
+        x: Math.min(x0, Math.max(0, p.width - Math.max(12, p.width / 22) * 0.62 * (f.defect.length + 3))),
+        y: Math.max(y0 - 4, p.height / 20), fill: colour,
         'font-size': Math.max(12, p.width / 22), 'font-weight': 700
       });
       label.textContent = (i + 1) + ' ' + f.defect;

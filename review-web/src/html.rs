@@ -1,6 +1,6 @@
 //! The one HTML escaper every review page uses, for text and for attribute
 //! values alike (quotes included: a value quoted with `"` or `'` cannot be
-//! closed by what it shows).
+//! closed by what it shows), and times as the pages show them.
 
 /// `s` made safe to place in HTML text or in a quoted attribute value.
 pub fn esc(s: &str) -> String {
@@ -16,6 +16,19 @@ pub fn esc(s: &str) -> String {
         }
     }
     out
+}
+
+/// A record's time (RFC 3339) as the station's clock shows it, with its
+/// zone: `14:03:22 (UTC+01:00)`; with `dated`, the date before it.
+pub fn local_time(at: &str, dated: bool) -> String {
+    let pattern = if dated {
+        "%Y-%m-%d %H:%M:%S (UTC%:z)"
+    } else {
+        "%H:%M:%S (UTC%:z)"
+    };
+    chrono::DateTime::parse_from_rfc3339(at)
+        .map(|t| t.with_timezone(&chrono::Local).format(pattern).to_string())
+        .unwrap_or_else(|_| at.to_string())
 }
 
 #[cfg(test)]

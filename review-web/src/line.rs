@@ -215,13 +215,7 @@ async fn snapshot(web: &Web) -> Result<Snapshot, store::StoreError> {
 
 /// A time as the station's clock shows it, with its zone.
 fn local(at: &str) -> String {
-    chrono::DateTime::parse_from_rfc3339(at)
-        .map(|t| {
-            t.with_timezone(&Local)
-                .format("%H:%M:%S (UTC%:z)")
-                .to_string()
-        })
-        .unwrap_or_else(|_| at.to_string())
+    crate::html::local_time(at, false)
 }
 
 fn boxes_svg(p: &Part) -> String {
@@ -239,7 +233,7 @@ fn boxes_svg(p: &Part) -> String {
                 (x1 - x0) * w,
                 (y1 - y0) * h,
                 (w / 150.0).max(2.0),
-                (x0 * w).min(w * 0.75),
+                crate::pages::label_x(x0 * w, w, (w / 22.0).max(12.0), &b.defect),
                 (y0 * h - 4.0).max(h / 20.0),
                 (w / 22.0).max(12.0),
                 i + 1,

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::api::export_now;
 use crate::auth::{caller, form_refusal, CsrfForm, PageCaller};
-use crate::html::esc;
+use crate::html::{esc, local_time};
 use crate::respond::{page, query_error, server_error};
 use crate::Web;
 use store::accounts::Role;
@@ -182,7 +182,29 @@ pub(crate) async fn verdict_page(
     };
     let (boxes, rows) = findings_drawn(&v);
     let image = picture(&v, d.image_deleted.as_deref(), &boxes);
-    let reviews = reviews_list(&d.reviews);
+    let reviews = reviews_list(&d.reviews, &v.findings);
+    // The decision that stands: the latest review's, else the model's.
+    let (standing, judged) = match d.reviews.last() {
+        Some(r) if r.decision != v.decision.as_str() => (
+            r.decision.clone(),
+            format!(
+                r#"<p class="judged">Judged {} by the model · overridden to {} by {} at {}</p>"#,
+                v.decision,
+                esc(&r.decision),
+                esc(&r.reviewer),
+                esc(&local_time(&r.created_at, true))
+            ),
+        ),
+        Some(r) => (
+            r.decision.clone(),
+            format!(
+                r#"<p class="judged">Judged {} by the model · confirmed by {}</p>"#,
+                v.decision,
+                esc(&r.reviewer)
+            ),
+        ),
+        None => (v.decision.as_str().to_string(), String::new()),
+    };
     let form = if who.user.role >= Role::Operator && who.csrf.is_some() {
         review_form_html(
             &id,
@@ -193,14 +215,14 @@ pub(crate) async fn verdict_page(
         String::new()
     };
     let body = format!(
-        r#"<div class="cols"><div>{image}</div><div><p class="{dec} headline">{dec}</p>
+        r#"<div class="cols"><div>{image}</div><div><p class="{standing} headline">{standing}</p>{judged}
 {why}<p>Part <b>{part}</b> · camera {cam} · station {st} · confidence {conf:.2}</p>
 <table><thead><tr><th>#</th><th>Defect</th><th>Violates</th><th>Confidence</th><th>Size</th></tr></thead><tbody>{rows}</tbody></table>
 <p>Recipe <b>{recipe}</b>, standard <code>{std_sha}</code> · model {model} {mver}</p>
-<p>Captured {cap} · decided {dec_at} · inference {inf} ms</p>
+<p>Captured {cap} · decided {dec_at} · inference {inf:.1} ms</p>
 <details><summary>The standard this verdict was judged against</summary><pre>{standard}</pre></details>
 <h2>Reviews</h2><ul>{reviews}</ul>{form}</div></div>"#,
-        dec = v.decision,
+        standing = esc(&standing),
         part = esc(v.part_id.as_deref().unwrap_or("—")),
         cam = esc(&v.camera),
         st = esc(&v.station.station),
@@ -217,8 +239,8 @@ pub(crate) async fn verdict_page(
         std_sha = esc(v.standard_sha256.get(..12).unwrap_or(&v.standard_sha256)),
         model = esc(&v.model.name),
         mver = esc(&v.model.version),
-        cap = esc(&v.timings.captured_at),
-        dec_at = esc(&v.timings.decided_at),
+        cap = esc(&local_time(&v.timings.captured_at, true)),
+        dec_at = esc(&local_time(&v.timings.decided_at, false)),
         inf = v.timings.inference_ms,
         standard = esc(&d.standard),
     );
@@ -245,7 +267,7 @@ fn findings_drawn(v: &record::Verdict) -> (String, String) {
             b[1] * h,
             (b[2] - b[0]) * w,
             (b[3] - b[1]) * h,
-            b[0] * w,
+            label_x(b[0] * w, w, (w / 28.0).max(11.0), &f.defect),
             (b[1] * h - 3.0).max(12.0),
             i + 1,
             esc(&f.defect),
@@ -271,7 +293,7 @@ fn findings_drawn(v: &record::Verdict) -> (String, String) {
             "tolerated by the standard".to_string()
         };
         rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{clause}</td><td>{:.2}</td><td>{} mm</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{clause}</td><td>{:.2}</td><td>{:.1} mm</td></tr>",
             i + 1,
             esc(&f.defect),
             f.confidence,
@@ -279,6 +301,13 @@ fn findings_drawn(v: &record::Verdict) -> (String, String) {
         ));
     }
     (boxes, rows)
+}
+
+/// Where a box's label starts so that it stays inside a picture `width`
+/// wide: at the box, or as far right as its estimated width allows.
+pub(crate) fn label_x(box_x: f64, width: f64, font_size: f64, defect: &str) -> f64 {
+    let label = font_size * 0.62 * (defect.chars().count() + 3) as f64;
+    box_x.min((width - label).max(0.0))
 }
 
 /// The picture with its boxes, or why there is none.
@@ -298,13 +327,31 @@ fn picture(v: &record::Verdict, deleted: Option<&str>, boxes: &str) -> String {
 }
 
 /// The verdict's reviews, newest last.
-fn reviews_list(reviews: &[reviews::Review]) -> String {
+/// A review's corrections in words, findings numbered from 1 as the table
+/// and the boxes number them.
+fn corrections_in_words(c: &Corrections, findings: &[record::Finding]) -> String {
+    let mut said = Vec::new();
+    for i in &c.wrong_findings {
+        let name = findings.get(*i).map_or("?", |f| f.defect.as_str());
+        said.push(format!("finding {} ({}) is wrong", i + 1, esc(name)));
+    }
+    for m in &c.missed {
+        let [x0, y0, x1, y1] = m.box_norm.map(|v| (v * 100.0).round());
+        said.push(format!(
+            "missed {} at {x0}–{x1} % across, {y0}–{y1} % down",
+            esc(&m.defect)
+        ));
+    }
+    said.join("; ")
+}
+
+fn reviews_list(reviews: &[reviews::Review], findings: &[record::Finding]) -> String {
     let items: String = reviews
         .iter()
         .map(|r| {
             format!(
                 "<li>{} — <b>{}</b> by {} ({}): {}{}</li>",
-                esc(&r.created_at),
+                esc(&local_time(&r.created_at, true)),
                 esc(&r.decision),
                 esc(&r.reviewer),
                 if r.agrees { "confirmed" } else { "overridden" },
@@ -312,10 +359,7 @@ fn reviews_list(reviews: &[reviews::Review]) -> String {
                 if r.corrections == Corrections::default() {
                     String::new()
                 } else {
-                    format!(
-                        " — corrections: {}",
-                        esc(&serde_json::to_string(&r.corrections).unwrap_or_default())
-                    )
+                    format!(" — {}", corrections_in_words(&r.corrections, findings))
                 }
             )
         })
@@ -514,5 +558,18 @@ pub(crate) async fn image(
         )
             .into_response(),
         Err(_) => (StatusCode::NOT_FOUND, "image file is gone").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::label_x;
+
+    #[test]
+    fn a_label_near_the_right_edge_moves_left_to_stay_inside() {
+        assert_eq!(label_x(10.0, 256.0, 11.0, "dent"), 10.0);
+        let x = label_x(240.0, 256.0, 11.0, "contamination");
+        assert!(x + 11.0 * 0.62 * 16.0 <= 256.0 + 1e-9 && x < 240.0, "{x}");
+        assert_eq!(label_x(5.0, 40.0, 11.0, "contamination"), 0.0);
     }
 }

@@ -40,7 +40,7 @@ figure img{width:100%;display:block}svg.chart{display:block;width:100%;max-width
 .cards{display:flex;flex-wrap:wrap;gap:1em}.card{flex:1 1 220px;background:#fff;padding:.6em 1em;border-top:6px solid #7a8a99}\
 .card.ok{border-color:#2e8540}.card.breached{border-color:#d83933}.card h3{margin:.2em 0;font-size:1em}.card .value{font-size:2em;font-weight:700;margin:.2em 0}\
 p.state{padding:.6em 1em;background:#fff;border-left:6px solid #2e8540}p.state.alert{border-color:#f2a900}p.state.escalated{border-color:#d83933;background:#fde8e6}\
-tr.alert td,tr.escalated td{color:#b3261e}tr.recovered td{color:#17692f}p.headline{font-size:1.6em}\
+tr.alert td,tr.escalated td{color:#b3261e}tr.recovered td{color:#17692f}p.headline{font-size:1.6em;margin-bottom:.2em}p.judged{color:#555;margin-top:0}\
 .line{display:flex;flex-wrap:wrap;gap:1.5em}.line .now{flex:3 1 480px}.line aside{flex:1 1 260px}\
 .lamp{font-size:clamp(3em,12vw,9em);font-weight:900;text-align:center;color:#fff;background:#7a8a99;border-radius:12px;padding:.1em .3em;letter-spacing:.05em}\
 .lamp.PASS{background:#1e7b34}.lamp.FAIL{background:#c0231a}.lamp.REVIEW{background:#b36b00}\

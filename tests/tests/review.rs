@@ -295,10 +295,18 @@ latency_threshold = "60s"
             page.contains("by ana (overridden): burr is a casting mark"),
             "the review is shown"
         );
+        // The decision that stands is the review's, and the page says what
+        // the model judged; corrections are in words, findings numbered from 1.
         assert!(
-            page.contains(r#"class="FAIL headline""#),
-            "the verdict itself is unchanged"
+            page.contains(r#"class="PASS headline""#),
+            "the standing decision is shown"
         );
+        assert!(
+            page.contains("Judged FAIL by the model · overridden to PASS by ana at "),
+            "what the model judged is shown"
+        );
+        assert!(page.contains(") is wrong</li>") && page.contains("— finding 1 ("), "corrections in words");
+        assert!(!page.contains("wrong_findings"), "no raw JSON");
 
         // The API: a viewer token may not review; a session needs X-CSRF-Token.
         let body = r#"{"decision":"FAIL","reason":"agree"}"#;
