@@ -121,6 +121,7 @@ pub async fn run(verdicts: u64, rounds: usize, dir: &Path) -> anyhow::Result<Rep
         latency_budget: std::time::Duration::from_millis(1200),
         line: review_web::line::LineFeed::idle(),
         review_topic: None,
+        reasons: vec!["defect confirmed".into()],
     })
     .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

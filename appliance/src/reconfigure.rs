@@ -46,6 +46,7 @@ pub fn plan(old: &StationConfig, new: &StationConfig) -> Result<Plan, String> {
         ("storage", old.storage == new.storage),
         ("http", old.http == new.http),
         ("shifts", old.shifts == new.shifts),
+        ("review", old.review == new.review),
     ] {
         if !unchanged {
             restart.push(name.to_string());

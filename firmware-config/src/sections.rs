@@ -25,6 +25,7 @@ pub struct StationConfig {
     pub storage: Storage,
     pub http: Http,
     pub shifts: Shifts,
+    pub review: Review,
     pub monitoring: Monitoring,
     /// The file it was loaded from, if any: SIGHUP and `cmd/config` read it
     /// again.
@@ -385,6 +386,14 @@ pub struct Http {
 pub struct Shifts {
     /// When each shift starts, `"HH:MM"`, in any order.
     pub starts: Vec<crate::units::TimeOfDay>,
+}
+
+/// The review UI's one-tap review.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Review {
+    /// The reasons an operator picks from (free text stays possible).
+    pub reasons: Vec<String>,
 }
 
 /// The health figures' thresholds and windows, and self-healing.

@@ -61,6 +61,16 @@ pub fn check_values(c: &StationConfig) -> Vec<Problem> {
     check_mqtt(c, &mut r);
     check_storage(c, &mut r);
     check_monitoring(c, &mut r);
+    if c.review
+        .reasons
+        .iter()
+        .any(|r| r.trim().is_empty() || r.chars().count() > 200)
+    {
+        r.push(
+            "review.reasons",
+            "each reason must have 1 to 200 characters",
+        );
+    }
     if c.shifts.starts.is_empty() {
         r.push(
             "shifts.starts",

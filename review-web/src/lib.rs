@@ -46,6 +46,8 @@ pub struct Web {
     /// Where each review is published for the MES (through the outbox);
     /// `None` publishes nothing.
     pub review_topic: Option<String>,
+    /// The reasons an operator picks from (`review.reasons`).
+    pub reasons: Vec<String>,
 }
 
 impl Web {

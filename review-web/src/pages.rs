@@ -17,8 +17,9 @@ use store::reviews::{self, Corrections, Filter, ListRow, Missed, NewReview, Quer
 
 /// Drawing a missed defect: drag on the image (mouse, pen or finger); the
 /// box, normalised to the image, is appended to the "missed" field as
-/// `name x0 y0 x1 y1`. Without script the field can be typed into. Served
-/// as `/assets/review.js` (the Content-Security-Policy allows no inline
+/// `name x0 y0 x1 y1`. Without script the field can be typed into. And the
+/// one-tap form's keys: 1–9 pick a reason, P and F decide. Served as
+/// `/assets/review.js` (the Content-Security-Policy allows no inline
 /// script).
 pub(crate) const DRAW: &str = r#"(function(){var f=document.getElementById('part'),t=document.getElementById('missed');if(!f||!t)return;
 var svg=f.querySelector('svg'),vb=svg.viewBox.baseVal,s=null,r=null;f.style.touchAction='none';f.style.cursor='crosshair';
@@ -27,7 +28,11 @@ f.addEventListener('pointerdown',function(e){s=at(e);r=document.createElementNS(
 f.addEventListener('pointermove',function(e){if(!s)return;var p=at(e);r.setAttribute('x',Math.min(s[0],p[0])*vb.width);r.setAttribute('y',Math.min(s[1],p[1])*vb.height);r.setAttribute('width',Math.abs(p[0]-s[0])*vb.width);r.setAttribute('height',Math.abs(p[1]-s[1])*vb.height);});
 f.addEventListener('pointerup',function(e){if(!s)return;var p=at(e),x0=Math.min(s[0],p[0]),y0=Math.min(s[1],p[1]),x1=Math.max(s[0],p[0]),y1=Math.max(s[1],p[1]);s=null;
 if(x1-x0<0.01||y1-y0<0.01){svg.removeChild(r);return;}var n=(document.getElementById('missed-name').value||'missed').trim().replace(/\s+/g,'_');
-t.value+=(t.value&&!t.value.endsWith('\n')?'\n':'')+[n,x0.toFixed(3),y0.toFixed(3),x1.toFixed(3),y1.toFixed(3)].join(' ')+'\n';});})();"#;
+t.value+=(t.value&&!t.value.endsWith('\n')?'\n':'')+[n,x0.toFixed(3),y0.toFixed(3),x1.toFixed(3),y1.toFixed(3)].join(' ')+'\n';});})();
+(function(){var f=document.getElementById('tap');if(!f)return;var sel=document.getElementById('reason-choice');
+document.addEventListener('keydown',function(e){var t=e.target;if((t&&/^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))||e.ctrlKey||e.metaKey||e.altKey)return;
+var k=e.key.toLowerCase();if(k>='1'&&k<='9'){if(sel.options[+k]){sel.selectedIndex=+k;e.preventDefault();}return;}
+if(k==='p'||k==='f'){var b=f.querySelector('button[value='+(k==='p'?'PASS':'FAIL')+']');e.preventDefault();if(b&&f.reportValidity())f.requestSubmit(b);}});})();"#;
 
 fn rows_table(rows: &[ListRow]) -> String {
     let mut t = String::from("<table><thead><tr><th>Decided</th><th>Decision</th><th>Part</th><th>Station</th><th>Camera</th><th>Recipe</th><th>Findings</th><th>Reviewed</th></tr></thead><tbody>");
@@ -206,10 +211,11 @@ pub(crate) async fn verdict_page(
         None => (v.decision.as_str().to_string(), String::new()),
     };
     let form = if who.user.role >= Role::Operator && who.csrf.is_some() {
-        review_form_html(
-            &id,
-            who.csrf.as_deref().unwrap_or_default(),
-            v.findings.len(),
+        let csrf = who.csrf.as_deref().unwrap_or_default();
+        format!(
+            "{}{}",
+            one_tap_html(&id, csrf, v.decision, &web.reasons),
+            review_form_html(&id, csrf, v.findings.len())
         )
     } else {
         String::new()
@@ -371,6 +377,43 @@ fn reviews_list(reviews: &[reviews::Review], findings: &[record::Finding]) -> St
     }
 }
 
+/// The one-tap review: a reason picked from `review.reasons` (a remark
+/// optional), then PASS or FAIL with one tap (48 px and larger targets, or
+/// the keys P and F, 1–9 for the reasons); the next REVIEW part follows.
+fn one_tap_html(id: &str, csrf: &str, judged: record::Decision, reasons: &[String]) -> String {
+    let options: String = reasons
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            format!(
+                r#"<option value="{r}">{n}. {r}</option>"#,
+                n = i + 1,
+                r = esc(r)
+            )
+        })
+        .collect();
+    let label = |d: record::Decision| {
+        if d == judged {
+            format!("Confirm {d}")
+        } else if judged == record::Decision::Review {
+            format!("Decide {d}")
+        } else {
+            format!("Override to {d}")
+        }
+    };
+    format!(
+        r#"<h2>Review with one tap</h2><form id="tap" class="tap" method="post" action="/verdicts/{id}/review"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="next" value="review">
+<p><label>Reason <select name="reason_choice" id="reason-choice" required><option value="">choose…</option>{options}</select></label></p>
+<p><label>Remark (optional) <input name="reason" maxlength="500"></label></p>
+<p class="taps"><button name="decision" value="PASS" class="tap PASS" accesskey="p">{pass}</button><button name="decision" value="FAIL" class="tap FAIL" accesskey="f">{fail}</button></p>
+<p class="keys">Keys: 1–9 pick a reason, P or F decide.</p></form>"#,
+        id = esc(id),
+        csrf = esc(csrf),
+        pass = label(record::Decision::Pass),
+        fail = label(record::Decision::Fail),
+    )
+}
+
 /// The review form: decision, findings marked wrong, missed defects drawn
 /// or typed, and the reason.
 fn review_form_html(id: &str, csrf: &str, findings: usize) -> String {
@@ -378,11 +421,11 @@ fn review_form_html(id: &str, csrf: &str, findings: usize) -> String {
             .map(|i| format!(r#"<label><input type="checkbox" name="wrong" value="{i}"> finding {} is wrong</label><br>"#, i + 1))
             .collect();
     format!(
-        r#"<h2>Review</h2><form method="post" action="/verdicts/{id}/review"><input type="hidden" name="csrf" value="{csrf}">
+        r#"<details><summary>Detailed review: findings that are wrong, missed defects</summary><form method="post" action="/verdicts/{id}/review"><input type="hidden" name="csrf" value="{csrf}">
 <p>Decision: <label><input type="radio" name="decision" value="PASS" required> PASS</label> <label><input type="radio" name="decision" value="FAIL"> FAIL</label></p>
 <p>{per_finding}</p><p><label>Missed defect: <input id="missed-name" value="" placeholder="defect name, then drag a box on the image"></label></p>
 <p><label>Missed defects, one per line: <code>name x0 y0 x1 y1</code> (0–1 of the image; drawn boxes land here)<br><textarea id="missed" name="missed" rows="3" cols="50"></textarea></label></p>
-<p><label>Reason<br><textarea name="reason" rows="3" cols="50" required></textarea></label></p><button>Record review</button></form><script src="/assets/review.js"></script>"#,
+<p><label>Reason<br><textarea name="reason" rows="3" cols="50" required></textarea></label></p><button>Record review</button></form></details><script src="/assets/review.js"></script>"#,
         id = esc(id),
         csrf = esc(csrf),
     )
@@ -488,9 +531,17 @@ fn parse_review_form(pairs: &[(String, String)]) -> Result<NewReview, String> {
             }
         }
     }
+    // A reason picked from the list, a remark, or both.
+    let reason = [get("reason_choice"), get("reason")]
+        .into_iter()
+        .flatten()
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty())
+        .collect::<Vec<_>>()
+        .join(" — ");
     Ok(NewReview {
         decision: get("decision").unwrap_or_default(),
-        reason: get("reason").unwrap_or_default(),
+        reason,
         corrections: Corrections {
             wrong_findings: wrong,
             missed,
@@ -516,8 +567,20 @@ pub(crate) async fn review_form(
         Ok(r) => r,
         Err(m) => return (StatusCode::BAD_REQUEST, m).into_response(),
     };
-    match web.record_review(&id, &who.user, &review).await {
-        Ok(_) => Redirect::to(&format!("/verdicts/{id}")).into_response(),
+    if let Err(e) = web.record_review(&id, &who.user, &review).await {
+        return query_error(e);
+    }
+    // One tap: on to the oldest REVIEW part nobody has reviewed, or back
+    // to the inbox when none is left.
+    let next_review = pairs.iter().any(|(k, v)| k == "next" && v == "review");
+    if !next_review {
+        return Redirect::to(&format!("/verdicts/{id}")).into_response();
+    }
+    match reviews::inbox(&web.store, 1).await {
+        Ok(rows) => match rows.first() {
+            Some(next) => Redirect::to(&format!("/verdicts/{}", next.id)).into_response(),
+            None => Redirect::to("/").into_response(),
+        },
         Err(e) => query_error(e),
     }
 }

@@ -51,7 +51,9 @@ button.big{min-height:48px;min-width:48px;font-size:1.1em}ul.states{list-style:n
 ul.states li.up{border-color:#2e8540}ul.states li.down{border-color:#d83933;color:#b3261e;font-weight:700}p.live{color:#2e8540}p.live.down{color:#b3261e;font-weight:700}\
 .strip{display:grid;grid-template-columns:repeat(auto-fill,minmax(120px,1fr));gap:.5em}.thumb{display:block;background:#fff;border-top:6px solid #7a8a99;text-decoration:none;color:inherit}\
 .thumb.PASS{border-color:#1e7b34}.thumb.FAIL{border-color:#c0231a}.thumb.REVIEW{border-color:#b36b00}.thumb img{width:100%;display:block}.thumb span{display:block;padding:.2em .4em;font-size:.85em}\
-form.act{background:#fff;padding:.5em;margin:0 0 .6em}form.act label{display:block;margin-bottom:.3em}p.said{background:#eef3f8;padding:.6em;border-left:6px solid #22313f}";
+form.act{background:#fff;padding:.5em;margin:0 0 .6em}form.act label{display:block;margin-bottom:.3em}p.said{background:#eef3f8;padding:.6em;border-left:6px solid #22313f}\
+form.tap{background:#fff;padding:.6em 1em}form.tap select,form.tap input{min-height:48px;max-width:100%}p.taps{display:flex;flex-wrap:wrap;gap:.8em}\
+button.tap{min-height:64px;min-width:48px;font-size:1.35em;font-weight:700;padding:.3em 1.2em}button.tap.PASS{background:#1e7b34}button.tap.FAIL{background:#c0231a}p.keys{color:#555;font-size:.9em}";
 
 pub(crate) fn unauthorised_page() -> Response {
     Redirect::to("/login").into_response()

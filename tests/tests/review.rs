@@ -518,5 +518,51 @@ latency_threshold = "60s"
     .await
     .unwrap();
     assert_eq!(class, "reviewed", "a reviewed image is kept longest");
+
+    // One tap: a reason from review.reasons plus a remark, PASS, and on to
+    // the oldest REVIEW part nobody has reviewed (or the inbox if none).
+    let unreviewed: String = sqlx::query_scalar(
+        "SELECT id FROM verdicts WHERE id NOT IN (SELECT verdict_id FROM reviews) ORDER BY id LIMIT 1",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    let target = unreviewed.clone();
+    let (page, location) = tokio::task::spawn_blocking(move || {
+        let (ana, csrf) = sign_in(port, "ana", "ana's long password");
+        let (_, _, page) = get(port, &format!("/verdicts/{target}"), &ana);
+        let (status, head, _) = form(
+            port,
+            &format!("/verdicts/{target}/review"),
+            &ana,
+            &format!("csrf={csrf}&next=review&reason_choice=fixture+or+handling+mark%2C+not+a+defect&reason=seen+twice&decision=PASS"),
+        );
+        assert_eq!(status, 303, "{head}");
+        let location = head
+            .lines()
+            .find_map(|l| l.strip_prefix("location: "))
+            .unwrap()
+            .to_string();
+        (page, location)
+    })
+    .await
+    .unwrap();
+    assert!(page.contains("Review with one tap"), "one-tap form shown");
+    assert!(page.contains(r#"<option value="within tolerance">3. within tolerance</option>"#));
+    assert!(page.contains(r#"class="tap PASS""#) && page.contains(r#"class="tap FAIL""#));
+    let expected = match store::reviews::inbox(&store, 1).await.unwrap().first() {
+        Some(next) => format!("/verdicts/{}", next.id),
+        None => "/".to_string(),
+    };
+    assert_eq!(location, expected, "on to the next REVIEW part");
+    let reason: String = sqlx::query_scalar("SELECT reason FROM reviews WHERE verdict_id = $1")
+        .bind(&unreviewed)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        reason,
+        "fixture or handling mark, not a defect — seen twice"
+    );
     station.stop().await;
 }

@@ -758,6 +758,7 @@ async fn start_http(
         review_topic: Some(
             delivery::Topics::new(&cfg.mqtt.topic_prefix, &cfg.station.station).review(),
         ),
+        reasons: cfg.review.reasons.clone(),
     };
     let started = crate::http::listen(handed, cfg.http.bind)
         .await
