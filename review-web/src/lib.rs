@@ -78,6 +78,7 @@ pub fn router(web: Web) -> Router {
         .route("/logout", post(logout))
         .route("/verdicts/{id}", get(verdict_page))
         .route("/verdicts/{id}/review", post(review_form))
+        .route("/reviews/bulk", post(pages::bulk_review))
         .route("/images/{sha}", get(image))
         .route("/api/v1/verdicts", get(api_list))
         .route("/api/v1/verdicts/{id}", get(api_get))

@@ -34,11 +34,24 @@ document.addEventListener('keydown',function(e){var t=e.target;if((t&&/^(INPUT|T
 var k=e.key.toLowerCase();if(k>='1'&&k<='9'){if(sel.options[+k]){sel.selectedIndex=+k;e.preventDefault();}return;}
 if(k==='p'||k==='f'){var b=f.querySelector('button[value='+(k==='p'?'PASS':'FAIL')+']');e.preventDefault();if(b&&f.reportValidity())f.requestSubmit(b);}});})();"#;
 
-fn rows_table(rows: &[ListRow]) -> String {
-    let mut t = String::from("<table><thead><tr><th>Decided</th><th>Decision</th><th>Part</th><th>Station</th><th>Camera</th><th>Recipe</th><th>Findings</th><th>Reviewed</th></tr></thead><tbody>");
+/// Verdicts as table rows; `pick` adds a box per row for the bulk review
+/// form (`form="bulk"`).
+fn rows_table(rows: &[ListRow], pick: bool) -> String {
+    let mut t = format!(
+        "<table><thead><tr>{}<th>Decided</th><th>Decision</th><th>Part</th><th>Station</th><th>Camera</th><th>Recipe</th><th>Findings</th><th>Reviewed</th></tr></thead><tbody>",
+        if pick { "<th>Pick</th>" } else { "" }
+    );
     for r in rows {
+        let picked = if pick {
+            format!(
+                r#"<td><input type="checkbox" class="pick" name="ids" value="{}" form="bulk" aria-label="pick this part"></td>"#,
+                esc(&r.id)
+            )
+        } else {
+            String::new()
+        };
         t.push_str(&format!(
-            r#"<tr><td><a href="/verdicts/{id}">{at}</a></td><td class="{d}">{d}</td><td>{part}</td><td>{st}</td><td>{cam}</td><td>{rec}</td><td>{n}</td><td>{rev}</td></tr>"#,
+            r#"<tr>{picked}<td><a href="/verdicts/{id}">{at}</a></td><td class="{d}">{d}</td><td>{part}</td><td>{st}</td><td>{cam}</td><td>{rec}</td><td>{n}</td><td>{rev}</td></tr>"#,
             id = esc(&r.id),
             at = esc(&r.decided_at.replace('T', " ")[..19.min(r.decided_at.len())]),
             d = esc(&r.decision),
@@ -117,10 +130,17 @@ pub(crate) async fn list_page(
         }
         None => String::new(),
     };
+    let operator = who.user.role >= Role::Operator && who.csrf.is_some();
     let inbox_html = if inbox.is_empty() {
         "<p>Nothing waiting for review.</p>".to_string()
+    } else if operator {
+        format!(
+            "{}{}",
+            rows_table(&inbox, true),
+            bulk_html(who.csrf.as_deref().unwrap_or_default(), &web.reasons)
+        )
     } else {
-        rows_table(&inbox)
+        rows_table(&inbox, false)
     };
     let export = if who.user.role >= Role::Admin && who.csrf.is_some() {
         format!(
@@ -133,7 +153,7 @@ pub(crate) async fn list_page(
     let body = format!(
         "<h2>Review inbox ({})</h2>{inbox_html}<h2>All verdicts</h2>{filters}{}{next}{export}",
         inbox.len(),
-        rows_table(&page_rows.items)
+        rows_table(&page_rows.items, false)
     );
     page("Verdicts", Some(&who), &body).into_response()
 }
@@ -502,6 +522,84 @@ pub(crate) async fn export_form(
 }
 
 /// The review form: decision, wrong findings, missed boxes, reason.
+/// A reason picked from the list (`reason_choice`), a remark (`reason`), or
+/// both, joined.
+fn joined_reason(pairs: &[(String, String)]) -> String {
+    ["reason_choice", "reason"]
+        .iter()
+        .filter_map(|k| pairs.iter().find(|(n, _)| n == k))
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+        .collect::<Vec<_>>()
+        .join(" — ")
+}
+
+/// Deciding several REVIEW parts at once from the inbox: the parts picked
+/// in the table, a reason from the list (remark optional), PASS or FAIL.
+fn bulk_html(csrf: &str, reasons: &[String]) -> String {
+    let options: String = reasons
+        .iter()
+        .map(|r| format!(r#"<option value="{r}">{r}</option>"#, r = esc(r)))
+        .collect();
+    format!(
+        r#"<form id="bulk" class="tap" method="post" action="/reviews/bulk"><input type="hidden" name="csrf" value="{csrf}"><label>Reason <select name="reason_choice" required><option value="">choose…</option>{options}</select></label> <label>Remark (optional) <input name="reason" maxlength="500"></label><p class="taps"><button name="decision" value="PASS" class="tap PASS">Picked parts are PASS</button><button name="decision" value="FAIL" class="tap FAIL">Picked parts are FAIL</button></p></form>"#,
+        csrf = esc(csrf)
+    )
+}
+
+/// The most parts one bulk review decides.
+const MAX_BULK: usize = 100;
+
+/// Why a review form is refused, if it is: it needs the session's CSRF
+/// token and the operator role, settled before anything else it says is
+/// read.
+fn reviewing_refusal(who: &crate::auth::Caller, pairs: &[(String, String)]) -> Option<Response> {
+    let csrf = pairs
+        .iter()
+        .find(|(k, _)| k == "csrf")
+        .map_or("", |(_, v)| v.as_str());
+    form_refusal(who, csrf, Role::Operator, "reviewing")
+}
+
+/// The inbox's bulk review: every picked part gets the same review (each a
+/// row of its own, each published for the MES).
+pub(crate) async fn bulk_review(
+    State(web): State<Web>,
+    PageCaller(who): PageCaller,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    if let Some(r) = reviewing_refusal(&who, &pairs) {
+        return r;
+    }
+    let ids: Vec<&str> = pairs
+        .iter()
+        .filter(|(k, _)| k == "ids")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if ids.is_empty() || ids.len() > MAX_BULK {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("pick 1 to {MAX_BULK} parts"),
+        )
+            .into_response();
+    }
+    let review = NewReview {
+        decision: pairs
+            .iter()
+            .find(|(k, _)| k == "decision")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default(),
+        reason: joined_reason(&pairs),
+        corrections: Corrections::default(),
+    };
+    for id in ids {
+        if let Err(e) = web.record_review(id, &who.user, &review).await {
+            return query_error(e);
+        }
+    }
+    Redirect::to("/").into_response()
+}
+
 fn parse_review_form(pairs: &[(String, String)]) -> Result<NewReview, String> {
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let mut wrong = Vec::new();
@@ -531,17 +629,9 @@ fn parse_review_form(pairs: &[(String, String)]) -> Result<NewReview, String> {
             }
         }
     }
-    // A reason picked from the list, a remark, or both.
-    let reason = [get("reason_choice"), get("reason")]
-        .into_iter()
-        .flatten()
-        .map(|r| r.trim().to_string())
-        .filter(|r| !r.is_empty())
-        .collect::<Vec<_>>()
-        .join(" — ");
     Ok(NewReview {
         decision: get("decision").unwrap_or_default(),
-        reason,
+        reason: joined_reason(pairs),
         corrections: Corrections {
             wrong_findings: wrong,
             missed,
@@ -556,11 +646,7 @@ pub(crate) async fn review_form(
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Response {
     // Who may act is settled before anything the form says is read.
-    let csrf = pairs
-        .iter()
-        .find(|(k, _)| k == "csrf")
-        .map_or("", |(_, v)| v.as_str());
-    if let Some(r) = form_refusal(&who, csrf, Role::Operator, "reviewing") {
+    if let Some(r) = reviewing_refusal(&who, &pairs) {
         return r;
     }
     let review = match parse_review_form(&pairs) {

@@ -53,7 +53,7 @@ ul.states li.up{border-color:#2e8540}ul.states li.down{border-color:#d83933;colo
 .thumb.PASS{border-color:#1e7b34}.thumb.FAIL{border-color:#c0231a}.thumb.REVIEW{border-color:#b36b00}.thumb img{width:100%;display:block}.thumb span{display:block;padding:.2em .4em;font-size:.85em}\
 form.act{background:#fff;padding:.5em;margin:0 0 .6em}form.act label{display:block;margin-bottom:.3em}p.said{background:#eef3f8;padding:.6em;border-left:6px solid #22313f}\
 form.tap{background:#fff;padding:.6em 1em}form.tap select,form.tap input{min-height:48px;max-width:100%}p.taps{display:flex;flex-wrap:wrap;gap:.8em}\
-button.tap{min-height:64px;min-width:48px;font-size:1.35em;font-weight:700;padding:.3em 1.2em}button.tap.PASS{background:#1e7b34}button.tap.FAIL{background:#c0231a}p.keys{color:#555;font-size:.9em}";
+button.tap{min-height:64px;min-width:48px;font-size:1.35em;font-weight:700;padding:.3em 1.2em}button.tap.PASS{background:#1e7b34}button.tap.FAIL{background:#c0231a}p.keys{color:#555;font-size:.9em}input.pick{width:28px;height:28px}";
 
 pub(crate) fn unauthorised_page() -> Response {
     Redirect::to("/login").into_response()

@@ -324,19 +324,15 @@ async fn a_file_judged_before_a_power_cut_is_not_judged_again() {
     let (clean, defective) = pick_parts();
     drop_file(&incoming, "a.png", &png(&clean));
     drop_file(&incoming, "b.png", &png(&defective));
-    let db = dir.path().join("appliance.db");
+    // Opened (and migrated) before the station starts, so the two never
+    // migrate the same database at once.
+    let store = store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
+        .await
+        .unwrap();
 
     appliance::faults::lose_moves(true);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let service = tokio::spawn(appliance::pipeline::run(cfg.clone(), stop_rx, None));
-    let store = loop {
-        if db.exists() {
-            break store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
-                .await
-                .unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
     e2e::wait_until_stored(&store, 2, Duration::from_secs(120)).await;
     stop_tx.send(true).unwrap();
     service.await.unwrap().unwrap();

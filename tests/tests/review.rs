@@ -564,5 +564,48 @@ latency_threshold = "60s"
         reason,
         "fixture or handling mark, not a defect — seen twice"
     );
+
+    // Bulk from the inbox: the parts picked get the same review each.
+    let picked: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM verdicts WHERE id NOT IN (SELECT verdict_id FROM reviews) ORDER BY id LIMIT 2",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let ids: String = picked.iter().map(|id| format!("&ids={id}")).collect();
+    let statuses = tokio::task::spawn_blocking(move || {
+        let (ana, csrf) = sign_in(port, "ana", "ana's long password");
+        let body = format!("decision=FAIL&reason_choice=defect+confirmed{ids}");
+        [
+            form(port, "/reviews/bulk", &ana, &body).0,
+            form(
+                port,
+                "/reviews/bulk",
+                &ana,
+                &format!("csrf={csrf}&decision=FAIL&reason_choice=defect+confirmed"),
+            )
+            .0,
+            form(port, "/reviews/bulk", &ana, &format!("csrf={csrf}&{body}")).0,
+        ]
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        statuses,
+        [403, 400, 303],
+        "no CSRF token; nothing picked; done"
+    );
+    for id in &picked {
+        let (decision, reason): (String, String) =
+            sqlx::query_as("SELECT decision, reason FROM reviews WHERE verdict_id = $1")
+                .bind(id)
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(
+            (decision.as_str(), reason.as_str()),
+            ("FAIL", "defect confirmed")
+        );
+    }
     station.stop().await;
 }
