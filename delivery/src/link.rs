@@ -226,12 +226,14 @@ pub enum LinkDown {
 }
 
 impl LinkDown {
-    fn of_v311(e: rumqttc::ConnectionError) -> Self {
+    /// `limit`: the connection's incoming limit (3.1.1's error does not
+    /// carry it).
+    fn of_v311(e: rumqttc::ConnectionError, limit: usize) -> Self {
         use rumqttc::{ConnectionError, StateError};
         match e {
             ConnectionError::MqttState(StateError::Deserialization(
                 rumqttc::Error::PayloadSizeLimitExceeded(bytes),
-            )) => LinkDown::Oversized { bytes, limit: 0 },
+            )) => LinkDown::Oversized { bytes, limit },
             e => LinkDown::Other(e.to_string()),
         }
     }
@@ -394,10 +396,7 @@ impl Events {
                 use rumqttc::{Event, Packet};
                 let limit = e.mqtt_options.max_packet_size();
                 Ok(
-                    match e.poll().await.map_err(|e| match LinkDown::of_v311(e) {
-                        LinkDown::Oversized { bytes, .. } => LinkDown::Oversized { bytes, limit },
-                        other => other,
-                    })? {
+                    match e.poll().await.map_err(|e| LinkDown::of_v311(e, limit))? {
                         Event::Incoming(Packet::ConnAck(c)) => LinkEvent::Connected {
                             session_present: c.session_present,
                             max_packet: MAX_PACKET,

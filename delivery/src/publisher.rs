@@ -120,8 +120,8 @@ impl Publisher {
     }
 
     /// A (re)connection: start again from the outbox if the broker kept
-    /// nothing of ours, announce the birth, subscribe to commands, wake the
-    /// drain.
+    /// nothing of ours, note the largest packet it takes, announce the
+    /// birth, drop an old command subscription, wake the drain.
     async fn on_connected(&self, session_present: bool, max_packet: usize) {
         tracing::info!(session_present, max_packet, "connected to MQTT broker");
         self.max_packet.store(max_packet, Ordering::Relaxed);

@@ -22,7 +22,7 @@ use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::auth::{form_refusal, ApiCaller, CsrfForm, PageCaller};
-use crate::html::esc;
+use crate::html::{esc, local_time};
 use crate::respond::{page, server_error};
 use crate::Web;
 use store::accounts::Role;
@@ -213,33 +213,19 @@ async fn snapshot(web: &Web) -> Result<Snapshot, store::StoreError> {
     })
 }
 
-/// A time as the station's clock shows it, with its zone.
-fn local(at: &str) -> String {
-    crate::html::local_time(at, false)
-}
-
 fn boxes_svg(p: &Part) -> String {
     let (w, h) = (f64::from(p.width), f64::from(p.height));
+    // Larger than on the verdict page: read from across the cell.
+    let size = crate::pages::MarkSize {
+        stroke: (w / 150.0).max(2.0),
+        font: (w / 22.0).max(12.0),
+        lift: 4.0,
+        top: h / 20.0,
+    };
     p.findings
         .iter()
         .enumerate()
-        .map(|(i, b)| {
-            let [x0, y0, x1, y1] = b.at.map(f64::from);
-            let colour = if b.violates { "#e3261b" } else { "#f2a900" };
-            format!(
-                r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="none" stroke="{colour}" stroke-width="{:.1}"/><text x="{:.1}" y="{:.1}" fill="{colour}" font-size="{:.1}" font-weight="700">{} {}</text>"#,
-                x0 * w,
-                y0 * h,
-                (x1 - x0) * w,
-                (y1 - y0) * h,
-                (w / 150.0).max(2.0),
-                crate::pages::label_x(x0 * w, w, (w / 22.0).max(12.0), &b.defect),
-                (y0 * h - 4.0).max(h / 20.0),
-                (w / 22.0).max(12.0),
-                i + 1,
-                esc(&b.defect)
-            )
-        })
+        .map(|(i, b)| crate::pages::mark_svg(i + 1, &b.defect, b.at, b.violates, (w, h), &size))
         .collect()
 }
 
@@ -264,7 +250,7 @@ fn latest_html(p: Option<&Part>) -> String {
         at = esc(&p.decided_at),
         part = esc(p.part_id.as_deref().unwrap_or("—")),
         cam = esc(&p.camera),
-        time = local(&p.decided_at),
+        time = local_time(&p.decided_at, false),
     )
 }
 
@@ -314,7 +300,7 @@ fn counters_html(t: &Tally, fpy: Option<f64>) -> String {
         pa = t.pass,
         f = t.fail,
         r = t.review,
-        since = local(&t.since),
+        since = local_time(&t.since, false),
     )
 }
 

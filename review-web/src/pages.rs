@@ -284,21 +284,20 @@ fn findings_drawn(v: &record::Verdict) -> (String, String) {
     let mut boxes = String::new();
     let mut rows = String::new();
     for (i, f) in findings.iter().enumerate() {
-        let b = f.box_norm.map(f64::from);
         let violates = f.clause.is_some();
-        let colour = if violates { "#e3261b" } else { "#f2a900" };
-        boxes.push_str(&format!(
-            r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="none" stroke="{colour}" stroke-width="{sw:.1}"/><text x="{:.1}" y="{:.1}" fill="{colour}" font-size="{fs:.1}" font-weight="700">{} {}</text>"#,
-            b[0] * w,
-            b[1] * h,
-            (b[2] - b[0]) * w,
-            (b[3] - b[1]) * h,
-            label_x(b[0] * w, w, (w / 28.0).max(11.0), &f.defect),
-            (b[1] * h - 3.0).max(12.0),
+        let size = MarkSize {
+            stroke: (w / 200.0).max(2.0),
+            font: (w / 28.0).max(11.0),
+            lift: 3.0,
+            top: 12.0,
+        };
+        boxes.push_str(&mark_svg(
             i + 1,
-            esc(&f.defect),
-            sw = (w / 200.0).max(2.0),
-            fs = (w / 28.0).max(11.0),
+            &f.defect,
+            f.box_norm,
+            violates,
+            (w, h),
+            &size,
         ));
         let clause = if violates {
             let label = f
@@ -327,6 +326,43 @@ fn findings_drawn(v: &record::Verdict) -> (String, String) {
         ));
     }
     (boxes, rows)
+}
+
+/// How large a finding's box and label are drawn on a picture.
+pub(crate) struct MarkSize {
+    pub(crate) stroke: f64,
+    pub(crate) font: f64,
+    /// The label sits this far above the box, but never above `top`.
+    pub(crate) lift: f64,
+    pub(crate) top: f64,
+}
+
+/// Finding `n`'s box (`at`, 0..1 of a picture `w` × `h`) with its numbered
+/// label kept inside the picture: red where it violates a clause, amber
+/// where the standard tolerates it. The verdict page and the line view
+/// draw them alike.
+pub(crate) fn mark_svg(
+    n: usize,
+    defect: &str,
+    at: [f32; 4],
+    violates: bool,
+    (w, h): (f64, f64),
+    size: &MarkSize,
+) -> String {
+    let [x0, y0, x1, y1] = at.map(f64::from);
+    let colour = if violates { "#e3261b" } else { "#f2a900" };
+    format!(
+        r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="none" stroke="{colour}" stroke-width="{:.1}"/><text x="{:.1}" y="{:.1}" fill="{colour}" font-size="{:.1}" font-weight="700">{n} {}</text>"#,
+        x0 * w,
+        y0 * h,
+        (x1 - x0) * w,
+        (y1 - y0) * h,
+        size.stroke,
+        label_x(x0 * w, w, size.font, defect),
+        (y0 * h - size.lift).max(size.top),
+        size.font,
+        esc(defect)
+    )
 }
 
 /// Where a box's label starts so that it stays inside a picture `width`
