@@ -28,7 +28,7 @@ use vision::sources::health::CameraHealth;
 
 use crate::cameras::Triggers;
 use crate::commands::{self, Failure};
-use review_web::{api_write_refusal, ApiCaller, Web};
+use review_web::{check_api_write, ApiCaller, ApiRefusal, Refusal, Web};
 use store::accounts::Role;
 
 /// The largest request body taken (a review with its drawn boxes, a
@@ -53,30 +53,23 @@ impl FromRef<Api> for Web {
     }
 }
 
-/// `{"error": …}` with `status`.
-fn refuse(status: StatusCode, error: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": error }))).into_response()
-}
-
 async fn trigger(
     State(api): State<Api>,
     ApiCaller(who): ApiCaller,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    if let Some(refusal) = api_write_refusal(&who, &headers, Role::Operator, "a trigger") {
-        return refusal;
-    }
+) -> Result<Response, ApiRefusal> {
+    check_api_write(&who, &headers, Role::Operator, "a trigger")?;
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
     if !json {
-        return refuse(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "a trigger is sent as Content-Type: application/json",
-        );
+        return Err(Refusal::UnsupportedType(
+            "a trigger is sent as Content-Type: application/json".into(),
+        )
+        .into());
     }
     let reply = commands::handle("trigger", &body, &api.triggers);
     let status = match reply.kind {
@@ -87,43 +80,26 @@ async fn trigger(
         Failure::Busy => StatusCode::TOO_MANY_REQUESTS,
         Failure::Failed => StatusCode::UNPROCESSABLE_ENTITY,
     };
-    (status, Json(reply)).into_response()
+    Ok((status, Json(reply)).into_response())
 }
 
 async fn cameras(State(api): State<Api>, _: ApiCaller) -> impl IntoResponse {
     Json(api.health.iter().map(|h| h.snapshot()).collect::<Vec<_>>())
 }
 
-async fn outbox(State(api): State<Api>, _: ApiCaller) -> impl IntoResponse {
-    match api.store.backlog().await {
-        Ok(b) => (
-            StatusCode::OK,
-            Json(serde_json::to_value(b).expect("backlog serialises")),
-        ),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(serde_json::json!({"error": e.to_string()})),
-        ),
-    }
+async fn outbox(State(api): State<Api>, _: ApiCaller) -> Result<impl IntoResponse, ApiRefusal> {
+    let backlog = api.store.backlog().await.map_err(Refusal::internal)?;
+    Ok(Json(backlog))
 }
 
 /// Prometheus text format; a viewer's token (`authorization: credentials`
 /// in Prometheus) unless `http.open_metrics`.
-async fn metrics(State(api): State<Api>, headers: HeaderMap) -> Response {
+async fn metrics(State(api): State<Api>, headers: HeaderMap) -> Result<Response, ApiRefusal> {
     if !api.open_metrics {
-        match review_web::caller(&api.web, &headers).await {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                return refuse(
-                    StatusCode::UNAUTHORIZED,
-                    "send Authorization: Bearer <token>, or set http.open_metrics",
-                )
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "metrics: cannot check the caller");
-                return refuse(StatusCode::INTERNAL_SERVER_ERROR, "see the appliance log");
-            }
-        }
+        review_web::caller(&api.web, &headers)
+            .await
+            .map_err(Refusal::internal)?
+            .ok_or(ApiRefusal(Refusal::SignIn))?;
     }
     let cameras: Vec<_> = api
         .health
@@ -139,14 +115,11 @@ async fn metrics(State(api): State<Api>, headers: HeaderMap) -> Response {
         })
         .collect();
     let pending = api.store.backlog().await.ok().map(|b| b.pending);
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        telemetry::metrics::render(&cameras, pending),
+    Ok((
+        [(header::CONTENT_TYPE, telemetry::exposition::CONTENT_TYPE)],
+        telemetry::exposition::render(&cameras, pending),
     )
-        .into_response()
+        .into_response())
 }
 
 /// Alive: the process answers.

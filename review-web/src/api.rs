@@ -4,25 +4,27 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::Json;
 
-use crate::auth::{api_write_refusal, ApiCaller};
-use crate::respond::{api_error, server_error};
+use crate::auth::{check_api_write, ApiCaller};
+use crate::respond::{ApiRefusal, Refusal};
 use crate::Web;
 use store::accounts::Role;
 use store::reviews::{self, Filter, NewReview};
 
 /// The health figures now and the latest self-healing events.
-pub(crate) async fn api_health(State(web): State<Web>, ApiCaller(_who): ApiCaller) -> Response {
-    match store::health_history::events(&web.store, 50).await {
-        Ok(events) => Json(serde_json::json!({
-            "health": telemetry::health::snapshot(),
-            "events": events,
-        }))
-        .into_response(),
-        Err(e) => server_error(e),
-    }
+pub(crate) async fn api_health(
+    State(web): State<Web>,
+    ApiCaller(_who): ApiCaller,
+) -> Result<impl IntoResponse, ApiRefusal> {
+    let events = store::health_history::events(&web.store, 50)
+        .await
+        .map_err(Refusal::internal)?;
+    Ok(Json(serde_json::json!({
+        "health": telemetry::health::snapshot(),
+        "events": events,
+    })))
 }
 
 /// A fresh export folder under the data folder.
@@ -36,36 +38,25 @@ pub(crate) async fn api_export(
     State(web): State<Web>,
     headers: HeaderMap,
     ApiCaller(who): ApiCaller,
-) -> Response {
-    if let Some(r) = api_write_refusal(&who, &headers, Role::Admin, "exporting") {
-        return r;
-    }
-    match export_now(&web).await {
-        Ok(r) => Json(r).into_response(),
-        Err(e) => server_error(e),
-    }
+) -> Result<impl IntoResponse, ApiRefusal> {
+    check_api_write(&who, &headers, Role::Admin, "exporting")?;
+    Ok(Json(export_now(&web).await.map_err(Refusal::internal)?))
 }
 
 pub(crate) async fn api_list(
     State(web): State<Web>,
     ApiCaller(_who): ApiCaller,
     Query(f): Query<Filter>,
-) -> Response {
-    match reviews::list(&web.store, &f).await {
-        Ok(p) => Json(p).into_response(),
-        Err(e) => api_error(e),
-    }
+) -> Result<impl IntoResponse, ApiRefusal> {
+    Ok(Json(reviews::list(&web.store, &f).await?))
 }
 
 pub(crate) async fn api_get(
     State(web): State<Web>,
     ApiCaller(_who): ApiCaller,
     Path(id): Path<String>,
-) -> Response {
-    match reviews::detail(&web.store, &id).await {
-        Ok(d) => Json(d).into_response(),
-        Err(e) => api_error(e),
-    }
+) -> Result<impl IntoResponse, ApiRefusal> {
+    Ok(Json(reviews::detail(&web.store, &id).await?))
 }
 
 pub(crate) async fn api_review(
@@ -74,22 +65,10 @@ pub(crate) async fn api_review(
     ApiCaller(who): ApiCaller,
     Path(id): Path<String>,
     body: axum::body::Bytes,
-) -> Response {
-    if let Some(r) = api_write_refusal(&who, &headers, Role::Operator, "reviewing") {
-        return r;
-    }
-    let review: NewReview = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(serde_json::json!({"error": format!("not a review: {e}")})),
-            )
-                .into_response()
-        }
-    };
-    match web.record_review(&id, &who.user, &review).await {
-        Ok(r) => (StatusCode::CREATED, Json(r)).into_response(),
-        Err(e) => api_error(e),
-    }
+) -> Result<impl IntoResponse, ApiRefusal> {
+    check_api_write(&who, &headers, Role::Operator, "reviewing")?;
+    let review: NewReview = serde_json::from_slice(&body)
+        .map_err(|e| Refusal::Invalid(format!("not a review: {e}")))?;
+    let r = web.record_review(&id, &who.user, &review).await?;
+    Ok((StatusCode::CREATED, Json(r)))
 }

@@ -10,11 +10,10 @@ use axum::extract::{ConnectInfo, Form, FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Json;
+use maud::html;
 use serde::Deserialize;
 
-use crate::html::esc;
-use crate::respond::{api_unauthorised, forbidden, page, server_error, unauthorised_page};
+use crate::respond::{page, ApiRefusal, Refusal};
 use crate::Web;
 use store::accounts::{AccountError, Role, User, SESSION_LIFETIME};
 
@@ -68,14 +67,14 @@ pub async fn caller(web: &Web, headers: &HeaderMap) -> Result<Option<Caller>, Ac
 pub(crate) struct PageCaller(pub(crate) Caller);
 
 impl FromRequestParts<Web> for PageCaller {
-    type Rejection = Response;
+    type Rejection = Refusal;
 
-    async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Self, Response> {
-        match caller(web, &parts.headers).await {
-            Ok(Some(c)) => Ok(PageCaller(c)),
-            Ok(None) => Err(unauthorised_page()),
-            Err(e) => Err(server_error(e)),
-        }
+    async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Self, Refusal> {
+        caller(web, &parts.headers)
+            .await
+            .map_err(Refusal::internal)?
+            .map(PageCaller)
+            .ok_or(Refusal::SignIn)
     }
 }
 
@@ -88,63 +87,59 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiCaller
 where
     Web: FromRef<S>,
 {
-    type Rejection = Response;
+    type Rejection = ApiRefusal;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiRefusal> {
         let web = Web::from_ref(state);
-        match caller(&web, &parts.headers).await {
-            Ok(Some(c)) => Ok(ApiCaller(c)),
-            Ok(None) => Err(api_unauthorised()),
-            Err(e) => Err(server_error(e)),
-        }
+        caller(&web, &parts.headers)
+            .await
+            .map_err(Refusal::internal)?
+            .map(ApiCaller)
+            .ok_or(ApiRefusal(Refusal::SignIn))
     }
 }
 
-/// Why a page form that changes something is refused, if it is: it needs
-/// the session's CSRF token echoed in `csrf` and at least `role` (`what`
-/// names the action in the refusal).
-pub(crate) fn form_refusal(who: &Caller, csrf: &str, role: Role, what: &str) -> Option<Response> {
+/// Whether a page form that changes something may: it needs the session's
+/// CSRF token echoed in `csrf` and at least `role` (`what` names the
+/// action in the refusal).
+pub(crate) fn check_form(who: &Caller, csrf: &str, role: Role, what: &str) -> Result<(), Refusal> {
     if !who.csrf.as_deref().is_some_and(|c| same(c, csrf)) {
-        return Some(forbidden("missing or wrong CSRF token"));
+        return Err(Refusal::Forbidden("missing or wrong CSRF token".into()));
     }
+    check_role(who, role, what)
+}
+
+fn check_role(who: &Caller, role: Role, what: &str) -> Result<(), Refusal> {
     if who.user.role < role {
-        return Some(forbidden(&format!(
+        return Err(Refusal::Forbidden(format!(
             "{what} needs the {} role",
             role.as_str()
         )));
     }
-    None
+    Ok(())
 }
 
-/// Why an API write is refused, if it is: a session must send its CSRF
-/// token as `X-CSRF-Token` (an API token needs none), and the caller needs
-/// at least `role`.
-pub fn api_write_refusal(
+/// Whether an API write may: a session must send its CSRF token as
+/// `X-CSRF-Token` (an API token needs none), and the caller needs at least
+/// `role`.
+pub fn check_api_write(
     who: &Caller,
     headers: &HeaderMap,
     role: Role,
     what: &str,
-) -> Option<Response> {
-    let refuse = |msg: String| {
-        (
-            StatusCode::FORBIDDEN,
-            Json(serde_json::json!({ "error": msg })),
-        )
-            .into_response()
-    };
+) -> Result<(), ApiRefusal> {
     if let Some(csrf) = &who.csrf {
         let sent = headers
             .get("x-csrf-token")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         if !same(csrf, sent) {
-            return Some(refuse("missing or wrong X-CSRF-Token".into()));
+            return Err(ApiRefusal(Refusal::Forbidden(
+                "missing or wrong X-CSRF-Token".into(),
+            )));
         }
     }
-    if who.user.role < role {
-        return Some(refuse(format!("{what} needs the {} role", role.as_str())));
-    }
-    None
+    Ok(check_role(who, role, what)?)
 }
 
 /// Constant-time comparison of CSRF tokens.
@@ -158,17 +153,18 @@ const LOGIN_COOKIE: &str = "login_csrf";
 
 fn login_response(status: StatusCode, error: &str) -> Response {
     let token = store::accounts::random_token();
-    let err = if error.is_empty() {
-        String::new()
-    } else {
-        format!(r#"<p class="err">{}</p>"#, esc(error))
-    };
     let html = page(
         "Sign in",
         None,
-        &format!(
-            r#"{err}<form method="post" action="/login"><input type="hidden" name="csrf" value="{token}"><p><label>User <input name="name" autocomplete="username" required></label></p><p><label>Password <input name="password" type="password" autocomplete="current-password" required></label></p><button>Sign in</button></form>"#
-        ),
+        html! {
+            @if !error.is_empty() { p class="err" { (error) } }
+            form method="post" action="/login" {
+                input type="hidden" name="csrf" value=(token);
+                p { label { "User " input name="name" autocomplete="username" required; } }
+                p { label { "Password " input name="password" type="password" autocomplete="current-password" required; } }
+                button { "Sign in" }
+            }
+        },
     );
     let cookie =
         format!("{LOGIN_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600");
@@ -220,7 +216,7 @@ pub(crate) async fn login(
             StatusCode::TOO_MANY_REQUESTS,
             &format!("Too many failed sign-ins; try again in {s} s."),
         ),
-        Err(e) => server_error(e),
+        Err(e) => Refusal::internal(e).into_response(),
     }
 }
 
@@ -235,21 +231,20 @@ pub(crate) async fn logout(
     headers: HeaderMap,
     PageCaller(who): PageCaller,
     Form(f): Form<CsrfForm>,
-) -> Response {
-    if let Some(r) = form_refusal(&who, &f.csrf, Role::Viewer, "signing out") {
-        return r;
-    }
+) -> Result<Response, Refusal> {
+    check_form(&who, &f.csrf, Role::Viewer, "signing out")?;
     if let Some(token) = cookie(&headers, COOKIE) {
-        if let Err(e) = web.accounts.logout(&token).await {
-            return server_error(e);
-        }
+        web.accounts
+            .logout(&token)
+            .await
+            .map_err(Refusal::internal)?;
     }
-    (
+    Ok((
         [(
             header::SET_COOKIE,
             format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
         )],
         Redirect::to("/login"),
     )
-        .into_response()
+        .into_response())
 }

@@ -1,10 +1,10 @@
 //! Charts where people would rather look than read: the pass/fail rate per
 //! hour, the defect Pareto (which defects cause most rejects), and the
 //! response latency per hour (capture to publish, median and p95). Plain
-//! SVG drawn on the server: no script, no CDN. The figures come from
-//! `store::charts`.
+//! SVG drawn on the server with `maud`, which escapes every value placed in
+//! it: no script, no CDN. The figures come from `store::charts`.
 
-use crate::html::esc;
+use maud::{html, Markup};
 use store::charts::Hour;
 
 const W: f64 = 760.0;
@@ -26,42 +26,47 @@ fn nice(v: f64) -> f64 {
         .unwrap_or(10.0 * p)
 }
 
+/// `v` with one decimal, as coordinates are written.
+fn d1(v: f64) -> String {
+    format!("{v:.1}")
+}
+
+/// `v` with no decimals.
+fn d0(v: f64) -> String {
+    format!("{v:.0}")
+}
+
+/// The chart's frame, `0 0 W H`.
+fn view_box() -> String {
+    format!("0 0 {W} {H}")
+}
+
 /// The left axis from 0 at the baseline to `max` at `top`: the axis line,
 /// light gridlines at half and top, labels with their unit.
-fn y_axis(max: f64, unit: &str, top: f64) -> String {
+fn y_axis(max: f64, unit: &str, top: f64) -> Markup {
     let base = H - PAD;
-    let mut out = format!(
-        r##"<line x1="{PAD}" x2="{PAD}" y1="{top:.1}" y2="{base:.1}" stroke="#555"/><line x1="{PAD}" x2="{:.0}" y1="{base:.1}" y2="{base:.1}" stroke="#555"/>"##,
-        W - PAD
-    );
-    for f in [0.0, 0.5, 1.0] {
-        let y = base - f * (base - top);
-        let value = max * f;
-        let label = if value.fract() == 0.0 {
-            format!("{value:.0}")
-        } else {
-            format!("{value:.1}")
-        };
-        out.push_str(&format!(
-            r##"<line x1="{PAD}" x2="{:.0}" y1="{y:.1}" y2="{y:.1}" stroke="#e4e4e4"/><text x="{:.0}" y="{:.1}" font-size="11" text-anchor="end">{label}</text>"##,
-            W - PAD,
-            PAD - 4.0,
-            y + 4.0
-        ));
+    html! {
+        line x1=(PAD) x2=(PAD) y1=(d1(top)) y2=(d1(base)) stroke="#555" {}
+        line x1=(PAD) x2=(d0(W - PAD)) y1=(d1(base)) y2=(d1(base)) stroke="#555" {}
+        @for f in [0.0, 0.5, 1.0] {
+            @let y = base - f * (base - top);
+            @let value = max * f;
+            @let label = if value.fract() == 0.0 { d0(value) } else { d1(value) };
+            line x1=(PAD) x2=(d0(W - PAD)) y1=(d1(y)) y2=(d1(y)) stroke="#e4e4e4" {}
+            text x=(d0(PAD - 4.0)) y=(d1(y + 4.0)) font-size="11" text-anchor="end" { (label) }
+        }
+        text x="4" y=(d1(top - 6.0)) font-size="11" { (unit) }
     }
-    out.push_str(&format!(
-        r#"<text x="4" y="{:.1}" font-size="11">{}</text>"#,
-        top - 6.0,
-        esc(unit)
-    ));
-    out
 }
+
+/// One segment of a stacked bar: its top, its height and its colour.
+type Segment = (f64, f64, &'static str);
 
 /// Stacked bars per hour (PASS green, REVIEW amber, FAIL red) with the
 /// reject rate as a line.
-pub fn rate_svg(hours: &[Hour]) -> String {
+pub fn rate_svg(hours: &[Hour]) -> Markup {
     if hours.is_empty() {
-        return "<p>No verdicts in this window.</p>".into();
+        return html! { p { "No verdicts in this window." } };
     }
     let max = nice(
         hours
@@ -72,113 +77,124 @@ pub fn rate_svg(hours: &[Hour]) -> String {
             .max(1) as f64,
     );
     let bw = ((W - 2.0 * PAD) / hours.len() as f64).min(MAX_BAR);
-    let mut out = format!(
-        r#"<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="verdicts per hour">{}"#,
-        y_axis(max, "parts / h", PAD)
-    );
-    for (f, label) in [(0.0, "0 %"), (0.5, "50 %"), (1.0, "100 %")] {
-        out.push_str(&format!(
-            r#"<text x="{:.0}" y="{:.1}" font-size="11">{label}</text>"#,
-            W - PAD + 4.0,
-            H - PAD - f * (H - 2.0 * PAD) + 4.0
-        ));
-    }
-    let mut line = Vec::new();
-    for (i, h) in hours.iter().enumerate() {
-        let x = PAD + i as f64 * bw;
-        let mut y = H - PAD;
-        for (n, colour) in [
-            (h.pass, "#2e8540"),
-            (h.review, "#f2a900"),
-            (h.fail, "#d83933"),
-        ] {
-            let height = n as f64 / max * (H - 2.0 * PAD);
-            y -= height;
-            out.push_str(&format!(
-                r##"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{height:.1}" fill="{colour}"/>"##,
-                (bw - 2.0).max(1.0)
-            ));
+    // Per hour: its left edge and its stacked segments (top, height, colour).
+    let bars: Vec<(f64, [Segment; 3])> = hours
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let mut y = H - PAD;
+            let stack = [
+                (h.pass, "#2e8540"),
+                (h.review, "#f2a900"),
+                (h.fail, "#d83933"),
+            ]
+            .map(|(n, colour)| {
+                let height = n as f64 / max * (H - 2.0 * PAD);
+                y -= height;
+                (y, height, colour)
+            });
+            (PAD + i as f64 * bw, stack)
+        })
+        .collect();
+    let line = hours
+        .iter()
+        .zip(&bars)
+        .map(|(h, (x, _))| {
+            let total = h.pass + h.fail + h.review;
+            let rate = (h.fail + h.review) as f64 / total.max(1) as f64;
+            format!(
+                "{:.1},{:.1}",
+                x + bw / 2.0,
+                H - PAD - rate * (H - 2.0 * PAD)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    html! {
+        svg.chart viewBox=(view_box()) role="img" aria-label="verdicts per hour" {
+            (y_axis(max, "parts / h", PAD))
+            @for (f, label) in [(0.0, "0 %"), (0.5, "50 %"), (1.0, "100 %")] {
+                text x=(d0(W - PAD + 4.0)) y=(d1(H - PAD - f * (H - 2.0 * PAD) + 4.0)) font-size="11" {
+                    (label)
+                }
+            }
+            @for (h, (x, stack)) in hours.iter().zip(&bars) {
+                @for (y, height, colour) in stack {
+                    rect x=(d1(*x)) y=(d1(*y)) width=(d1((bw - 2.0).max(1.0))) height=(d1(*height)) fill=(colour) {}
+                }
+                rect x=(d1(*x)) y=(PAD) width=(d1(bw)) height=(d1(H - 2.0 * PAD)) fill="transparent" {
+                    title { (h.hour) ": " (h.pass) " PASS, " (h.fail) " FAIL, " (h.review) " REVIEW" }
+                }
+            }
+            polyline points=(line) fill="none" stroke="#1b1b1b" stroke-width="2" {}
+            text x=(PAD) y="20" font-size="13" {
+                "bars: verdicts per hour (max " (max) "); line: share FAIL or REVIEW (0–100%)"
+            }
+            text x=(PAD) y=(d0(H - 12.0)) font-size="12" { (hours[0].hour) }
+            text x=(d0(W - PAD)) y=(d0(H - 12.0)) font-size="12" text-anchor="end" {
+                (hours[hours.len() - 1].hour)
+            }
         }
-        let total = h.pass + h.fail + h.review;
-        let rate = (h.fail + h.review) as f64 / total.max(1) as f64;
-        line.push(format!(
-            "{:.1},{:.1}",
-            x + bw / 2.0,
-            H - PAD - rate * (H - 2.0 * PAD)
-        ));
-        out.push_str(&format!(
-            r#"<rect x="{x:.1}" y="{PAD}" width="{bw:.1}" height="{:.1}" fill="transparent"><title>{}: {} PASS, {} FAIL, {} REVIEW</title></rect>"#,
-            H - 2.0 * PAD,
-            esc(&h.hour),
-            h.pass,
-            h.fail,
-            h.review
-        ));
     }
-    out.push_str(&format!(
-        r##"<polyline points="{}" fill="none" stroke="#1b1b1b" stroke-width="2"/><text x="{PAD}" y="20" font-size="13">bars: verdicts per hour (max {max}); line: share FAIL or REVIEW (0–100%)</text><text x="{PAD}" y="{:.0}" font-size="12">{}</text><text x="{:.0}" y="{:.0}" font-size="12" text-anchor="end">{}</text></svg>"##,
-        line.join(" "),
-        H - 12.0,
-        esc(&hours[0].hour),
-        W - PAD,
-        H - 12.0,
-        esc(&hours[hours.len() - 1].hour)
-    ));
-    out
 }
 
 /// Bars per defect, most frequent first, with the cumulative share.
-pub fn pareto_svg(pareto: &[(String, i64)]) -> String {
+pub fn pareto_svg(pareto: &[(String, i64)]) -> Markup {
     if pareto.is_empty() {
-        return "<p>No violated clauses in this window.</p>".into();
+        return html! { p { "No violated clauses in this window." } };
     }
     let total: i64 = pareto.iter().map(|(_, n)| n).sum();
     let max = nice(pareto[0].1.max(1) as f64);
     let bw = ((W - 2.0 * PAD) / pareto.len() as f64).min(3.0 * MAX_BAR);
-    let mut out = format!(
-        r#"<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="defect Pareto">{}"#,
-        y_axis(max, "findings", PAD + 20.0)
-    );
     let mut cumulative = 0i64;
-    let mut line = Vec::new();
-    for (i, (defect, n)) in pareto.iter().enumerate() {
-        let x = PAD + i as f64 * bw;
-        let height = *n as f64 / max * (H - 2.0 * PAD - 20.0);
-        cumulative += n;
-        line.push(format!(
-            "{:.1},{:.1}",
-            x + bw / 2.0,
-            // On the bars' scale: 100 % at the axis' top.
-            H - PAD - cumulative as f64 / total as f64 * (H - 2.0 * PAD - 20.0)
-        ));
-        out.push_str(&format!(
-            r##"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{height:.1}" fill="#d83933"><title>{}: {n}</title></rect><text x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle">{}</text><text x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle">{n}</text>"##,
-            H - PAD - height,
-            (bw - 6.0).max(1.0),
-            esc(defect),
-            x + bw / 2.0,
-            H - PAD + 16.0,
-            esc(defect),
-            x + bw / 2.0,
-            H - PAD - height - 4.0,
-        ));
+    let line = pareto
+        .iter()
+        .enumerate()
+        .map(|(i, (_, n))| {
+            let x = PAD + i as f64 * bw;
+            cumulative += n;
+            format!(
+                "{:.1},{:.1}",
+                x + bw / 2.0,
+                // On the bars' scale: 100 % at the axis' top.
+                H - PAD - cumulative as f64 / total as f64 * (H - 2.0 * PAD - 20.0)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    html! {
+        svg.chart viewBox=(view_box()) role="img" aria-label="defect Pareto" {
+            (y_axis(max, "findings", PAD + 20.0))
+            @for (i, (defect, n)) in pareto.iter().enumerate() {
+                @let x = PAD + i as f64 * bw;
+                @let height = *n as f64 / max * (H - 2.0 * PAD - 20.0);
+                rect x=(d1(x)) y=(d1(H - PAD - height)) width=(d1((bw - 6.0).max(1.0))) height=(d1(height)) fill="#d83933" {
+                    title { (defect) ": " (n) }
+                }
+                text x=(d1(x + bw / 2.0)) y=(d1(H - PAD + 16.0)) font-size="12" text-anchor="middle" {
+                    (defect)
+                }
+                text x=(d1(x + bw / 2.0)) y=(d1(H - PAD - height - 4.0)) font-size="12" text-anchor="middle" {
+                    (n)
+                }
+            }
+            polyline points=(line) fill="none" stroke="#1b1b1b" stroke-width="2" {}
+            text x=(PAD) y="20" font-size="13" {
+                "rejecting findings by defect (" (total) " in all); line: cumulative share"
+            }
+        }
     }
-    out.push_str(&format!(
-        r##"<polyline points="{}" fill="none" stroke="#1b1b1b" stroke-width="2"/><text x="{PAD}" y="20" font-size="13">rejecting findings by defect ({total} in all); line: cumulative share</text></svg>"##,
-        line.join(" ")
-    ));
-    out
 }
 
 /// Median and p95 of capture-to-publish latency per hour.
-pub fn latency_svg(hours: &[Hour], budget_ms: f64) -> String {
+pub fn latency_svg(hours: &[Hour], budget_ms: f64) -> Markup {
     let points: Vec<(usize, f64, f64)> = hours
         .iter()
         .enumerate()
         .filter_map(|(i, h)| Some((i, h.latency_p50_ms?, h.latency_p95_ms?)))
         .collect();
     if points.is_empty() {
-        return "<p>No published verdicts in this window.</p>".into();
+        return html! { p { "No published verdicts in this window." } };
     }
     let max = nice(
         points
@@ -196,29 +212,26 @@ pub fn latency_svg(hours: &[Hour], budget_ms: f64) -> String {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let titles: String = points
-        .iter()
-        .map(|p| {
-            format!(
-                r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="#22313f"><title>{}: p50 {:.0} ms, p95 {:.0} ms</title></circle>"##,
-                PAD + (p.0 as f64 + 0.5) * step,
-                y(p.1),
-                esc(&hours[p.0].hour),
-                p.1,
-                p.2
-            )
-        })
-        .collect();
-    format!(
-        r##"<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="latency per hour">{axis}<line x1="{PAD}" x2="{:.0}" y1="{b:.1}" y2="{b:.1}" stroke="#d83933" stroke-dasharray="6 4"/><text x="{:.0}" y="{:.1}" font-size="12" text-anchor="end" fill="#d83933">budget {budget_ms:.0} ms</text><polyline points="{}" fill="none" stroke="#22313f" stroke-width="2"/><polyline points="{}" fill="none" stroke="#7a8a99" stroke-width="2" stroke-dasharray="4 3"/>{titles}<text x="{PAD}" y="20" font-size="13">capture to publish: median (solid), p95 (dashed), max {max:.0} ms</text></svg>"##,
-        W - PAD,
-        W - PAD,
-        y(budget_ms) - 4.0,
-        poly(|p| p.1),
-        poly(|p| p.2),
-        b = y(budget_ms),
-        axis = y_axis(max, "ms", PAD),
-    )
+    let b = y(budget_ms);
+    html! {
+        svg.chart viewBox=(view_box()) role="img" aria-label="latency per hour" {
+            (y_axis(max, "ms", PAD))
+            line x1=(PAD) x2=(d0(W - PAD)) y1=(d1(b)) y2=(d1(b)) stroke="#d83933" stroke-dasharray="6 4" {}
+            text x=(d0(W - PAD)) y=(d1(b - 4.0)) font-size="12" text-anchor="end" fill="#d83933" {
+                "budget " (d0(budget_ms)) " ms"
+            }
+            polyline points=(poly(|p| p.1)) fill="none" stroke="#22313f" stroke-width="2" {}
+            polyline points=(poly(|p| p.2)) fill="none" stroke="#7a8a99" stroke-width="2" stroke-dasharray="4 3" {}
+            @for p in &points {
+                circle cx=(d1(PAD + (p.0 as f64 + 0.5) * step)) cy=(d1(y(p.1))) r="3" fill="#22313f" {
+                    title { (hours[p.0].hour) ": p50 " (d0(p.1)) " ms, p95 " (d0(p.2)) " ms" }
+                }
+            }
+            text x=(PAD) y="20" font-size="13" {
+                "capture to publish: median (solid), p95 (dashed), max " (d0(max)) " ms"
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -242,7 +255,7 @@ mod tests {
             (nice(7.0), nice(13.0), nice(250.0), nice(1200.0)),
             (10.0, 20.0, 500.0, 2000.0)
         );
-        let svg = rate_svg(&[hour("2026-12-04T10", 7, 3)]);
+        let svg = rate_svg(&[hour("2026-12-04T10", 7, 3)]).into_string();
         assert!(
             svg.contains(">parts / h</text>") && svg.contains(">100 %</text>"),
             "{svg}"
@@ -251,10 +264,26 @@ mod tests {
             svg.contains(r#"width="46.0""#),
             "one hour is a {MAX_BAR}-unit bar: {svg}"
         );
-        let svg = latency_svg(&[hour("2026-12-04T10", 7, 3)], 1200.0);
+        let svg = latency_svg(&[hour("2026-12-04T10", 7, 3)], 1200.0).into_string();
         assert!(
             svg.contains(">ms</text>") && svg.contains(">2000</text>"),
             "{svg}"
         );
+    }
+
+    #[test]
+    fn values_are_escaped_and_svg_elements_are_closed() {
+        let svg = pareto_svg(&[("<b>&\"x\"".into(), 3)]).into_string();
+        assert!(
+            svg.contains("<title>&lt;b&gt;&amp;&quot;x&quot;: 3</title>"),
+            "{svg}"
+        );
+        assert!(!svg.contains("<b>"), "{svg}");
+        assert!(
+            svg.contains("></polyline>") && svg.contains("></line>"),
+            "{svg}"
+        );
+        let svg = rate_svg(&[hour("<10>", 1, 0)]).into_string();
+        assert!(svg.contains("<title>&lt;10&gt;: 1 PASS"), "{svg}");
     }
 }

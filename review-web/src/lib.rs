@@ -23,7 +23,8 @@ mod pages;
 pub mod panel;
 mod respond;
 
-pub use auth::{api_write_refusal, caller, ApiCaller, Caller};
+pub use auth::{caller, check_api_write, ApiCaller, Caller};
+pub use respond::{ApiRefusal, Refusal};
 
 use api::{api_export, api_get, api_health, api_list, api_review};
 use auth::{login, login_page, logout};

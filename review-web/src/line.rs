@@ -14,16 +14,17 @@ use std::time::Duration;
 
 use axum::extract::{Form, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect};
 use axum::Json;
 use chrono::{Local, TimeZone, Timelike};
+use maud::{html, Markup};
 use serde::Deserialize;
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::auth::{form_refusal, ApiCaller, CsrfForm, PageCaller};
-use crate::html::{esc, local_time};
-use crate::respond::{page, server_error};
+use crate::auth::{check_form, ApiCaller, Caller, CsrfForm, PageCaller};
+use crate::html::local_time;
+use crate::respond::{page, ApiRefusal, Refusal};
 use crate::Web;
 use store::accounts::Role;
 use store::line::Tally;
@@ -213,7 +214,7 @@ async fn snapshot(web: &Web) -> Result<Snapshot, store::StoreError> {
     })
 }
 
-fn boxes_svg(p: &Part) -> String {
+fn boxes_svg(p: &Part) -> Markup {
     let (w, h) = (f64::from(p.width), f64::from(p.height));
     // Larger than on the verdict page: read from across the cell.
     let size = crate::pages::MarkSize {
@@ -222,86 +223,89 @@ fn boxes_svg(p: &Part) -> String {
         lift: 4.0,
         top: h / 20.0,
     };
-    p.findings
-        .iter()
-        .enumerate()
-        .map(|(i, b)| crate::pages::mark_svg(i + 1, &b.defect, b.at, b.violates, (w, h), &size))
-        .collect()
+    html! {
+        @for (i, b) in p.findings.iter().enumerate() {
+            (crate::pages::mark_svg(i + 1, &b.defect, b.at, b.violates, (w, h), &size))
+        }
+    }
 }
 
-fn latest_html(p: Option<&Part>) -> String {
+fn latest_html(p: Option<&Part>) -> Markup {
     let Some(p) = p else {
-        return r#"<div id="lamp" class="lamp">WAITING</div><p id="now-part">No part judged yet.</p><figure id="latest" class="latest"></figure>"#.into();
+        return html! {
+            div id="lamp" class="lamp" { "WAITING" }
+            p id="now-part" { "No part judged yet." }
+            figure id="latest" class="latest" {}
+        };
     };
-    let picture = match &p.image {
-        Some(sha) => format!(
-            r#"<img src="/images/{sha}" alt="latest part"><svg viewBox="0 0 {w} {h}" preserveAspectRatio="none">{boxes}</svg>"#,
-            sha = esc(sha),
-            w = p.width,
-            h = p.height,
-            boxes = boxes_svg(p)
-        ),
-        None => r#"<p class="err">Image not kept.</p>"#.into(),
-    };
-    format!(
-        r#"<div id="lamp" class="lamp {d}" data-id="{id}" data-decided-at="{at}">{d}</div><p id="now-part">Part <b>{part}</b> · camera {cam} · {time}</p><figure id="latest" class="latest">{picture}</figure>"#,
-        d = p.decision,
-        id = esc(&p.id),
-        at = esc(&p.decided_at),
-        part = esc(p.part_id.as_deref().unwrap_or("—")),
-        cam = esc(&p.camera),
-        time = local_time(&p.decided_at, false),
-    )
+    html! {
+        div id="lamp" class={ "lamp " (p.decision) } data-id=(p.id) data-decided-at=(p.decided_at) {
+            (p.decision)
+        }
+        p id="now-part" {
+            "Part " b { (p.part_id.as_deref().unwrap_or("—")) }
+            " · camera " (p.camera) " · " (local_time(&p.decided_at, false))
+        }
+        figure id="latest" class="latest" {
+            @match &p.image {
+                Some(sha) => {
+                    img src={ "/images/" (sha) } alt="latest part";
+                    svg viewBox={ "0 0 " (p.width) " " (p.height) } preserveAspectRatio="none" {
+                        (boxes_svg(p))
+                    }
+                }
+                None => {
+                    p class="err" { "Image not kept." }
+                }
+            }
+        }
+    }
 }
 
-fn thumb_html(p: &Part) -> String {
-    let img = match &p.image {
-        Some(sha) => format!(r#"<img src="/images/{}" alt="" loading="lazy">"#, esc(sha)),
-        None => String::new(),
-    };
-    format!(
-        r#"<a class="thumb {d}" href="/verdicts/{id}" data-id="{id}">{img}<span>{d} · {part}</span></a>"#,
-        d = p.decision,
-        id = esc(&p.id),
-        part = esc(p.part_id.as_deref().unwrap_or("—")),
-    )
+fn thumb_html(p: &Part) -> Markup {
+    html! {
+        a class={ "thumb " (p.decision) } href={ "/verdicts/" (p.id) } data-id=(p.id) {
+            @if let Some(sha) = &p.image {
+                img src={ "/images/" (sha) } alt="" loading="lazy";
+            }
+            span { (p.decision) " · " (p.part_id.as_deref().unwrap_or("—")) }
+        }
+    }
 }
 
-fn state_html(s: &StationState) -> String {
-    let cams: String = s
-        .cameras
-        .iter()
-        .map(|c| {
-            format!(
-                r#"<li class="{}">camera {}: {}</li>"#,
-                if c.up { "up" } else { "down" },
-                esc(&c.camera),
-                if c.up { "up" } else { "DOWN" }
-            )
-        })
-        .collect();
-    format!(
-        r#"<ul id="states" class="states">{cams}<li class="{b}">broker: {bs}</li><li>recipe: {r}</li></ul>"#,
-        b = if s.broker_connected { "up" } else { "down" },
-        bs = if s.broker_connected {
-            "connected"
-        } else {
-            "AWAY (verdicts wait in the outbox)"
-        },
-        r = esc(&s.recipe)
-    )
+fn state_html(s: &StationState) -> Markup {
+    html! {
+        ul id="states" class="states" {
+            @for c in &s.cameras {
+                li class=(if c.up { "up" } else { "down" }) {
+                    "camera " (c.camera) ": " (if c.up { "up" } else { "DOWN" })
+                }
+            }
+            li class=(if s.broker_connected { "up" } else { "down" }) {
+                "broker: "
+                @if s.broker_connected {
+                    "connected"
+                } @else {
+                    "AWAY (verdicts wait in the outbox)"
+                }
+            }
+            li { "recipe: " (s.recipe) }
+        }
+    }
 }
 
-fn counters_html(t: &Tally, fpy: Option<f64>) -> String {
+fn counters_html(t: &Tally, fpy: Option<f64>) -> Markup {
     let fpy = fpy.map_or("—".to_string(), |y| format!("{:.1} %", y * 100.0));
-    format!(
-        r#"<div id="counters" class="counters" data-parts="{p}" data-pass="{pa}" data-fail="{f}" data-review="{r}"><div><span>Parts</span><b id="n-parts">{p}</b></div><div class="PASS"><span>PASS</span><b id="n-pass">{pa}</b></div><div class="FAIL"><span>FAIL</span><b id="n-fail">{f}</b></div><div class="REVIEW"><span>REVIEW</span><b id="n-review">{r}</b></div><div><span>First-pass yield</span><b id="fpy">{fpy}</b></div></div><p class="since">This shift since {since}</p>"#,
-        p = t.parts,
-        pa = t.pass,
-        f = t.fail,
-        r = t.review,
-        since = local_time(&t.since, false),
-    )
+    html! {
+        div id="counters" class="counters" data-parts=(t.parts) data-pass=(t.pass) data-fail=(t.fail) data-review=(t.review) {
+            div { span { "Parts" } b id="n-parts" { (t.parts) } }
+            div class="PASS" { span { "PASS" } b id="n-pass" { (t.pass) } }
+            div class="FAIL" { span { "FAIL" } b id="n-fail" { (t.fail) } }
+            div class="REVIEW" { span { "REVIEW" } b id="n-review" { (t.review) } }
+            div { span { "First-pass yield" } b id="fpy" { (fpy) } }
+        }
+        p class="since" { "This shift since " (local_time(&t.since, false)) }
+    }
 }
 
 /// `?said=…`: how the operator's last command went.
@@ -312,79 +316,91 @@ pub(crate) struct Said {
 }
 
 /// The operator's controls: switch the recipe, trigger a picture.
-fn controls_html(who: &crate::auth::Caller, s: &StationState, said: &str) -> String {
-    let said = if said.is_empty() {
-        String::new()
-    } else {
-        format!(r#"<p id="said" class="said">{}</p>"#, esc(said))
-    };
-    if who.user.role < Role::Operator {
-        return said;
+fn controls_html(who: &Caller, s: &StationState, said: &str) -> Markup {
+    let csrf = who.csrf.as_deref().unwrap_or_default();
+    html! {
+        @if !said.is_empty() {
+            p id="said" class="said" { (said) }
+        }
+        @if who.user.role >= Role::Operator {
+            form class="act" method="post" action="/line/command" {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="command" value="recipe";
+                label {
+                    "Recipe "
+                    select name="recipe" {
+                        @for r in &s.recipes {
+                            option value=(r) selected[*r == s.recipe] { (r) }
+                        }
+                    }
+                }
+                " "
+                button class="big" { "Switch recipe" }
+            }
+            form class="act" method="post" action="/line/command" {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="command" value="trigger";
+                label { "Part id " input name="part_id" required maxlength="64"; }
+                " "
+                button class="big" { "Trigger" }
+            }
+        }
     }
-    let csrf = esc(who.csrf.as_deref().unwrap_or_default());
-    let recipes: String = s
-        .recipes
-        .iter()
-        .map(|r| {
-            let chosen = if *r == s.recipe { " selected" } else { "" };
-            format!(r#"<option value="{r}"{chosen}>{r}</option>"#, r = esc(r))
-        })
-        .collect();
-    format!(
-        r#"{said}<form class="act" method="post" action="/line/command"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="command" value="recipe"><label>Recipe <select name="recipe">{recipes}</select></label> <button class="big">Switch recipe</button></form><form class="act" method="post" action="/line/command"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="command" value="trigger"><label>Part id <input name="part_id" required maxlength="64"></label> <button class="big">Trigger</button></form>"#
-    )
 }
 
 pub(crate) async fn line_page(
     State(web): State<Web>,
     PageCaller(who): PageCaller,
     Query(said): Query<Said>,
-) -> Response {
-    let s = match snapshot(&web).await {
-        Ok(s) => s,
-        Err(e) => return server_error(e),
+) -> Result<Markup, Refusal> {
+    let s = snapshot(&web).await.map_err(Refusal::internal)?;
+    let body = html! {
+        div class="line" {
+            section class="now" { (latest_html(s.latest.first())) }
+            aside {
+                (controls_html(&who, &s.state, &said.said))
+                (counters_html(&s.tally, s.first_pass_yield))
+                @if who.user.role >= Role::Admin {
+                    form method="post" action="/line/reset" {
+                        input type="hidden" name="csrf" value=(who.csrf.as_deref().unwrap_or_default());
+                        button class="big" { "Reset shift counters" }
+                    }
+                }
+                (state_html(&s.state))
+                p id="live" class="live down" { "connecting…" }
+            }
+        }
+        h2 { "Last " (STRIP) " parts" }
+        div id="strip" class="strip" {
+            @for p in &s.latest {
+                (thumb_html(p))
+            }
+        }
+        script src="/assets/line.js" {}
     };
-    let reset = if who.user.role >= Role::Admin {
-        format!(
-            r#"<form method="post" action="/line/reset"><input type="hidden" name="csrf" value="{}"><button class="big">Reset shift counters</button></form>"#,
-            esc(who.csrf.as_deref().unwrap_or_default())
-        )
-    } else {
-        String::new()
-    };
-    let strip: String = s.latest.iter().map(thumb_html).collect();
-    let body = format!(
-        r#"<div class="line"><section class="now">{latest}</section><aside>{controls}{counters}{reset}{states}<p id="live" class="live down">connecting…</p></aside></div><h2>Last {n} parts</h2><div id="strip" class="strip">{strip}</div><script src="/assets/line.js"></script>"#,
-        latest = latest_html(s.latest.first()),
-        counters = counters_html(&s.tally, s.first_pass_yield),
-        states = state_html(&s.state),
-        controls = controls_html(&who, &s.state, &said.said),
-        n = STRIP,
-    );
-    page("Line", Some(&who), &body).into_response()
+    Ok(page("Line", Some(&who), body))
 }
 
-pub(crate) async fn api_line(State(web): State<Web>, ApiCaller(_): ApiCaller) -> Response {
-    match snapshot(&web).await {
-        Ok(s) => Json(s).into_response(),
-        Err(e) => server_error(e),
-    }
+pub(crate) async fn api_line(
+    State(web): State<Web>,
+    ApiCaller(_): ApiCaller,
+) -> Result<impl IntoResponse, ApiRefusal> {
+    let s = snapshot(&web).await.map_err(Refusal::internal)?;
+    Ok(Json(s))
 }
 
 pub(crate) async fn line_reset(
     State(web): State<Web>,
     PageCaller(who): PageCaller,
     Form(f): Form<CsrfForm>,
-) -> Response {
-    if let Some(r) = form_refusal(&who, &f.csrf, Role::Admin, "resetting the counters") {
-        return r;
-    }
-    if let Err(e) = store::line::reset(&web.store, &who.user.name).await {
-        return server_error(e);
-    }
+) -> Result<Redirect, Refusal> {
+    check_form(&who, &f.csrf, Role::Admin, "resetting the counters")?;
+    store::line::reset(&web.store, &who.user.name)
+        .await
+        .map_err(Refusal::internal)?;
     tracing::info!(by = %who.user.name, "shift counters reset");
     web.line.live.send(LiveEvent::Reset);
-    Redirect::to("/line").into_response()
+    Ok(Redirect::to("/line"))
 }
 
 /// The line view's command form.
@@ -406,18 +422,16 @@ pub(crate) async fn line_command(
     State(web): State<Web>,
     PageCaller(who): PageCaller,
     Form(f): Form<CommandForm>,
-) -> Response {
+) -> Result<Redirect, Refusal> {
     let (name, payload) = match f.command.as_str() {
         "recipe" => ("recipe", serde_json::json!({ "recipe": f.recipe })),
         "trigger" => ("trigger", serde_json::json!({ "part_id": f.part_id })),
-        other => return crate::respond::forbidden(&format!("no command `{}` here", esc(other))),
+        other => return Err(Refusal::Forbidden(format!("no command `{other}` here"))),
     };
     let what = format!("the {name} command");
-    if let Some(r) = form_refusal(&who, &f.csrf, Role::Operator, &what) {
-        return r;
-    }
+    check_form(&who, &f.csrf, Role::Operator, &what)?;
     let Some(commands) = &web.line.commands else {
-        return crate::respond::forbidden("this view takes no commands");
+        return Err(Refusal::Forbidden("this view takes no commands".into()));
     };
     let (answer, answered) = oneshot::channel();
     let command = Command {
@@ -433,7 +447,7 @@ pub(crate) async fn line_command(
         },
         Err(_) => "the station is stopping".to_string(),
     };
-    Redirect::to(&format!("/line?said={}", percent(&said))).into_response()
+    Ok(Redirect::to(&format!("/line?said={}", percent(&said))))
 }
 
 /// `text` for a query string: unreserved characters as they are, every
@@ -504,6 +518,100 @@ mod tests {
         assert_eq!(
             shift_start(&starts, at(2, 10)),
             "2026-12-03T21:00:00.000000Z"
+        );
+    }
+
+    fn caller(role: Role) -> Caller {
+        Caller {
+            user: store::accounts::User {
+                name: "otto".into(),
+                role,
+            },
+            csrf: Some("t\"ok".into()),
+        }
+    }
+
+    fn station() -> StationState {
+        StationState {
+            cameras: vec![CameraState {
+                camera: "<top>".into(),
+                up: false,
+            }],
+            broker_connected: true,
+            recipe: "cover".into(),
+            recipes: vec!["housing".into(), "cover".into()],
+        }
+    }
+
+    #[test]
+    fn controls_show_the_recipe_in_use_and_what_was_said() {
+        let html = controls_html(
+            &caller(Role::Operator),
+            &station(),
+            "Recipe switched to housing by otto",
+        )
+        .into_string();
+        assert!(
+            html.contains(r#"<option value="housing">housing</option>"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<option value="cover" selected>cover</option>"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<p id="said" class="said">Recipe switched to housing by otto</p>"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<input type="hidden" name="csrf" value="t&quot;ok">"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<input name="part_id" required maxlength="64">"#),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn a_viewer_gets_no_controls_and_what_was_said_is_escaped() {
+        let html = controls_html(&caller(Role::Viewer), &station(), "<b>&").into_string();
+        assert_eq!(html, r#"<p id="said" class="said">&lt;b&gt;&amp;</p>"#);
+        assert_eq!(
+            controls_html(&caller(Role::Viewer), &station(), "").into_string(),
+            ""
+        );
+    }
+
+    #[test]
+    fn station_state_and_parts_are_escaped() {
+        let html = state_html(&station()).into_string();
+        assert_eq!(
+            html,
+            r#"<ul id="states" class="states"><li class="down">camera &lt;top&gt;: DOWN</li><li class="up">broker: connected</li><li>recipe: cover</li></ul>"#
+        );
+        let part = Part {
+            id: "v\"1".into(),
+            part_id: None,
+            camera: "top".into(),
+            decision: "FAIL",
+            decided_at: "not a time".into(),
+            image: None,
+            width: 640,
+            height: 480,
+            findings: vec![],
+        };
+        assert_eq!(
+            thumb_html(&part).into_string(),
+            r#"<a class="thumb FAIL" href="/verdicts/v&quot;1" data-id="v&quot;1"><span>FAIL · —</span></a>"#
+        );
+        assert_eq!(
+            latest_html(Some(&part)).into_string(),
+            r#"<div id="lamp" class="lamp FAIL" data-id="v&quot;1" data-decided-at="not a time">FAIL</div><p id="now-part">Part <b>—</b> · camera top · not a time</p><figure id="latest" class="latest"><p class="err">Image not kept.</p></figure>"#
+        );
+        assert_eq!(
+            latest_html(None).into_string(),
+            r#"<div id="lamp" class="lamp">WAITING</div><p id="now-part">No part judged yet.</p><figure id="latest" class="latest"></figure>"#
         );
     }
 }

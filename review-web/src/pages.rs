@@ -7,10 +7,12 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use maud::{html, Markup};
+
 use crate::api::export_now;
-use crate::auth::{caller, form_refusal, CsrfForm, PageCaller};
-use crate::html::{esc, local_time};
-use crate::respond::{page, query_error, server_error};
+use crate::auth::{caller, check_form, CsrfForm, PageCaller};
+use crate::html::local_time;
+use crate::respond::{page, Refusal};
 use crate::Web;
 use store::accounts::Role;
 use store::reviews::{self, Corrections, Filter, ListRow, Missed, NewReview, QueryError};
@@ -36,126 +38,105 @@ if(k==='p'||k==='f'){var b=f.querySelector('button[value='+(k==='p'?'PASS':'FAIL
 
 /// Verdicts as table rows; `pick` adds a box per row for the bulk review
 /// form (`form="bulk"`).
-fn rows_table(rows: &[ListRow], pick: bool) -> String {
-    let mut t = format!(
-        "<table><thead><tr>{}<th>Decided</th><th>Decision</th><th>Part</th><th>Station</th><th>Camera</th><th>Recipe</th><th>Findings</th><th>Reviewed</th></tr></thead><tbody>",
-        if pick { "<th>Pick</th>" } else { "" }
-    );
-    for r in rows {
-        let picked = if pick {
-            format!(
-                r#"<td><input type="checkbox" class="pick" name="ids" value="{}" form="bulk" aria-label="pick this part"></td>"#,
-                esc(&r.id)
-            )
-        } else {
-            String::new()
-        };
-        t.push_str(&format!(
-            r#"<tr>{picked}<td><a href="/verdicts/{id}">{at}</a></td><td class="{d}">{d}</td><td>{part}</td><td>{st}</td><td>{cam}</td><td>{rec}</td><td>{n}</td><td>{rev}</td></tr>"#,
-            id = esc(&r.id),
-            at = esc(&r.decided_at.replace('T', " ")[..19.min(r.decided_at.len())]),
-            d = esc(&r.decision),
-            part = esc(r.part_id.as_deref().unwrap_or("—")),
-            st = esc(&r.station),
-            cam = esc(&r.camera),
-            rec = esc(&r.recipe),
-            n = r.findings,
-            rev = esc(r.reviewed.as_deref().unwrap_or("")),
-        ));
+fn rows_table(rows: &[ListRow], pick: bool) -> Markup {
+    html! {
+        table {
+            thead { tr {
+                @if pick { th { "Pick" } }
+                th { "Decided" } th { "Decision" } th { "Part" } th { "Station" } th { "Camera" }
+                th { "Recipe" } th { "Findings" } th { "Reviewed" }
+            } }
+            tbody {
+                @for r in rows {
+                    tr {
+                        @if pick {
+                            td { input type="checkbox" class="pick" name="ids" value=(r.id) form="bulk" aria-label="pick this part"; }
+                        }
+                        td { a href={ "/verdicts/" (r.id) } { (listed_time(&r.decided_at)) } }
+                        td class=(r.decision) { (r.decision) }
+                        td { (r.part_id.as_deref().unwrap_or("—")) }
+                        td { (r.station) }
+                        td { (r.camera) }
+                        td { (r.recipe) }
+                        td { (r.findings) }
+                        td { (r.reviewed.as_deref().unwrap_or("")) }
+                    }
+                }
+            }
+        }
     }
-    t.push_str("</tbody></table>");
-    t
+}
+
+/// A decision time as the list shows it: `2026-12-04 14:03:22`.
+fn listed_time(at: &str) -> String {
+    let at = at.replace('T', " ");
+    at.get(..19).map_or(at.clone(), str::to_string)
 }
 
 pub(crate) async fn list_page(
     State(web): State<Web>,
     PageCaller(who): PageCaller,
     Query(f): Query<Filter>,
-) -> Response {
+) -> Result<Response, Refusal> {
     let page_rows = match reviews::list(&web.store, &f).await {
         Ok(p) => p,
         Err(QueryError::Invalid(m)) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                page(
-                    "Verdicts",
-                    Some(&who),
-                    &format!(r#"<p class="err">{}</p>"#, esc(&m)),
-                ),
-            )
-                .into_response()
+            let body = html! { p class="err" { (m) } };
+            return Ok(
+                (StatusCode::BAD_REQUEST, page("Verdicts", Some(&who), body)).into_response(),
+            );
         }
-        Err(e) => return query_error(e),
+        Err(e) => return Err(e.into()),
     };
-    let inbox = match reviews::inbox(&web.store, 20).await {
-        Ok(i) => i,
-        Err(e) => return query_error(e),
-    };
+    let inbox = reviews::inbox(&web.store, 20).await?;
     let field = |name: &str, value: &str, hint: &str| {
-        format!(
-            r#"<input name="{name}" value="{}" placeholder="{hint}" aria-label="{hint}">"#,
-            esc(value)
-        )
+        html! { input name=(name) value=(value) placeholder=(hint) aria-label=(hint); }
     };
     let select = |name: &str, value: &str, options: &[&str]| {
-        let opts: String = options
-            .iter()
-            .map(|o| {
-                let sel = if *o == value { " selected" } else { "" };
-                format!(
-                    r#"<option value="{o}"{sel}>{}</option>"#,
-                    if o.is_empty() { "any" } else { o }
-                )
-            })
-            .collect();
-        format!(r#"<select name="{name}" aria-label="{name}">{opts}</select>"#)
-    };
-    let filters = format!(
-        r#"<form class="filters" method="get" action="/">{}{}{}{}{}{}{}{}<button>Filter</button></form>"#,
-        field("station", &f.station, "station"),
-        field("camera", &f.camera, "camera"),
-        field("recipe", &f.recipe, "recipe"),
-        select("decision", &f.decision, &["", "PASS", "FAIL", "REVIEW"]),
-        field("defect", &f.defect, "defect"),
-        field("from", &f.from, "from (YYYY-MM-DD)"),
-        field("to", &f.to, "to (YYYY-MM-DD)"),
-        select("reviewed", &f.reviewed, &["", "yes", "no"]),
-    );
-    let next = match &page_rows.next {
-        Some(cursor) => {
-            let mut q = f.clone();
-            q.after = cursor.clone();
-            let qs = serde_urlencoded(&q);
-            format!(r#"<p><a href="/?{qs}">Older verdicts →</a></p>"#)
+        html! {
+            select name=(name) aria-label=(name) {
+                @for o in options {
+                    option value=(o) selected[*o == value] { (if o.is_empty() { "any" } else { o }) }
+                }
+            }
         }
-        None => String::new(),
     };
     let operator = who.user.role >= Role::Operator && who.csrf.is_some();
-    let inbox_html = if inbox.is_empty() {
-        "<p>Nothing waiting for review.</p>".to_string()
-    } else if operator {
-        format!(
-            "{}{}",
-            rows_table(&inbox, true),
-            bulk_html(who.csrf.as_deref().unwrap_or_default(), &web.reasons)
-        )
-    } else {
-        rows_table(&inbox, false)
+    let csrf = who.csrf.as_deref().unwrap_or_default();
+    let body = html! {
+        h2 { "Review inbox (" (inbox.len()) ")" }
+        @if inbox.is_empty() {
+            p { "Nothing waiting for review." }
+        } @else if operator {
+            (rows_table(&inbox, true))
+            (bulk_html(csrf, &web.reasons))
+        } @else {
+            (rows_table(&inbox, false))
+        }
+        h2 { "All verdicts" }
+        form class="filters" method="get" action="/" {
+            (field("station", &f.station, "station"))
+            (field("camera", &f.camera, "camera"))
+            (field("recipe", &f.recipe, "recipe"))
+            (select("decision", &f.decision, &["", "PASS", "FAIL", "REVIEW"]))
+            (field("defect", &f.defect, "defect"))
+            (field("from", &f.from, "from (YYYY-MM-DD)"))
+            (field("to", &f.to, "to (YYYY-MM-DD)"))
+            (select("reviewed", &f.reviewed, &["", "yes", "no"]))
+            button { "Filter" }
+        }
+        (rows_table(&page_rows.items, false))
+        @if let Some(cursor) = &page_rows.next {
+            p { a href={ "/?" (serde_urlencoded(&Filter { after: cursor.clone(), ..f.clone() })) } { "Older verdicts →" } }
+        }
+        @if who.user.role >= Role::Admin && who.csrf.is_some() {
+            form method="post" action="/export" {
+                input type="hidden" name="csrf" value=(csrf);
+                button { "Export reviewed verdicts for retraining" }
+            }
+        }
     };
-    let export = if who.user.role >= Role::Admin && who.csrf.is_some() {
-        format!(
-            r#"<form method="post" action="/export"><input type="hidden" name="csrf" value="{}"><button>Export reviewed verdicts for retraining</button></form>"#,
-            esc(who.csrf.as_deref().unwrap_or_default())
-        )
-    } else {
-        String::new()
-    };
-    let body = format!(
-        "<h2>Review inbox ({})</h2>{inbox_html}<h2>All verdicts</h2>{filters}{}{next}{export}",
-        inbox.len(),
-        rows_table(&page_rows.items, false)
-    );
-    page("Verdicts", Some(&who), &body).into_response()
+    Ok(page("Verdicts", Some(&who), body).into_response())
 }
 
 /// `application/x-www-form-urlencoded` of the non-empty filter fields.
@@ -192,140 +173,128 @@ pub(crate) async fn verdict_page(
     State(web): State<Web>,
     PageCaller(who): PageCaller,
     Path(id): Path<String>,
-) -> Response {
-    let d = match reviews::detail(&web.store, &id).await {
-        Ok(d) => d,
-        Err(e) => return query_error(e),
-    };
-    let v: record::Verdict = match serde_json::from_value(d.verdict) {
-        Ok(v) => v,
-        Err(e) => {
-            return server_error(format!(
-                "stored verdict {id} does not read as verdict/v1: {e}"
-            ))
+) -> Result<Markup, Refusal> {
+    let d = reviews::detail(&web.store, &id).await?;
+    let v: record::Verdict = serde_json::from_value(d.verdict).map_err(|e| {
+        Refusal::Internal(format!(
+            "stored verdict {id} does not read as verdict/v1: {e}"
+        ))
+    })?;
+    let csrf = who
+        .csrf
+        .as_deref()
+        .filter(|_| who.user.role >= Role::Operator);
+    let body = html! {
+        div class="cols" {
+            div { (picture(&v, d.image_deleted.as_deref())) }
+            div {
+                (standing(&v, &d.reviews))
+                @if let Some(why) = &v.review_reason {
+                    p class="why" { b { "Why a person must decide:" } " " (why) }
+                }
+                p {
+                    "Part " b { (v.part_id.as_deref().unwrap_or("—")) }
+                    " · camera " (v.camera) " · station " (v.station.station)
+                    " · confidence " (format!("{:.2}", v.confidence))
+                }
+                (findings_table(&v))
+                p {
+                    "Recipe " b { (v.recipe) } ", standard "
+                    code { (v.standard_sha256.get(..12).unwrap_or(&v.standard_sha256)) }
+                    " · model " (v.model.name) " " (v.model.version)
+                }
+                p {
+                    "Captured " (local_time(&v.timings.captured_at, true))
+                    " · decided " (local_time(&v.timings.decided_at, false))
+                    " · inference " (format!("{:.1}", v.timings.inference_ms)) " ms"
+                }
+                details {
+                    summary { "The standard this verdict was judged against" }
+                    pre { (d.standard) }
+                }
+                h2 { "Reviews" }
+                ul { (reviews_list(&d.reviews, &v.findings)) }
+                @if let Some(csrf) = csrf {
+                    (one_tap_html(&id, csrf, v.decision, &web.reasons))
+                    (review_form_html(&id, csrf, v.findings.len()))
+                }
+            }
         }
     };
-    let (boxes, rows) = findings_drawn(&v);
-    let image = picture(&v, d.image_deleted.as_deref(), &boxes);
-    let reviews = reviews_list(&d.reviews, &v.findings);
-    // The decision that stands: the latest review's, else the model's.
-    let (standing, judged) = match d.reviews.last() {
-        Some(r) if r.decision != v.decision.as_str() => (
-            r.decision.clone(),
-            format!(
-                r#"<p class="judged">Judged {} by the model · overridden to {} by {} at {}</p>"#,
-                v.decision,
-                esc(&r.decision),
-                esc(&r.reviewer),
-                esc(&local_time(&r.created_at, true))
-            ),
-        ),
-        Some(r) => (
-            r.decision.clone(),
-            format!(
-                r#"<p class="judged">Judged {} by the model · confirmed by {}</p>"#,
-                v.decision,
-                esc(&r.reviewer)
-            ),
-        ),
-        None => (v.decision.as_str().to_string(), String::new()),
-    };
-    let form = if who.user.role >= Role::Operator && who.csrf.is_some() {
-        let csrf = who.csrf.as_deref().unwrap_or_default();
-        format!(
-            "{}{}",
-            one_tap_html(&id, csrf, v.decision, &web.reasons),
-            review_form_html(&id, csrf, v.findings.len())
-        )
-    } else {
-        String::new()
-    };
-    let body = format!(
-        r#"<div class="cols"><div>{image}</div><div><p class="{standing} headline">{standing}</p>{judged}
-{why}<p>Part <b>{part}</b> · camera {cam} · station {st} · confidence {conf:.2}</p>
-<table><thead><tr><th>#</th><th>Defect</th><th>Violates</th><th>Confidence</th><th>Size</th></tr></thead><tbody>{rows}</tbody></table>
-<p>Recipe <b>{recipe}</b>, standard <code>{std_sha}</code> · model {model} {mver}</p>
-<p>Captured {cap} · decided {dec_at} · inference {inf:.1} ms</p>
-<details><summary>The standard this verdict was judged against</summary><pre>{standard}</pre></details>
-<h2>Reviews</h2><ul>{reviews}</ul>{form}</div></div>"#,
-        standing = esc(&standing),
-        part = esc(v.part_id.as_deref().unwrap_or("—")),
-        cam = esc(&v.camera),
-        st = esc(&v.station.station),
-        conf = v.confidence,
-        why = v
-            .review_reason
-            .as_deref()
-            .map(|r| format!(
-                r#"<p class="why"><b>Why a person must decide:</b> {}</p>"#,
-                esc(r)
-            ))
-            .unwrap_or_default(),
-        recipe = esc(&v.recipe),
-        std_sha = esc(v.standard_sha256.get(..12).unwrap_or(&v.standard_sha256)),
-        model = esc(&v.model.name),
-        mver = esc(&v.model.version),
-        cap = esc(&local_time(&v.timings.captured_at, true)),
-        dec_at = esc(&local_time(&v.timings.decided_at, false)),
-        inf = v.timings.inference_ms,
-        standard = esc(&d.standard),
-    );
-    page(&format!("Verdict {}", &id), Some(&who), &body).into_response()
+    Ok(page(&format!("Verdict {id}"), Some(&who), body))
+}
+
+/// The decision that stands, large: the latest review's, else the
+/// model's, and beneath it who changed or confirmed it.
+fn standing(v: &record::Verdict, reviews: &[reviews::Review]) -> Markup {
+    match reviews.last() {
+        Some(r) if r.decision != v.decision.as_str() => html! {
+            p class={ (r.decision) " headline" } { (r.decision) }
+            p class="judged" {
+                "Judged " (v.decision) " by the model · overridden to " (r.decision)
+                " by " (r.reviewer) " at " (local_time(&r.created_at, true))
+            }
+        },
+        Some(r) => html! {
+            p class={ (r.decision) " headline" } { (r.decision) }
+            p class="judged" { "Judged " (v.decision) " by the model · confirmed by " (r.reviewer) }
+        },
+        None => html! { p class={ (v.decision) " headline" } { (v.decision) } },
+    }
+}
+
+/// The findings as a table, numbered from 1 as the boxes number them.
+fn findings_table(v: &record::Verdict) -> Markup {
+    html! {
+        table {
+            thead { tr { th { "#" } th { "Defect" } th { "Violates" } th { "Confidence" } th { "Size" } } }
+            tbody {
+                @for (i, f) in v.findings.iter().enumerate() {
+                    tr {
+                        td { (i + 1) }
+                        td { (f.defect) }
+                        td {
+                            @if f.clause.is_some() {
+                                blockquote {
+                                    "Clause "
+                                    (f.clause_label.clone().or_else(|| f.clause.map(|c| c.to_string())).unwrap_or_default())
+                                    ": " (f.clause_text.as_deref().unwrap_or_default())
+                                }
+                            } @else if v.decision == record::Decision::Review {
+                                // Not confirmed: the consistency check may
+                                // have found that the standard rejects it.
+                                "the model calls it tolerated (not confirmed)"
+                            } @else {
+                                "tolerated by the standard"
+                            }
+                        }
+                        td { (format!("{:.2}", f.confidence)) }
+                        td { (format!("{:.1}", f.size_mm)) " mm" }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The findings as SVG boxes over the picture (numbered from 1, red where
-/// a clause is violated, amber where tolerated) and as table rows.
-fn findings_drawn(v: &record::Verdict) -> (String, String) {
-    let findings = &v.findings;
+/// a clause is violated, amber where tolerated).
+fn findings_drawn(v: &record::Verdict) -> Markup {
     let (w, h) = (
         f64::from(v.image.width.max(1)),
         f64::from(v.image.height.max(1)),
     );
-    let mut boxes = String::new();
-    let mut rows = String::new();
-    for (i, f) in findings.iter().enumerate() {
-        let violates = f.clause.is_some();
-        let size = MarkSize {
-            stroke: (w / 200.0).max(2.0),
-            font: (w / 28.0).max(11.0),
-            lift: 3.0,
-            top: 12.0,
-        };
-        boxes.push_str(&mark_svg(
-            i + 1,
-            &f.defect,
-            f.box_norm,
-            violates,
-            (w, h),
-            &size,
-        ));
-        let clause = if violates {
-            let label = f
-                .clause_label
-                .clone()
-                .or_else(|| f.clause.map(|c| c.to_string()))
-                .unwrap_or_default();
-            format!(
-                "<blockquote>Clause {}: {}</blockquote>",
-                esc(&label),
-                esc(f.clause_text.as_deref().unwrap_or_default())
-            )
-        } else if v.decision == record::Decision::Review {
-            // Not confirmed: the consistency check may have found that the
-            // standard rejects it.
-            "the model calls it tolerated (not confirmed)".to_string()
-        } else {
-            "tolerated by the standard".to_string()
-        };
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{clause}</td><td>{:.2}</td><td>{:.1} mm</td></tr>",
-            i + 1,
-            esc(&f.defect),
-            f.confidence,
-            f.size_mm
-        ));
+    let size = MarkSize {
+        stroke: (w / 200.0).max(2.0),
+        font: (w / 28.0).max(11.0),
+        lift: 3.0,
+        top: 12.0,
+    };
+    html! {
+        @for (i, f) in v.findings.iter().enumerate() {
+            (mark_svg(i + 1, &f.defect, f.box_norm, f.clause.is_some(), (w, h), &size))
+        }
     }
-    (boxes, rows)
 }
 
 /// How large a finding's box and label are drawn on a picture.
@@ -348,21 +317,16 @@ pub(crate) fn mark_svg(
     violates: bool,
     (w, h): (f64, f64),
     size: &MarkSize,
-) -> String {
+) -> Markup {
     let [x0, y0, x1, y1] = at.map(f64::from);
     let colour = if violates { "#e3261b" } else { "#f2a900" };
-    format!(
-        r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="none" stroke="{colour}" stroke-width="{:.1}"/><text x="{:.1}" y="{:.1}" fill="{colour}" font-size="{:.1}" font-weight="700">{n} {}</text>"#,
-        x0 * w,
-        y0 * h,
-        (x1 - x0) * w,
-        (y1 - y0) * h,
-        size.stroke,
-        label_x(x0 * w, w, size.font, defect),
-        (y0 * h - size.lift).max(size.top),
-        size.font,
-        esc(defect)
-    )
+    let n1 = |v: f64| format!("{v:.1}");
+    html! {
+        rect x=(n1(x0 * w)) y=(n1(y0 * h)) width=(n1((x1 - x0) * w)) height=(n1((y1 - y0) * h))
+            fill="none" stroke=(colour) stroke-width=(n1(size.stroke)) {}
+        text x=(n1(label_x(x0 * w, w, size.font, defect))) y=(n1((y0 * h - size.lift).max(size.top)))
+            fill=(colour) font-size=(n1(size.font)) font-weight="700" { (n) " " (defect) }
+    }
 }
 
 /// Where a box's label starts so that it stays inside a picture `width`
@@ -373,81 +337,61 @@ pub(crate) fn label_x(box_x: f64, width: f64, font_size: f64, defect: &str) -> f
 }
 
 /// The picture with its boxes, or why there is none.
-fn picture(v: &record::Verdict, deleted: Option<&str>, boxes: &str) -> String {
+fn picture(v: &record::Verdict, deleted: Option<&str>) -> Markup {
     let (w, h) = (v.image.width.max(1), v.image.height.max(1));
     match (deleted, v.image.not_kept.as_deref()) {
-        (_, Some(why)) => format!(r#"<p class="err">Image not kept: {}</p>"#, esc(why)),
-        (Some(why), _) => format!(
-            r#"<p class="err">Image deleted by retention ({}).</p>"#,
-            esc(why)
-        ),
-        _ => format!(
-            r#"<figure id="part"><img src="/images/{sha}" alt="part image"><svg viewBox="0 0 {w} {h}" preserveAspectRatio="none" role="img" aria-label="findings">{boxes}</svg></figure>"#,
-            sha = esc(&v.image.sha256)
-        ),
+        (_, Some(why)) => html! { p class="err" { "Image not kept: " (why) } },
+        (Some(why), _) => html! { p class="err" { "Image deleted by retention (" (why) ")." } },
+        _ => html! {
+            figure id="part" {
+                img src={ "/images/" (v.image.sha256) } alt="part image";
+                svg viewBox={ "0 0 " (w) " " (h) } preserveAspectRatio="none" role="img" aria-label="findings" {
+                    (findings_drawn(v))
+                }
+            }
+        },
     }
 }
 
-/// The verdict's reviews, newest last.
 /// A review's corrections in words, findings numbered from 1 as the table
 /// and the boxes number them.
 fn corrections_in_words(c: &Corrections, findings: &[record::Finding]) -> String {
     let mut said = Vec::new();
     for i in &c.wrong_findings {
         let name = findings.get(*i).map_or("?", |f| f.defect.as_str());
-        said.push(format!("finding {} ({}) is wrong", i + 1, esc(name)));
+        said.push(format!("finding {} ({name}) is wrong", i + 1));
     }
     for m in &c.missed {
         let [x0, y0, x1, y1] = m.box_norm.map(|v| (v * 100.0).round());
         said.push(format!(
             "missed {} at {x0}–{x1} % across, {y0}–{y1} % down",
-            esc(&m.defect)
+            m.defect
         ));
     }
     said.join("; ")
 }
 
-fn reviews_list(reviews: &[reviews::Review], findings: &[record::Finding]) -> String {
-    let items: String = reviews
-        .iter()
-        .map(|r| {
-            format!(
-                "<li>{} — <b>{}</b> by {} ({}): {}{}</li>",
-                esc(&local_time(&r.created_at, true)),
-                esc(&r.decision),
-                esc(&r.reviewer),
-                if r.agrees { "confirmed" } else { "overridden" },
-                esc(&r.reason),
-                if r.corrections == Corrections::default() {
-                    String::new()
-                } else {
-                    format!(" — {}", corrections_in_words(&r.corrections, findings))
+/// The verdict's reviews, newest last.
+fn reviews_list(reviews: &[reviews::Review], findings: &[record::Finding]) -> Markup {
+    html! {
+        @for r in reviews {
+            li {
+                (local_time(&r.created_at, true)) " — " b { (r.decision) }
+                " by " (r.reviewer) " (" (if r.agrees { "confirmed" } else { "overridden" }) "): " (r.reason)
+                @if r.corrections != Corrections::default() {
+                    " — " (corrections_in_words(&r.corrections, findings))
                 }
-            )
-        })
-        .collect();
-    if items.is_empty() {
-        "<li>None yet.</li>".to_string()
-    } else {
-        items
+            }
+        } @if reviews.is_empty() {
+            li { "None yet." }
+        }
     }
 }
 
 /// The one-tap review: a reason picked from `review.reasons` (a remark
 /// optional), then PASS or FAIL with one tap (48 px and larger targets, or
 /// the keys P and F, 1–9 for the reasons); the next REVIEW part follows.
-fn one_tap_html(id: &str, csrf: &str, judged: record::Decision, reasons: &[String]) -> String {
-    let options: String = reasons
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            format!(
-                r#"<option value="{r}">{n}. {r}</option>"#,
-                n = i + 1,
-                r = esc(r)
-            )
-        })
-        .collect();
+fn one_tap_html(id: &str, csrf: &str, judged: record::Decision, reasons: &[String]) -> Markup {
     let label = |d: record::Decision| {
         if d == judged {
             format!("Confirm {d}")
@@ -457,34 +401,55 @@ fn one_tap_html(id: &str, csrf: &str, judged: record::Decision, reasons: &[Strin
             format!("Override to {d}")
         }
     };
-    format!(
-        r#"<h2>Review with one tap</h2><form id="tap" class="tap" method="post" action="/verdicts/{id}/review"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="next" value="review">
-<p><label>Reason <select name="reason_choice" id="reason-choice" required><option value="">choose…</option>{options}</select></label></p>
-<p><label>Remark (optional) <input name="reason" maxlength="500"></label></p>
-<p class="taps"><button name="decision" value="PASS" class="tap PASS" accesskey="p">{pass}</button><button name="decision" value="FAIL" class="tap FAIL" accesskey="f">{fail}</button></p>
-<p class="keys">Keys: 1–9 pick a reason, P or F decide.</p></form>"#,
-        id = esc(id),
-        csrf = esc(csrf),
-        pass = label(record::Decision::Pass),
-        fail = label(record::Decision::Fail),
-    )
+    html! {
+        h2 { "Review with one tap" }
+        form id="tap" class="tap" method="post" action={ "/verdicts/" (id) "/review" } {
+            input type="hidden" name="csrf" value=(csrf);
+            input type="hidden" name="next" value="review";
+            p { label { "Reason "
+                select name="reason_choice" id="reason-choice" required {
+                    option value="" { "choose…" }
+                    @for (i, r) in reasons.iter().enumerate() {
+                        option value=(r) { (i + 1) ". " (r) }
+                    }
+                }
+            } }
+            p { label { "Remark (optional) " input name="reason" maxlength="500"; } }
+            p class="taps" {
+                button name="decision" value="PASS" class="tap PASS" accesskey="p" { (label(record::Decision::Pass)) }
+                button name="decision" value="FAIL" class="tap FAIL" accesskey="f" { (label(record::Decision::Fail)) }
+            }
+            p class="keys" { "Keys: 1–9 pick a reason, P or F decide." }
+        }
+    }
 }
 
 /// The review form: decision, findings marked wrong, missed defects drawn
 /// or typed, and the reason.
-fn review_form_html(id: &str, csrf: &str, findings: usize) -> String {
-    let per_finding: String = (0..findings)
-            .map(|i| format!(r#"<label><input type="checkbox" name="wrong" value="{i}"> finding {} is wrong</label><br>"#, i + 1))
-            .collect();
-    format!(
-        r#"<details><summary>Detailed review: findings that are wrong, missed defects</summary><form method="post" action="/verdicts/{id}/review"><input type="hidden" name="csrf" value="{csrf}">
-<p>Decision: <label><input type="radio" name="decision" value="PASS" required> PASS</label> <label><input type="radio" name="decision" value="FAIL"> FAIL</label></p>
-<p>{per_finding}</p><p><label>Missed defect: <input id="missed-name" value="" placeholder="defect name, then drag a box on the image"></label></p>
-<p><label>Missed defects, one per line: <code>name x0 y0 x1 y1</code> (0–1 of the image; drawn boxes land here)<br><textarea id="missed" name="missed" rows="3" cols="50"></textarea></label></p>
-<p><label>Reason<br><textarea name="reason" rows="3" cols="50" required></textarea></label></p><button>Record review</button></form></details><script src="/assets/review.js"></script>"#,
-        id = esc(id),
-        csrf = esc(csrf),
-    )
+fn review_form_html(id: &str, csrf: &str, findings: usize) -> Markup {
+    html! {
+        details {
+            summary { "Detailed review: findings that are wrong, missed defects" }
+            form method="post" action={ "/verdicts/" (id) "/review" } {
+                input type="hidden" name="csrf" value=(csrf);
+                p { "Decision: "
+                    label { input type="radio" name="decision" value="PASS" required; " PASS" } " "
+                    label { input type="radio" name="decision" value="FAIL"; " FAIL" }
+                }
+                p { @for i in 0..findings {
+                    label { input type="checkbox" name="wrong" value=(i); " finding " (i + 1) " is wrong" } br;
+                } }
+                p { label { "Missed defect: " input id="missed-name" value="" placeholder="defect name, then drag a box on the image"; } }
+                p { label {
+                    "Missed defects, one per line: " code { "name x0 y0 x1 y1" } " (0–1 of the image; drawn boxes land here)" br;
+                    textarea id="missed" name="missed" rows="3" cols="50" {}
+                } }
+                p { label { "Reason" br; textarea name="reason" rows="3" cols="50" required {} } }
+                button { "Record review" }
+            }
+        }
+        script src="/assets/review.js" {}
+    }
 }
 
 #[derive(Deserialize)]
@@ -501,60 +466,62 @@ pub(crate) async fn charts_page(
     State(web): State<Web>,
     PageCaller(who): PageCaller,
     Query(w): Query<Window>,
-) -> Response {
+) -> Result<Markup, Refusal> {
     let hours = w.hours.clamp(1, 24 * 14);
-    let c = match store::charts::load(&web.store, hours).await {
-        Ok(c) => c,
-        Err(e) => return server_error(e),
+    let c = store::charts::load(&web.store, hours)
+        .await
+        .map_err(Refusal::internal)?;
+    let body = html! {
+        p {
+            "Window: the last " (hours) " hours (UTC) · "
+            @for h in [24, 72, 168, 336] { a href={ "/charts?hours=" (h) } { (h) " h" } " " }
+        }
+        h2 { "Pass and fail per hour" }
+        (crate::charts::rate_svg(&c.hours))
+        h2 { "Defect Pareto" }
+        (crate::charts::pareto_svg(&c.pareto))
+        h2 { "Response latency per hour" }
+        (crate::charts::latency_svg(&c.hours, web.latency_budget.as_secs_f64() * 1e3))
     };
-    let windows: String = [24, 72, 168, 336]
-        .iter()
-        .map(|h| format!(r#"<a href="/charts?hours={h}">{h} h</a> "#))
-        .collect();
-    let body = format!(
-        "<p>Window: the last {hours} hours (UTC) · {windows}</p><h2>Pass and fail per hour</h2>{}<h2>Defect Pareto</h2>{}<h2>Response latency per hour</h2>{}",
-        crate::charts::rate_svg(&c.hours),
-        crate::charts::pareto_svg(&c.pareto),
-        crate::charts::latency_svg(&c.hours, web.latency_budget.as_secs_f64() * 1e3),
-    );
-    page("Charts", Some(&who), &body).into_response()
+    Ok(page("Charts", Some(&who), body))
 }
 
 pub(crate) async fn panel_page(
     State(web): State<Web>,
     PageCaller(who): PageCaller,
     Query(w): Query<Window>,
-) -> Response {
+) -> Result<Markup, Refusal> {
     let hours = w.hours.clamp(1, 24 * 90);
-    match crate::panel::load(&web.store, hours).await {
-        Ok(p) => page("Monitoring", Some(&who), &crate::panel::render(&p, hours)).into_response(),
-        Err(e) => server_error(e),
-    }
+    let p = crate::panel::load(&web.store, hours)
+        .await
+        .map_err(Refusal::internal)?;
+    Ok(page(
+        "Monitoring",
+        Some(&who),
+        crate::panel::render(&p, hours),
+    ))
 }
 
 pub(crate) async fn export_form(
     State(web): State<Web>,
     PageCaller(who): PageCaller,
     Form(f): Form<CsrfForm>,
-) -> Response {
-    if let Some(r) = form_refusal(&who, &f.csrf, Role::Admin, "exporting") {
-        return r;
-    }
-    match export_now(&web).await {
-        Ok(r) => page(
-            "Export for retraining",
-            Some(&who),
-            &format!(
-                "<p>{} reviewed verdicts written to <code>{}</code> ({} left out: image gone).</p><p>Fine-tune with <code>python -m toolchain.finetune --base … --images … --standard … --reviews {}</code>.</p>",
-                r.records,
-                esc(&r.file.display().to_string()),
-                r.without_image,
-                esc(&r.file.parent().map(|p| p.display().to_string()).unwrap_or_default()),
-            ),
-        )
-        .into_response(),
-        Err(e) => server_error(e),
-    }
+) -> Result<Markup, Refusal> {
+    check_form(&who, &f.csrf, Role::Admin, "exporting")?;
+    let r = export_now(&web).await.map_err(Refusal::internal)?;
+    let folder = r
+        .file
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let body = html! {
+        p {
+            (r.records) " reviewed verdicts written to " code { (r.file.display()) }
+            " (" (r.without_image) " left out: image gone)."
+        }
+        p { "Fine-tune with " code { "python -m toolchain.finetune --base … --images … --standard … --reviews " (folder) } "." }
+    };
+    Ok(page("Export for retraining", Some(&who), body))
 }
 
 /// The review form: decision, wrong findings, missed boxes, reason.
@@ -572,29 +539,36 @@ fn joined_reason(pairs: &[(String, String)]) -> String {
 
 /// Deciding several REVIEW parts at once from the inbox: the parts picked
 /// in the table, a reason from the list (remark optional), PASS or FAIL.
-fn bulk_html(csrf: &str, reasons: &[String]) -> String {
-    let options: String = reasons
-        .iter()
-        .map(|r| format!(r#"<option value="{r}">{r}</option>"#, r = esc(r)))
-        .collect();
-    format!(
-        r#"<form id="bulk" class="tap" method="post" action="/reviews/bulk"><input type="hidden" name="csrf" value="{csrf}"><label>Reason <select name="reason_choice" required><option value="">choose…</option>{options}</select></label> <label>Remark (optional) <input name="reason" maxlength="500"></label><p class="taps"><button name="decision" value="PASS" class="tap PASS">Picked parts are PASS</button><button name="decision" value="FAIL" class="tap FAIL">Picked parts are FAIL</button></p></form>"#,
-        csrf = esc(csrf)
-    )
+fn bulk_html(csrf: &str, reasons: &[String]) -> Markup {
+    html! {
+        form id="bulk" class="tap" method="post" action="/reviews/bulk" {
+            input type="hidden" name="csrf" value=(csrf);
+            label { "Reason "
+                select name="reason_choice" required {
+                    option value="" { "choose…" }
+                    @for r in reasons { option value=(r) { (r) } }
+                }
+            } " "
+            label { "Remark (optional) " input name="reason" maxlength="500"; }
+            p class="taps" {
+                button name="decision" value="PASS" class="tap PASS" { "Picked parts are PASS" }
+                button name="decision" value="FAIL" class="tap FAIL" { "Picked parts are FAIL" }
+            }
+        }
+    }
 }
 
 /// The most parts one bulk review decides.
 const MAX_BULK: usize = 100;
 
-/// Why a review form is refused, if it is: it needs the session's CSRF
-/// token and the operator role, settled before anything else it says is
-/// read.
-fn reviewing_refusal(who: &crate::auth::Caller, pairs: &[(String, String)]) -> Option<Response> {
+/// Whether a review form may be taken: it needs the session's CSRF token
+/// and the operator role, settled before anything else it says is read.
+fn check_reviewing(who: &crate::auth::Caller, pairs: &[(String, String)]) -> Result<(), Refusal> {
     let csrf = pairs
         .iter()
         .find(|(k, _)| k == "csrf")
         .map_or("", |(_, v)| v.as_str());
-    form_refusal(who, csrf, Role::Operator, "reviewing")
+    check_form(who, csrf, Role::Operator, "reviewing")
 }
 
 /// The inbox's bulk review: every picked part gets the same review (each a
@@ -603,21 +577,15 @@ pub(crate) async fn bulk_review(
     State(web): State<Web>,
     PageCaller(who): PageCaller,
     Form(pairs): Form<Vec<(String, String)>>,
-) -> Response {
-    if let Some(r) = reviewing_refusal(&who, &pairs) {
-        return r;
-    }
+) -> Result<Redirect, Refusal> {
+    check_reviewing(&who, &pairs)?;
     let ids: Vec<&str> = pairs
         .iter()
         .filter(|(k, _)| k == "ids")
         .map(|(_, v)| v.as_str())
         .collect();
     if ids.is_empty() || ids.len() > MAX_BULK {
-        return (
-            StatusCode::BAD_REQUEST,
-            format!("pick 1 to {MAX_BULK} parts"),
-        )
-            .into_response();
+        return Err(Refusal::Invalid(format!("pick 1 to {MAX_BULK} parts")));
     }
     let review = NewReview {
         decision: pairs
@@ -629,11 +597,9 @@ pub(crate) async fn bulk_review(
         corrections: Corrections::default(),
     };
     for id in ids {
-        if let Err(e) = web.record_review(id, &who.user, &review).await {
-            return query_error(e);
-        }
+        web.record_review(id, &who.user, &review).await?;
     }
-    Redirect::to("/").into_response()
+    Ok(Redirect::to("/"))
 }
 
 fn parse_review_form(pairs: &[(String, String)]) -> Result<NewReview, String> {
@@ -680,75 +646,92 @@ pub(crate) async fn review_form(
     PageCaller(who): PageCaller,
     Path(id): Path<String>,
     Form(pairs): Form<Vec<(String, String)>>,
-) -> Response {
+) -> Result<Redirect, Refusal> {
     // Who may act is settled before anything the form says is read.
-    if let Some(r) = reviewing_refusal(&who, &pairs) {
-        return r;
-    }
-    let review = match parse_review_form(&pairs) {
-        Ok(r) => r,
-        Err(m) => return (StatusCode::BAD_REQUEST, m).into_response(),
-    };
-    if let Err(e) = web.record_review(&id, &who.user, &review).await {
-        return query_error(e);
-    }
+    check_reviewing(&who, &pairs)?;
+    let review = parse_review_form(&pairs).map_err(Refusal::Invalid)?;
+    web.record_review(&id, &who.user, &review).await?;
     // One tap: on to the oldest REVIEW part nobody has reviewed, or back
     // to the inbox when none is left.
     let next_review = pairs.iter().any(|(k, v)| k == "next" && v == "review");
     if !next_review {
-        return Redirect::to(&format!("/verdicts/{id}")).into_response();
+        return Ok(Redirect::to(&format!("/verdicts/{id}")));
     }
-    match reviews::inbox(&web.store, 1).await {
-        Ok(rows) => match rows.first() {
-            Some(next) => Redirect::to(&format!("/verdicts/{}", next.id)).into_response(),
-            None => Redirect::to("/").into_response(),
-        },
-        Err(e) => query_error(e),
-    }
+    Ok(match reviews::inbox(&web.store, 1).await?.first() {
+        Some(next) => Redirect::to(&format!("/verdicts/{}", next.id)),
+        None => Redirect::to("/"),
+    })
 }
 
 pub(crate) async fn image(
     State(web): State<Web>,
     headers: HeaderMap,
     Path(sha): Path<String>,
-) -> Response {
-    match caller(&web, &headers).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return (StatusCode::UNAUTHORIZED, "sign in first").into_response(),
-        Err(e) => return server_error(e),
+) -> Result<Response, Refusal> {
+    if caller(&web, &headers)
+        .await
+        .map_err(Refusal::internal)?
+        .is_none()
+    {
+        // A picture is not a page: no redirect to sign in.
+        return Ok((StatusCode::UNAUTHORIZED, "sign in first").into_response());
     }
+    let gone = || Refusal::NotFound("no such image".into());
     // Only a content address is accepted; the file path comes from the database.
     if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return (StatusCode::NOT_FOUND, "no such image").into_response();
+        return Err(gone());
     }
-    let path = match web.store.image_file(&sha.to_ascii_lowercase()).await {
-        Ok(p) => p,
-        Err(e) => return server_error(e),
-    };
-    let Some(path) = path else {
-        return (StatusCode::NOT_FOUND, "no such image").into_response();
-    };
+    let path = web
+        .store
+        .image_file(&sha.to_ascii_lowercase())
+        .await
+        .map_err(Refusal::internal)?
+        .ok_or_else(gone)?;
     let mime = if path.ends_with(".jpg") || path.ends_with(".jpeg") {
         "image/jpeg"
     } else {
         "image/png"
     };
-    match tokio::fs::read(&path).await {
-        Ok(bytes) => (
-            [
-                (header::CONTENT_TYPE, mime),
-                (header::CACHE_CONTROL, "private, max-age=86400"),
-            ],
-            bytes,
-        )
-            .into_response(),
-        Err(_) => (StatusCode::NOT_FOUND, "image file is gone").into_response(),
-    }
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|_| Refusal::NotFound("image file is gone".into()))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, mime),
+            (header::CACHE_CONTROL, "private, max-age=86400"),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::label_x;
+    use super::{label_x, mark_svg, MarkSize};
+
+    #[test]
+    fn a_defect_name_is_text_in_the_picture_never_markup() {
+        let size = MarkSize {
+            stroke: 2.0,
+            font: 11.0,
+            lift: 3.0,
+            top: 12.0,
+        };
+        let svg = mark_svg(
+            2,
+            "<script>\"x\"",
+            [0.1, 0.2, 0.3, 0.4],
+            true,
+            (100.0, 50.0),
+            &size,
+        )
+        .into_string();
+        assert_eq!(
+            svg,
+            "<rect x=\"10.0\" y=\"10.0\" width=\"20.0\" height=\"10.0\" fill=\"none\" stroke=\"#e3261b\" stroke-width=\"2.0\"></rect>\
+             <text x=\"4.5\" y=\"12.0\" fill=\"#e3261b\" font-size=\"11.0\" font-weight=\"700\">2 &lt;script&gt;&quot;x&quot;</text>"
+        );
+    }
 
     #[test]
     fn a_label_near_the_right_edge_moves_left_to_stay_inside() {

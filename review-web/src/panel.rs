@@ -2,9 +2,10 @@
 //! self-healing's state and its recent actions, and the history as charts
 //! (each figure with its threshold, throughput, per-stage latency). Drawn on
 //! the server as SVG like the other charts, so it works on a line PC with no
-//! internet access.
+//! internet access. Built with `maud`, which escapes every value placed in
+//! the markup.
 
-use crate::html::esc;
+use maud::{html, Markup};
 use store::health_history::{self, Event, Sample};
 use store::Store;
 use telemetry::health::{FigureName, Snapshot, Standing};
@@ -63,65 +64,49 @@ fn span(secs: u64) -> String {
 }
 
 /// The cards: each figure now, its threshold and where it stands.
-fn cards(s: &Snapshot) -> String {
-    let mut out = format!(
-        r#"<p class="state {state}">Self-healing: <b>{state}</b>{alerting}{reloads}</p><div class="cards">"#,
-        state = s.state.as_str(),
-        alerting = if s.alerting.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " · alerting on {}",
-                s.alerting
-                    .iter()
-                    .map(|f| f.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        },
-        reloads = if s.reloads > 0 {
-            format!(" · {} reload(s) in this alert", s.reloads)
-        } else {
-            String::new()
-        },
-    );
-    for f in &s.figures {
-        let (class, word) = match f.standing {
-            Standing::Ok => ("ok", "within threshold"),
-            Standing::Breached => ("breached", "beyond threshold"),
-            Standing::Unknown => ("unknown", "too few samples"),
-        };
-        let sources: String = f
-            .sources
-            .iter()
-            .map(|a| {
-                format!(
-                    "<li>{}: {} ({} of {})</li>",
-                    a.source,
-                    shown(f.name, a.value),
-                    a.agreed,
-                    a.samples
-                )
-            })
-            .collect();
-        out.push_str(&format!(
-            r#"<div class="card {class}" data-figure="{name}"><h3>{title}</h3><p class="value">{value}</p><p>threshold {limit} ({side}) · {word}</p><p>{samples} samples in {window}</p>{sources}</div>"#,
-            name = f.name.as_str(),
-            title = title(f.name),
-            value = shown(f.name, f.value),
-            limit = shown(f.name, Some(f.threshold)),
-            side = if f.lower_is_worse { "alarm below" } else { "alarm above" },
-            samples = f.samples,
-            window = span(f.window_s),
-            sources = if sources.is_empty() {
-                String::new()
-            } else {
-                format!("<ul>{sources}</ul>")
-            },
-        ));
+fn cards(s: &Snapshot) -> Markup {
+    let state = s.state.as_str();
+    html! {
+        p class=(format!("state {state}")) {
+            "Self-healing: " b { (state) }
+            @if !s.alerting.is_empty() {
+                " · alerting on "
+                (s.alerting.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", "))
+            }
+            @if s.reloads > 0 {
+                " · " (s.reloads) " reload(s) in this alert"
+            }
+        }
+        div.cards {
+            @for f in &s.figures {
+                @let (class, word) = match f.standing {
+                    Standing::Ok => ("ok", "within threshold"),
+                    Standing::Breached => ("breached", "beyond threshold"),
+                    Standing::Unknown => ("unknown", "too few samples"),
+                };
+                div class=(format!("card {class}")) data-figure=(f.name.as_str()) {
+                    h3 { (title(f.name)) }
+                    p.value { (shown(f.name, f.value)) }
+                    p {
+                        "threshold " (shown(f.name, Some(f.threshold)))
+                        " (" (if f.lower_is_worse { "alarm below" } else { "alarm above" }) ") · "
+                        (word)
+                    }
+                    p { (f.samples) " samples in " (span(f.window_s)) }
+                    @if !f.sources.is_empty() {
+                        ul {
+                            @for a in &f.sources {
+                                li {
+                                    (a.source) ": " (shown(f.name, a.value))
+                                    " (" (a.agreed) " of " (a.samples) ")"
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
-    out.push_str("</div>");
-    out
 }
 
 /// Lines over time: each series is (label, colour, dashed, value per sample).
@@ -130,159 +115,169 @@ fn lines(
     series: &[(&str, &str, bool, Vec<Option<f64>>)],
     unit: &dyn Fn(f64) -> String,
     caption: &str,
-) -> String {
+) -> Markup {
     let max = series
         .iter()
         .flat_map(|s| s.3.iter().flatten())
         .copied()
         .fold(0.0f64, f64::max);
     if samples.len() < 2 || max <= 0.0 && series.iter().all(|s| s.3.iter().all(Option::is_none)) {
-        return format!("<p>{caption}: not enough history yet.</p>");
+        return html! { p { (caption) ": not enough history yet." } };
     }
     let max = if max > 0.0 { max * 1.1 } else { 1.0 };
     let step = (W - 2.0 * PAD) / (samples.len() - 1) as f64;
     let y = |v: f64| H - PAD - v / max * (H - 2.0 * PAD);
-    let mut out = format!(
-        r#"<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{}">"#,
-        esc(caption)
-    );
-    out.push_str(&format!(
-        r##"<line x1="{PAD}" x2="{:.0}" y1="{b:.1}" y2="{b:.1}" stroke="#999"/><line x1="{PAD}" x2="{PAD}" y1="{:.1}" y2="{b:.1}" stroke="#999"/><text x="{:.0}" y="{:.1}" font-size="11" text-anchor="end">{}</text><text x="{:.0}" y="{b:.1}" font-size="11" text-anchor="end">0</text>"##,
-        W - PAD,
-        y(max),
-        PAD - 4.0,
-        y(max) + 4.0,
-        esc(&unit(max)),
-        PAD - 4.0,
-        b = H - PAD,
-    ));
-    let mut legend = Vec::new();
-    for (label, colour, dashed, values) in series {
-        // A gap (no value) breaks the line.
-        let mut runs: Vec<Vec<String>> = vec![Vec::new()];
-        for (i, v) in values.iter().enumerate() {
-            match v {
-                Some(v) => runs.last_mut().expect("a run").push(format!(
-                    "{:.1},{:.1}",
-                    PAD + i as f64 * step,
-                    y(*v)
-                )),
-                None => runs.push(Vec::new()),
-            }
-        }
-        for run in runs.iter().filter(|r| !r.is_empty()) {
-            out.push_str(&format!(
-                r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"{}/>"#,
-                run.join(" "),
-                if *dashed {
-                    r#" stroke-dasharray="6 4""#
-                } else {
-                    ""
-                }
-            ));
-        }
-        legend.push(format!(
-            r#"<tspan fill="{colour}">{}{}</tspan>"#,
-            esc(label),
-            if *dashed { " (dashed)" } else { "" }
-        ));
-    }
-    out.push_str(&format!(
-        r#"<text x="{PAD}" y="18" font-size="13">{}: {}</text><text x="{PAD}" y="{:.0}" font-size="11">{}</text><text x="{:.0}" y="{:.0}" font-size="11" text-anchor="end">{}</text></svg>"#,
-        esc(caption),
-        legend.join(" · "),
-        H - 12.0,
-        esc(to_the_second(&samples[0].at)),
-        W - PAD,
-        H - 12.0,
-        esc(to_the_second(&samples[samples.len() - 1].at)),
-    ));
-    out
-}
-
-fn events_table(events: &[Event]) -> String {
-    if events.is_empty() {
-        return "<p>No alerts, reloads or golden-set runs yet.</p>".into();
-    }
-    let rows: String = events
+    // Per series its runs of points: a gap (no value) breaks the line.
+    let runs: Vec<(&str, bool, Vec<String>)> = series
         .iter()
-        .map(|e| {
-            format!(
-                r#"<tr class="{kind}"><td>{at}</td><td>{kind}</td><td>{figure}</td><td>{detail}</td></tr>"#,
-                at = esc(to_the_second(&e.at)),
-                kind = esc(&e.kind),
-                figure = esc(e.figure.as_deref().unwrap_or("")),
-                detail = esc(&e.detail),
-            )
+        .flat_map(|(_, colour, dashed, values)| {
+            let mut runs: Vec<Vec<String>> = vec![Vec::new()];
+            for (i, v) in values.iter().enumerate() {
+                match v {
+                    Some(v) => runs.last_mut().expect("a run").push(format!(
+                        "{:.1},{:.1}",
+                        PAD + i as f64 * step,
+                        y(*v)
+                    )),
+                    None => runs.push(Vec::new()),
+                }
+            }
+            runs.into_iter()
+                .filter(|r| !r.is_empty())
+                .map(move |r| (*colour, *dashed, r))
         })
         .collect();
-    format!(
-        "<table class=\"events\"><thead><tr><th>at (UTC)</th><th>event</th><th>figure</th><th>detail</th></tr></thead><tbody>{rows}</tbody></table>"
-    )
+    let b = format!("{:.1}", H - PAD);
+    html! {
+        svg.chart viewBox=(format!("0 0 {W} {H}")) role="img" aria-label=(caption) {
+            line x1=(PAD) x2=(format!("{:.0}", W - PAD)) y1=(b) y2=(b) stroke="#999" {}
+            line x1=(PAD) x2=(PAD) y1=(format!("{:.1}", y(max))) y2=(b) stroke="#999" {}
+            text x=(format!("{:.0}", PAD - 4.0)) y=(format!("{:.1}", y(max) + 4.0)) font-size="11" text-anchor="end" {
+                (unit(max))
+            }
+            text x=(format!("{:.0}", PAD - 4.0)) y=(b) font-size="11" text-anchor="end" { "0" }
+            @for (colour, dashed, run) in &runs {
+                polyline points=(run.join(" ")) fill="none" stroke=(colour) stroke-width="2"
+                    stroke-dasharray=[dashed.then_some("6 4")] {}
+            }
+            text x=(PAD) y="18" font-size="13" {
+                (caption) ": "
+                @for (i, (label, colour, dashed, _)) in series.iter().enumerate() {
+                    @if i > 0 { " · " }
+                    tspan fill=(colour) { (label) @if *dashed { " (dashed)" } }
+                }
+            }
+            text x=(PAD) y=(format!("{:.0}", H - 12.0)) font-size="11" {
+                (to_the_second(&samples[0].at))
+            }
+            text x=(format!("{:.0}", W - PAD)) y=(format!("{:.0}", H - 12.0)) font-size="11" text-anchor="end" {
+                (to_the_second(&samples[samples.len() - 1].at))
+            }
+        }
+    }
+}
+
+fn events_table(events: &[Event]) -> Markup {
+    if events.is_empty() {
+        return html! { p { "No alerts, reloads or golden-set runs yet." } };
+    }
+    html! {
+        table.events {
+            thead { tr { th { "at (UTC)" } th { "event" } th { "figure" } th { "detail" } } }
+            tbody {
+                @for e in events {
+                    tr class=(e.kind) {
+                        td { (to_the_second(&e.at)) }
+                        td { (e.kind) }
+                        td { (e.figure.as_deref().unwrap_or("")) }
+                        td { (e.detail) }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The panel's body.
-pub fn render(p: &Panel, hours: i64) -> String {
+pub fn render(p: &Panel, hours: i64) -> Markup {
     let s = &p.samples;
     let ms = |v: f64| format!("{:.0} ms", v * 1e3);
     let pct = |v: f64| format!("{:.0}%", v * 100.0);
     let col = |f: fn(&Sample) -> Option<f64>| s.iter().map(f).collect::<Vec<_>>();
     let now = match &p.snapshot {
         Some(snap) => cards(snap),
-        None => "<p>The monitor has not evaluated yet.</p>".into(),
+        None => html! { p { "The monitor has not evaluated yet." } },
     };
-    let windows: String = [1, 24, 168]
-        .iter()
-        .map(|h| format!(r#"<a href="/panel?hours={h}">{h} h</a> "#))
-        .collect();
-    format!(
-        "{now}<p>History: the last {hours} hours · {windows}</p>\
-         <h2>Response latency</h2>{}<h2>Context loss</h2>{}<h2>Output consistency</h2>{}\
-         <h2>Throughput</h2>{}<h2>Latency by stage</h2>{}<h2>Alerts, reloads and golden-set runs</h2>{}",
-        lines(
-            s,
-            &[
-                ("p99", "#22313f", false, col(|x| x.latency_p99)),
-                ("threshold", "#d83933", true, col(|x| Some(x.latency_threshold))),
-            ],
-            &ms,
-            "capture to published, p99",
+    // A figure drawn against its threshold (dashed red).
+    let against =
+        |name: &'static str, value: fn(&Sample) -> Option<f64>, threshold: fn(&Sample) -> f64| {
+            [
+                (name, "#22313f", false, col(value)),
+                (
+                    "threshold",
+                    "#d83933",
+                    true,
+                    s.iter().map(|x| Some(threshold(x))).collect(),
+                ),
+            ]
+        };
+    let latency = lines(
+        s,
+        &against("p99", |x| x.latency_p99, |x| x.latency_threshold),
+        &ms,
+        "capture to published, p99",
+    );
+    let context_loss = lines(
+        s,
+        &against(
+            "share lost",
+            |x| x.context_loss,
+            |x| x.context_loss_threshold,
         ),
-        lines(
-            s,
-            &[
-                ("share lost", "#22313f", false, col(|x| x.context_loss)),
-                ("threshold", "#d83933", true, col(|x| Some(x.context_loss_threshold))),
-            ],
-            &pct,
-            "verdicts that lost part of the standard",
-        ),
-        lines(
-            s,
-            &[
-                ("agreement", "#22313f", false, col(|x| x.consistency)),
-                ("threshold", "#d83933", true, col(|x| Some(x.consistency_threshold))),
-            ],
-            &pct,
-            "lowest of golden set, multi-view and review agreement",
-        ),
-        lines(
-            s,
-            &[("verdicts per second", "#2e8540", false, col(|x| Some(x.throughput)))],
-            &|v| format!("{v:.1}/s"),
+        &pct,
+        "verdicts that lost part of the standard",
+    );
+    let consistency = lines(
+        s,
+        &against("agreement", |x| x.consistency, |x| x.consistency_threshold),
+        &pct,
+        "lowest of golden set, multi-view and review agreement",
+    );
+    let throughput = lines(
+        s,
+        &[(
             "verdicts per second",
-        ),
-        lines(
-            s,
-            &[
-                ("queued", "#7a8a99", false, col(|x| x.stage_p95[0])),
-                ("inference", "#22313f", false, col(|x| x.stage_p95[1])),
-                ("decided", "#f2a900", false, col(|x| x.stage_p95[2])),
-                ("published", "#2e8540", false, col(|x| x.stage_p95[3])),
-            ],
-            &ms,
-            "p95 from capture to each stage",
-        ),
-        events_table(&p.events),
-    )
+            "#2e8540",
+            false,
+            col(|x| Some(x.throughput)),
+        )],
+        &|v| format!("{v:.1}/s"),
+        "verdicts per second",
+    );
+    let stages = lines(
+        s,
+        &[
+            ("queued", "#7a8a99", false, col(|x| x.stage_p95[0])),
+            ("inference", "#22313f", false, col(|x| x.stage_p95[1])),
+            ("decided", "#f2a900", false, col(|x| x.stage_p95[2])),
+            ("published", "#2e8540", false, col(|x| x.stage_p95[3])),
+        ],
+        &ms,
+        "p95 from capture to each stage",
+    );
+    html! {
+        (now)
+        p {
+            "History: the last " (hours) " hours · "
+            @for h in [1, 24, 168] {
+                a href=(format!("/panel?hours={h}")) { (h) " h" } " "
+            }
+        }
+        h2 { "Response latency" } (latency)
+        h2 { "Context loss" } (context_loss)
+        h2 { "Output consistency" } (consistency)
+        h2 { "Throughput" } (throughput)
+        h2 { "Latency by stage" } (stages)
+        h2 { "Alerts, reloads and golden-set runs" } (events_table(&p.events))
+    }
 }

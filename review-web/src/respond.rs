@@ -1,29 +1,50 @@
-//! The page shell (header, navigation, style) and the refusals every
-//! handler shares: sign-in needed, forbidden, not found, server error, for
-//! pages and for the JSON API.
+//! The page shell (header, navigation, style) and the one way a request is
+//! refused: [`Refusal`], grouped by what the caller can do about it, written
+//! as text for a page and as `{"error": …}` for the JSON API ([`ApiRefusal`]).
+//!
+//! Pages are built with `maud`: every value placed in a page is escaped by
+//! construction; only markup this crate writes itself is ever unescaped.
 
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
+use maud::{html, Markup, DOCTYPE};
 
 use crate::auth::Caller;
-use crate::html::esc;
 use store::reviews::QueryError;
 
-pub(crate) fn page(title: &str, who: Option<&Caller>, body: &str) -> Html<String> {
-    let nav = match who {
-        Some(c) => format!(
-            r#"<nav><a href="/line">Line</a><a href="/">Verdicts</a><a href="/charts">Charts</a><a href="/panel">Panel</a><span>{} ({})</span><form method="post" action="/logout"><input type="hidden" name="csrf" value="{}"><button>Sign out</button></form></nav>"#,
-            esc(&c.user.name),
-            c.user.role.as_str(),
-            esc(c.csrf.as_deref().unwrap_or_default())
-        ),
-        None => String::new(),
-    };
-    Html(format!(
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title><link rel="stylesheet" href="/assets/style.css"></head><body>{nav}<main><h1>{title}</h1>{body}</main></body></html>"#,
-        title = esc(title)
-    ))
+/// A page: the navigation for a signed-in caller, the title and `body`.
+pub(crate) fn page(title: &str, who: Option<&Caller>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                link rel="stylesheet" href="/assets/style.css";
+            }
+            body {
+                @if let Some(c) = who {
+                    nav {
+                        a href="/line" { "Line" }
+                        a href="/" { "Verdicts" }
+                        a href="/charts" { "Charts" }
+                        a href="/panel" { "Panel" }
+                        span { (c.user.name) " (" (c.user.role.as_str()) ")" }
+                        form method="post" action="/logout" {
+                            input type="hidden" name="csrf" value=(c.csrf.as_deref().unwrap_or_default());
+                            button { "Sign out" }
+                        }
+                    }
+                }
+                main {
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    }
 }
 
 /// The stylesheet, served as `/assets/style.css` (the Content-Security-Policy
@@ -55,46 +76,103 @@ form.act{background:#fff;padding:.5em;margin:0 0 .6em}form.act label{display:blo
 form.tap{background:#fff;padding:.6em 1em}form.tap select,form.tap input{min-height:48px;max-width:100%}p.taps{display:flex;flex-wrap:wrap;gap:.8em}\
 button.tap{min-height:64px;min-width:48px;font-size:1.35em;font-weight:700;padding:.3em 1.2em}button.tap.PASS{background:#1e7b34}button.tap.FAIL{background:#c0231a}p.keys{color:#555;font-size:.9em}input.pick{width:28px;height:28px}";
 
-pub(crate) fn unauthorised_page() -> Response {
-    Redirect::to("/login").into_response()
+/// Why a request is refused, by what the caller can do about it.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Not signed in: a page sends the browser to sign in, the API says how.
+    SignIn,
+    /// Signed in, but not allowed (role, CSRF token).
+    Forbidden(String),
+    /// What was sent does not make sense; the message says why.
+    Invalid(String),
+    /// No such thing.
+    NotFound(String),
+    /// Not now: too many attempts, try again later.
+    TooMany(String),
+    /// The request body is not of the type this endpoint reads.
+    UnsupportedType(String),
+    /// Our fault: logged in full, the caller is told to read the log.
+    Internal(String),
 }
 
-pub(crate) fn forbidden(msg: &str) -> Response {
-    (StatusCode::FORBIDDEN, msg.to_string()).into_response()
-}
+impl Refusal {
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        Self::Internal(e.to_string())
+    }
 
-pub(crate) fn server_error(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "review UI");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal error; see the appliance log",
-    )
-        .into_response()
-}
-
-pub(crate) fn query_error(e: QueryError) -> Response {
-    match e {
-        QueryError::Invalid(m) => (StatusCode::BAD_REQUEST, m).into_response(),
-        QueryError::NotFound(m) => {
-            (StatusCode::NOT_FOUND, format!("no verdict `{m}`")).into_response()
+    fn status(&self) -> StatusCode {
+        match self {
+            Refusal::SignIn => StatusCode::UNAUTHORIZED,
+            Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
+            Refusal::Invalid(_) => StatusCode::BAD_REQUEST,
+            Refusal::NotFound(_) => StatusCode::NOT_FOUND,
+            Refusal::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Refusal::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
-        other => server_error(other),
+    }
+
+    /// What the caller is told (an internal error is logged here, once).
+    fn message(self) -> String {
+        match self {
+            Refusal::SignIn => "sign in or send Authorization: Bearer <token>".into(),
+            Refusal::Internal(e) => {
+                tracing::error!(error = %e, "review UI");
+                "internal error; see the appliance log".into()
+            }
+            Refusal::Forbidden(m)
+            | Refusal::Invalid(m)
+            | Refusal::NotFound(m)
+            | Refusal::TooMany(m)
+            | Refusal::UnsupportedType(m) => m,
+        }
     }
 }
 
-pub(crate) fn api_unauthorised() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        Json(serde_json::json!({"error": "sign in or send Authorization: Bearer <token>"})),
-    )
-        .into_response()
+impl From<QueryError> for Refusal {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::Invalid(m) => Refusal::Invalid(m),
+            QueryError::NotFound(m) => Refusal::NotFound(format!("no verdict `{m}`")),
+            other => Refusal::internal(other),
+        }
+    }
 }
 
-pub(crate) fn api_error(e: QueryError) -> Response {
-    let (status, msg) = match &e {
-        QueryError::Invalid(m) => (StatusCode::BAD_REQUEST, m.clone()),
-        QueryError::NotFound(_) => (StatusCode::NOT_FOUND, e.to_string()),
-        _ => return server_error(e),
-    };
-    (status, Json(serde_json::json!({ "error": msg }))).into_response()
+/// For a page: plain text, and a browser that is not signed in is sent to
+/// the sign-in page.
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        if let Refusal::SignIn = self {
+            return Redirect::to("/login").into_response();
+        }
+        (self.status(), self.message()).into_response()
+    }
+}
+
+/// A refusal as the JSON API writes it: `{"error": "…"}` with its status.
+#[derive(Debug)]
+pub struct ApiRefusal(pub Refusal);
+
+impl From<Refusal> for ApiRefusal {
+    fn from(r: Refusal) -> Self {
+        ApiRefusal(r)
+    }
+}
+
+impl From<QueryError> for ApiRefusal {
+    fn from(e: QueryError) -> Self {
+        ApiRefusal(e.into())
+    }
+}
+
+impl IntoResponse for ApiRefusal {
+    fn into_response(self) -> Response {
+        let status = self.0.status();
+        (
+            status,
+            Json(serde_json::json!({ "error": self.0.message() })),
+        )
+            .into_response()
+    }
 }

@@ -43,7 +43,7 @@ fn per_frame(c: &mut Criterion) {
     });
     let cameras: Vec<metrics::CameraState> = Vec::new();
     c.bench_function("metrics: render one scrape", |b| {
-        b.iter(|| metrics::render(&cameras, Some(0)))
+        b.iter(|| telemetry::exposition::render(&cameras, Some(0)))
     });
     // Five minutes at 150 parts/s: the p99 sorts 45,000 samples. It runs
     // once per `monitoring.evaluate_every` (10 s), not per frame.

@@ -3,8 +3,9 @@
 //! - [`Event`]: the one way in. The pipeline, the worker, the delivery and
 //!   the monitor say what happened; each event writes its metric, its health
 //!   sample and its log line here.
-//! - [`metrics`]: the process-wide registry in atomics, rendered as the
-//!   Prometheus text exposition at scrape time.
+//! - [`metrics`]: the process-wide registry in atomics.
+//! - [`exposition`]: what a scrape gets, the registry and the readings of
+//!   the moment in the OpenMetrics text format (written by `prometheus-client`).
 //! - [`health`]: the samples behind the three health figures of the product
 //!   promise, the figures computed from them and the latest snapshot.
 //! - [`gpu`]: GPU utilisation and memory, read in the background.
@@ -14,6 +15,7 @@
 //! (what a scrape reads from them is handed in).
 
 mod events;
+pub mod exposition;
 pub mod gpu;
 pub mod health;
 pub mod metrics;

@@ -15,6 +15,8 @@ const PARTS: usize = 20;
 struct Scrape {
     samples: BTreeMap<String, f64>,
     types: BTreeMap<String, String>,
+    /// The last line was `# EOF`.
+    eof: bool,
 }
 
 fn parse(text: &str) -> Scrape {
@@ -32,7 +34,11 @@ fn parse(text: &str) -> Scrape {
             samples.insert(key.to_string(), value);
         }
     }
-    Scrape { samples, types }
+    Scrape {
+        samples,
+        types,
+        eof: text.ends_with("# EOF\n"),
+    }
 }
 
 impl Scrape {
@@ -149,7 +155,7 @@ bind = "127.0.0.1:0"
         ));
         assert_eq!(n as usize, PARTS, "{stage}");
         let inf = s.get(&format!(
-            "appliance_stage_seconds_bucket{{stage=\"{stage}\",le=\"+Inf\"}}"
+            "appliance_stage_seconds_bucket{{le=\"+Inf\",stage=\"{stage}\"}}"
         ));
         assert_eq!(inf, n, "+Inf bucket equals the count");
     }
@@ -194,11 +200,15 @@ bind = "127.0.0.1:0"
     assert!(s.get("process_resident_memory_bytes") > 10e6);
     assert!(s.get("process_cpu_seconds_total") > 0.0);
 
-    // Conventions: counters end in _total, durations in _seconds, sizes in
-    // _bytes; every family has its TYPE.
+    // Conventions (OpenMetrics): a counter family's samples end in _total,
+    // durations in _seconds, sizes in _bytes; every family has its TYPE;
+    // the message ends with # EOF.
     for (name, kind) in &s.types {
         match kind.as_str() {
-            "counter" => assert!(name.ends_with("_total"), "{name}"),
+            "counter" => assert!(
+                !name.ends_with("_total"),
+                "{name}: the suffix is the sample's"
+            ),
             "histogram" => assert!(
                 name.ends_with("_seconds") || name.ends_with("_size"),
                 "{name}"
@@ -209,13 +219,22 @@ bind = "127.0.0.1:0"
     }
     for key in s.samples.keys() {
         let family = key.split('{').next().unwrap();
-        let base = ["_bucket", "_sum", "_count"]
-            .iter()
-            .find_map(|suffix| family.strip_suffix(suffix))
-            .filter(|b| s.types.get(*b).is_some_and(|t| t == "histogram"))
+        let of = |suffix: &str, kind: &str| {
+            family
+                .strip_suffix(suffix)
+                .filter(|b| s.types.get(*b).is_some_and(|t| t == kind))
+        };
+        let base = of("_bucket", "histogram")
+            .or_else(|| of("_sum", "histogram"))
+            .or_else(|| of("_count", "histogram"))
+            .or_else(|| of("_total", "counter"))
             .unwrap_or(family);
         assert!(s.types.contains_key(base), "{key} has no TYPE");
+        if s.types[base] == "counter" {
+            assert!(family.ends_with("_total"), "{key}");
+        }
     }
+    assert!(s.eof, "the exposition ends with # EOF");
 
     // A stranger gets no metrics, and from /readyz only whether the
     // station is ready: no model, standard or backlog.
