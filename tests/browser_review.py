@@ -4,8 +4,9 @@ would, for the end-to-end test `tests/tests/browser.rs`:
 
   python3 tests/browser_review.py BASE_URL USER PASSWORD SCREENSHOT.png
 
-Signs in, filters the list to FAIL, opens the first FAIL verdict, checks the
-finding's box and the quoted clause are on the page, saves a screenshot,
+Signs in, filters the list to FAIL (its thumbnail loaded), opens the first
+FAIL verdict, checks the finding's box and the quoted clause are on the page,
+saves a screenshot, zooms with the wheel, pans by dragging and fits again,
 draws a missed defect on the image, overrides the verdict to PASS with a
 reason, checks the review is shown,
 and opens the charts (saved as a second screenshot, `…-charts.png`).
@@ -30,10 +31,16 @@ def main(base, user, password, screenshot):
         wait.until(lambda d: "decision=FAIL" in d.current_url, "the filter was not applied")
         rows = driver.find_elements(By.XPATH, "//h2[text()='All verdicts']/following::table[1]//tbody/tr")
         assert rows, "no FAIL verdicts listed"
-        decisions = {r.find_elements(By.TAG_NAME, "td")[1].text for r in rows}
+        # Columns: picture, decided, decision, part, station, camera, recipe, findings, reviewed.
+        decisions = {r.find_elements(By.TAG_NAME, "td")[2].text for r in rows}
         assert decisions == {"FAIL"}, f"the filter let through {decisions}"
         # The first FAIL verdict with findings.
-        link = next(r for r in rows if r.find_elements(By.TAG_NAME, "td")[6].text != "0")
+        link = next(r for r in rows if r.find_elements(By.TAG_NAME, "td")[7].text != "0")
+        thumb = link.find_element(By.CSS_SELECTOR, "td.pic img")
+        wait.until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", thumb),
+                   "the list's thumbnail did not load")
+        assert thumb.get_attribute("naturalWidth") not in (None, "0") and int(thumb.get_attribute("naturalWidth")) <= 240, \
+            "the list shows the small picture, not the camera frame"
         link.find_element(By.TAG_NAME, "a").click()
         wait.until(lambda d: "/verdicts/" in d.current_url, "the verdict did not open")
 
@@ -46,6 +53,27 @@ def main(base, user, password, screenshot):
         loaded = driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
         assert loaded, "the part image did not load"
         driver.save_screenshot(screenshot)
+
+        # Zoom and pan: the wheel zooms about the pointer, a drag pans, the
+        # boxes stay on the picture, "Fit" shows it whole.
+        view = driver.find_element(By.CSS_SELECTOR, "div.zoom")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", view)
+        zoom = lambda: float(view.get_attribute("data-zoom") or "1")
+        driver.execute_script("""
+            var v = arguments[0], b = v.getBoundingClientRect();
+            v.dispatchEvent(new WheelEvent('wheel', {deltaY: -400, clientX: b.left + b.width / 2,
+                clientY: b.top + b.height / 2, bubbles: true, cancelable: true}));""", view)
+        assert zoom() > 1.5, f"the wheel did not zoom: {zoom()}"
+        box = boxes[0]
+        before = box.rect
+        ActionChains(driver).move_to_element(view).click_and_hold().move_by_offset(-40, -30).release().perform()
+        after = box.rect
+        assert after["x"] < before["x"] - 20 and after["y"] < before["y"] - 15, \
+            f"the drag did not pan the picture with its boxes: {before} -> {after}"
+        scale = driver.execute_script("return getComputedStyle(document.getElementById('part')).transform")
+        assert scale.startswith("matrix(") and scale != "matrix(1, 0, 0, 1, 0, 0)", scale
+        driver.find_element(By.CSS_SELECTOR, "button[data-zoom-by=fit]").click()
+        assert zoom() == 1.0, f"Fit did not show the whole picture: {zoom()}"
 
         # A missed defect, drawn on the image with the pointer, in the
         # detailed review (folded under the one-tap one).

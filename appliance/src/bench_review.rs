@@ -192,9 +192,11 @@ pub async fn run(verdicts: u64, rounds: usize, dir: &Path) -> anyhow::Result<Rep
                 let (status, _, body) = request(port, &req)?;
                 times.push(t.elapsed().as_secs_f64() * 1e3);
                 anyhow::ensure!(status == 200, "{req}: HTTP {status}");
-                // Rows of the "All verdicts" table (after the inbox).
+                // Rows of the "All verdicts" table (the inbox may come
+                // before or after it).
                 let all = body.split("All verdicts").nth(1).unwrap_or_default();
-                rows = all.matches("<tr><td><a").count();
+                let table = all.split("</table>").next().unwrap_or_default();
+                rows = table.matches("<tr><td class=\"pic\">").count();
             }
             Ok((times, rows))
         })

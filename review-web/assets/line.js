@@ -81,7 +81,7 @@
     a.setAttribute('data-id', p.id);
     if (p.image) {
       var img = document.createElement('img');
-      img.src = '/images/' + p.image;
+      img.src = '/images/' + p.image + '/thumb';
       img.alt = '';
       a.append(img);
     }

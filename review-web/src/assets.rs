@@ -1,4 +1,4 @@
-//! The stylesheet and the one script, served from the binary (no front-end
+//! The stylesheet and the scripts, served from the binary (no front-end
 //! build, no CDN) so that the Content-Security-Policy can forbid anything
 //! inline: an injected `<script>` or `style` attribute does nothing.
 
@@ -27,7 +27,7 @@ pub(crate) async fn review_script() -> impl IntoResponse {
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
             (header::CACHE_CONTROL, CACHE),
         ],
-        crate::pages::DRAW,
+        include_str!("../assets/review.js"),
     )
 }
 

@@ -21,6 +21,7 @@ pub mod html;
 pub mod line;
 mod pages;
 pub mod panel;
+mod pictures;
 mod respond;
 
 pub use auth::{caller, check_api_write, ApiCaller, Caller};
@@ -30,7 +31,7 @@ use api::{api_export, api_get, api_health, api_list, api_review};
 use auth::{login, login_page, logout};
 use axum::routing::{get, post};
 use axum::Router;
-use pages::{charts_page, export_form, image, list_page, panel_page, review_form, verdict_page};
+use pages::{charts_page, export_form, list_page, panel_page, review_form, verdict_page};
 use store::accounts::Accounts;
 use store::Store;
 
@@ -80,7 +81,8 @@ pub fn router(web: Web) -> Router {
         .route("/verdicts/{id}", get(verdict_page))
         .route("/verdicts/{id}/review", post(review_form))
         .route("/reviews/bulk", post(pages::bulk_review))
-        .route("/images/{sha}", get(image))
+        .route("/images/{sha}", get(pictures::image))
+        .route("/images/{sha}/thumb", get(pictures::thumbnail))
         .route("/api/v1/verdicts", get(api_list))
         .route("/api/v1/verdicts/{id}", get(api_get))
         .route("/api/v1/verdicts/{id}/reviews", post(api_review))

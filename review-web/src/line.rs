@@ -266,7 +266,7 @@ fn thumb_html(p: &Part) -> Markup {
     html! {
         a class={ "thumb " (p.decision) } href={ "/verdicts/" (p.id) } data-id=(p.id) {
             @if let Some(sha) = &p.image {
-                img src={ "/images/" (sha) } alt="" loading="lazy";
+                img src={ "/images/" (sha) "/thumb" } alt="" loading="lazy";
             }
             span { (p.decision) " · " (p.part_id.as_deref().unwrap_or("—")) }
         }

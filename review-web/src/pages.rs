@@ -3,38 +3,19 @@
 //! the monitoring panel, the export form and the pictures themselves.
 
 use axum::extract::{Form, Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use maud::{html, Markup};
 
 use crate::api::export_now;
-use crate::auth::{caller, check_form, CsrfForm, PageCaller};
+use crate::auth::{check_form, CsrfForm, PageCaller};
 use crate::html::local_time;
 use crate::respond::{page, Refusal};
 use crate::Web;
 use store::accounts::Role;
 use store::reviews::{self, Corrections, Filter, ListRow, Missed, NewReview, QueryError};
-
-/// Drawing a missed defect: drag on the image (mouse, pen or finger); the
-/// box, normalised to the image, is appended to the "missed" field as
-/// `name x0 y0 x1 y1`. Without script the field can be typed into. And the
-/// one-tap form's keys: 1–9 pick a reason, P and F decide. Served as
-/// `/assets/review.js` (the Content-Security-Policy allows no inline
-/// script).
-pub(crate) const DRAW: &str = r#"(function(){var f=document.getElementById('part'),t=document.getElementById('missed');if(!f||!t)return;
-var svg=f.querySelector('svg'),vb=svg.viewBox.baseVal,s=null,r=null;f.style.touchAction='none';f.style.cursor='crosshair';
-function at(e){var b=f.getBoundingClientRect();return[Math.min(1,Math.max(0,(e.clientX-b.left)/b.width)),Math.min(1,Math.max(0,(e.clientY-b.top)/b.height))];}
-f.addEventListener('pointerdown',function(e){s=at(e);r=document.createElementNS('http://www.w3.org/2000/svg','rect');r.setAttribute('fill','none');r.setAttribute('stroke','#1f6feb');r.setAttribute('stroke-width',Math.max(2,vb.width/200));r.setAttribute('stroke-dasharray','6 4');svg.appendChild(r);f.setPointerCapture(e.pointerId);e.preventDefault();});
-f.addEventListener('pointermove',function(e){if(!s)return;var p=at(e);r.setAttribute('x',Math.min(s[0],p[0])*vb.width);r.setAttribute('y',Math.min(s[1],p[1])*vb.height);r.setAttribute('width',Math.abs(p[0]-s[0])*vb.width);r.setAttribute('height',Math.abs(p[1]-s[1])*vb.height);});
-f.addEventListener('pointerup',function(e){if(!s)return;var p=at(e),x0=Math.min(s[0],p[0]),y0=Math.min(s[1],p[1]),x1=Math.max(s[0],p[0]),y1=Math.max(s[1],p[1]);s=null;
-if(x1-x0<0.01||y1-y0<0.01){svg.removeChild(r);return;}var n=(document.getElementById('missed-name').value||'missed').trim().replace(/\s+/g,'_');
-t.value+=(t.value&&!t.value.endsWith('\n')?'\n':'')+[n,x0.toFixed(3),y0.toFixed(3),x1.toFixed(3),y1.toFixed(3)].join(' ')+'\n';});})();
-(function(){var f=document.getElementById('tap');if(!f)return;var sel=document.getElementById('reason-choice');
-document.addEventListener('keydown',function(e){var t=e.target;if((t&&/^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))||e.ctrlKey||e.metaKey||e.altKey)return;
-var k=e.key.toLowerCase();if(k>='1'&&k<='9'){if(sel.options[+k]){sel.selectedIndex=+k;e.preventDefault();}return;}
-if(k==='p'||k==='f'){var b=f.querySelector('button[value='+(k==='p'?'PASS':'FAIL')+']');e.preventDefault();if(b&&f.reportValidity())f.requestSubmit(b);}});})();"#;
 
 /// Verdicts as table rows; `pick` adds a box per row for the bulk review
 /// form (`form="bulk"`).
@@ -43,8 +24,10 @@ fn rows_table(rows: &[ListRow], pick: bool) -> Markup {
         table {
             thead { tr {
                 @if pick { th { "Pick" } }
-                th { "Decided" } th { "Decision" } th { "Part" } th { "Station" } th { "Camera" }
-                th { "Recipe" } th { "Findings" } th { "Reviewed" }
+                th { "Picture" }
+                th { "Decided" } th { "Decision" } th { "Part" }
+                th class="wide" { "Station" } th class="wide" { "Camera" } th class="wide" { "Recipe" }
+                th { "Findings" } th { "Reviewed" }
             } }
             tbody {
                 @for r in rows {
@@ -52,12 +35,21 @@ fn rows_table(rows: &[ListRow], pick: bool) -> Markup {
                         @if pick {
                             td { input type="checkbox" class="pick" name="ids" value=(r.id) form="bulk" aria-label="pick this part"; }
                         }
+                        td class="pic" {
+                            a href={ "/verdicts/" (r.id) } {
+                                @if let Some(sha) = &r.image {
+                                    img src={ "/images/" (sha) "/thumb" } alt={ "part " (r.part_id.as_deref().unwrap_or("")) } loading="lazy";
+                                } @else {
+                                    "—"
+                                }
+                            }
+                        }
                         td { a href={ "/verdicts/" (r.id) } { (listed_time(&r.decided_at)) } }
                         td class=(r.decision) { (r.decision) }
                         td { (r.part_id.as_deref().unwrap_or("—")) }
-                        td { (r.station) }
-                        td { (r.camera) }
-                        td { (r.recipe) }
+                        td class="wide" { (r.station) }
+                        td class="wide" { (r.camera) }
+                        td class="wide" { (r.recipe) }
                         td { (r.findings) }
                         td { (r.reviewed.as_deref().unwrap_or("")) }
                     }
@@ -89,22 +81,10 @@ pub(crate) async fn list_page(
         Err(e) => return Err(e.into()),
     };
     let inbox = reviews::inbox(&web.store, 20).await?;
-    let field = |name: &str, value: &str, hint: &str| {
-        html! { input name=(name) value=(value) placeholder=(hint) aria-label=(hint); }
-    };
-    let select = |name: &str, value: &str, options: &[&str]| {
-        html! {
-            select name=(name) aria-label=(name) {
-                @for o in options {
-                    option value=(o) selected[*o == value] { (if o.is_empty() { "any" } else { o }) }
-                }
-            }
-        }
-    };
+    let choices = reviews::choices(&web.store).await?;
     let operator = who.user.role >= Role::Operator && who.csrf.is_some();
     let csrf = who.csrf.as_deref().unwrap_or_default();
-    let body = html! {
-        h2 { "Review inbox (" (inbox.len()) ")" }
+    let inbox_html = html! {
         @if inbox.is_empty() {
             p { "Nothing waiting for review." }
         } @else if operator {
@@ -113,21 +93,25 @@ pub(crate) async fn list_page(
         } @else {
             (rows_table(&inbox, false))
         }
+    };
+    let results = html! {
         h2 { "All verdicts" }
-        form class="filters" method="get" action="/" {
-            (field("station", &f.station, "station"))
-            (field("camera", &f.camera, "camera"))
-            (field("recipe", &f.recipe, "recipe"))
-            (select("decision", &f.decision, &["", "PASS", "FAIL", "REVIEW"]))
-            (field("defect", &f.defect, "defect"))
-            (field("from", &f.from, "from (YYYY-MM-DD)"))
-            (field("to", &f.to, "to (YYYY-MM-DD)"))
-            (select("reviewed", &f.reviewed, &["", "yes", "no"]))
-            button { "Filter" }
-        }
+        (filters_form(&f, &choices))
         (rows_table(&page_rows.items, false))
         @if let Some(cursor) = &page_rows.next {
             p { a href={ "/?" (serde_urlencoded(&Filter { after: cursor.clone(), ..f.clone() })) } { "Older verdicts →" } }
+        }
+    };
+    let inbox_title = format!("Review inbox ({})", inbox.len());
+    let body = html! {
+        @if filtered(&f) {
+            // Someone looking for something gets it first; the inbox waits below.
+            (results)
+            details { summary { (inbox_title) } (inbox_html) }
+        } @else {
+            h2 { (inbox_title) }
+            (inbox_html)
+            (results)
         }
         @if who.user.role >= Role::Admin && who.csrf.is_some() {
             form method="post" action="/export" {
@@ -137,6 +121,58 @@ pub(crate) async fn list_page(
         }
     };
     Ok(page("Verdicts", Some(&who), body).into_response())
+}
+
+/// Whether the list is filtered (paging alone is not a filter).
+fn filtered(f: &Filter) -> bool {
+    [
+        &f.station,
+        &f.camera,
+        &f.recipe,
+        &f.decision,
+        &f.defect,
+        &f.from,
+        &f.to,
+        &f.reviewed,
+    ]
+    .iter()
+    .any(|v| !v.is_empty())
+}
+
+/// The list's filters: what verdicts have, picked from lists; dates from a
+/// date picker. A value that is asked for but not offered (an old link)
+/// stays picked.
+fn filters_form(f: &Filter, c: &reviews::Choices) -> Markup {
+    let pick = |name: &str, value: &str, options: &[String], any: &str| {
+        html! {
+            select name=(name) aria-label=(name) {
+                option value="" selected[value.is_empty()] { (any) }
+                @if !value.is_empty() && !options.iter().any(|o| o == value) {
+                    option value=(value) selected { (value) }
+                }
+                @for o in options {
+                    option value=(o) selected[o == value] { (o) }
+                }
+            }
+        }
+    };
+    let fixed = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let date = |name: &str, value: &str, hint: &str| {
+        html! { label { (hint) " " input type="date" name=(name) value=(value) aria-label=(hint); } }
+    };
+    html! {
+        form class="filters" method="get" action="/" {
+            (pick("station", &f.station, &c.stations, "any station"))
+            (pick("camera", &f.camera, &c.cameras, "any camera"))
+            (pick("recipe", &f.recipe, &c.recipes, "any recipe"))
+            (pick("decision", &f.decision, &fixed(&["PASS", "FAIL", "REVIEW"]), "any decision"))
+            (pick("defect", &f.defect, &c.defects, "any defect"))
+            (date("from", &f.from, "from"))
+            (date("to", &f.to, "to"))
+            (pick("reviewed", &f.reviewed, &fixed(&["yes", "no"]), "reviewed or not"))
+            button { "Filter" }
+        }
+    }
 }
 
 /// `application/x-www-form-urlencoded` of the non-empty filter fields.
@@ -342,13 +378,24 @@ fn picture(v: &record::Verdict, deleted: Option<&str>) -> Markup {
     match (deleted, v.image.not_kept.as_deref()) {
         (_, Some(why)) => html! { p class="err" { "Image not kept: " (why) } },
         (Some(why), _) => html! { p class="err" { "Image deleted by retention (" (why) ")." } },
+        // Zoom and pan (wheel, pinch, drag; `assets/review.js`) move the
+        // figure inside its frame, boxes and all.
         _ => html! {
-            figure id="part" {
-                img src={ "/images/" (v.image.sha256) } alt="part image";
-                svg viewBox={ "0 0 " (w) " " (h) } preserveAspectRatio="none" role="img" aria-label="findings" {
-                    (findings_drawn(v))
+            div class="zoom" {
+                figure id="part" {
+                    img src={ "/images/" (v.image.sha256) } alt="part image";
+                    svg viewBox={ "0 0 " (w) " " (h) } preserveAspectRatio="none" role="img" aria-label="findings" {
+                        (findings_drawn(v))
+                    }
                 }
             }
+            p class="zoombar" {
+                button type="button" data-zoom-by="1.5" aria-label="zoom in" { "+" }
+                button type="button" data-zoom-by="0.6667" aria-label="zoom out" { "−" }
+                button type="button" data-zoom-by="fit" { "Fit" }
+                span { " Wheel or pinch to zoom, drag to move, double-click to fit." }
+            }
+            script src="/assets/review.js" {}
         },
     }
 }
@@ -448,7 +495,6 @@ fn review_form_html(id: &str, csrf: &str, findings: usize) -> Markup {
                 button { "Record review" }
             }
         }
-        script src="/assets/review.js" {}
     }
 }
 
@@ -661,48 +707,6 @@ pub(crate) async fn review_form(
         Some(next) => Redirect::to(&format!("/verdicts/{}", next.id)),
         None => Redirect::to("/"),
     })
-}
-
-pub(crate) async fn image(
-    State(web): State<Web>,
-    headers: HeaderMap,
-    Path(sha): Path<String>,
-) -> Result<Response, Refusal> {
-    if caller(&web, &headers)
-        .await
-        .map_err(Refusal::internal)?
-        .is_none()
-    {
-        // A picture is not a page: no redirect to sign in.
-        return Ok((StatusCode::UNAUTHORIZED, "sign in first").into_response());
-    }
-    let gone = || Refusal::NotFound("no such image".into());
-    // Only a content address is accepted; the file path comes from the database.
-    if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(gone());
-    }
-    let path = web
-        .store
-        .image_file(&sha.to_ascii_lowercase())
-        .await
-        .map_err(Refusal::internal)?
-        .ok_or_else(gone)?;
-    let mime = if path.ends_with(".jpg") || path.ends_with(".jpeg") {
-        "image/jpeg"
-    } else {
-        "image/png"
-    };
-    let bytes = tokio::fs::read(&path)
-        .await
-        .map_err(|_| Refusal::NotFound("image file is gone".into()))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, mime),
-            (header::CACHE_CONTROL, "private, max-age=86400"),
-        ],
-        bytes,
-    )
-        .into_response())
 }
 
 #[cfg(test)]

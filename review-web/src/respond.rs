@@ -74,7 +74,9 @@ ul.states li.up{border-color:#2e8540}ul.states li.down{border-color:#d83933;colo
 .thumb.PASS{border-color:#1e7b34}.thumb.FAIL{border-color:#c0231a}.thumb.REVIEW{border-color:#b36b00}.thumb img{width:100%;display:block}.thumb span{display:block;padding:.2em .4em;font-size:.85em}\
 form.act{background:#fff;padding:.5em;margin:0 0 .6em}form.act label{display:block;margin-bottom:.3em}p.said{background:#eef3f8;padding:.6em;border-left:6px solid #22313f}\
 form.tap{background:#fff;padding:.6em 1em}form.tap select,form.tap input{min-height:48px;max-width:100%}p.taps{display:flex;flex-wrap:wrap;gap:.8em}\
-button.tap{min-height:64px;min-width:48px;font-size:1.35em;font-weight:700;padding:.3em 1.2em}button.tap.PASS{background:#1e7b34}button.tap.FAIL{background:#c0231a}p.keys{color:#555;font-size:.9em}input.pick{width:28px;height:28px}";
+button.tap{min-height:64px;min-width:48px;font-size:1.35em;font-weight:700;padding:.3em 1.2em}button.tap.PASS{background:#1e7b34}button.tap.FAIL{background:#c0231a}p.keys{color:#555;font-size:.9em}input.pick{width:28px;height:28px}\
+td.pic{width:96px;padding:.2em}td.pic img{width:96px;height:auto;display:block;background:#ddd}@media (max-width:900px){.wide{display:none}}\
+.zoom{overflow:hidden;position:relative;background:#222;cursor:grab}p.zoombar{margin:.3em 0}p.zoombar button{min-width:48px;min-height:48px;margin-right:.3em}p.zoombar span{color:#555;font-size:.9em}";
 
 /// Why a request is refused, by what the caller can do about it.
 #[derive(Debug)]

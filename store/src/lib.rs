@@ -488,6 +488,12 @@ impl Store {
     /// Where the kept picture with content address `sha256` lies; `None`
     /// when no such picture is kept (never stored, not kept, or deleted by
     /// retention).
+    /// Where the review pages keep the small picture they made of image
+    /// `sha256` (made on first request; retention deletes it with the image).
+    pub fn thumbnail_file(&self, sha256: &str) -> PathBuf {
+        self.data_dir.join("thumbs").join(format!("{sha256}.jpg"))
+    }
+
     pub async fn image_file(&self, sha256: &str) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT path FROM images WHERE sha256 = $1 AND deleted_at IS NULL AND path <> ''",

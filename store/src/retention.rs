@@ -8,6 +8,8 @@
 //! The image row stays with `deleted_at` and `deleted_reason`, and so does
 //! every verdict: only pictures are ever deleted.
 
+use std::path::PathBuf;
+
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -125,16 +127,15 @@ async fn delete(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    if !path.is_empty() {
-        match std::fs::remove_file(&path) {
+    let thumbnail = store.thumbnail_file(&sha256);
+    for file in [PathBuf::from(path), thumbnail] {
+        if file.as_os_str().is_empty() {
+            continue;
+        }
+        match std::fs::remove_file(&file) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(StoreError::File {
-                    path: path.into(),
-                    source,
-                })
-            }
+            Err(source) => return Err(StoreError::File { path: file, source }),
         }
     }
     sqlx::query("UPDATE images SET deleted_at = $1, deleted_reason = $2 WHERE sha256 = $3")

@@ -48,6 +48,8 @@ pub struct ListRow {
     pub findings: i64,
     /// The latest review's decision, if any.
     pub reviewed: Option<String>,
+    /// The picture's sha256 while it is kept (for its thumbnail).
+    pub image: Option<String>,
 }
 
 /// One page of the list.
@@ -164,7 +166,8 @@ pub async fn list(store: &Store, f: &Filter) -> Result<Page, QueryError> {
     let sql = format!(
         "SELECT v.id, v.station, v.camera, v.part_id, v.recipe, v.decision, v.confidence, v.decided_at,
                 (SELECT COUNT(*) FROM findings fc WHERE fc.verdict_id = v.id),
-                (SELECT r.decision FROM reviews r WHERE r.verdict_id = v.id ORDER BY r.created_at DESC LIMIT 1)
+                (SELECT r.decision FROM reviews r WHERE r.verdict_id = v.id ORDER BY r.created_at DESC LIMIT 1),
+                (SELECT i.sha256 FROM images i WHERE i.sha256 = v.image_sha256 AND i.deleted_at IS NULL AND i.path <> '')
            FROM verdicts v {filter}
           ORDER BY v.decided_at DESC, v.id DESC
           LIMIT {limit_p}"
@@ -188,6 +191,7 @@ pub async fn list(store: &Store, f: &Filter) -> Result<Page, QueryError> {
             decided_at: r.get(7),
             findings: r.get(8),
             reviewed: r.get(9),
+            image: r.get(10),
         })
         .collect();
     let next = if items.len() as i64 > limit {
@@ -199,11 +203,60 @@ pub async fn list(store: &Store, f: &Filter) -> Result<Page, QueryError> {
     Ok(Page { items, next })
 }
 
+/// What the list's filters offer to pick from: the stations, cameras,
+/// recipes and defect names verdicts have, sorted, at most
+/// [`MAX_CHOICES`] each.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Choices {
+    pub stations: Vec<String>,
+    pub cameras: Vec<String>,
+    pub recipes: Vec<String>,
+    pub defects: Vec<String>,
+}
+
+/// The most values one filter offers.
+pub const MAX_CHOICES: i64 = 200;
+
+/// The distinct values of the indexed columns behind the filters. Each is
+/// read as a loose index scan (the next value above the last, through the
+/// index that leads with the column), so the cost grows with the number of
+/// distinct values, not with the millions of verdicts.
+pub async fn choices(store: &Store) -> Result<Choices, QueryError> {
+    Ok(Choices {
+        stations: distinct(store, "verdicts", "station").await?,
+        cameras: distinct(store, "verdicts", "camera").await?,
+        recipes: distinct(store, "verdicts", "recipe").await?,
+        defects: distinct(store, "findings", "defect").await?,
+    })
+}
+
+async fn distinct(
+    store: &Store,
+    table: &'static str,
+    column: &'static str,
+) -> Result<Vec<String>, QueryError> {
+    let sql = format!(
+        "WITH RECURSIVE seen(value) AS (
+            SELECT MIN({column}) FROM {table}
+            UNION ALL
+            SELECT (SELECT MIN({column}) FROM {table} WHERE {column} > seen.value)
+              FROM seen WHERE seen.value IS NOT NULL
+         )
+         SELECT value FROM seen WHERE value IS NOT NULL LIMIT $1"
+    );
+    // Only the fixed table and column names above are formatted in.
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(MAX_CHOICES)
+        .fetch_all(store.pool())
+        .await?)
+}
+
 /// The operator's inbox: REVIEW verdicts nobody has reviewed, oldest first.
 pub async fn inbox(store: &Store, limit: i64) -> Result<Vec<ListRow>, QueryError> {
     let rows = sqlx::query(
         "SELECT v.id, v.station, v.camera, v.part_id, v.recipe, v.decision, v.confidence, v.decided_at,
-                (SELECT COUNT(*) FROM findings fc WHERE fc.verdict_id = v.id)
+                (SELECT COUNT(*) FROM findings fc WHERE fc.verdict_id = v.id),
+                (SELECT i.sha256 FROM images i WHERE i.sha256 = v.image_sha256 AND i.deleted_at IS NULL AND i.path <> '')
            FROM verdicts v
           WHERE v.decision = 'REVIEW'
             AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.verdict_id = v.id)
@@ -225,6 +278,7 @@ pub async fn inbox(store: &Store, limit: i64) -> Result<Vec<ListRow>, QueryError
             decided_at: r.get(7),
             findings: r.get(8),
             reviewed: None,
+            image: r.get(9),
         })
         .collect())
 }

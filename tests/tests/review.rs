@@ -64,6 +64,7 @@ latency_threshold = "60s"
     let store = store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
         .await
         .unwrap();
+    let thumbs = store.data_dir().join("thumbs");
     add_user(&store, "ana", Role::Operator, "ana's long password")
         .await
         .unwrap();
@@ -266,6 +267,17 @@ latency_threshold = "60s"
         // Images: by content address only.
         assert_eq!(get(port, &format!("/images/{sha}"), &ana).0, 200);
         assert_eq!(get(port, &format!("/images/{sha}"), "").0, 401);
+        // Thumbnails: a small JPEG, made on first request and kept; every
+        // list shows them.
+        let (s, head, _) = get(port, &format!("/images/{sha}/thumb"), &ana);
+        assert_eq!(s, 200, "{head}");
+        assert!(head.to_ascii_lowercase().contains("content-type: image/jpeg"), "{head}");
+        assert_eq!(get(port, &format!("/images/{sha}/thumb"), "").0, 401);
+        assert_eq!(get(port, &format!("/images/{}/thumb", "0".repeat(64)), &ana).0, 404);
+        let kept = image::open(thumbs.join(format!("{sha}.jpg"))).expect("the thumbnail is kept");
+        assert!(kept.width().max(kept.height()) <= 240, "{}x{}", kept.width(), kept.height());
+        let (_, _, list) = get(port, "/", &ana);
+        assert!(list.contains(&format!(r#"<img src="/images/{sha}/thumb""#)), "{list}");
         for evil in [
             "/images/..%2F..%2Fetc%2Fpasswd",
             "/images/../../etc/passwd",

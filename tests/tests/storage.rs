@@ -282,6 +282,7 @@ async fn retention(url: &str) {
     let store = Store::open(url, &dir.path().join("data")).await.unwrap();
     // P1 (PASS), F1 (FAIL), P2 (PASS), F2 (FAIL), 1,000 bytes each, in this order.
     let mut paths = Vec::new();
+    let mut thumbs = Vec::new();
     for (n, decision) in [
         Decision::Pass,
         Decision::Fail,
@@ -296,6 +297,11 @@ async fn retention(url: &str) {
         v.image.path = stored.path.display().to_string();
         v.image.bytes = stored.bytes;
         store.commit_verdict(&v, "1. x", &[], None).await.unwrap();
+        // The review pages' thumbnail of it goes with it.
+        let thumb = store.thumbnail_file(&stored.sha256);
+        std::fs::create_dir_all(thumb.parent().unwrap()).unwrap();
+        std::fs::write(&thumb, b"jpeg").unwrap();
+        thumbs.push(thumb);
         paths.push(stored.path);
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
@@ -320,6 +326,8 @@ async fn retention(url: &str) {
     );
     let exists: Vec<bool> = paths.iter().map(|p| p.exists()).collect();
     assert_eq!(exists, vec![false, true, false, true]);
+    let exists: Vec<bool> = thumbs.iter().map(|p| p.exists()).collect();
+    assert_eq!(exists, vec![false, true, false, true], "thumbnails");
     // PASS age passed, FAIL age not yet: nothing more to delete.
     let s = sweep(&store, policy(1 << 30), now + chrono::Duration::days(100))
         .await
