@@ -3,6 +3,8 @@
 // `reset`: the shift counters start again; `resync`: this page fell behind.
 // After a dropped connection (EventSource reconnects by itself) the page
 // reloads the snapshot from /api/v1/line, so no part is missed.
+// The texts it writes come in the page's language from the `data-i18n`
+// attribute (JSON, English text to the page's), English where absent.
 (function () {
   'use strict';
   var STRIP = 20;
@@ -11,6 +13,19 @@
   var strip = byId('strip');
   var counters = byId('counters');
   var live = byId('live');
+  var texts = {};
+  try {
+    var holder = document.querySelector('[data-i18n]');
+    texts = (holder && JSON.parse(holder.getAttribute('data-i18n'))) || {};
+  } catch (e) {
+    texts = {};
+  }
+  // A text in the page's language; `{0}`, `{1}`, ... replaced by `values`.
+  function t(en, values) {
+    var s = typeof texts[en] === 'string' ? texts[en] : en;
+    (values || []).forEach(function (v, i) { s = s.split('{' + i + '}').join(String(v)); });
+    return s;
+  }
   Array.prototype.forEach.call(strip.querySelectorAll('[data-id]'), function (a) {
     seen[a.getAttribute('data-id')] = true;
   });
@@ -38,22 +53,22 @@
     lamp.setAttribute('data-decided-at', p.decided_at);
     var now = byId('now-part');
     now.textContent = '';
-    now.append('Part ');
+    now.append(t('Part') + ' ');
     var b = document.createElement('b');
     b.textContent = p.part_id || '\u2014';
-    now.append(b, ' \u00b7 camera ' + p.camera + ' \u00b7 ' + clock(p.decided_at));
+    now.append(b, ' \u00b7 ' + t('camera') + ' ' + p.camera + ' \u00b7 ' + clock(p.decided_at));
     var fig = byId('latest');
     fig.textContent = '';
     if (!p.image) {
       var err = document.createElement('p');
       err.className = 'err';
-      err.textContent = 'Image not kept.';
+      err.textContent = t('Image not kept.');
       fig.append(err);
       return;
     }
     var img = document.createElement('img');
     img.src = '/images/' + p.image;
-    img.alt = 'latest part';
+    img.alt = t('latest part');
     var svg = svgEl('svg', { viewBox: '0 0 ' + p.width + ' ' + p.height, preserveAspectRatio: 'none' });
     p.findings.forEach(function (f, i) {
       var colour = f.violates ? '#e3261b' : '#f2a900';
@@ -122,14 +137,14 @@
     s.cameras.forEach(function (c) {
       var li = document.createElement('li');
       li.className = c.up ? 'up' : 'down';
-      li.textContent = 'camera ' + c.camera + ': ' + (c.up ? 'up' : 'DOWN');
+      li.textContent = t('camera {0}: {1}', [c.camera, c.up ? t('up') : t('DOWN')]);
       ul.append(li);
     });
     var b = document.createElement('li');
     b.className = s.broker_connected ? 'up' : 'down';
-    b.textContent = 'broker: ' + (s.broker_connected ? 'connected' : 'AWAY (verdicts wait in the outbox)');
+    b.textContent = t('broker: {0}', [s.broker_connected ? t('connected') : t('AWAY (verdicts wait in the outbox)')]);
     var r = document.createElement('li');
-    r.textContent = 'recipe: ' + s.recipe;
+    r.textContent = t('recipe: {0}', [s.recipe]);
     ul.append(b, r);
   }
 
@@ -146,13 +161,13 @@
   var dropped = false;
   var events = new EventSource('/line/events');
   events.addEventListener('open', function () {
-    live.textContent = 'live';
+    live.textContent = t('live');
     live.className = 'live';
     if (dropped) { dropped = false; resync(); }
   });
   events.addEventListener('error', function () {
     dropped = true;
-    live.textContent = 'reconnecting\u2026';
+    live.textContent = t('reconnecting\u2026');
     live.className = 'live down';
   });
   events.addEventListener('verdict', function (e) { show(JSON.parse(e.data), true); });

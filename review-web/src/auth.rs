@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
 
+use crate::i18n::Lang;
 use crate::respond::{page, ApiRefusal, Refusal};
 use crate::Web;
 use store::accounts::{AccountError, Role, User, SESSION_LIFETIME};
@@ -24,6 +25,8 @@ pub struct Caller {
     pub user: User,
     /// `None` for API tokens (no cookie, so no cross-site forgery).
     pub csrf: Option<String>,
+    /// The language the pages speak to this caller.
+    pub lang: Lang,
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -44,11 +47,11 @@ pub async fn caller(web: &Web, headers: &HeaderMap) -> Result<Option<Caller>, Ac
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
     {
-        return Ok(web
-            .accounts
-            .token(token.trim())
-            .await?
-            .map(|user| Caller { user, csrf: None }));
+        return Ok(web.accounts.token(token.trim()).await?.map(|user| Caller {
+            lang: Lang::of(None, headers),
+            user,
+            csrf: None,
+        }));
     }
     let Some(token) = cookie(headers, COOKIE) else {
         return Ok(None);
@@ -58,6 +61,7 @@ pub async fn caller(web: &Web, headers: &HeaderMap) -> Result<Option<Caller>, Ac
         .session(&token)
         .await?
         .map(|(user, csrf)| Caller {
+            lang: Lang::of(user.language.as_deref(), headers),
             user,
             csrf: Some(csrf),
         }))
@@ -151,18 +155,19 @@ fn same(a: &str, b: &str) -> bool {
 /// this site can set, echoed in the form (no session exists yet).
 const LOGIN_COOKIE: &str = "login_csrf";
 
-fn login_response(status: StatusCode, error: &str) -> Response {
+fn login_response(lang: Lang, status: StatusCode, error: &str) -> Response {
     let token = store::accounts::random_token();
     let html = page(
-        "Sign in",
+        lang,
+        lang.t("Sign in"),
         None,
         html! {
             @if !error.is_empty() { p class="err" { (error) } }
             form method="post" action="/login" {
                 input type="hidden" name="csrf" value=(token);
-                p { label { "User " input name="name" autocomplete="username" required; } }
-                p { label { "Password " input name="password" type="password" autocomplete="current-password" required; } }
-                button { "Sign in" }
+                p { label { (lang.t("User")) " " input name="name" autocomplete="username" required; } }
+                p { label { (lang.t("Password")) " " input name="password" type="password" autocomplete="current-password" required; } }
+                button { (lang.t("Sign in")) }
             }
         },
     );
@@ -171,8 +176,8 @@ fn login_response(status: StatusCode, error: &str) -> Response {
     (status, [(header::SET_COOKIE, cookie)], html).into_response()
 }
 
-pub(crate) async fn login_page() -> Response {
-    login_response(StatusCode::OK, "")
+pub(crate) async fn login_page(headers: HeaderMap) -> Response {
+    login_response(Lang::of(None, &headers), StatusCode::OK, "")
 }
 
 #[derive(Deserialize)]
@@ -189,10 +194,12 @@ pub(crate) async fn login(
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
+    let lang = Lang::of(None, &headers);
     if !cookie(&headers, LOGIN_COOKIE).is_some_and(|c| !f.csrf.is_empty() && same(&c, &f.csrf)) {
         return login_response(
+            lang,
             StatusCode::FORBIDDEN,
-            "The sign-in form has expired or did not come from this appliance; please sign in again.",
+            lang.t("The sign-in form has expired or did not come from this appliance; please sign in again."),
         );
     }
     match web
@@ -209,12 +216,15 @@ pub(crate) async fn login(
             );
             ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
         }
-        Err(AccountError::WrongCredentials) => {
-            login_response(StatusCode::UNAUTHORIZED, "Wrong user name or password.")
-        }
+        Err(AccountError::WrongCredentials) => login_response(
+            lang,
+            StatusCode::UNAUTHORIZED,
+            lang.t("Wrong user name or password."),
+        ),
         Err(AccountError::TooManyAttempts(s)) => login_response(
+            lang,
             StatusCode::TOO_MANY_REQUESTS,
-            &format!("Too many failed sign-ins; try again in {s} s."),
+            &lang.f("Too many failed sign-ins; try again in {0} s.", &[&s]),
         ),
         Err(e) => Refusal::internal(e).into_response(),
     }
@@ -248,3 +258,57 @@ pub(crate) async fn logout(
     )
         .into_response())
 }
+
+#[derive(Deserialize)]
+pub(crate) struct LanguageForm {
+    #[serde(default)]
+    csrf: String,
+    /// `en`, `zh`, or empty to follow the browser.
+    #[serde(default)]
+    language: String,
+}
+
+/// `POST /language`: the signed-in person's language for every page, kept
+/// with their account (so it follows them to another tablet).
+pub(crate) async fn set_language(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    PageCaller(who): PageCaller,
+    Form(f): Form<LanguageForm>,
+) -> Result<Redirect, Refusal> {
+    check_form(&who, &f.csrf, Role::Viewer, "choosing a language")?;
+    let language = Some(f.language.as_str()).filter(|l| !l.is_empty());
+    web.accounts
+        .set_language(&who.user.name, language)
+        .await
+        .map_err(|e| match e {
+            AccountError::Invalid(m) => Refusal::Invalid(m),
+            other => Refusal::internal(other),
+        })?;
+    // Back to the page the switch was used on, when it is one of ours.
+    let back = headers
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.find("://").map(|i| &r[i + 3..]))
+        .and_then(|r| r.find('/').map(|i| &r[i..]))
+        .filter(|p| p.starts_with('/') && !p.starts_with("//"))
+        .unwrap_or("/")
+        .to_string();
+    Ok(Redirect::to(&back))
+}
+
+/// The sign-in's Chinese.
+pub(crate) const ZH: &[(&str, &str)] = &[
+    ("Sign in", "登录"),
+    ("User", "用户名"),
+    ("Password", "密码"),
+    (
+        "The sign-in form has expired or did not come from this appliance; please sign in again.",
+        "登录表单已过期或并非来自本设备，请重新登录。",
+    ),
+    ("Wrong user name or password.", "用户名或密码错误。"),
+    (
+        "Too many failed sign-ins; try again in {0} s.",
+        "登录失败次数过多，请 {0} 秒后再试。",
+    ),
+];

@@ -18,6 +18,7 @@ pub mod assets;
 mod auth;
 pub mod charts;
 pub mod html;
+pub mod i18n;
 pub mod line;
 mod pages;
 pub mod panel;
@@ -78,6 +79,7 @@ pub fn router(web: Web) -> Router {
         .route("/", get(list_page))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
+        .route("/language", post(auth::set_language))
         .route("/verdicts/{id}", get(verdict_page))
         .route("/verdicts/{id}/review", post(review_form))
         .route("/reviews/bulk", post(pages::bulk_review))

@@ -24,6 +24,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::auth::{check_form, ApiCaller, Caller, CsrfForm, PageCaller};
 use crate::html::local_time;
+use crate::i18n::Lang;
 use crate::respond::{page, ApiRefusal, Refusal};
 use crate::Web;
 use store::accounts::Role;
@@ -230,11 +231,11 @@ fn boxes_svg(p: &Part) -> Markup {
     }
 }
 
-fn latest_html(p: Option<&Part>) -> Markup {
+fn latest_html(lang: Lang, p: Option<&Part>) -> Markup {
     let Some(p) = p else {
         return html! {
-            div id="lamp" class="lamp" { "WAITING" }
-            p id="now-part" { "No part judged yet." }
+            div id="lamp" class="lamp" { (lang.t("WAITING")) }
+            p id="now-part" { (lang.t("No part judged yet.")) }
             figure id="latest" class="latest" {}
         };
     };
@@ -243,19 +244,19 @@ fn latest_html(p: Option<&Part>) -> Markup {
             (p.decision)
         }
         p id="now-part" {
-            "Part " b { (p.part_id.as_deref().unwrap_or("—")) }
-            " · camera " (p.camera) " · " (local_time(&p.decided_at, false))
+            (lang.t("Part")) " " b { (p.part_id.as_deref().unwrap_or("—")) }
+            " · " (lang.t("camera")) " " (p.camera) " · " (local_time(&p.decided_at, false))
         }
         figure id="latest" class="latest" {
             @match &p.image {
                 Some(sha) => {
-                    img src={ "/images/" (sha) } alt="latest part";
+                    img src={ "/images/" (sha) } alt=(lang.t("latest part"));
                     svg viewBox={ "0 0 " (p.width) " " (p.height) } preserveAspectRatio="none" {
                         (boxes_svg(p))
                     }
                 }
                 None => {
-                    p class="err" { "Image not kept." }
+                    p class="err" { (lang.t("Image not kept.")) }
                 }
             }
         }
@@ -273,38 +274,37 @@ fn thumb_html(p: &Part) -> Markup {
     }
 }
 
-fn state_html(s: &StationState) -> Markup {
+fn state_html(lang: Lang, s: &StationState) -> Markup {
     html! {
         ul id="states" class="states" {
             @for c in &s.cameras {
                 li class=(if c.up { "up" } else { "down" }) {
-                    "camera " (c.camera) ": " (if c.up { "up" } else { "DOWN" })
+                    (lang.f("camera {0}: {1}", &[&c.camera, &if c.up { lang.t("up") } else { lang.t("DOWN") }]))
                 }
             }
             li class=(if s.broker_connected { "up" } else { "down" }) {
-                "broker: "
-                @if s.broker_connected {
-                    "connected"
-                } @else {
-                    "AWAY (verdicts wait in the outbox)"
-                }
+                (lang.f("broker: {0}", &[&if s.broker_connected {
+                    lang.t("connected")
+                } else {
+                    lang.t("AWAY (verdicts wait in the outbox)")
+                }]))
             }
-            li { "recipe: " (s.recipe) }
+            li { (lang.f("recipe: {0}", &[&s.recipe])) }
         }
     }
 }
 
-fn counters_html(t: &Tally, fpy: Option<f64>) -> Markup {
+fn counters_html(lang: Lang, t: &Tally, fpy: Option<f64>) -> Markup {
     let fpy = fpy.map_or("—".to_string(), |y| format!("{:.1} %", y * 100.0));
     html! {
         div id="counters" class="counters" data-parts=(t.parts) data-pass=(t.pass) data-fail=(t.fail) data-review=(t.review) {
-            div { span { "Parts" } b id="n-parts" { (t.parts) } }
+            div { span { (lang.t("Parts")) } b id="n-parts" { (t.parts) } }
             div class="PASS" { span { "PASS" } b id="n-pass" { (t.pass) } }
             div class="FAIL" { span { "FAIL" } b id="n-fail" { (t.fail) } }
             div class="REVIEW" { span { "REVIEW" } b id="n-review" { (t.review) } }
-            div { span { "First-pass yield" } b id="fpy" { (fpy) } }
+            div { span { (lang.t("First-pass yield")) } b id="fpy" { (fpy) } }
         }
-        p class="since" { "This shift since " (local_time(&t.since, false)) }
+        p class="since" { (lang.f("This shift since {0}", &[&local_time(&t.since, false)])) }
     }
 }
 
@@ -317,6 +317,7 @@ pub(crate) struct Said {
 
 /// The operator's controls: switch the recipe, trigger a picture.
 fn controls_html(who: &Caller, s: &StationState, said: &str) -> Markup {
+    let lang = who.lang;
     let csrf = who.csrf.as_deref().unwrap_or_default();
     html! {
         @if !said.is_empty() {
@@ -327,7 +328,7 @@ fn controls_html(who: &Caller, s: &StationState, said: &str) -> Markup {
                 input type="hidden" name="csrf" value=(csrf);
                 input type="hidden" name="command" value="recipe";
                 label {
-                    "Recipe "
+                    (lang.t("Recipe")) " "
                     select name="recipe" {
                         @for r in &s.recipes {
                             option value=(r) selected[*r == s.recipe] { (r) }
@@ -335,14 +336,14 @@ fn controls_html(who: &Caller, s: &StationState, said: &str) -> Markup {
                     }
                 }
                 " "
-                button class="big" { "Switch recipe" }
+                button class="big" { (lang.t("Switch recipe")) }
             }
             form class="act" method="post" action="/line/command" {
                 input type="hidden" name="csrf" value=(csrf);
                 input type="hidden" name="command" value="trigger";
-                label { "Part id " input name="part_id" required maxlength="64"; }
+                label { (lang.t("Part id")) " " input name="part_id" required maxlength="64"; }
                 " "
-                button class="big" { "Trigger" }
+                button class="big" { (lang.t("Trigger")) }
             }
         }
     }
@@ -354,31 +355,66 @@ pub(crate) async fn line_page(
     Query(said): Query<Said>,
 ) -> Result<Markup, Refusal> {
     let s = snapshot(&web).await.map_err(Refusal::internal)?;
-    let body = html! {
-        div class="line" {
-            section class="now" { (latest_html(s.latest.first())) }
+    let body = body_html(&who, &s, &said.said);
+    Ok(page(who.lang, who.lang.t("Line"), Some(&who), body))
+}
+
+/// The page's body: the latest part, the operator's controls, the
+/// counters, the station's state and the strip; `data-i18n` carries the
+/// texts line.js writes itself, in the caller's language.
+fn body_html(who: &Caller, s: &Snapshot, said: &str) -> Markup {
+    let lang = who.lang;
+    html! {
+        div class="line" data-i18n=(script_texts(lang)) {
+            section class="now" { (latest_html(lang, s.latest.first())) }
             aside {
-                (controls_html(&who, &s.state, &said.said))
-                (counters_html(&s.tally, s.first_pass_yield))
+                (controls_html(who, &s.state, said))
+                (counters_html(lang, &s.tally, s.first_pass_yield))
                 @if who.user.role >= Role::Admin {
                     form method="post" action="/line/reset" {
                         input type="hidden" name="csrf" value=(who.csrf.as_deref().unwrap_or_default());
-                        button class="big" { "Reset shift counters" }
+                        button class="big" { (lang.t("Reset shift counters")) }
                     }
                 }
-                (state_html(&s.state))
-                p id="live" class="live down" { "connecting…" }
+                (state_html(lang, &s.state))
+                p id="live" class="live down" { (lang.t("connecting…")) }
             }
         }
-        h2 { "Last " (STRIP) " parts" }
+        h2 { (lang.f("Last {0} parts", &[&STRIP])) }
         div id="strip" class="strip" {
             @for p in &s.latest {
                 (thumb_html(p))
             }
         }
         script src="/assets/line.js" {}
-    };
-    Ok(page("Line", Some(&who), body))
+    }
+}
+
+/// The texts line.js builds itself, English to `lang`, as JSON (the
+/// script reads them from `data-i18n`; no inline script is allowed). A
+/// text missing here is shown in English by the script.
+fn script_texts(lang: Lang) -> String {
+    let texts: std::collections::BTreeMap<&str, &str> = [
+        ("Part", lang.t("Part")),
+        ("camera", lang.t("camera")),
+        ("latest part", lang.t("latest part")),
+        ("Image not kept.", lang.t("Image not kept.")),
+        ("camera {0}: {1}", lang.t("camera {0}: {1}")),
+        ("up", lang.t("up")),
+        ("DOWN", lang.t("DOWN")),
+        ("broker: {0}", lang.t("broker: {0}")),
+        ("connected", lang.t("connected")),
+        (
+            "AWAY (verdicts wait in the outbox)",
+            lang.t("AWAY (verdicts wait in the outbox)"),
+        ),
+        ("recipe: {0}", lang.t("recipe: {0}")),
+        ("live", lang.t("live")),
+        ("reconnecting…", lang.t("reconnecting…")),
+    ]
+    .into_iter()
+    .collect();
+    serde_json::to_string(&texts).unwrap_or_default()
 }
 
 pub(crate) async fn api_line(
@@ -426,12 +462,18 @@ pub(crate) async fn line_command(
     let (name, payload) = match f.command.as_str() {
         "recipe" => ("recipe", serde_json::json!({ "recipe": f.recipe })),
         "trigger" => ("trigger", serde_json::json!({ "part_id": f.part_id })),
-        other => return Err(Refusal::Forbidden(format!("no command `{other}` here"))),
+        other => {
+            return Err(Refusal::Forbidden(
+                who.lang.f("no command `{0}` here", &[&other]),
+            ))
+        }
     };
     let what = format!("the {name} command");
     check_form(&who, &f.csrf, Role::Operator, &what)?;
     let Some(commands) = &web.line.commands else {
-        return Err(Refusal::Forbidden("this view takes no commands".into()));
+        return Err(Refusal::Forbidden(
+            who.lang.t("this view takes no commands").into(),
+        ));
     };
     let (answer, answered) = oneshot::channel();
     let command = Command {
@@ -443,9 +485,9 @@ pub(crate) async fn line_command(
     let said = match commands.send(command).await {
         Ok(()) => match answered.await {
             Ok(a) => a.said,
-            Err(_) => "the station did not answer".to_string(),
+            Err(_) => who.lang.t("the station did not answer").to_string(),
         },
-        Err(_) => "the station is stopping".to_string(),
+        Err(_) => who.lang.t("the station is stopping").to_string(),
     };
     Ok(Redirect::to(&format!("/line?said={}", percent(&said))))
 }
@@ -496,6 +538,43 @@ pub(crate) async fn line_events(
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
+/// The line view's Chinese.
+pub(crate) const ZH: &[(&str, &str)] = &[
+    ("Line", "产线"),
+    ("WAITING", "等待中"),
+    ("No part judged yet.", "尚无已判定的零件。"),
+    ("Part", "零件"),
+    ("camera", "相机"),
+    ("latest part", "最新零件"),
+    ("Image not kept.", "图片未保存。"),
+    ("camera {0}: {1}", "相机 {0}：{1}"),
+    ("up", "正常"),
+    ("DOWN", "离线"),
+    ("broker: {0}", "消息服务器：{0}"),
+    ("connected", "已连接"),
+    (
+        "AWAY (verdicts wait in the outbox)",
+        "断开（判定结果在发件箱中等待发送）",
+    ),
+    ("recipe: {0}", "配方：{0}"),
+    ("Parts", "零件数"),
+    ("First-pass yield", "一次合格率"),
+    ("This shift since {0}", "本班次自 {0} 起"),
+    ("Recipe", "配方"),
+    ("Switch recipe", "切换配方"),
+    ("Part id", "零件编号"),
+    ("Trigger", "触发"),
+    ("Reset shift counters", "班次计数清零"),
+    ("connecting…", "正在连接…"),
+    ("live", "实时"),
+    ("reconnecting…", "正在重新连接…"),
+    ("Last {0} parts", "最近 {0} 个零件"),
+    ("no command `{0}` here", "此处没有 `{0}` 命令"),
+    ("this view takes no commands", "此页面不接受命令"),
+    ("the station did not answer", "工位没有应答"),
+    ("the station is stopping", "工位正在停止"),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,12 +601,18 @@ mod tests {
     }
 
     fn caller(role: Role) -> Caller {
+        caller_in(Lang::En, role)
+    }
+
+    fn caller_in(lang: Lang, role: Role) -> Caller {
         Caller {
             user: store::accounts::User {
                 name: "otto".into(),
                 role,
+                language: None,
             },
             csrf: Some("t\"ok".into()),
+            lang,
         }
     }
 
@@ -585,7 +670,7 @@ mod tests {
 
     #[test]
     fn station_state_and_parts_are_escaped() {
-        let html = state_html(&station()).into_string();
+        let html = state_html(Lang::En, &station()).into_string();
         assert_eq!(
             html,
             r#"<ul id="states" class="states"><li class="down">camera &lt;top&gt;: DOWN</li><li class="up">broker: connected</li><li>recipe: cover</li></ul>"#
@@ -606,12 +691,168 @@ mod tests {
             r#"<a class="thumb FAIL" href="/verdicts/v&quot;1" data-id="v&quot;1"><span>FAIL · —</span></a>"#
         );
         assert_eq!(
-            latest_html(Some(&part)).into_string(),
+            latest_html(Lang::En, Some(&part)).into_string(),
             r#"<div id="lamp" class="lamp FAIL" data-id="v&quot;1" data-decided-at="not a time">FAIL</div><p id="now-part">Part <b>—</b> · camera top · not a time</p><figure id="latest" class="latest"><p class="err">Image not kept.</p></figure>"#
         );
         assert_eq!(
-            latest_html(None).into_string(),
+            latest_html(Lang::En, None).into_string(),
             r#"<div id="lamp" class="lamp">WAITING</div><p id="now-part">No part judged yet.</p><figure id="latest" class="latest"></figure>"#
         );
+    }
+
+    fn sample() -> Snapshot {
+        let part = |id: &str, decision, image: bool| Part {
+            id: id.into(),
+            part_id: Some(format!("P-{id}")),
+            camera: "top".into(),
+            decision,
+            decided_at: "2026-12-04T13:05:07.000000Z".into(),
+            image: image.then(|| "ab12cd".into()),
+            width: 640,
+            height: 480,
+            findings: vec![Mark {
+                defect: "scratch".into(),
+                at: [0.1, 0.2, 0.3, 0.4],
+                violates: true,
+            }],
+        };
+        Snapshot {
+            tally: Tally {
+                since: "2026-12-04T13:00:00.000000Z".into(),
+                parts: 3,
+                pass: 1,
+                fail: 1,
+                review: 1,
+            },
+            first_pass_yield: Some(1.0 / 3.0),
+            latest: vec![
+                part("v3", "FAIL", true),
+                part("v2", "REVIEW", false),
+                part("v1", "PASS", true),
+            ],
+            state: station(),
+        }
+    }
+
+    #[test]
+    fn in_chinese_no_english_is_left_but_the_data() {
+        let who = caller_in(Lang::Zh, Role::Admin);
+        let s = sample();
+        let mut away = station();
+        away.broker_connected = false;
+        away.cameras.push(CameraState {
+            camera: "side".into(),
+            up: true,
+        });
+        let no_image = &s.latest[1];
+        let html = [
+            body_html(&who, &s, "Recipe switched to housing by otto"),
+            latest_html(Lang::Zh, None),
+            latest_html(Lang::Zh, Some(no_image)),
+            state_html(Lang::Zh, &away),
+            counters_html(Lang::Zh, &Tally::default(), None),
+        ]
+        .map(Markup::into_string)
+        .join("\n");
+        let data = [
+            "Recipe switched to housing by otto",
+            "P-v1",
+            "P-v2",
+            "P-v3",
+            "<top>",
+            "top",
+            "side",
+            "housing",
+            "cover",
+            "scratch",
+        ];
+        let left = crate::i18n::tests::english_left(&html, &data);
+        assert!(left.is_empty(), "{left:?} in {html}");
+        assert!(
+            html.contains(r#"<p id="live" class="live down">正在连接…</p>"#),
+            "{html}"
+        );
+        assert!(html.contains("<h2>最近 20 个零件</h2>"), "{html}");
+        assert!(
+            html.contains("<li class=\"down\">相机 &lt;top&gt;：离线</li>"),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<option value="cover" selected>cover</option>"#),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn in_english_the_page_reads_as_before() {
+        let s = sample();
+        let html = body_html(
+            &caller_in(Lang::En, Role::Admin),
+            &s,
+            "Recipe switched to housing by otto",
+        )
+        .into_string();
+        for expected in [
+            r#"<p id="said" class="said">Recipe switched to housing by otto</p>"#,
+            r#"<option value="cover" selected>cover</option>"#,
+            r#"<label>Recipe <select name="recipe">"#,
+            r#"<button class="big">Switch recipe</button>"#,
+            r#"<label>Part id <input name="part_id" required maxlength="64"></label>"#,
+            r#"<button class="big">Trigger</button>"#,
+            r#"<button class="big">Reset shift counters</button>"#,
+            r#"<div><span>Parts</span><b id="n-parts">3</b></div>"#,
+            r#"<div><span>First-pass yield</span><b id="fpy">33.3 %</b></div>"#,
+            r#"<p class="since">This shift since "#,
+            r#"<li class="up">broker: connected</li><li>recipe: cover</li>"#,
+            r#"<p id="live" class="live down">connecting…</p>"#,
+            r#"<h2>Last 20 parts</h2>"#,
+            r#"alt="latest part""#,
+            r#"<p id="now-part">Part <b>P-v3</b> · camera top · "#,
+            r#"<div class="line" data-i18n="{&quot;AWAY (verdicts wait in the outbox)&quot;:&quot;AWAY (verdicts wait in the outbox)&quot;,"#,
+        ] {
+            assert!(html.contains(expected), "no {expected} in {html}");
+        }
+        assert_eq!(
+            state_html(Lang::En, &station()).into_string(),
+            r#"<ul id="states" class="states"><li class="down">camera &lt;top&gt;: DOWN</li><li class="up">broker: connected</li><li>recipe: cover</li></ul>"#
+        );
+    }
+
+    #[test]
+    fn the_script_gets_its_texts_in_the_page_language() {
+        let en: std::collections::BTreeMap<String, String> =
+            serde_json::from_str(&script_texts(Lang::En)).unwrap();
+        for (k, v) in &en {
+            assert_eq!(k, v, "English is its own key");
+        }
+        let zh: std::collections::BTreeMap<String, String> =
+            serde_json::from_str(&script_texts(Lang::Zh)).unwrap();
+        assert_eq!(zh.len(), en.len());
+        assert_eq!(zh["live"], "实时");
+        assert_eq!(zh["camera {0}: {1}"], "相机 {0}：{1}");
+        for (k, v) in &zh {
+            assert_ne!(k, v, "no Chinese for {k}");
+        }
+        // Each is asked for by line.js, and line.js asks for no other.
+        let script = include_str!("../assets/line.js");
+        let asked: Vec<&str> = script
+            .match_indices("t('")
+            .filter(|(i, _)| {
+                // `t(` itself, not the end of `createElement(`.
+                !script[..*i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == '.')
+            })
+            .map(|(i, _)| script[i + 3..].split('\'').next().unwrap())
+            .collect();
+        for k in en.keys() {
+            let k = k.replace('…', "\\u2026");
+            assert!(asked.contains(&k.as_str()), "line.js does not use {k}");
+        }
+        for a in &asked {
+            let a = a.replace("\\u2026", "…");
+            assert!(
+                en.contains_key(&a),
+                "line.js asks for {a}, which the page does not give"
+            );
+        }
     }
 }

@@ -11,13 +11,16 @@ use axum::Json;
 use maud::{html, Markup, DOCTYPE};
 
 use crate::auth::Caller;
+use crate::i18n::Lang;
+use store::accounts::Role;
 use store::reviews::QueryError;
 
-/// A page: the navigation for a signed-in caller, the title and `body`.
-pub(crate) fn page(title: &str, who: Option<&Caller>, body: Markup) -> Markup {
+/// A page in `lang`: the navigation (with the language switch) for a
+/// signed-in caller, the title and `body`.
+pub(crate) fn page(lang: Lang, title: &str, who: Option<&Caller>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
-        html lang="en" {
+        html lang=(lang.tag()) {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
@@ -27,14 +30,17 @@ pub(crate) fn page(title: &str, who: Option<&Caller>, body: Markup) -> Markup {
             body {
                 @if let Some(c) = who {
                     nav {
-                        a href="/line" { "Line" }
-                        a href="/" { "Verdicts" }
-                        a href="/charts" { "Charts" }
-                        a href="/panel" { "Panel" }
-                        span { (c.user.name) " (" (c.user.role.as_str()) ")" }
-                        form method="post" action="/logout" {
-                            input type="hidden" name="csrf" value=(c.csrf.as_deref().unwrap_or_default());
-                            button { "Sign out" }
+                        a href="/line" { (lang.t("Line")) }
+                        a href="/" { (lang.t("Verdicts")) }
+                        a href="/charts" { (lang.t("Charts")) }
+                        a href="/panel" { (lang.t("Panel")) }
+                        span { (c.user.name) " (" (lang.t(role_name(c.user.role))) ")" }
+                        @if let Some(csrf) = &c.csrf {
+                            (language_switch(lang, c, csrf))
+                            form method="post" action="/logout" {
+                                input type="hidden" name="csrf" value=(csrf);
+                                button { (lang.t("Sign out")) }
+                            }
                         }
                     }
                 }
@@ -47,11 +53,51 @@ pub(crate) fn page(title: &str, who: Option<&Caller>, body: Markup) -> Markup {
     }
 }
 
+/// The person's language: English, Chinese, or the browser's.
+fn language_switch(lang: Lang, c: &Caller, csrf: &str) -> Markup {
+    let chosen = c.user.language.as_deref().unwrap_or_default();
+    html! {
+        form class="lang" method="post" action="/language" {
+            input type="hidden" name="csrf" value=(csrf);
+            select name="language" aria-label=(lang.t("Language")) {
+                option value="" selected[chosen.is_empty()] { (lang.t("Browser language")) }
+                option value="en" selected[chosen == "en"] { "English" }
+                option value="zh" selected[chosen == "zh"] { "中文" }
+            }
+            button { (lang.t("Use")) }
+        }
+    }
+}
+
+/// A role as the pages name it.
+pub(crate) fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Viewer => "viewer",
+        Role::Operator => "operator",
+        Role::Admin => "admin",
+    }
+}
+
+/// The shell's Chinese.
+pub(crate) const ZH: &[(&str, &str)] = &[
+    ("Line", "产线"),
+    ("Verdicts", "判定"),
+    ("Charts", "图表"),
+    ("Panel", "监控"),
+    ("viewer", "查看者"),
+    ("operator", "操作员"),
+    ("admin", "管理员"),
+    ("Sign out", "退出"),
+    ("Language", "语言"),
+    ("Browser language", "浏览器语言"),
+    ("Use", "切换"),
+];
+
 /// The stylesheet, served as `/assets/style.css` (the Content-Security-Policy
 /// allows no inline style).
 pub(crate) const CSS: &str = "body{font:16px system-ui,sans-serif;margin:0;color:#1b1b1b;background:#f6f6f4}\
 nav{display:flex;gap:1em;align-items:center;padding:.6em 1em;background:#22313f;color:#fff}nav a{color:#fff;font-weight:600}\
-nav form{margin-left:auto}main{padding:1em;max-width:1200px;margin:auto}table{border-collapse:collapse;width:100%;background:#fff}\
+nav form{margin-left:auto}nav form.lang{margin-left:auto}nav form.lang+form{margin-left:0}nav select{min-height:2.2em}main{padding:1em;max-width:1200px;margin:auto}table{border-collapse:collapse;width:100%;background:#fff}\
 td,th{padding:.55em .5em;border-bottom:1px solid #ddd;text-align:left}tr:hover{background:#eef3f8}\
 .PASS{color:#17692f;font-weight:700}.FAIL{color:#b3261e;font-weight:700}.REVIEW{color:#a15c00;font-weight:700}\
 button,input,select,textarea{font:inherit;padding:.5em .7em;min-height:2.6em}button{background:#22313f;color:#fff;border:0;border-radius:4px}\

@@ -58,7 +58,13 @@ impl Role {
 pub struct User {
     pub name: String,
     pub role: Role,
+    /// The language the person chose for the pages (`en`, `zh`); `None`
+    /// follows the browser. API tokens have none.
+    pub language: Option<String>,
 }
+
+/// The languages the pages are written in.
+pub const LANGUAGES: [&str; 2] = ["en", "zh"];
 
 /// A browser session: the cookie value and the token forms must echo.
 #[derive(Debug, Clone)]
@@ -397,7 +403,7 @@ impl Accounts {
     /// The user and CSRF token of a live session.
     pub async fn session(&self, token: &str) -> Result<Option<(User, String)>, AccountError> {
         let row = sqlx::query(
-            "SELECT u.name, u.role, s.csrf FROM sessions s JOIN users u ON u.name = s.user_name
+            "SELECT u.name, u.role, s.csrf, u.language FROM sessions s JOIN users u ON u.name = s.user_name
               WHERE s.token_sha256 = $1 AND s.expires_at > $2 AND u.disabled = 0",
         )
         .bind(sha256_hex(token))
@@ -409,6 +415,7 @@ impl Accounts {
                 User {
                     name: r.get(0),
                     role: Role::parse(&r.get::<String, _>(1))?,
+                    language: r.get(3),
                 },
                 r.get(2),
             )),
@@ -419,6 +426,29 @@ impl Accounts {
     pub async fn logout(&self, token: &str) -> Result<(), AccountError> {
         sqlx::query("DELETE FROM sessions WHERE token_sha256 = $1")
             .bind(sha256_hex(token))
+            .execute(self.store.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The language `user` reads the pages in: `Some("en")`, `Some("zh")`,
+    /// or `None` to follow the browser.
+    pub async fn set_language(
+        &self,
+        user: &str,
+        language: Option<&str>,
+    ) -> Result<(), AccountError> {
+        if let Some(l) = language {
+            if !LANGUAGES.contains(&l) {
+                return Err(AccountError::Invalid(format!(
+                    "language `{l}`; the pages speak: {}",
+                    LANGUAGES.join(", ")
+                )));
+            }
+        }
+        sqlx::query("UPDATE users SET language = $1 WHERE name = $2")
+            .bind(language)
+            .bind(user)
             .execute(self.store.pool())
             .await?;
         Ok(())
@@ -438,6 +468,7 @@ impl Accounts {
             Some(r) => Some(User {
                 name: format!("token:{}", r.get::<String, _>(0)),
                 role: Role::parse(&r.get::<String, _>(1))?,
+                language: None,
             }),
             None => None,
         })
@@ -475,10 +506,20 @@ mod tests {
             user,
             User {
                 name: "ana".into(),
-                role: Role::Operator
+                role: Role::Operator,
+                language: None,
             }
         );
         assert_eq!(csrf, session.csrf);
+        // The language a person picks is theirs in every session.
+        acc.set_language("ana", Some("zh")).await.unwrap();
+        let (user, _) = acc.session(&session.token).await.unwrap().unwrap();
+        assert_eq!(user.language.as_deref(), Some("zh"));
+        assert!(matches!(
+            acc.set_language("ana", Some("fr")).await,
+            Err(AccountError::Invalid(_))
+        ));
+        acc.set_language("ana", None).await.unwrap();
         assert!(matches!(
             acc.login("ana", "wrong password!", "1.2.3.4").await,
             Err(AccountError::WrongCredentials)

@@ -619,5 +619,84 @@ latency_threshold = "60s"
             ("FAIL", "defect confirmed")
         );
     }
+
+    // A Chinese user: the choice is kept with the account (a new sign-in on
+    // another tablet keeps it), every page speaks Chinese, and the only
+    // English left is data (names, the standard, what people wrote, what
+    // the configuration lists), read back from the JSON API.
+    let verdict = unreviewed.clone();
+    let (pages, data) = tokio::task::spawn_blocking(move || {
+        let (ana, csrf) = sign_in(port, "ana", "ana's long password");
+        let (s, head, _) = form(port, "/language", &ana, &format!("csrf={csrf}&language=zh"));
+        assert_eq!(s, 303, "{head}");
+        assert_eq!(
+            form(port, "/language", &ana, "csrf=forged&language=zh").0,
+            403
+        );
+        assert_eq!(
+            form(port, "/language", &ana, &format!("csrf={csrf}&language=xx")).0,
+            400
+        );
+        let (ana, _) = sign_in(port, "ana", "ana's long password");
+        let mut data = String::new();
+        for api in [
+            "/api/v1/verdicts?limit=200".to_string(),
+            format!("/api/v1/verdicts/{verdict}"),
+            "/api/v1/health".to_string(),
+            "/api/v1/line".to_string(),
+        ] {
+            data.push_str(&get(port, &api, &ana).2);
+        }
+        let pages: Vec<(String, (u16, String, String))> = [
+            "/".to_string(),
+            "/?decision=FAIL".to_string(),
+            format!("/verdicts/{verdict}"),
+            "/charts".to_string(),
+            "/panel".to_string(),
+            "/line".to_string(),
+        ]
+        .into_iter()
+        .map(|p| {
+            let got = get(port, &p, &ana);
+            (p, got)
+        })
+        .collect();
+        (pages, data)
+    })
+    .await
+    .unwrap();
+    let mut data_words: std::collections::HashSet<String> = words(&data);
+    for (_, (_, _, page)) in &pages {
+        // What the configuration lists (review reasons, recipes) is data.
+        for option in page.split("<option value=\"").skip(1) {
+            data_words.extend(words(option.split('"').next().unwrap_or_default()));
+        }
+    }
+    data_words.extend(words("ana otto mes vic name x0 y0 x1 y1"));
+    for (path, (status, _, page)) in &pages {
+        assert_eq!(*status, 200, "{path}");
+        assert!(page.contains(r#"<html lang="zh-CN">"#), "{path}");
+        let left: Vec<String> = review_web::i18n::untranslated_words(page, &[])
+            .into_iter()
+            .filter(|w| !data_words.contains(w))
+            .collect();
+        assert!(left.is_empty(), "{path} left in English: {left:?}");
+    }
+    assert!(
+        pages[0].1 .2.contains("全部判定"),
+        "the list speaks Chinese"
+    );
+    assert!(
+        pages[2].1 .2.contains("<pre lang=\"en\">"),
+        "the English standard is marked as English on a Chinese page"
+    );
     station.stop().await;
+}
+
+/// The words (ASCII letters) of `text`.
+fn words(text: &str) -> std::collections::HashSet<String> {
+    text.split(|c: char| !c.is_ascii_alphabetic())
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
 }
