@@ -19,7 +19,9 @@ cd "$(dirname "$0")/.."
 
 ORT_VERSION=1.31.1
 ORT_DIR=.cache/onnxruntime
-APT_PACKAGES=(pkg-config clang libclang-dev libopencv-dev mosquitto mosquitto-clients sqlite3 openssl postgresql chromium chromium-driver systemd git)
+# fonts-wqy-microhei: a CJK font, so the browser tests' screenshots of Chinese pages show
+# characters, not boxes.
+APT_PACKAGES=(pkg-config clang libclang-dev libopencv-dev mosquitto mosquitto-clients sqlite3 openssl postgresql chromium chromium-driver fonts-wqy-microhei systemd git)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -7,7 +7,9 @@ Signs in, opens /line, prints "ready" (the test then feeds PARTS parts) and
 watches, without reloading, the lamp, the counters and the strip follow each
 verdict: every verdict the lamp shows is timed from its `decided_at` to the
 moment the page shows it. Saves a screenshot at 1280 x 1000 and one at a
-tablet held upright (800 x 1280), where nothing may scroll sideways. Prints
+tablet held upright (800 x 1280), where nothing may scroll sideways; then
+switches the person to Chinese and checks the line view (its script's texts
+included) and the list speak it (`…-zh.png`). Prints
 {"parts", "pass", "fail", "review", "thumbs", "lamps_seen", "max_lag_ms"}.
 """
 
@@ -16,7 +18,9 @@ import json
 import sys
 import time
 
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
 from browser_session import signed_in
 
@@ -59,7 +63,7 @@ def main(base, user, password, parts, screenshot):
             "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
         assert wide <= 0, f"the line view scrolls sideways by {wide} px at 800 px"
         driver.save_screenshot(screenshot.replace(".png", "-tablet.png"))
-        print(json.dumps({
+        report = {
             "parts": int(counters.get_attribute("data-parts")),
             "pass": int(counters.get_attribute("data-pass")),
             "fail": int(counters.get_attribute("data-fail")),
@@ -67,7 +71,31 @@ def main(base, user, password, parts, screenshot):
             "thumbs": len(thumbs),
             "lamps_seen": len(seen),
             "max_lag_ms": max(lags) if lags else None,
-        }))
+        }
+
+        # The same person in Chinese: picked in the navigation bar, kept with
+        # the account; the line view and the verdict list speak Chinese, the
+        # script's own texts too, and the tablet still does not scroll sideways.
+        Select(driver.find_element(By.NAME, "language")).select_by_value("zh")
+        driver.find_element(By.CSS_SELECTOR, "form.lang button").click()
+        def page_lang(d):
+            # The old page may be going away while it is asked.
+            try:
+                return d.execute_script("return document.documentElement.lang")
+            except WebDriverException:
+                return None
+        wait.until(lambda d: page_lang(d) == "zh-CN", "the page did not switch to Chinese")
+        assert driver.find_element(By.TAG_NAME, "h1").text == "产线", driver.find_element(By.TAG_NAME, "h1").text
+        wait.until(lambda d: d.find_element(By.ID, "live").text == "实时", "the script's texts are not Chinese")
+        labels = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#counters span")]
+        assert "一次合格率" in labels, labels
+        wide = driver.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert wide <= 0, f"the Chinese line view scrolls sideways by {wide} px at 800 px"
+        driver.save_screenshot(screenshot.replace(".png", "-zh.png"))
+        driver.get(base + "/")
+        assert "全部判定" in driver.page_source, "the verdict list is not Chinese"
+        print(json.dumps(report))
     finally:
         driver.quit()
 
