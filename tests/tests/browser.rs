@@ -3,7 +3,8 @@
 //! The review (`tests/browser_review.py`): an operator signs in, filters to FAIL, opens
 //! a FAIL verdict, sees its box and the violated clause, draws a missed
 //! defect on the image, overrides the verdict with a reason — and the review
-//! (with the drawn box) is in the retraining export. The screenshot of
+//! reaches the MES on `inspect/{station}/review` and (with the drawn box) is
+//! in the retraining export. The screenshot of
 //! the verdict page lands in `target/screenshots/verdict-page.png` (the
 //! README's picture is a copy).
 
@@ -77,6 +78,8 @@ async fn started(
 async fn an_operator_overrides_a_fail_verdict_in_chromium() {
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
+    // The MES, listening for reviews.
+    let (_mes, mut reviews_heard) = e2e::subscribe(&broker, "mes", "inspect/web-1/review").await;
     let (store, station) = started(dir.path(), &broker, "olga", Role::Operator).await;
     let port = station.http_port;
     e2e::feed_frames(station.frames.clone(), PARTS, 2024);
@@ -104,6 +107,30 @@ async fn an_operator_overrides_a_fail_verdict_in_chromium() {
     );
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = result["verdict_id"].as_str().unwrap();
+    // The override made in the browser reached the MES over MQTT.
+    let (_, payload) = tokio::time::timeout(Duration::from_secs(10), reviews_heard.recv())
+        .await
+        .expect("the review is published")
+        .unwrap();
+    let heard: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    e2e::assert_schema("review.v1", &heard);
+    assert_eq!(
+        (
+            heard["verdict_id"].as_str(),
+            heard["judged"].as_str(),
+            heard["decision"].as_str(),
+            heard["overridden"].as_bool(),
+            heard["reviewer"].as_str(),
+        ),
+        (
+            Some(id),
+            Some("FAIL"),
+            Some("PASS"),
+            Some(true),
+            Some("olga")
+        ),
+        "{heard}"
+    );
     let png = std::fs::read(shots.join("verdict-page.png")).unwrap();
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 10_000,
