@@ -12,7 +12,6 @@ use maud::{html, Markup, DOCTYPE};
 
 use crate::auth::Caller;
 use crate::i18n::Lang;
-use store::accounts::Role;
 use store::reviews::QueryError;
 
 /// A page in `lang`: the navigation (with the language switch) for a
@@ -34,7 +33,7 @@ pub(crate) fn page(lang: Lang, title: &str, who: Option<&Caller>, body: Markup) 
                         a href="/" { (lang.t("Verdicts")) }
                         a href="/charts" { (lang.t("Charts")) }
                         a href="/panel" { (lang.t("Panel")) }
-                        span { (c.user.name) " (" (lang.t(role_name(c.user.role))) ")" }
+                        span { (c.user.name) " (" (lang.t(c.user.role.as_str())) ")" }
                         @if let Some(csrf) = &c.csrf {
                             (language_switch(lang, c, csrf))
                             form method="post" action="/logout" {
@@ -69,21 +68,13 @@ fn language_switch(lang: Lang, c: &Caller, csrf: &str) -> Markup {
     }
 }
 
-/// A role as the pages name it.
-pub(crate) fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Viewer => "viewer",
-        Role::Operator => "operator",
-        Role::Admin => "admin",
-    }
-}
-
 /// The shell's Chinese.
 pub(crate) const ZH: &[(&str, &str)] = &[
     ("Line", "产线"),
     ("Verdicts", "判定"),
     ("Charts", "图表"),
     ("Panel", "监控"),
+    // The roles, as `Role::as_str` names them.
     ("viewer", "查看者"),
     ("operator", "操作员"),
     ("admin", "管理员"),
