@@ -46,6 +46,21 @@ pub struct BenchOptions {
     pub compute_rounds: usize,
     /// Write the frame set and the standard here (for `bench/baseline.py`).
     pub export: Option<PathBuf>,
+    /// Run this package as a candidate in shadow mode beside the running
+    /// model for the whole run (started over MQTT, `cmd/shadow`), to
+    /// measure what the candidate costs the line.
+    pub shadow: Option<PathBuf>,
+}
+
+/// What the candidate did in a shadow-mode run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShadowFigures {
+    pub candidate: String,
+    /// Frames the candidate judged (the rest were skipped: it had no room).
+    pub judged: i64,
+    pub skipped: i64,
+    /// Share of judged frames decided as the running model decided.
+    pub agreement: Option<f64>,
 }
 
 /// Figures of one run.
@@ -79,6 +94,8 @@ pub struct BenchReport {
     pub rss_peak_mib: f64,
     /// RSS sampled once a second during the run (MiB).
     pub rss_samples_mib: Vec<f64>,
+    /// With `--shadow`: the candidate's figures.
+    pub shadow: Option<ShadowFigures>,
 }
 
 /// Renders `distinct` synthetic parts as PNG bytes.
@@ -224,6 +241,72 @@ fn feed(
     }
 }
 
+/// Starts shadow mode on the bench's station as a plant system would:
+/// waits for the station's `online` status, sends `cmd/shadow` and waits
+/// for its reply (the candidate loads and warms up meanwhile).
+async fn start_shadow(cfg: &StationConfig, package: &Path) -> anyhow::Result<()> {
+    use delivery::link::{self, LinkEvent, Session};
+    let endpoint = link::Endpoint::from_config(cfg)?;
+    let endpoint = match cfg.mqtt.broker {
+        firmware_config::BrokerMode::Embedded => endpoint.local(cfg.mqtt.embedded_listen.port()),
+        firmware_config::BrokerMode::External => endpoint,
+    };
+    let topics = delivery::Topics::new(&cfg.mqtt.topic_prefix, &cfg.station.station);
+    let (client, mut events) = link::connect(
+        &endpoint,
+        Session {
+            client_id: format!("{}-shadow", cfg.station.station),
+            persistent: false,
+            will: None,
+            capacity: 16,
+            max_incoming: 1 << 20,
+        },
+    );
+    let status = format!("{}/{}/status", cfg.mqtt.topic_prefix, cfg.station.station);
+    client.subscribe(&status, rumqttc::QoS::AtLeastOnce).await?;
+    client
+        .subscribe(&topics.reply(), rumqttc::QoS::AtLeastOnce)
+        .await?;
+    let command = serde_json::json!({ "action": "start", "package": package }).to_string();
+    let answered = async {
+        let mut sent = false;
+        loop {
+            match events.poll().await {
+                Ok(LinkEvent::Message { topic, payload }) => {
+                    let v: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
+                    if topic == status && v["state"] == "online" && !sent {
+                        let shadow = format!(
+                            "{}/{}/cmd/shadow",
+                            cfg.mqtt.topic_prefix, cfg.station.station
+                        );
+                        client
+                            .publish(
+                                &shadow,
+                                rumqttc::QoS::AtLeastOnce,
+                                false,
+                                command.clone().into_bytes(),
+                            )
+                            .await?;
+                        sent = true;
+                    } else if topic == topics.reply() && v["command"] == "shadow" {
+                        anyhow::ensure!(v["ok"] == true, "shadow mode refused: {}", v["error"]);
+                        tracing::info!(reply = %v["model"], "bench: shadow mode on");
+                        return Ok(());
+                    }
+                }
+                Ok(_) => {}
+                // Not up yet (the embedded broker starts with the station).
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    };
+    let started = tokio::time::timeout(Duration::from_secs(120), answered)
+        .await
+        .context("no answer to cmd/shadow within 120 s")?;
+    let _ = client.disconnect().await;
+    started
+}
+
 fn parse_time(s: &str) -> anyhow::Result<SystemTime> {
     Ok(chrono::DateTime::parse_from_rfc3339(s)
         .with_context(|| format!("timestamp {s:?}"))?
@@ -276,6 +359,9 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
         Arc::new(AtomicBool::new(false)),
         None,
     ));
+    if let Some(package) = &opts.shadow {
+        start_shadow(&cfg, package).await?;
+    }
     let cameras = cfg.cameras.len();
     let per_camera = opts.frames.div_ceil(cameras);
     let until = opts.duration.map(|d| Instant::now() + d);
@@ -333,6 +419,22 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
     let engine_busy = (after.busy - before.busy).as_secs_f64() / wall;
     let _ = shutdown_tx.send(true);
     station.await??;
+    let shadow = match &opts.shadow {
+        None => None,
+        Some(_) => {
+            let station = store.clone().with_station(&cfg.station.station);
+            let s = store::shadow::summaries(&station).await?;
+            let (verdicts,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM verdicts")
+                .fetch_one(store.pool())
+                .await?;
+            s.first().map(|s| ShadowFigures {
+                candidate: format!("{} {}", s.name, s.version),
+                judged: s.compared,
+                skipped: verdicts - s.compared,
+                agreement: s.agreement(),
+            })
+        }
+    };
 
     let rows: Vec<(String, Option<String>)> = sqlx::query_as(
         "SELECT v.captured_at, MAX(o.published_at)
@@ -395,5 +497,6 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
         rss_end_mib: rss_end,
         rss_peak_mib: rss_peak,
         rss_samples_mib: samples,
+        shadow,
     })
 }

@@ -25,10 +25,18 @@ pub enum Name {
     Reload,
     /// Read the configuration file again and apply it whole.
     Config,
+    /// Start, stop or promote a candidate model in shadow mode.
+    Shadow,
 }
 
 impl Name {
-    pub const ALL: [Name; 4] = [Name::Trigger, Name::Recipe, Name::Reload, Name::Config];
+    pub const ALL: [Name; 5] = [
+        Name::Trigger,
+        Name::Recipe,
+        Name::Reload,
+        Name::Config,
+        Name::Shadow,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -36,13 +44,14 @@ impl Name {
             Name::Recipe => "recipe",
             Name::Reload => "reload",
             Name::Config => "config",
+            Name::Shadow => "shadow",
         }
     }
 
     /// Takes seconds (load, verify, warm up): answered in the background
     /// so that triggers and recipe switches are not held up.
     pub fn slow(self) -> bool {
-        matches!(self, Name::Reload | Name::Config)
+        matches!(self, Name::Reload | Name::Config | Name::Shadow)
     }
 
     fn parse(name: &str) -> Result<Self, String> {
@@ -111,6 +120,9 @@ pub trait Control: Send + Sync {
     /// Reads the station's configuration file again and applies it whole,
     /// or refuses it and keeps the running one; returns what changed.
     fn reconfigure(&self) -> Pending<'_, Vec<String>>;
+    /// Starts, stops or promotes a candidate model in shadow mode; returns
+    /// what was done, in words.
+    fn shadow(&self, request: ShadowRequest) -> Pending<'_, String>;
 }
 
 /// `cmd/recipe` payload.
@@ -128,6 +140,35 @@ pub struct RecipeRequest {
 pub struct ReloadRequest {
     #[serde(default)]
     pub request_id: Option<String>,
+}
+
+/// `cmd/shadow` payload: `{"action": "start", "package": "/path"}`
+/// (optionally `"precision": "int8"`), `{"action": "stop"}` or
+/// `{"action": "promote"}`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowRequest {
+    pub action: ShadowAction,
+    /// The candidate's package folder (`start` only).
+    #[serde(default)]
+    pub package: Option<std::path::PathBuf>,
+    /// The candidate's precision (`start` only); the running model's when absent.
+    #[serde(default)]
+    pub precision: Option<firmware_config::Precision>,
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+/// What to do with the candidate model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShadowAction {
+    /// Load a candidate beside the running model and compare.
+    Start,
+    /// Stop comparing; the running model stays.
+    Stop,
+    /// Swap the candidate in through the safe reload; it decides from now on.
+    Promote,
 }
 
 /// The answer to one command.
@@ -315,6 +356,28 @@ pub async fn handle_all(
                 Err(e) => Reply::refused(name, e, req.request_id),
             }
         }
+        Ok(Name::Shadow) => {
+            let req: ShadowRequest = match parse(payload) {
+                Ok(r) => r,
+                Err(e) => return Reply::error(name, Failure::Malformed, None, e),
+            };
+            if req.action == ShadowAction::Start && req.package.is_none() {
+                return Reply::error(
+                    name,
+                    Failure::Malformed,
+                    req.request_id,
+                    "field `package`: the candidate's package folder is needed to start shadow mode".into(),
+                );
+            }
+            let request_id = req.request_id.clone();
+            match control.shadow(req).await {
+                Ok(said) => Reply {
+                    model: Some(said),
+                    ..Reply::ok(name, request_id)
+                },
+                Err(e) => Reply::refused(name, e, request_id),
+            }
+        }
         _ => handle(name, payload, triggers),
     }
 }
@@ -376,6 +439,11 @@ pub async fn serve_operators<C: Control + 'static>(
                 reply.recipe.as_deref().unwrap_or_default(),
                 cmd.by
             ),
+            (None, "shadow") => format!(
+                "{} (by {})",
+                reply.model.as_deref().unwrap_or_default(),
+                cmd.by
+            ),
             (None, _) => format!(
                 "Part {} triggered on {} by {}",
                 reply.part_id.as_deref().unwrap_or_default(),
@@ -435,7 +503,7 @@ mod tests {
         assert_eq!(
             r.error.as_deref(),
             Some(
-                "unknown command `shutdown`; this station accepts: trigger, recipe, reload, config"
+                "unknown command `shutdown`; this station accepts: trigger, recipe, reload, config, shadow"
             )
         );
     }

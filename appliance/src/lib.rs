@@ -17,6 +17,7 @@ pub mod parts;
 pub mod pipeline;
 pub mod reconfigure;
 pub mod score;
+pub mod shadow;
 pub mod standards;
 pub mod systemd;
 pub mod verdict;

@@ -211,6 +211,10 @@ struct BenchArgs {
     /// Also write the frame set and standard here (input of bench/baseline.py).
     #[arg(long)]
     export: Option<PathBuf>,
+    /// Run this model package as a candidate in shadow mode for the whole
+    /// run, to measure what it costs the line.
+    #[arg(long)]
+    shadow: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -867,6 +871,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         distinct,
         compute_rounds,
         export,
+        shadow,
     } = args;
     init_logging();
     let mut cfg = Loader::new(Some(&config)).load()?;
@@ -899,6 +904,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         distinct,
         compute_rounds,
         export,
+        shadow,
     };
     let report = tokio::runtime::Runtime::new()?.block_on(appliance::bench::run(cfg, opts))?;
     println!("{}", serde_json::to_string_pretty(&report)?);

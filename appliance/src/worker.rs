@@ -11,9 +11,16 @@
 //! old model, every later batch runs on the new one; no frame is dropped or
 //! judged twice, and a package that fails to load leaves the running model
 //! untouched.
+//!
+//! The same worker also runs a candidate model in shadow mode (see
+//! [`crate::shadow`]): [`Role::Candidate`] puts it on its own thread at a
+//! lower CPU priority and keeps it out of the running model's telemetry and
+//! fault injection.
 
 use fusion::{Engine, Judgement, Request, Standard};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use vision::preprocess::{self, Crop, InputSpec};
@@ -86,7 +93,28 @@ fn model_ref(engine: &Engine) -> ModelRef {
     }
 }
 
+/// What a worker's engine is there for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The model whose verdicts are published: its batches are the engine
+    /// metrics, and test faults apply to it.
+    Running,
+    /// A candidate in shadow mode: judged beside the running model at a
+    /// lower CPU priority (nice 10, its ONNX Runtime threads included when
+    /// they are made on its loader thread), counted only in its own figures.
+    Candidate,
+}
+
+/// Batches remembered for [`EngineHandle::recent_busy`].
+pub const RECENT_BATCHES: usize = 200;
+
 struct Shared {
+    role: Role,
+    /// Frames judged and time spent judging them, for the candidate's cost.
+    judged: AtomicU64,
+    busy_us: AtomicU64,
+    /// The same for each of the latest batches (frames, microseconds).
+    recent: Mutex<std::collections::VecDeque<(u64, u64)>>,
     model: RwLock<Arc<ModelRef>>,
     spec: RwLock<InputSpec>,
     pending: Mutex<Option<Pending>>,
@@ -157,6 +185,24 @@ impl EngineHandle {
         *self.shared.spec.read().expect("spec lock")
     }
 
+    /// Frames judged so far and the engine's time spent on them.
+    pub fn busy(&self) -> (u64, Duration) {
+        (
+            self.shared.judged.load(Ordering::Relaxed),
+            Duration::from_micros(self.shared.busy_us.load(Ordering::Relaxed)),
+        )
+    }
+
+    /// Frames judged and the engine's time spent on them over the latest
+    /// [`RECENT_BATCHES`] batches: the engine's pace as it is now.
+    pub fn recent_busy(&self) -> (u64, Duration) {
+        let recent = self.shared.recent.lock().expect("recent lock");
+        let (frames, us) = recent
+            .iter()
+            .fold((0, 0), |(f, u), (bf, bu)| (f + bf, u + bu));
+        (frames, Duration::from_micros(us))
+    }
+
     /// Frames waiting for the model.
     pub fn queue_depth(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
@@ -202,9 +248,20 @@ impl EngineHandle {
     }
 }
 
-/// Starts the worker thread; it ends when every handle is dropped and the
-/// queue is empty. `runtime` drives the batcher's timers.
+/// Starts the worker thread of the running model; it ends when every handle
+/// is dropped and the queue is empty. `runtime` drives the batcher's timers.
 pub fn spawn(
+    engine: Engine,
+    batcher: Batcher,
+    capacity: usize,
+    runtime: tokio::runtime::Handle,
+) -> (EngineHandle, std::thread::JoinHandle<()>) {
+    spawn_as(Role::Running, engine, batcher, capacity, runtime)
+}
+
+/// Starts a worker thread for `role` (see [`spawn`]).
+pub fn spawn_as(
+    role: Role,
     engine: Engine,
     batcher: Batcher,
     capacity: usize,
@@ -212,6 +269,10 @@ pub fn spawn(
 ) -> (EngineHandle, std::thread::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel::<Job>(capacity.max(1));
     let shared = Arc::new(Shared {
+        role,
+        judged: AtomicU64::new(0),
+        busy_us: AtomicU64::new(0),
+        recent: Mutex::new(std::collections::VecDeque::with_capacity(RECENT_BATCHES)),
         model: RwLock::new(Arc::new(model_ref(&engine))),
         spec: RwLock::new(engine.input_spec()),
         pending: Mutex::new(None),
@@ -220,11 +281,34 @@ pub fn spawn(
         max_batch: batcher.max_batch,
     });
     let worker = shared.clone();
+    let name = match role {
+        Role::Running => "inference",
+        Role::Candidate => "shadow-inference",
+    };
     let thread = std::thread::Builder::new()
-        .name("inference".into())
-        .spawn(move || run(engine, batcher, rx, worker, runtime))
+        .name(name.into())
+        .spawn(move || {
+            if role == Role::Candidate {
+                lower_priority();
+            }
+            run(engine, batcher, rx, worker, runtime)
+        })
         .expect("spawning the inference thread");
     (EngineHandle { tx, shared }, thread)
+}
+
+/// Lowers the calling thread's CPU priority to nice 10 (threads it starts
+/// inherit it), so that a candidate model takes only the CPU the running
+/// model leaves. Failing to is logged, not fatal.
+pub fn lower_priority() {
+    // SAFETY: gettid and setpriority take and return plain integers.
+    let done = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10)
+    };
+    if done != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot lower the candidate model's CPU priority");
+    }
 }
 
 enum Wake {
@@ -240,6 +324,7 @@ fn run(
     shared: Arc<Shared>,
     runtime: tokio::runtime::Handle,
 ) {
+    let running = shared.role == Role::Running;
     let mut model = shared.model.read().expect("model lock").clone();
     loop {
         let wake = runtime.block_on(async {
@@ -285,16 +370,35 @@ fn run(
         }
         let _entered = span.enter();
         let started = std::time::Instant::now();
-        crate::faults::before_batch();
-        let result = engine.judge_batch(&requests);
-        telemetry::Event::BatchRun {
-            frames: jobs.len(),
-            busy: started.elapsed(),
+        if running {
+            crate::faults::before_batch();
         }
-        .emit();
+        let result = engine.judge_batch(&requests);
+        let busy = started.elapsed();
+        shared
+            .judged
+            .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        shared
+            .busy_us
+            .fetch_add(busy.as_micros() as u64, Ordering::Relaxed);
+        {
+            let mut recent = shared.recent.lock().expect("recent lock");
+            if recent.len() == RECENT_BATCHES {
+                recent.pop_front();
+            }
+            recent.push_back((jobs.len() as u64, busy.as_micros() as u64));
+        }
+        if running {
+            telemetry::Event::BatchRun {
+                frames: jobs.len(),
+                busy,
+            }
+            .emit();
+        }
         match result {
             Ok(mut judgements) => {
-                if let Some(tokens) = crate::faults::scripted_output() {
+                let scripted = running.then(crate::faults::scripted_output).flatten();
+                if let Some(tokens) = scripted {
                     let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
                     for (j, job) in judgements.iter_mut().zip(&jobs) {
                         match engine.interpret_tokens(&tokens, &job.standard) {

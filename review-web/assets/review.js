@@ -154,7 +154,14 @@
   window.addEventListener('resize', apply);
 })();
 
-(function () {
+// The script is loaded with the picture, before the review forms: the keys
+// are wired once the whole page is parsed.
+function whenParsed(fn) {
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', fn);
+  else fn();
+}
+
+whenParsed(function () {
   var f = document.getElementById('tap');
   if (!f) return;
   var sel = document.getElementById('reason-choice');
@@ -172,4 +179,4 @@
       if (b && f.reportValidity()) f.requestSubmit(b);
     }
   });
-})();
+});

@@ -146,7 +146,7 @@ pub fn untranslated_words(html: &str, data: &[&str]) -> Vec<String> {
     }
     const KEPT: &[&str] = &[
         "English", "PASS", "FAIL", "REVIEW", "UTC", "mm", "ms", "MQTT", "PLC", "MES", "CSV", "ID",
-        "p99", "p95", "h",
+        "CPU", "p99", "p95", "h",
     ];
     text.split(|c: char| !c.is_ascii_alphabetic())
         .filter(|w| w.len() >= 2 && !KEPT.contains(w))
@@ -168,6 +168,7 @@ const TABLES: &[&[(&str, &str)]] = &[
     crate::line::ZH,
     crate::charts::ZH,
     crate::panel::ZH,
+    crate::shadow::ZH,
 ];
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! Rooms: [`auth`] (who is asking, sessions, CSRF, sign-in), [`pages`] (the
 //! HTML pages), [`api`] (the JSON API), [`respond`] (page shell and shared
 //! refusals), [`html`] (escaping), [`charts`] and [`panel`] (server-drawn
-//! SVG), [`assets`] (stylesheet, script, the Content-Security-Policy). What
+//! SVG), `shadow` (a candidate model beside the running one), [`assets`] (stylesheet, script, the Content-Security-Policy). What
 //! they read and write is in the `store` crate.
 //!
 //! Security: every page but the login needs a session or an API token.
@@ -24,6 +24,7 @@ mod pages;
 pub mod panel;
 mod pictures;
 mod respond;
+mod shadow;
 
 pub use auth::{caller, check_api_write, ApiCaller, Caller};
 pub use respond::{ApiRefusal, Refusal};
@@ -98,6 +99,8 @@ pub fn router(web: Web) -> Router {
         .route("/line/reset", post(line::line_reset))
         .route("/line/command", post(line::line_command))
         .route("/api/v1/line", get(line::api_line))
+        .route("/shadow", get(shadow::disagreements_page))
+        .route("/shadow/command", post(shadow::shadow_command))
         .route("/assets/line.js", get(assets::line_script))
         .route("/assets/style.css", get(assets::style))
         .route("/assets/review.js", get(assets::review_script))

@@ -73,6 +73,38 @@ pub struct StationState {
     pub recipe: String,
     /// The recipes an operator may switch to.
     pub recipes: Vec<String>,
+    /// A candidate model in shadow mode, if one runs.
+    pub shadow: Option<CandidateState>,
+}
+
+/// A candidate model in shadow mode as it runs: what it is, what it saw
+/// and what it costs (the panel shows it; agreement comes from the store).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct CandidateState {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+    /// The package folder it was loaded from, and at which precision.
+    pub package: String,
+    pub precision: String,
+    /// When it started (RFC 3339, UTC).
+    pub since: String,
+    /// Frames offered to it, judged by it, skipped because it had no room
+    /// (it fell behind the line), and judged but not kept (an error).
+    pub offered: u64,
+    pub judged: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    /// Its engine time per frame.
+    pub candidate_ms_per_frame: Option<f64>,
+    /// The running model's engine time per frame over its last 200 batches
+    /// before the candidate started, and since: the difference is what
+    /// sharing the CPU costs it (batch sizes matter too: a busier line
+    /// batches more frames at a lower cost each).
+    pub running_ms_before: Option<f64>,
+    pub running_ms_since: Option<f64>,
+    /// Share of wall time the candidate's engine was busy (1.0: a core).
+    pub busy_share: f64,
 }
 
 /// A command an operator gives from the line view (`recipe` or
@@ -494,7 +526,7 @@ pub(crate) async fn line_command(
 
 /// `text` for a query string: unreserved characters as they are, every
 /// other byte `%XX`.
-fn percent(text: &str) -> String {
+pub(crate) fn percent(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -625,6 +657,7 @@ mod tests {
             broker_connected: true,
             recipe: "cover".into(),
             recipes: vec!["housing".into(), "cover".into()],
+            shadow: None,
         }
     }
 

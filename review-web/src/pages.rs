@@ -237,6 +237,9 @@ pub(crate) async fn verdict_page(
             "stored verdict {id} does not read as verdict/v1: {e}"
         ))
     })?;
+    let shadow = store::shadow::of_verdict(&web.store, &id)
+        .await
+        .map_err(Refusal::internal)?;
     let lang = who.lang;
     let csrf = who
         .csrf
@@ -256,6 +259,9 @@ pub(crate) async fn verdict_page(
                     " · " (lang.t("confidence")) " " (format!("{:.2}", v.confidence))
                 }
                 (findings_table(lang, &v))
+                @if let Some(s) = &shadow {
+                    (crate::shadow::on_verdict(lang, s))
+                }
                 p {
                     (lang.t("Recipe")) " " b { (v.recipe) } ", " (lang.t("standard")) " "
                     code { (v.standard_sha256.get(..12).unwrap_or(&v.standard_sha256)) }
@@ -537,6 +543,9 @@ fn review_form_html(lang: Lang, id: &str, csrf: &str, findings: usize) -> Markup
 pub(crate) struct Window {
     #[serde(default = "day")]
     hours: i64,
+    /// How the admin's last shadow-mode command went (the panel).
+    #[serde(default)]
+    said: String,
 }
 
 fn day() -> i64 {
@@ -577,13 +586,19 @@ pub(crate) async fn panel_page(
     let p = crate::panel::load(&web.store, hours)
         .await
         .map_err(Refusal::internal)?;
+    let summaries = store::shadow::summaries(&web.store)
+        .await
+        .map_err(Refusal::internal)?;
+    let live = (web.line.state)().shadow;
     let lang = who.lang;
-    Ok(page(
-        lang,
-        lang.t("Monitoring"),
-        Some(&who),
-        crate::panel::render(&p, hours, lang),
-    ))
+    let body = html! {
+        @if !w.said.is_empty() {
+            p id="said" class="said" { (w.said) }
+        }
+        (crate::panel::render(&p, hours, lang))
+        (crate::shadow::section(&who, live.as_ref(), &summaries))
+    };
+    Ok(page(lang, lang.t("Monitoring"), Some(&who), body))
 }
 
 pub(crate) async fn export_form(

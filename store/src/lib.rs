@@ -12,7 +12,8 @@
 //! outbox), [`reviews`] (the review list and corrections), [`accounts`]
 //! (users, sessions, API tokens), [`retention`] (image clean-up),
 //! [`health_history`] (the panel's samples and events), [`charts`] and
-//! [`export`] (reviewed verdicts as training data).
+//! [`export`] (reviewed verdicts as training data), [`shadow`] (a candidate
+//! model's judgements beside the running model's).
 
 pub mod accounts;
 pub mod charts;
@@ -21,6 +22,7 @@ pub mod health_history;
 pub mod line;
 pub mod retention;
 pub mod reviews;
+pub mod shadow;
 pub mod throttle;
 
 use std::path::{Path, PathBuf};

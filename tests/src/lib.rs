@@ -568,8 +568,19 @@ pub fn feed_paced(
     every: Duration,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<usize> {
+    feed_paced_distinct(tx, every, stop, 5, 4)
+}
+
+/// [`feed_paced`] with `distinct` parts of the synthetic line from `seed`.
+pub fn feed_paced_distinct(
+    tx: tokio::sync::mpsc::Sender<vision::sources::Arrival>,
+    every: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seed: u64,
+    distinct: usize,
+) -> std::thread::JoinHandle<usize> {
     std::thread::spawn(move || {
-        let pngs = synthetic_pngs(5, 4);
+        let pngs = synthetic_pngs(seed, distinct);
         let mut seq = 0;
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             if tx.blocking_send(line_frame(&pngs, seq)).is_err() {
@@ -917,6 +928,34 @@ impl InProcess {
             .expect("the station does not panic")
             .expect("the station stops without error");
     }
+}
+
+/// Runs the browser session `tests/{script}` (headless Chromium through
+/// WebDriver) with `args`, off the async runtime; panics with its output if
+/// it fails, and returns the JSON it printed.
+pub async fn browser_session(script: &str, args: Vec<String>) -> serde_json::Value {
+    let path = repo().join("tests").join(script);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(path)
+            .args(args)
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .expect("the browser session's thread");
+    assert!(
+        out.status.success(),
+        "the browser session {script} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{script} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 /// Waits until `store` holds `n` verdicts (panics after `within`).

@@ -6,7 +6,8 @@
 //! reaches the MES on `inspect/{station}/review` and (with the drawn box) is
 //! in the retraining export. The screenshot of
 //! the verdict page lands in `target/screenshots/verdict-page.png` (the
-//! README's picture is a copy).
+//! README's picture is a copy). One-tap review (`tests/browser_one_tap.py`):
+//! three REVIEW parts decided in a row, each review heard on MQTT.
 
 use std::time::Duration;
 
@@ -88,24 +89,16 @@ async fn an_operator_overrides_a_fail_verdict_in_chromium() {
     let shots = repo().join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let shot = shots.join("verdict-page.png");
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .arg(repo().join("tests/browser_review.py"))
-            .arg(format!("http://127.0.0.1:{port}"))
-            .args(["olga", "olga's long password"])
-            .arg(&shot)
-            .output()
-            .expect("python3 runs")
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "the browser session failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let result = e2e::browser_session(
+        "browser_review.py",
+        vec![
+            format!("http://127.0.0.1:{port}"),
+            "olga".into(),
+            "olga's long password".into(),
+            shot.display().to_string(),
+        ],
+    )
+    .await;
     let id = result["verdict_id"].as_str().unwrap();
     // The override made in the browser reached the MES over MQTT.
     let (_, payload) = tokio::time::timeout(Duration::from_secs(10), reviews_heard.recv())
@@ -248,5 +241,72 @@ async fn the_line_view_follows_the_line_live_in_chromium() {
     assert!(r["lamps_seen"].as_u64().unwrap() >= 3, "{r}");
     assert!(r["max_lag_ms"].as_f64().unwrap() < 1000.0, "{r}");
     println!("line view: {r}");
+    station.stop().await;
+}
+
+/// Three REVIEW parts in a row, each decided with one tap (the keyboard at
+/// a desk, a tap on a touch screen), the next opening at once
+/// (`tests/browser_one_tap.py`); each review reaches the MES on
+/// `inspect/web-1/review`. The REVIEW parts come from a model scripted to
+/// write a FAIL that no clause backs (the consistency check makes it
+/// REVIEW).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_review_parts_are_decided_with_one_tap_each_in_chromium() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (_mes, mut reviews_heard) = e2e::subscribe(&broker, "mes", "inspect/web-1/review").await;
+    let (store, station) = started(dir.path(), &broker, "tam", Role::Operator).await;
+    let port = station.http_port;
+    let script = "<fail> contamination <loc_100> <loc_100> <loc_300> <loc_300> <ok> </s>";
+    appliance::faults::script_model_output(Some(
+        script.split_whitespace().map(str::to_string).collect(),
+    ));
+    e2e::feed_frames(station.frames.clone(), 3, 7)
+        .join()
+        .unwrap();
+    e2e::wait_until_stored(&store, 3, Duration::from_secs(90)).await;
+    appliance::faults::script_model_output(None);
+    e2e::feed_frames(station.frames.clone(), 3, 8)
+        .join()
+        .unwrap();
+    e2e::wait_until_stored(&store, 6, Duration::from_secs(90)).await;
+    let review: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM verdicts WHERE decision = 'REVIEW'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        review, 3,
+        "the scripted parts, and only those, wait for review"
+    );
+
+    let result = e2e::browser_session(
+        "browser_one_tap.py",
+        vec![
+            format!("http://127.0.0.1:{port}"),
+            "tam".into(),
+            "tam's long password".into(),
+        ],
+    )
+    .await;
+    let decided = result["decided"].as_array().unwrap();
+    assert_eq!(decided.len(), 3);
+    for want in decided {
+        let (_, payload) = tokio::time::timeout(Duration::from_secs(10), reviews_heard.recv())
+            .await
+            .expect("each review is published")
+            .unwrap();
+        let heard: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        e2e::assert_schema("review.v1", &heard);
+        assert_eq!(heard["verdict_id"], want["id"], "in the order decided");
+        assert_eq!(heard["judged"], "REVIEW");
+        assert_eq!(heard["decision"], want["decision"]);
+        assert_eq!(heard["reviewer"], "tam");
+        assert!(
+            heard["reason"]
+                .as_str()
+                .is_some_and(|r| !r.is_empty() && r != "REVIEW"),
+            "a reason from the list: {heard}"
+        );
+    }
     station.stop().await;
 }

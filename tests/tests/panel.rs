@@ -98,26 +98,18 @@ history_every = "300ms"
     let shots = repo().join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let shot = shots.join("panel.png");
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .arg(repo().join("tests/browser_panel.py"))
-            .arg(format!("http://127.0.0.1:{port}"))
-            .args(["quinn", "quinn's long password"])
-            .arg(&shot)
-            .output()
-            .expect("python3 runs")
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "the browser session failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let seen = e2e::browser_session(
+        "browser_panel.py",
+        vec![
+            format!("http://127.0.0.1:{port}"),
+            "quinn".into(),
+            "quinn's long password".into(),
+            shot.display().to_string(),
+        ],
+    )
+    .await;
     stop.store(true, Ordering::Relaxed);
     feeder.join().unwrap();
-    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     // The card shows where latency stands now (the line is still running).
     assert_ne!(seen["cards"]["latency"], "unknown", "{seen}");
     let png = std::fs::read(shots.join("panel.png")).unwrap();

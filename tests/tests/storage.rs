@@ -188,6 +188,97 @@ async fn exercise(url: &str, backend: Backend) {
         .with_station("st-1");
     assert_eq!(store.backlog().await.unwrap().pending, 4);
     health_history(&store).await;
+    shadow(&store, &verdicts).await;
+}
+
+/// A candidate model's judgements beside the running model's verdicts:
+/// agreement per candidate, the disagreements with both verdicts, and the
+/// operators' standing decision on a reviewed one.
+async fn shadow(store: &Store, verdicts: &[Verdict]) {
+    use store::shadow;
+    let candidate = ModelRef {
+        name: "reference-inspector".into(),
+        version: "0.4.0-rc1".into(),
+        sha256: "ee".repeat(32),
+    };
+    let judged = |v: &Verdict, decision: Decision, at: &str| record::ShadowVerdict {
+        schema: record::SHADOW_SCHEMA.into(),
+        verdict_id: v.id.clone(),
+        station: "st-1".into(),
+        candidate: candidate.clone(),
+        decision,
+        confidence: 0.75,
+        review_reason: None,
+        findings: vec![],
+        running_decision: v.decision,
+        inference_ms: 30.5,
+        judged_at: at.into(),
+    };
+    // Verdicts 1 (PASS) and 2 (FAIL): the candidate agrees on the first
+    // and passes the second; verdict 3 was skipped (no room).
+    let agreeing = judged(&verdicts[0], Decision::Pass, "2026-11-29T10:00:01.500000Z");
+    let passing = judged(&verdicts[1], Decision::Pass, "2026-11-29T10:00:02.500000Z");
+    shadow::record(store, &agreeing).await.unwrap();
+    shadow::record(store, &passing).await.unwrap();
+    assert!(
+        shadow::record(store, &passing).await.is_err(),
+        "one candidate judgement per verdict"
+    );
+    let summaries = shadow::summaries(store).await.unwrap();
+    assert_eq!(summaries.len(), 1);
+    let s = &summaries[0];
+    assert_eq!((s.compared, s.agreed), (2, 1));
+    assert_eq!(s.agreement(), Some(0.5));
+    // Verdict 2 was reviewed PASS above (the health history's reviews).
+    assert_eq!((s.candidate_upheld, s.running_upheld), (1, 0));
+    assert_eq!(s.version, "0.4.0-rc1");
+    assert_eq!(s.last, "2026-11-29T10:00:02.500000Z");
+
+    let listed = shadow::disagreements(store, &candidate.sha256, 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].running.id, verdicts[1].id);
+    assert_eq!(listed[0].running.decision, Decision::Fail);
+    assert_eq!(listed[0].candidate, passing);
+    assert_eq!(listed[0].standing, Some(Decision::Pass));
+
+    // Reviewed again: siding with the running model, then (the latest
+    // review stands) with the candidate.
+    for (n, decision, upheld) in [(1, "FAIL", (0, 1)), (2, "PASS", (1, 0))] {
+        sqlx::query(
+            "INSERT INTO reviews (id, verdict_id, reviewer, decision, agrees, reason, corrections, created_at)
+             VALUES ($1, $2, 'ana', $3, 0, 'looked again', '[]', $4)",
+        )
+        .bind(format!("review-{n}"))
+        .bind(&verdicts[1].id)
+        .bind(decision)
+        .bind(format!("2026-11-29T12:00:0{n}.000000Z"))
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let s = &shadow::summaries(store).await.unwrap()[0];
+        assert_eq!(
+            (s.candidate_upheld, s.running_upheld),
+            upheld,
+            "after {decision}"
+        );
+    }
+    let listed = shadow::disagreements(store, &candidate.sha256, 10)
+        .await
+        .unwrap();
+    assert_eq!(listed[0].standing, Some(Decision::Pass));
+    assert_eq!(
+        shadow::of_verdict(store, &verdicts[1].id).await.unwrap(),
+        Some(passing)
+    );
+    assert_eq!(
+        shadow::of_verdict(store, &verdicts[2].id).await.unwrap(),
+        None
+    );
+    // Another station sharing the database sees none of it.
+    let neighbour = store.clone().with_station("st-2");
+    assert!(shadow::summaries(&neighbour).await.unwrap().is_empty());
 }
 
 /// The monitor's history and the review agreement it reads, on the same

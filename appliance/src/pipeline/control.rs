@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use super::{
     birth_status, camera_map, load_engine, load_standard, set_info, sparkplug_context, Station,
 };
-use crate::commands::{Control, ControlError, Pending};
+use crate::commands::{Control, ControlError, Pending, ShadowAction, ShadowRequest};
 use crate::worker::{EngineHandle, ReloadError};
 use store::Store;
 
@@ -137,7 +137,7 @@ impl Control for Station {
 
     fn reload(&self) -> Pending<'_, String> {
         Box::pin(async move {
-            let cfg = self.cfg();
+            let cfg = self.model_cfg();
             let model = self
                 .engine
                 .reload(move || load_engine(&cfg), vec![self.standard()])
@@ -184,6 +184,8 @@ impl Control for Station {
                         e.message.push_str("; the running configuration stays");
                         e
                     })?;
+                // The configured model now decides, not a promoted candidate.
+                *self.promoted.write().expect("promoted lock") = None;
             }
             let cameras = camera_map(&new);
             *self.cameras.write().expect("cameras lock") = Arc::new(cameras);
@@ -194,5 +196,82 @@ impl Control for Station {
             tracing::info!(changed = ?plan.changed, recipe, "configuration reloaded");
             Ok(plan.changed)
         })
+    }
+
+    fn shadow(&self, request: ShadowRequest) -> Pending<'_, String> {
+        Box::pin(async move {
+            let _one_at_a_time = self.shadow.changing().await;
+            match request.action {
+                ShadowAction::Start => {
+                    let running = self.model_cfg();
+                    let package = request.package.unwrap_or_default();
+                    let precision = request.precision.unwrap_or(running.model.precision);
+                    let model = self
+                        .shadow
+                        .start(
+                            &running,
+                            package,
+                            precision,
+                            self.standard(),
+                            &self.engine,
+                            running.model.precision,
+                        )
+                        .await?;
+                    Ok(format!(
+                        "candidate {} {} in shadow mode",
+                        model.name, model.version
+                    ))
+                }
+                ShadowAction::Stop => {
+                    let retired = self.shadow.stop().await.ok_or_else(no_candidate)?;
+                    Ok(format!(
+                        "shadow mode stopped: candidate {} {} saw {} frames ({} skipped)",
+                        retired.model.name, retired.model.version, retired.offered, retired.skipped
+                    ))
+                }
+                ShadowAction::Promote => self.promote().await,
+            }
+        })
+    }
+}
+
+fn no_candidate() -> ControlError {
+    ControlError::conflict("no candidate model is in shadow mode")
+}
+
+impl Station {
+    /// Stops comparing and reloads the candidate's package through the safe
+    /// reload (verified again: a package changed on disk since it was
+    /// compared is refused, and the running model stays). A later reload,
+    /// the health monitor's included, keeps the promoted package until the
+    /// configuration's `[model]` changes; the configuration file itself is
+    /// not rewritten, so a restart brings back the configured model (the
+    /// panel and the log say so).
+    async fn promote(&self) -> Result<String, ControlError> {
+        let retired = self.shadow.stop().await.ok_or_else(no_candidate)?;
+        let cfg = crate::shadow::with_package(&self.cfg(), &retired.package, retired.precision);
+        let compared = retired.model.sha256.clone();
+        let load = move || {
+            let engine = load_engine(&cfg)?;
+            anyhow::ensure!(
+                engine.package.sha256 == compared,
+                "the package changed on disk since it was compared (model.toml sha256 {} now, {compared} compared); start shadow mode again",
+                engine.package.sha256
+            );
+            Ok(engine)
+        };
+        let model = self
+            .engine
+            .reload(load, vec![self.standard()])
+            .await
+            .map_err(reload_refused)?;
+        *self.promoted.write().expect("promoted lock") =
+            Some((retired.package.clone(), retired.precision));
+        self.announce().await;
+        tracing::warn!(model = %model.name, version = %model.version, package = %retired.package.display(), configured = %self.cfg().model.package.display(), "candidate promoted; set model.package in the configuration to keep it after a restart");
+        Ok(format!(
+            "candidate {} {} promoted: it decides from now on",
+            model.name, model.version
+        ))
     }
 }

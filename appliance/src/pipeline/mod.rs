@@ -87,6 +87,13 @@ struct Station {
     reconfiguring: tokio::sync::Mutex<()>,
     /// Every committed verdict, for the open line views.
     live: Live,
+    /// A candidate model judging beside the running one, when an admin
+    /// started one.
+    shadow: Arc<crate::shadow::Shadow>,
+    /// The package a promotion swapped in, at its precision: later reloads
+    /// load it instead of the configured one until the configuration's
+    /// `[model]` changes.
+    promoted: RwLock<Option<(std::path::PathBuf, firmware_config::Precision)>>,
 }
 
 impl Station {
@@ -96,6 +103,16 @@ impl Station {
 
     fn cfg(&self) -> Arc<StationConfig> {
         self.cfg.read().expect("config lock").clone()
+    }
+
+    /// The configuration the model is loaded from: the station's, with a
+    /// promoted candidate's package in place of the configured one.
+    fn model_cfg(&self) -> StationConfig {
+        let cfg = self.cfg();
+        match &*self.promoted.read().expect("promoted lock") {
+            Some((package, precision)) => crate::shadow::with_package(&cfg, package, *precision),
+            None => (*cfg).clone(),
+        }
     }
 
     fn cameras(&self) -> Arc<HashMap<String, Camera>> {
@@ -296,6 +313,16 @@ impl Station {
         }
         .emit();
         self.pass_on(&v, &frame, view_of);
+        if self.shadow.active() {
+            let shown = crate::shadow::Shown {
+                verdict: v.clone(),
+                frame,
+                crop,
+                geometry,
+                standard,
+            };
+            self.shadow.offer(shown, &self.store);
+        }
         Ok(v)
     }
 
@@ -597,8 +624,10 @@ pub async fn serve(
         shutdown.clone(),
     ));
     let live = Live::default();
+    let shadow = Arc::new(crate::shadow::Shadow::default());
     let (operators, operators_rx) = mpsc::channel(8);
-    let http = start_http(http, &cfg, &links, &store, &live, operators, &shutdown).await;
+    let feed = line_feed(&cfg, &links, &live, operators, &shadow, &handle);
+    let http = start_http(http, &cfg, &links, &store, feed, &shutdown).await;
     tokio::spawn(report_cameras(links.events, delivery.publisher.clone()));
     let (parts, parts_task) = start_parts(&cfg, &store, &delivery.publisher);
     let ctx = Arc::new(Station {
@@ -615,6 +644,8 @@ pub async fn serve(
         golden_now: Default::default(),
         reconfiguring: Default::default(),
         live,
+        shadow,
+        promoted: Default::default(),
     });
     let monitor = crate::health::monitor::Monitor::new(ctx.clone(), ctx.golden_now.clone());
     let monitor = tokio::spawn(monitor.run(shutdown.clone()));
@@ -745,8 +776,7 @@ async fn start_http(
     cfg: &StationConfig,
     links: &CameraLinks,
     store: &Store,
-    live: &Live,
-    operators: mpsc::Sender<review_web::line::Command>,
+    line: review_web::line::LineFeed,
     shutdown: &watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let web = review_web::Web {
@@ -754,7 +784,7 @@ async fn start_http(
         store: store.clone(),
         secure_cookies: cfg.http.secure_cookies,
         latency_budget: cfg.monitoring.latency_threshold,
-        line: line_feed(cfg, links, live, operators),
+        line,
         review_topic: Some(
             delivery::Topics::new(&cfg.mqtt.topic_prefix, &cfg.station.station).review(),
         ),
@@ -781,16 +811,20 @@ async fn start_http(
     }
 }
 
-/// What the line view reads of the station: the live verdicts, the
-/// cameras', broker's and recipe's state, the shift starts.
+/// What the line view and the panel read of the station: the live
+/// verdicts, the cameras', broker's and recipe's state, the candidate model
+/// in shadow mode, the shift starts.
 fn line_feed(
     cfg: &StationConfig,
     links: &CameraLinks,
     live: &Live,
     commands: mpsc::Sender<review_web::line::Command>,
+    shadow: &Arc<crate::shadow::Shadow>,
+    engine: &EngineHandle,
 ) -> review_web::line::LineFeed {
     use review_web::line::{CameraState, StationState};
     let health = links.health.clone();
+    let (shadow, engine) = (shadow.clone(), engine.clone());
     let recipes: Vec<String> = cfg.recipes.iter().map(|r| r.name.clone()).collect();
     review_web::line::LineFeed {
         live: live.clone(),
@@ -810,6 +844,7 @@ fn line_feed(
                 .map(|i| i.recipe)
                 .unwrap_or_default(),
             recipes: recipes.clone(),
+            shadow: shadow.state(&engine),
         }),
         shift_starts: cfg.shifts.starts.iter().map(|t| t.minutes()).collect(),
         commands: Some(commands),
@@ -955,6 +990,11 @@ impl Running {
         if let Some(task) = self.delivery.sparkplug_task {
             let _ = tokio::time::timeout_at(until(Duration::from_secs(5)), task).await;
         }
+        let _ = tokio::time::timeout_at(until(Duration::from_secs(5)), async {
+            let _changing = ctx.shadow.changing().await;
+            ctx.shadow.stop().await
+        })
+        .await;
         drop(ctx);
         let worker = self.worker;
         let joined = tokio::task::spawn_blocking(move || worker.join());
