@@ -32,7 +32,7 @@ use vision::Frame;
 use crate::batcher::Batcher;
 use crate::commands::ControlError;
 use crate::verdict::{self, Geometry};
-use crate::worker::{self, EngineHandle, Role};
+use crate::worker::{self, EngineHandle, Meter, Role};
 
 /// The station's configuration with its model package replaced by
 /// `package` at `precision`: how a candidate is loaded, and how a promoted
@@ -176,8 +176,8 @@ impl Shadow {
             thread: Mutex::new(Some(thread)),
             room: Arc::new(Semaphore::new(places as usize)),
             places,
-            running_before: running.recent_busy(),
-            running_at_start: running.busy(),
+            running_before: running.meter().recent_busy(),
+            running_at_start: running.meter().busy(),
             offered: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -252,11 +252,11 @@ impl Shadow {
         });
     }
 
-    /// What the panel shows of the candidate running now; `running` is the
-    /// running model's engine.
-    pub fn state(&self, running: &EngineHandle) -> Option<CandidateState> {
+    /// What the panel shows of the candidate running now; `running` meters
+    /// the running model's engine.
+    pub fn state(&self, running: &Meter) -> Option<CandidateState> {
         let c = self.current()?;
-        let (judged, busy) = c.engine().map(|e| e.busy()).unwrap_or_default();
+        let (judged, busy) = c.engine().map(|e| e.meter().busy()).unwrap_or_default();
         let (now_n, now_busy) = running.busy();
         let (before_n, before_busy) = c.running_before;
         let (start_n, start_busy) = c.running_at_start;

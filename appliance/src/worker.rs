@@ -185,22 +185,12 @@ impl EngineHandle {
         *self.shared.spec.read().expect("spec lock")
     }
 
-    /// Frames judged so far and the engine's time spent on them.
-    pub fn busy(&self) -> (u64, Duration) {
-        (
-            self.shared.judged.load(Ordering::Relaxed),
-            Duration::from_micros(self.shared.busy_us.load(Ordering::Relaxed)),
-        )
-    }
-
-    /// Frames judged and the engine's time spent on them over the latest
-    /// [`RECENT_BATCHES`] batches: the engine's pace as it is now.
-    pub fn recent_busy(&self) -> (u64, Duration) {
-        let recent = self.shared.recent.lock().expect("recent lock");
-        let (frames, us) = recent
-            .iter()
-            .fold((0, 0), |(f, u), (bf, bu)| (f + bf, u + bu));
-        (frames, Duration::from_micros(us))
+    /// The engine's figures, for whoever watches its pace without sending
+    /// it frames (holding a meter does not keep the worker alive).
+    pub fn meter(&self) -> Meter {
+        Meter {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Frames waiting for the model.
@@ -245,6 +235,32 @@ impl EngineHandle {
         self.shared.wake.notify_one();
         swapped.await.map_err(|_| ReloadError::Stopped)?;
         Ok(self.model())
+    }
+}
+
+/// What the engine has done: frames judged and the time spent on them.
+#[derive(Clone)]
+pub struct Meter {
+    shared: Arc<Shared>,
+}
+
+impl Meter {
+    /// Frames judged so far and the engine's time spent on them.
+    pub fn busy(&self) -> (u64, Duration) {
+        (
+            self.shared.judged.load(Ordering::Relaxed),
+            Duration::from_micros(self.shared.busy_us.load(Ordering::Relaxed)),
+        )
+    }
+
+    /// Frames judged and the engine's time spent on them over the latest
+    /// [`RECENT_BATCHES`] batches: the engine's pace as it is now.
+    pub fn recent_busy(&self) -> (u64, Duration) {
+        let recent = self.shared.recent.lock().expect("recent lock");
+        let (frames, us) = recent
+            .iter()
+            .fold((0, 0), |(f, u), (bf, bu)| (f + bf, u + bu));
+        (frames, Duration::from_micros(us))
     }
 }
 

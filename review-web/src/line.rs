@@ -39,6 +39,9 @@ pub enum LiveEvent {
     Verdict(Arc<record::Verdict>),
     /// The shift counters were reset.
     Reset,
+    /// The station is stopping: every stream ends (browsers reconnect to
+    /// the next start by themselves).
+    Closing,
 }
 
 /// The live feed from the station to every open line view.
@@ -557,7 +560,7 @@ pub(crate) async fn line_events(
                         .unwrap_or_default(),
                     Ok(LiveEvent::Reset) => Event::default().event("reset").data("{}"),
                     Err(broadcast::error::RecvError::Lagged(_)) => Event::default().event("resync").data("{}"),
-                    Err(broadcast::error::RecvError::Closed) => return None,
+                    Ok(LiveEvent::Closing) | Err(broadcast::error::RecvError::Closed) => return None,
                 },
                 _ = every.tick() => Event::default()
                     .event("state")

@@ -897,9 +897,18 @@ pub struct InProcess {
 
 impl InProcess {
     pub fn start(cfg: firmware_config::StationConfig) -> InProcess {
+        let http = std::net::TcpListener::bind("127.0.0.1:0").expect("a port for HTTP");
+        Self::start_listening(cfg, http)
+    }
+
+    /// Starts it with its HTTP API on `http` (a station started again on
+    /// the port of one that stopped).
+    pub fn start_listening(
+        cfg: firmware_config::StationConfig,
+        http: std::net::TcpListener,
+    ) -> InProcess {
         let (frames, rx) = tokio::sync::mpsc::channel(64);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let http = std::net::TcpListener::bind("127.0.0.1:0").expect("a port for HTTP");
         let http_port = http.local_addr().expect("a bound address").port();
         let task = tokio::spawn(appliance::pipeline::serve(
             cfg,

@@ -18,7 +18,7 @@ const PARTS: usize = 24;
 
 /// The browser tests' station: frames fed by the test, the reference
 /// model, a private broker.
-fn station(dir: &std::path::Path, broker: &Broker) -> firmware_config::StationConfig {
+fn station_config(dir: &std::path::Path, broker: &Broker) -> firmware_config::StationConfig {
     load_config(
         dir,
         &format!(
@@ -65,7 +65,7 @@ async fn started(
     role: Role,
 ) -> (store::Store, e2e::InProcess) {
     std::fs::write(dir.join("standard.txt"), e2e::banning_standard()).unwrap();
-    let cfg = station(dir, broker);
+    let cfg = station_config(dir, broker);
     let store = store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
         .await
         .unwrap();
@@ -308,5 +308,78 @@ async fn three_review_parts_are_decided_with_one_tap_each_in_chromium() {
             "a reason from the list: {heard}"
         );
     }
+    station.stop().await;
+}
+
+/// A dropped connection, for real: Chromium watches /line while the
+/// station stops (its event stream ends) and starts again on the same port
+/// (`tests/browser_line_drop.py`). The page says it is reconnecting, comes
+/// back by itself without a reload and counts the parts judged before and
+/// after, its lamp on the newest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_line_view_reconnects_after_the_station_restarts_in_chromium() {
+    use std::io::BufRead;
+    const BEFORE: usize = 3;
+    const AFTER: usize = 3;
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, station) = started(dir.path(), &broker, "dru", Role::Viewer).await;
+    let port = station.http_port;
+    let mut browser = std::process::Command::new("python3")
+        .arg(repo().join("tests/browser_line_drop.py"))
+        .arg(format!("http://127.0.0.1:{port}"))
+        .args(["dru", "dru's long password"])
+        .args([BEFORE.to_string(), AFTER.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let out = std::io::BufReader::new(browser.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    async fn said(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>, want: &str) {
+        let line = tokio::time::timeout(Duration::from_secs(90), lines.recv())
+            .await
+            .unwrap_or_else(|_| panic!("the browser never said `{want}`"))
+            .unwrap_or_else(|| panic!("the browser ended before `{want}`"));
+        assert_eq!(line.trim(), want);
+    }
+    said(&mut lines, "ready").await;
+    e2e::feed_frames(station.frames.clone(), BEFORE, 3)
+        .join()
+        .unwrap();
+    said(&mut lines, "seen").await;
+    station.stop().await;
+    said(&mut lines, "dropped").await;
+    // Started again on the port the page reconnects to.
+    let http = std::net::TcpListener::bind(("127.0.0.1", port)).expect("the same port again");
+    let station = e2e::InProcess::start_listening(station_config(dir.path(), &broker), http);
+    e2e::feed_frames(station.frames.clone(), AFTER, 4)
+        .join()
+        .unwrap();
+    e2e::wait_until_stored(&store, BEFORE + AFTER, Duration::from_secs(90)).await;
+    let report = tokio::time::timeout(Duration::from_secs(90), lines.recv())
+        .await
+        .expect("the browser reports")
+        .unwrap_or_default();
+    let status = browser.wait_with_output().unwrap();
+    assert!(
+        status.status.success(),
+        "the browser session failed: {report}{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
+    assert_eq!(r["parts"], (BEFORE + AFTER) as u64, "{r}");
+    let newest: String =
+        sqlx::query_scalar("SELECT id FROM verdicts ORDER BY decided_at DESC, id DESC LIMIT 1")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(r["lamp"], newest.as_str(), "{r}");
+    println!("line view through a restart: {r}");
     station.stop().await;
 }

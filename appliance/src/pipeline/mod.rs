@@ -824,7 +824,9 @@ fn line_feed(
 ) -> review_web::line::LineFeed {
     use review_web::line::{CameraState, StationState};
     let health = links.health.clone();
-    let (shadow, engine) = (shadow.clone(), engine.clone());
+    // A meter, not the engine handle: an open page must not keep the
+    // inference worker from stopping.
+    let (shadow, engine) = (shadow.clone(), engine.meter());
     let recipes: Vec<String> = cfg.recipes.iter().map(|r| r.name.clone()).collect();
     review_web::line::LineFeed {
         live: live.clone(),
@@ -954,6 +956,9 @@ impl Running {
             );
         }
         crate::systemd::stopping();
+        // Open line views end their streams now (and reconnect to the
+        // next start by themselves).
+        ctx.live.send(LiveEvent::Closing);
         stop_sources.store(true, Ordering::Relaxed);
         rx.close();
         let places = (ctx.cfg().batching.max_batch * 2) as u32;
