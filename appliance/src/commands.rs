@@ -121,8 +121,8 @@ pub trait Control: Send + Sync {
     /// or refuses it and keeps the running one; returns what changed.
     fn reconfigure(&self) -> Pending<'_, Vec<String>>;
     /// Starts, stops or promotes a candidate model in shadow mode; returns
-    /// what was done, in words.
-    fn shadow(&self, request: ShadowRequest) -> Pending<'_, String>;
+    /// what was done.
+    fn shadow(&self, request: ShadowRequest) -> Pending<'_, ShadowOutcome>;
 }
 
 /// `cmd/recipe` payload.
@@ -171,6 +171,42 @@ pub enum ShadowAction {
     Promote,
 }
 
+/// What a `shadow` command did. `model` is the candidate's name and
+/// version; in words (its `Display`) it is the reply's `model` field.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ShadowOutcome {
+    Started {
+        model: String,
+    },
+    Stopped {
+        model: String,
+        frames: u64,
+        skipped: u64,
+    },
+    Promoted {
+        model: String,
+    },
+}
+
+impl std::fmt::Display for ShadowOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShadowOutcome::Started { model } => write!(f, "candidate {model} in shadow mode"),
+            ShadowOutcome::Stopped {
+                model,
+                frames,
+                skipped,
+            } => write!(
+                f,
+                "shadow mode stopped: candidate {model} saw {frames} frames, {skipped} skipped"
+            ),
+            ShadowOutcome::Promoted { model } => {
+                write!(f, "candidate {model} promoted: it decides from now on")
+            }
+        }
+    }
+}
+
 /// The answer to one command.
 #[derive(Debug, Serialize, PartialEq)]
 pub struct Reply {
@@ -191,6 +227,9 @@ pub struct Reply {
     /// `config`: the sections and keys that changed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub changed: Option<Vec<String>>,
+    /// `shadow`: what was done (in words in `model`).
+    #[serde(skip)]
+    pub shadow: Option<ShadowOutcome>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// What kind of failure, for HTTP status codes and PLC logic.
@@ -228,6 +267,7 @@ impl Reply {
             standard_sha256: None,
             model: None,
             changed: None,
+            shadow: None,
             error: None,
             kind: Failure::None,
         }
@@ -371,8 +411,9 @@ pub async fn handle_all(
             }
             let request_id = req.request_id.clone();
             match control.shadow(req).await {
-                Ok(said) => Reply {
-                    model: Some(said),
+                Ok(done) => Reply {
+                    model: Some(done.to_string()),
+                    shadow: Some(done),
                     ..Reply::ok(name, request_id)
                 },
                 Err(e) => Reply::refused(name, e, request_id),
@@ -432,25 +473,8 @@ pub async fn serve_operators<C: Control + 'static>(
             &publisher,
         )
         .await;
-        let said = match (&reply.error, cmd.name) {
-            (Some(e), _) => format!("Refused: {e}"),
-            (None, "recipe") => format!(
-                "Recipe switched to {} by {}",
-                reply.recipe.as_deref().unwrap_or_default(),
-                cmd.by
-            ),
-            (None, "shadow") => format!(
-                "{} (by {})",
-                reply.model.as_deref().unwrap_or_default(),
-                cmd.by
-            ),
-            (None, _) => format!(
-                "Part {} triggered on {} by {}",
-                reply.part_id.as_deref().unwrap_or_default(),
-                reply.cameras.join(", "),
-                cmd.by
-            ),
-        };
+        let answer = operator_answer(&reply, &cmd.by);
+        let said = answer.said(review_web::i18n::Lang::En);
         tracing::info!(by = %cmd.by, command = cmd.name, ok = reply.ok, said, "operator command");
         let event = store::health_history::Event::new(
             "operator",
@@ -460,9 +484,49 @@ pub async fn serve_operators<C: Control + 'static>(
         if let Err(e) = store::health_history::write_event(&store, &event).await {
             tracing::error!(error = %e, "cannot record the operator's command");
         }
-        let _ = cmd
-            .answer
-            .send(review_web::line::Answer { ok: reply.ok, said });
+        let _ = cmd.answer.send(answer);
+    }
+}
+
+/// The reply to an operator's command as the answer their page shows.
+fn operator_answer(reply: &Reply, by: &str) -> review_web::line::Answer {
+    use review_web::line::Answer;
+    let by = by.to_string();
+    if let Some(error) = &reply.error {
+        return Answer::Refused {
+            error: error.clone(),
+        };
+    }
+    match &reply.shadow {
+        Some(ShadowOutcome::Started { model }) => Answer::ShadowStarted {
+            model: model.clone(),
+            by,
+        },
+        Some(ShadowOutcome::Stopped {
+            model,
+            frames,
+            skipped,
+        }) => Answer::ShadowStopped {
+            model: model.clone(),
+            frames: *frames,
+            skipped: *skipped,
+            by,
+        },
+        Some(ShadowOutcome::Promoted { model }) => Answer::Promoted {
+            model: model.clone(),
+            by,
+        },
+        None => match &reply.recipe {
+            Some(recipe) => Answer::RecipeSwitched {
+                recipe: recipe.clone(),
+                by,
+            },
+            None => Answer::Triggered {
+                part: reply.part_id.clone().unwrap_or_default(),
+                cameras: reply.cameras.clone(),
+                by,
+            },
+        },
     }
 }
 

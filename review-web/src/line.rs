@@ -111,7 +111,8 @@ pub struct CandidateState {
 }
 
 /// A command an operator gives from the line view (`recipe` or
-/// `trigger`), answered as the same command over MQTT would be.
+/// `trigger`) or an admin from the panel (`shadow`), answered as the same
+/// command over MQTT would be.
 #[derive(Debug)]
 pub struct Command {
     pub name: &'static str,
@@ -122,11 +123,74 @@ pub struct Command {
     pub answer: oneshot::Sender<Answer>,
 }
 
-/// How a command went, in words for the operator.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    pub ok: bool,
-    pub said: String,
+/// How a command went, told to the person who gave it in their language.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    RecipeSwitched {
+        recipe: String,
+        by: String,
+    },
+    Triggered {
+        part: String,
+        cameras: Vec<String>,
+        by: String,
+    },
+    /// `model`: the candidate's name and version.
+    ShadowStarted {
+        model: String,
+        by: String,
+    },
+    ShadowStopped {
+        model: String,
+        frames: u64,
+        skipped: u64,
+        by: String,
+    },
+    Promoted {
+        model: String,
+        by: String,
+    },
+    /// Refused, with the station's reason as `cmd/reply` gives it (in
+    /// English, like the log and the JSON API).
+    Refused {
+        error: String,
+    },
+}
+
+impl Answer {
+    pub fn ok(&self) -> bool {
+        !matches!(self, Answer::Refused { .. })
+    }
+
+    /// The answer in words.
+    pub fn said(&self, lang: Lang) -> String {
+        match self {
+            Answer::RecipeSwitched { recipe, by } => {
+                lang.f("Recipe switched to {0} by {1}", &[recipe, by])
+            }
+            Answer::Triggered { part, cameras, by } => lang.f(
+                "Part {0} triggered on {1} by {2}",
+                &[part, &cameras.join(", "), by],
+            ),
+            Answer::ShadowStarted { model, by } => {
+                lang.f("Candidate {0} in shadow mode (by {1})", &[model, by])
+            }
+            Answer::ShadowStopped {
+                model,
+                frames,
+                skipped,
+                by,
+            } => lang.f(
+                "Shadow mode stopped: candidate {0} saw {1} frames, {2} skipped (by {3})",
+                &[model, frames, skipped, by],
+            ),
+            Answer::Promoted { model, by } => lang.f(
+                "Candidate {0} promoted: it decides from now on (by {1})",
+                &[model, by],
+            ),
+            Answer::Refused { error } => lang.f("Refused: {0}", &[error]),
+        }
+    }
 }
 
 /// What the line view needs from the station.
@@ -519,7 +583,7 @@ pub(crate) async fn line_command(
     };
     let said = match commands.send(command).await {
         Ok(()) => match answered.await {
-            Ok(a) => a.said,
+            Ok(a) => a.said(who.lang),
             Err(_) => who.lang.t("the station did not answer").to_string(),
         },
         Err(_) => who.lang.t("the station is stopping").to_string(),
@@ -575,6 +639,24 @@ pub(crate) async fn line_events(
 
 /// The line view's Chinese.
 pub(crate) const ZH: &[(&str, &str)] = &[
+    ("Recipe switched to {0} by {1}", "配方已由 {1} 切换为 {0}"),
+    (
+        "Part {0} triggered on {1} by {2}",
+        "零件 {0} 已由 {2} 在 {1} 上触发拍照",
+    ),
+    (
+        "Candidate {0} in shadow mode (by {1})",
+        "候选模型 {0} 已进入影子模式（操作人 {1}）",
+    ),
+    (
+        "Shadow mode stopped: candidate {0} saw {1} frames, {2} skipped (by {3})",
+        "影子模式已停止：候选模型 {0} 判定了 {1} 帧，跳过 {2} 帧（操作人 {3}）",
+    ),
+    (
+        "Candidate {0} promoted: it decides from now on (by {1})",
+        "候选模型 {0} 已启用：今后由它判定（操作人 {1}）",
+    ),
+    ("Refused: {0}", "已拒绝：{0}"),
     ("Line", "产线"),
     ("WAITING", "等待中"),
     ("No part judged yet.", "尚无已判定的零件。"),
@@ -662,6 +744,33 @@ mod tests {
             recipes: vec!["housing".into(), "cover".into()],
             shadow: None,
         }
+    }
+
+    #[test]
+    fn answers_are_told_in_the_persons_language() {
+        let switched = Answer::RecipeSwitched {
+            recipe: "cover".into(),
+            by: "otto".into(),
+        };
+        assert!(switched.ok());
+        assert_eq!(switched.said(Lang::En), "Recipe switched to cover by otto");
+        assert_eq!(switched.said(Lang::Zh), "配方已由 otto 切换为 cover");
+        let stopped = Answer::ShadowStopped {
+            model: "inspector 0.4.0".into(),
+            frames: 120,
+            skipped: 2,
+            by: "ada".into(),
+        };
+        assert_eq!(
+            stopped.said(Lang::Zh),
+            "影子模式已停止：候选模型 inspector 0.4.0 判定了 120 帧，跳过 2 帧（操作人 ada）"
+        );
+        // The station's reason stays as cmd/reply gives it.
+        let refused = Answer::Refused {
+            error: "unknown recipe `lid`".into(),
+        };
+        assert!(!refused.ok());
+        assert_eq!(refused.said(Lang::Zh), "已拒绝：unknown recipe `lid`");
     }
 
     #[test]

@@ -288,7 +288,7 @@ pub(crate) async fn shadow_command(
             };
             match commands.send(command).await {
                 Ok(()) => match answered.await {
-                    Ok(a) => a.said,
+                    Ok(a) => a.said(who.lang),
                     Err(_) => who.lang.t("the station did not answer").to_string(),
                 },
                 Err(_) => who.lang.t("the station is stopping").to_string(),

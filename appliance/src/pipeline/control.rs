@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use super::{
     birth_status, camera_map, load_engine, load_standard, set_info, sparkplug_context, Station,
 };
-use crate::commands::{Control, ControlError, Pending, ShadowAction, ShadowRequest};
+use crate::commands::{Control, ControlError, Pending, ShadowAction, ShadowOutcome, ShadowRequest};
 use crate::worker::{EngineHandle, ReloadError};
 use store::Store;
 
@@ -198,7 +198,7 @@ impl Control for Station {
         })
     }
 
-    fn shadow(&self, request: ShadowRequest) -> Pending<'_, String> {
+    fn shadow(&self, request: ShadowRequest) -> Pending<'_, ShadowOutcome> {
         Box::pin(async move {
             let _one_at_a_time = self.shadow.changing().await;
             match request.action {
@@ -217,17 +217,17 @@ impl Control for Station {
                             running.model.precision,
                         )
                         .await?;
-                    Ok(format!(
-                        "candidate {} {} in shadow mode",
-                        model.name, model.version
-                    ))
+                    Ok(ShadowOutcome::Started {
+                        model: format!("{} {}", model.name, model.version),
+                    })
                 }
                 ShadowAction::Stop => {
                     let retired = self.shadow.stop().await.ok_or_else(no_candidate)?;
-                    Ok(format!(
-                        "shadow mode stopped: candidate {} {} saw {} frames ({} skipped)",
-                        retired.model.name, retired.model.version, retired.offered, retired.skipped
-                    ))
+                    Ok(ShadowOutcome::Stopped {
+                        model: format!("{} {}", retired.model.name, retired.model.version),
+                        frames: retired.offered,
+                        skipped: retired.skipped,
+                    })
                 }
                 ShadowAction::Promote => self.promote().await,
             }
@@ -247,7 +247,7 @@ impl Station {
     /// configuration's `[model]` changes; the configuration file itself is
     /// not rewritten, so a restart brings back the configured model (the
     /// panel and the log say so).
-    async fn promote(&self) -> Result<String, ControlError> {
+    async fn promote(&self) -> Result<ShadowOutcome, ControlError> {
         let retired = self.shadow.stop().await.ok_or_else(no_candidate)?;
         let cfg = crate::shadow::with_package(&self.cfg(), &retired.package, retired.precision);
         let compared = retired.model.sha256.clone();
@@ -269,9 +269,8 @@ impl Station {
             Some((retired.package.clone(), retired.precision));
         self.announce().await;
         tracing::warn!(model = %model.name, version = %model.version, package = %retired.package.display(), configured = %self.cfg().model.package.display(), "candidate promoted; set model.package in the configuration to keep it after a restart");
-        Ok(format!(
-            "candidate {} {} promoted: it decides from now on",
-            model.name, model.version
-        ))
+        Ok(ShadowOutcome::Promoted {
+            model: format!("{} {}", model.name, model.version),
+        })
     }
 }
