@@ -8,7 +8,7 @@ folder typed into the form, waits (reloading the panel) until the candidate
 has judged at least 30 frames and disagreed on some, opens the list of
 disagreements (both verdicts on each row), follows one to its verdict page
 (the candidate's judgement shown beside the published one), saves a
-screenshot of the panel, and promotes the candidate. Prints
+screenshot of the panel's shadow section, and promotes the candidate. Prints
 {"compared": N, "agreed": N, "disagreements": N, "rows": N, "promoted": "..."}
 on success; exits non-zero naming what failed.
 """
@@ -56,9 +56,7 @@ def main(base, user, password, candidate, screenshot):
             driver.get(base + "/panel")
         cost = driver.find_element(By.ID, "cost").text
         assert " ms" in cost and "running model" in cost, cost
-        driver.set_window_size(1280, driver.execute_script("return document.body.scrollHeight") + 120)
-        driver.save_screenshot(screenshot)
-        driver.set_window_size(1280, 1000)
+        driver.find_element(By.ID, "shadow-mode").screenshot(screenshot)
 
         # Each disagreement with both verdicts; one followed to its page.
         driver.find_element(By.ID, "disagreements").click()

@@ -10,9 +10,10 @@
 //!
 //! The candidate must never hold up the line: it runs on its own worker
 //! thread at a lower CPU priority ([`worker::Role::Candidate`]), sees a
-//! frame only after that frame's verdict is committed, and has a bounded
-//! number of frames in flight; a frame that finds no room is skipped and
-//! counted, never waited for. What it costs is measured as it runs: its own
+//! frame only after that frame's verdict is committed, has a bounded
+//! number of frames in flight, and gets none while frames wait for the
+//! running model (the line is at capacity); a frame it cannot take is
+//! skipped and counted, never waited for. What it costs is measured as it runs: its own
 //! engine time per frame, and the running model's engine time per frame
 //! before and since it started.
 
@@ -214,14 +215,19 @@ impl Shadow {
     }
 
     /// Gives the candidate the frame of the committed verdict `v`, if a
-    /// candidate runs and has room; its judgement is stored in the
+    /// candidate runs, has room, and the line leaves it time: with frames
+    /// waiting for the running model (`running_waiting` > 0) the line is at
+    /// capacity and the frame is skipped. Its judgement is stored in the
     /// background. Never waits.
-    pub fn offer(&self, shown: Shown, store: &store::Store) {
+    pub fn offer(&self, shown: Shown, store: &store::Store, running_waiting: usize) {
         let Some(c) = self.current() else { return };
         c.offered.fetch_add(1, Ordering::Relaxed);
-        let Ok(place) = c.room.clone().try_acquire_owned() else {
-            c.skipped.fetch_add(1, Ordering::Relaxed);
-            return;
+        let place = match c.room.clone().try_acquire_owned() {
+            Ok(place) if running_waiting == 0 => place,
+            _ => {
+                c.skipped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
         };
         let Some(engine) = c.engine() else { return };
         let store = store.clone();

@@ -51,6 +51,7 @@ pub(crate) fn section(
     let admin = who.user.role >= Role::Admin;
     let current = live.and_then(|c| summaries.iter().find(|s| s.sha256 == c.sha256));
     html! {
+        section id="shadow-mode" {
         h2 id="shadow" { (lang.t("Candidate model (shadow mode)")) }
         @if let Some(c) = live {
             p {
@@ -138,6 +139,7 @@ pub(crate) fn section(
                     }
                 }
             }
+        }
         }
     }
 }

@@ -321,7 +321,8 @@ impl Station {
                 geometry,
                 standard,
             };
-            self.shadow.offer(shown, &self.store);
+            self.shadow
+                .offer(shown, &self.store, self.engine.queue_depth());
         }
         Ok(v)
     }
