@@ -122,6 +122,7 @@ pub async fn run(verdicts: u64, rounds: usize, dir: &Path) -> anyhow::Result<Rep
         line: review_web::line::LineFeed::idle(),
         review_topic: None,
         reasons: vec!["defect confirmed".into()],
+        fleet: None,
     })
     .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -15,6 +15,7 @@ pub mod http;
 pub mod inspect;
 pub mod parts;
 pub mod pipeline;
+pub mod plant;
 pub mod reconfigure;
 pub mod score;
 pub mod shadow;

@@ -26,6 +26,12 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Run the plant server: the review UI, API and fleet page over the
+    /// plant's shared database and broker, for every station.
+    Plant {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Review UI accounts: `appliance user add --config FILE NAME --role admin`.
     User {
         #[command(subcommand)]
@@ -404,7 +410,19 @@ fn check_recipes(cfg: &StationConfig) -> (Vec<String>, Vec<String>) {
     (problems, flags)
 }
 
-async fn serve(cfg: StationConfig) -> anyhow::Result<()> {
+/// `appliance plant`: the plant server.
+fn run_plant(config: PathBuf) -> anyhow::Result<std::process::ExitCode> {
+    init_logging();
+    let cfg = appliance::plant::load(&config)?;
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let stop = stop_on_signal();
+        appliance::plant::serve(cfg, stop, appliance::systemd::http_listener()?).await
+    })?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Turns true on Ctrl-C or SIGTERM.
+fn stop_on_signal() -> tokio::sync::watch::Receiver<bool> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -416,14 +434,18 @@ async fn serve(cfg: StationConfig) -> anyhow::Result<()> {
         tracing::info!("shutdown requested");
         let _ = tx.send(true);
     });
-    pipeline::run(cfg, rx, appliance::systemd::http_listener()?).await
+    rx
+}
+
+async fn serve(cfg: StationConfig) -> anyhow::Result<()> {
+    pipeline::run(cfg, stop_on_signal(), appliance::systemd::http_listener()?).await
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if !matches!(
         cli.command,
-        Command::Run { .. } | Command::Demo { .. } | Command::Bench(_)
+        Command::Run { .. } | Command::Plant { .. } | Command::Demo { .. } | Command::Bench(_)
     ) {
         quiet_on_closed_pipe();
     }
@@ -492,6 +514,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Eval(args) => eval_model(args),
         Command::Bench(args) => bench(args),
         Command::Run { config } => run_station(config),
+        Command::Plant { config } => run_plant(config),
         Command::Demo { config } => demo(config),
     }
 }

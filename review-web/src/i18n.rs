@@ -169,6 +169,7 @@ const TABLES: &[&[(&str, &str)]] = &[
     crate::charts::ZH,
     crate::panel::ZH,
     crate::shadow::ZH,
+    crate::fleet::ZH,
 ];
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ mod api;
 pub mod assets;
 mod auth;
 pub mod charts;
+pub mod fleet;
 pub mod html;
 pub mod i18n;
 pub mod line;
@@ -37,6 +38,9 @@ use pages::{charts_page, export_form, list_page, panel_page, review_form, verdic
 use store::accounts::Accounts;
 use store::Store;
 
+/// A station's review topic from its name.
+pub type ReviewTopic = std::sync::Arc<dyn Fn(&str) -> String + Send + Sync>;
+
 #[derive(Clone)]
 pub struct Web {
     pub accounts: Accounts,
@@ -47,11 +51,14 @@ pub struct Web {
     pub latency_budget: std::time::Duration,
     /// What the line view is fed by the station.
     pub line: line::LineFeed,
-    /// Where each review is published for the MES (through the outbox);
-    /// `None` publishes nothing.
-    pub review_topic: Option<String>,
+    /// The topic a review of a station's verdict is published on for the
+    /// MES (through that station's outbox); `None` publishes nothing.
+    pub review_topic: Option<ReviewTopic>,
     /// The reasons an operator picks from (`review.reasons`).
     pub reasons: Vec<String>,
+    /// On a plant server: the stations its broker tells of (the fleet
+    /// page); `None` on a station.
+    pub fleet: Option<fleet::FleetFeed>,
 }
 
 impl Web {
@@ -68,7 +75,9 @@ impl Web {
             verdict_id,
             who,
             review,
-            self.review_topic.as_deref(),
+            self.review_topic
+                .as_ref()
+                .map(|t| t.as_ref() as &(dyn Fn(&str) -> String + Send + Sync)),
         )
         .await
     }
@@ -100,6 +109,8 @@ pub fn router(web: Web) -> Router {
         .route("/line/command", post(line::line_command))
         .route("/api/v1/line", get(line::api_line))
         .route("/shadow", get(shadow::disagreements_page))
+        .route("/fleet", get(fleet::fleet_page))
+        .route("/api/v1/fleet", get(fleet::api_fleet))
         .route("/shadow/command", post(shadow::shadow_command))
         .route("/assets/line.js", get(assets::line_script))
         .route("/assets/style.css", get(assets::style))

@@ -121,6 +121,9 @@ pub(crate) async fn list_page(
     };
     let inbox_title = lang.f("Review inbox ({0})", &[&inbox.len()]);
     let body = html! {
+        @if web.fleet.is_some() {
+            p { a href="/fleet" id="fleet" { (lang.t("Every station of the plant: the fleet page")) } }
+        }
         @if filtered(&f) {
             // Someone looking for something gets it first; the inbox waits below.
             (results)
@@ -772,6 +775,10 @@ pub(crate) async fn review_form(
 
 /// The review pages' Chinese.
 pub(crate) const ZH: &[(&str, &str)] = &[
+    (
+        "Every station of the plant: the fleet page",
+        "本厂所有工位：工位总览",
+    ),
     ("Pick", "选择"),
     ("Picture", "图片"),
     ("Decided", "判定时间"),

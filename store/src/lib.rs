@@ -13,11 +13,13 @@
 //! (users, sessions, API tokens), [`retention`] (image clean-up),
 //! [`health_history`] (the panel's samples and events), [`charts`] and
 //! [`export`] (reviewed verdicts as training data), [`shadow`] (a candidate
-//! model's judgements beside the running model's).
+//! model's judgements beside the running model's), [`fleet`] (each station's
+//! figures for a plant server).
 
 pub mod accounts;
 pub mod charts;
 pub mod export;
+pub mod fleet;
 pub mod health_history;
 pub mod line;
 pub mod retention;
@@ -300,6 +302,34 @@ impl Store {
         })
     }
 
+    /// Held (with [`Store::order_outbox`] inside the transaction) by
+    /// everything that commits outbox rows in this process.
+    pub(crate) async fn outbox_writer(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.commit_lock.lock().await
+    }
+
+    /// Orders the outbox writers of `station` across processes, for the
+    /// same reason as the commit lock within one: on PostgreSQL a plant
+    /// server's review and the station's verdicts write the same station's
+    /// outbox, so each such transaction first takes a transaction-scoped
+    /// advisory lock on the station (released at commit). SQLite writers
+    /// are serialised already.
+    pub(crate) async fn order_outbox(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        station: &str,
+    ) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            let digest = Sha256::digest(station.as_bytes());
+            let key = i64::from_be_bytes(digest[..8].try_into().expect("eight bytes"));
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(key)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Commits a verdict with its findings, image row, standard version,
     /// outbox messages and the identity of the file it judged (`source`,
     /// see [`Store::judged_from`]) in one transaction.
@@ -312,6 +342,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let _in_order = self.commit_lock.lock().await;
         let mut tx = self.pool.begin().await?;
+        self.order_outbox(&mut tx, &v.station.station).await?;
         let at = now();
         sqlx::query(
             "INSERT INTO standard_versions (sha256, recipe, text, first_seen) VALUES ($1, $2, $3, $4)
@@ -410,6 +441,7 @@ impl Store {
         let at = record::time::now();
         let _in_order = self.commit_lock.lock().await;
         let mut tx = self.pool.begin().await?;
+        self.order_outbox(&mut tx, &p.station).await?;
         sqlx::query(
             "INSERT INTO part_verdicts (id, station, part_id, decision, reason, views, missing, decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )

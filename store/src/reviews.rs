@@ -408,15 +408,16 @@ fn message(d: &Detail, review: &Review) -> serde_json::Value {
 
 /// Records a review (never touching the verdict), keeps the verdict's
 /// image as long as the retention allows reviewed images, and, with
-/// `publish_to`, puts the review message for that topic in the outbox in
-/// the same transaction (so the MES learns of every override once
-/// committed, whatever the broker does meanwhile).
+/// `publish_to` (the review topic of the verdict's station), puts the
+/// review message in that station's outbox in the same transaction (so the
+/// MES learns of every override once committed, whatever the broker does
+/// meanwhile; a plant server's review is published by the station).
 pub async fn review(
     store: &Store,
     verdict_id: &str,
     who: &User,
     r: &NewReview,
-    publish_to: Option<&str>,
+    publish_to: Option<&(dyn Fn(&str) -> String + Send + Sync)>,
 ) -> Result<Review, QueryError> {
     if let Err(e) = r.decision.parse::<record::Decision>() {
         return Err(QueryError::Invalid(e.to_string()));
@@ -469,7 +470,13 @@ pub async fn review(
         corrections: r.corrections.clone(),
         created_at: record::time::now(),
     };
+    let station = d.verdict["station"]["station"]
+        .as_str()
+        .unwrap_or(store.station())
+        .to_string();
+    let _in_order = store.outbox_writer().await;
     let mut tx = store.pool().begin().await?;
+    store.order_outbox(&mut tx, &station).await?;
     sqlx::query(
         "INSERT INTO reviews (id, verdict_id, reviewer, decision, agrees, reason, corrections, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -491,13 +498,13 @@ pub async fn review(
     .bind(verdict_id)
     .execute(&mut *tx)
     .await?;
-    if let Some(topic) = publish_to {
+    if let Some(topic_of) = publish_to {
         let payload = message(&d, &review).to_string();
         crate::enqueue(
             &mut tx,
-            store.station(),
+            &station,
             verdict_id,
-            &[(topic.to_string(), payload)],
+            &[(topic_of(&station), payload)],
             &review.created_at,
         )
         .await?;

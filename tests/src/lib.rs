@@ -939,6 +939,58 @@ impl InProcess {
     }
 }
 
+/// The configuration of a test station `name` in `dir`: one camera `line`
+/// fed by the test, the recipe `housing` under [`banning_standard`], the
+/// reference model, the broker at `mqtt_url`, the database at
+/// `database_url` (`sqlite://appliance.db` for the station's own file),
+/// HTTP on port 0; `extra` is appended (more sections, such as
+/// `[batching]` or `[monitoring]`).
+pub fn line_station(
+    dir: &std::path::Path,
+    name: &str,
+    mqtt_url: &str,
+    database_url: &str,
+    extra: &str,
+) -> firmware_config::StationConfig {
+    std::fs::create_dir_all(dir).expect("the station's folder");
+    std::fs::write(dir.join("standard.txt"), banning_standard()).expect("the standard");
+    load_config(
+        dir,
+        &format!(
+            r#"
+[station]
+station = "{name}"
+recipe = "housing"
+
+[[cameras]]
+id = "line"
+mm_per_px = 0.1
+source = {{ kind = "hot_folder", path = "unused" }}
+
+[[recipes]]
+name = "housing"
+standard = "standard.txt"
+
+[model]
+package = "{model}"
+
+[mqtt]
+url = "{mqtt_url}"
+
+[storage]
+database_url = "{database_url}"
+data_dir = "data"
+min_free = "0 B"
+
+[http]
+bind = "127.0.0.1:0"
+{extra}
+"#,
+            model = repo().join("models/reference").display(),
+        ),
+    )
+}
+
 /// Runs the browser session `tests/{script}` (headless Chromium through
 /// WebDriver) with `args`, off the async runtime; panics with its output if
 /// it fails, and returns the JSON it printed.

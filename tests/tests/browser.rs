@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use e2e::{load_config, repo, Broker};
+use e2e::{repo, Broker};
 use store::accounts::{add_user, Role};
 
 const PARTS: usize = 24;
@@ -19,41 +19,7 @@ const PARTS: usize = 24;
 /// The browser tests' station: frames fed by the test, the reference
 /// model, a private broker.
 fn station_config(dir: &std::path::Path, broker: &Broker) -> firmware_config::StationConfig {
-    load_config(
-        dir,
-        &format!(
-            r#"
-[station]
-station = "web-1"
-recipe = "housing"
-
-[[cameras]]
-id = "line"
-mm_per_px = 0.1
-source = {{ kind = "hot_folder", path = "unused" }}
-
-[[recipes]]
-name = "housing"
-standard = "standard.txt"
-
-[model]
-package = "{model}"
-
-[mqtt]
-url = "mqtt://127.0.0.1:{mqtt}"
-
-[storage]
-database_url = "sqlite://appliance.db"
-data_dir = "data"
-min_free = "0 B"
-
-[http]
-bind = "127.0.0.1:0"
-"#,
-            model = repo().join("models/reference").display(),
-            mqtt = broker.port,
-        ),
-    )
+    e2e::line_station(dir, "web-1", &broker.url(), "sqlite://appliance.db", "")
 }
 
 /// That station started, with `user` (password "{user}'s long password")
@@ -64,7 +30,6 @@ async fn started(
     user: &str,
     role: Role,
 ) -> (store::Store, e2e::InProcess) {
-    std::fs::write(dir.join("standard.txt"), e2e::banning_standard()).unwrap();
     let cfg = station_config(dir, broker);
     let store = store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
         .await

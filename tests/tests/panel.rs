@@ -9,47 +9,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::{banning_standard, load_config, repo, Broker};
+use e2e::{repo, Broker};
 use store::accounts::{add_token, add_user, Role};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_panel_shows_the_figures_their_history_and_the_healing() {
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("standard.txt"), banning_standard()).unwrap();
-    let cfg = load_config(
+    let cfg = e2e::line_station(
         dir.path(),
-        &format!(
-            r#"
-[station]
-station = "panel-1"
-recipe = "housing"
-
-[[cameras]]
-id = "line"
-mm_per_px = 0.1
-source = {{ kind = "hot_folder", path = "unused" }}
-
-[[recipes]]
-name = "housing"
-standard = "standard.txt"
-
-[model]
-package = "{model}"
-
+        "panel-1",
+        &broker.url(),
+        "sqlite://appliance.db",
+        r#"
 [batching]
 max_batch = 4
-
-[mqtt]
-url = "mqtt://127.0.0.1:{mqtt}"
-
-[storage]
-database_url = "sqlite://appliance.db"
-data_dir = "data"
-min_free = "0 B"
-
-[http]
-bind = "127.0.0.1:0"
 
 [monitoring]
 latency_threshold = "900ms"
@@ -59,9 +33,6 @@ min_samples = 5
 reload_backoff = "1s"
 history_every = "300ms"
 "#,
-            model = repo().join("models/reference").display(),
-            mqtt = broker.port,
-        ),
     );
     let store = store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
         .await

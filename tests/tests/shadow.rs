@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::{assert_schema, banning_standard, load_config, repo, subscribe, Broker};
+use e2e::{assert_schema, repo, subscribe, Broker};
 use rumqttc::QoS;
 use store::accounts::{add_user, Role};
 
@@ -45,45 +45,13 @@ fn candidate(dir: &std::path::Path) -> std::path::PathBuf {
 async fn a_candidate_judges_beside_the_running_model_and_is_promoted() {
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("standard.txt"), banning_standard()).unwrap();
     let candidate = candidate(dir.path());
-    let cfg = load_config(
+    let cfg = e2e::line_station(
         dir.path(),
-        &format!(
-            r#"
-[station]
-station = "sh-1"
-recipe = "housing"
-
-[[cameras]]
-id = "line"
-mm_per_px = 0.1
-source = {{ kind = "hot_folder", path = "unused" }}
-
-[[recipes]]
-name = "housing"
-standard = "standard.txt"
-
-[model]
-package = "{model}"
-
-[batching]
-max_batch = 4
-
-[mqtt]
-url = "mqtt://127.0.0.1:{mqtt}"
-
-[storage]
-database_url = "sqlite://appliance.db"
-data_dir = "data"
-min_free = "0 B"
-
-[http]
-bind = "127.0.0.1:0"
-"#,
-            model = repo().join("models/reference").display(),
-            mqtt = broker.port,
-        ),
+        "sh-1",
+        &broker.url(),
+        "sqlite://appliance.db",
+        "[batching]\nmax_batch = 4\n",
     );
     let store = store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir)
         .await
@@ -117,13 +85,20 @@ bind = "127.0.0.1:0"
             repo().join("models/reference").display()
         ),
     ] {
-        plc.publish("inspect/sh-1/cmd/shadow", QoS::AtLeastOnce, false, payload)
-            .await
-            .unwrap();
+        plc.publish(
+            "inspect/sh-1/cmd/shadow",
+            QoS::AtLeastOnce,
+            false,
+            payload.clone(),
+        )
+        .await
+        .unwrap();
         let reply = loop {
             let (topic, payload) = tokio::time::timeout(Duration::from_secs(60), messages.recv())
                 .await
-                .expect("a reply")
+                .unwrap_or_else(|_| {
+                    panic!("no reply to {payload} in 60 s; refusals so far: {refusals:?}")
+                })
                 .unwrap();
             if topic == "inspect/sh-1/cmd/reply" {
                 break serde_json::from_slice::<serde_json::Value>(&payload).unwrap();
@@ -192,7 +167,12 @@ bind = "127.0.0.1:0"
         let left = deadline.saturating_duration_since(Instant::now());
         let (topic, payload) = tokio::time::timeout(left, messages.recv())
             .await
-            .expect("verdicts keep coming after the promotion")
+            .unwrap_or_else(|_| {
+                panic!(
+                    "verdicts stopped coming: {} published, promoted model {promoted_sha:?}, replies {replies:?}",
+                    published.len()
+                )
+            })
             .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
         match topic.rsplit('/').next().unwrap() {

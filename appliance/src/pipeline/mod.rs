@@ -786,10 +786,9 @@ async fn start_http(
         secure_cookies: cfg.http.secure_cookies,
         latency_budget: cfg.monitoring.latency_threshold,
         line,
-        review_topic: Some(
-            delivery::Topics::new(&cfg.mqtt.topic_prefix, &cfg.station.station).review(),
-        ),
+        review_topic: Some(review_topic(&cfg.mqtt.topic_prefix)),
         reasons: cfg.review.reasons.clone(),
+        fleet: None,
     };
     let started = crate::http::listen(handed, cfg.http.bind)
         .await
@@ -810,6 +809,13 @@ async fn start_http(
             None
         }
     }
+}
+
+/// A station's review topic under `prefix` (the station's own, or, on a
+/// plant server, the station of the verdict reviewed).
+pub fn review_topic(prefix: &str) -> review_web::ReviewTopic {
+    let prefix = prefix.to_string();
+    Arc::new(move |station: &str| delivery::Topics::new(&prefix, station).review())
 }
 
 /// What the line view and the panel read of the station: the live
