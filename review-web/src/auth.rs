@@ -27,6 +27,9 @@ pub struct Caller {
     pub csrf: Option<String>,
     /// The language the pages speak to this caller.
     pub lang: Lang,
+    /// Served by a plant server: the navigation offers the fleet instead
+    /// of a line view and a station's panel.
+    pub plant: bool,
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -51,6 +54,7 @@ pub async fn caller(web: &Web, headers: &HeaderMap) -> Result<Option<Caller>, Ac
             lang: Lang::of(None, headers),
             user,
             csrf: None,
+            plant: web.fleet.is_some(),
         }));
     }
     let Some(token) = cookie(headers, COOKIE) else {
@@ -64,6 +68,7 @@ pub async fn caller(web: &Web, headers: &HeaderMap) -> Result<Option<Caller>, Ac
             lang: Lang::of(user.language.as_deref(), headers),
             user,
             csrf: Some(csrf),
+            plant: web.fleet.is_some(),
         }))
 }
 

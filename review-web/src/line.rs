@@ -730,6 +730,7 @@ mod tests {
             },
             csrf: Some("t\"ok".into()),
             lang,
+            plant: false,
         }
     }
 

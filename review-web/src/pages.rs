@@ -121,9 +121,6 @@ pub(crate) async fn list_page(
     };
     let inbox_title = lang.f("Review inbox ({0})", &[&inbox.len()]);
     let body = html! {
-        @if web.fleet.is_some() {
-            p { a href="/fleet" id="fleet" { (lang.t("Every station of the plant: the fleet page")) } }
-        }
         @if filtered(&f) {
             // Someone looking for something gets it first; the inbox waits below.
             (results)

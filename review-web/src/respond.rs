@@ -29,10 +29,16 @@ pub(crate) fn page(lang: Lang, title: &str, who: Option<&Caller>, body: Markup) 
             body {
                 @if let Some(c) = who {
                     nav {
-                        a href="/line" { (lang.t("Line")) }
-                        a href="/" { (lang.t("Verdicts")) }
-                        a href="/charts" { (lang.t("Charts")) }
-                        a href="/panel" { (lang.t("Panel")) }
+                        @if c.plant {
+                            a href="/fleet" { (lang.t("Fleet")) }
+                            a href="/" { (lang.t("Verdicts")) }
+                            a href="/charts" { (lang.t("Charts")) }
+                        } @else {
+                            a href="/line" { (lang.t("Line")) }
+                            a href="/" { (lang.t("Verdicts")) }
+                            a href="/charts" { (lang.t("Charts")) }
+                            a href="/panel" { (lang.t("Panel")) }
+                        }
                         span { (c.user.name) " (" (lang.t(c.user.role.as_str())) ")" }
                         @if let Some(csrf) = &c.csrf {
                             (language_switch(lang, c, csrf))

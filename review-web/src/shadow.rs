@@ -375,6 +375,7 @@ mod tests {
             },
             csrf: Some("tok".into()),
             lang,
+            plant: false,
         }
     }
 

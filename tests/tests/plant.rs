@@ -104,6 +104,9 @@ async fn a_plant_server_sees_and_reviews_every_station() {
     let (status, page) = http_get(port, "/fleet", &token);
     assert_eq!(status, 200);
     assert!(page.contains(r#"href="/?station=p-1""#) && page.contains(r#"href="/?station=p-2""#));
+    // The plant server's navigation: the fleet, not a line view.
+    assert!(page.contains(r#"<a href="/fleet">Fleet</a>"#), "{page}");
+    assert!(!page.contains(r#"href="/line""#) && !page.contains(r#"href="/panel""#));
 
     // Every station's verdicts, and one station's by its filter.
     let (_, all) = http_get(port, "/api/v1/verdicts?limit=100", &token);
