@@ -262,7 +262,7 @@ async fn start_shadow(cfg: &StationConfig, package: &Path) -> anyhow::Result<()>
             max_incoming: 1 << 20,
         },
     );
-    let status = format!("{}/{}/status", cfg.mqtt.topic_prefix, cfg.station.station);
+    let status = topics.status();
     client.subscribe(&status, rumqttc::QoS::AtLeastOnce).await?;
     client
         .subscribe(&topics.reply(), rumqttc::QoS::AtLeastOnce)
@@ -275,10 +275,7 @@ async fn start_shadow(cfg: &StationConfig, package: &Path) -> anyhow::Result<()>
                 Ok(LinkEvent::Message { topic, payload }) => {
                     let v: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
                     if topic == status && v["state"] == "online" && !sent {
-                        let shadow = format!(
-                            "{}/{}/cmd/shadow",
-                            cfg.mqtt.topic_prefix, cfg.station.station
-                        );
+                        let shadow = topics.command("shadow");
                         client
                             .publish(
                                 &shadow,

@@ -105,7 +105,7 @@ pub enum Role {
     Candidate,
 }
 
-/// Batches remembered for [`EngineHandle::recent_busy`].
+/// Batches remembered for [`Meter::recent_busy`].
 pub const RECENT_BATCHES: usize = 200;
 
 struct Shared {

@@ -46,6 +46,10 @@ impl Topics {
     pub fn commands(&self) -> String {
         format!("{}/cmd/+", self.base)
     }
+    /// The command `name` (what a plant system sends).
+    pub fn command(&self, name: &str) -> String {
+        format!("{}/cmd/{name}", self.base)
+    }
     /// Replies to commands.
     pub fn reply(&self) -> String {
         format!("{}/cmd/reply", self.base)

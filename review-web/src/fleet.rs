@@ -53,7 +53,7 @@ async fn stations(web: &Web) -> Result<Vec<Station>, Refusal> {
     };
     let mut all: BTreeMap<String, StationSeen> =
         feed().into_iter().map(|s| (s.station.clone(), s)).collect();
-    for name in store::reviews::choices(&web.store).await?.stations {
+    for name in store::reviews::stations(&web.store).await? {
         all.entry(name.clone()).or_insert(StationSeen {
             station: name,
             ..StationSeen::default()

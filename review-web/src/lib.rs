@@ -75,9 +75,7 @@ impl Web {
             verdict_id,
             who,
             review,
-            self.review_topic
-                .as_ref()
-                .map(|t| t.as_ref() as &(dyn Fn(&str) -> String + Send + Sync)),
+            self.review_topic.as_deref(),
         )
         .await
     }

@@ -574,6 +574,18 @@ pub(crate) async fn line_command(
             who.lang.t("this view takes no commands").into(),
         ));
     };
+    let said = tell_station(commands, &who, name, &payload).await;
+    Ok(Redirect::to(&format!("/line?said={}", percent(&said))))
+}
+
+/// Gives the station the command `name` with `payload` on behalf of `who`
+/// and waits for its answer, in `who`'s words.
+pub(crate) async fn tell_station(
+    commands: &mpsc::Sender<Command>,
+    who: &Caller,
+    name: &'static str,
+    payload: &serde_json::Value,
+) -> String {
     let (answer, answered) = oneshot::channel();
     let command = Command {
         name,
@@ -581,14 +593,13 @@ pub(crate) async fn line_command(
         by: who.user.name.clone(),
         answer,
     };
-    let said = match commands.send(command).await {
+    match commands.send(command).await {
         Ok(()) => match answered.await {
             Ok(a) => a.said(who.lang),
             Err(_) => who.lang.t("the station did not answer").to_string(),
         },
         Err(_) => who.lang.t("the station is stopping").to_string(),
-    };
-    Ok(Redirect::to(&format!("/line?said={}", percent(&said))))
+    }
 }
 
 /// `text` for a query string: unreserved characters as they are, every

@@ -12,12 +12,11 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use store::accounts::Role;
 use store::shadow::{CandidateSummary, Disagreement};
-use tokio::sync::oneshot;
 
 use crate::auth::{check_form, Caller, PageCaller};
 use crate::html::local_time;
 use crate::i18n::Lang;
-use crate::line::{CandidateState, Command};
+use crate::line::CandidateState;
 use crate::respond::{page, Refusal};
 use crate::Web;
 
@@ -280,22 +279,7 @@ pub(crate) async fn shadow_command(
     }
     let said = match &web.line.commands {
         None => who.lang.t("this view takes no commands").to_string(),
-        Some(commands) => {
-            let (answer, answered) = oneshot::channel();
-            let command = Command {
-                name: "shadow",
-                payload: payload.to_string(),
-                by: who.user.name.clone(),
-                answer,
-            };
-            match commands.send(command).await {
-                Ok(()) => match answered.await {
-                    Ok(a) => a.said(who.lang),
-                    Err(_) => who.lang.t("the station did not answer").to_string(),
-                },
-                Err(_) => who.lang.t("the station is stopping").to_string(),
-            }
-        }
+        Some(commands) => crate::line::tell_station(commands, &who, "shadow", &payload).await,
     };
     Ok(Redirect::to(&format!(
         "/panel?said={}#shadow",

@@ -223,11 +223,16 @@ pub const MAX_CHOICES: i64 = 200;
 /// distinct values, not with the millions of verdicts.
 pub async fn choices(store: &Store) -> Result<Choices, QueryError> {
     Ok(Choices {
-        stations: distinct(store, "verdicts", "station").await?,
+        stations: stations(store).await?,
         cameras: distinct(store, "verdicts", "camera").await?,
         recipes: distinct(store, "verdicts", "recipe").await?,
         defects: distinct(store, "findings", "defect").await?,
     })
+}
+
+/// Every station with a verdict in the store (a plant's fleet).
+pub async fn stations(store: &Store) -> Result<Vec<String>, QueryError> {
+    distinct(store, "verdicts", "station").await
 }
 
 async fn distinct(
