@@ -1,11 +1,15 @@
-//! The review list benchmark: fills a fresh SQLite store with N synthetic
-//! verdicts (one million by default; about a fifth FAIL or REVIEW, each of
-//! those with a finding, one in a thousand reviewed), serves the review UI
-//! on a free port, signs in, and times `GET /?…` — the HTML list page with
-//! its inbox — for a set of filters and a deep page. Prints JSON with the
-//! median and p95 of each, in milliseconds.
+//! The review list benchmark: fills a fresh store with N synthetic verdicts
+//! (one million by default, two seconds apart from 1 January 2026; about a
+//! fifth FAIL or REVIEW, each of those with a finding, one in a thousand
+//! reviewed), serves the review UI on a free port, signs in, and times
+//! `GET /?…` — the HTML list page with its inbox — for a set of filters and
+//! a deep page. Prints JSON with the median and p95 of each, in milliseconds.
 //!
-//! `appliance bench-review [--verdicts N] [--rounds R] [--dir DIR]`
+//! The store is a SQLite file under `--dir`, or with `--postgres URL` a
+//! database `appliance_bench_review` made afresh on that server (the plant's
+//! case: monthly partitions, UUIDv7 ids, which the SQLite fill does not need).
+//!
+//! `appliance bench-review [--verdicts N] [--rounds R] [--dir DIR] [--postgres URL]`
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -29,6 +33,8 @@ pub struct Timing {
 
 #[derive(Serialize)]
 pub struct Report {
+    /// `sqlite` or `postgresql`.
+    pub database: &'static str,
     pub verdicts: u64,
     pub fill_s: f64,
     pub database_mib: f64,
@@ -38,6 +44,9 @@ pub struct Report {
 
 /// Inserts `n` synthetic verdicts in one statement per table.
 async fn fill(store: &Store, n: u64) -> anyhow::Result<()> {
+    if store.backend() == store::Backend::Postgres {
+        return fill_postgres(store, n).await;
+    }
     let record = format!(
         "{{\"schema\":\"verdict/v1\",\"pad\":\"{}\"}}",
         "x".repeat(1100)
@@ -88,6 +97,148 @@ async fn fill(store: &Store, n: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// First second of the synthetic verdicts: 2026-01-01T00:00:00Z.
+const EPOCH: i64 = 1_767_225_600;
+
+/// The id of synthetic verdict `i` on PostgreSQL: a UUIDv7 of its time, so
+/// that it lands in its month's partition as a real one would.
+fn pg_id(i: u64) -> String {
+    let ms = (EPOCH as u64 + 2 * i) * 1000;
+    format!("{:08x}-{:04x}-7000-8000-{i:012x}", ms >> 16, ms & 0xffff)
+}
+
+/// The PostgreSQL fill: the same rows as SQLite's, made by `generate_series`
+/// a million at a time into the month partitions they belong to.
+async fn fill_postgres(store: &Store, n: u64) -> anyhow::Result<()> {
+    use store::months::{self, Month};
+    let record = format!(
+        "{{\"schema\":\"verdict/v1\",\"pad\":\"{}\"}}",
+        "x".repeat(1100)
+    );
+    let at = |i: u64| chrono::DateTime::from_timestamp(EPOCH + 2 * i as i64, 0).unwrap_or_default();
+    months::ensure(store, Month::of(at(0)), Month::of(at(n))).await?;
+    sqlx::raw_sql(
+        "INSERT INTO standard_versions (sha256, recipe, text, first_seen)
+         VALUES ('bench', 'housing', '1. No scratches are permitted.', '2026-01-01T00:00:00.000000Z');
+         INSERT INTO images (sha256, path, bytes, width, height, retention_class, created_at)
+         SELECT 'img' || i, '', 1000, 256, 256, 'pass', '2026-01-01T00:00:00.000000Z'
+           FROM generate_series(0, 999) AS i;",
+    )
+    .execute(store.pool())
+    .await?;
+    // Each row of `k`: the number i, its id and its time. (The SQL is built
+    // from literals and the constant EPOCH only: AssertSqlSafe below.)
+    let rows = |select: &str, filter: &str| {
+        format!(
+            "{select}
+               FROM (SELECT i, substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-7000-8000-' || lpad(to_hex(i), 12, '0') AS id,
+                            to_char(to_timestamp({EPOCH} + i * 2) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS at
+                       FROM (SELECT i, lpad(to_hex(({EPOCH} + i * 2) * 1000), 12, '0') AS h
+                               FROM generate_series(CAST($1 AS BIGINT), CAST($2 AS BIGINT)) AS i) g) k
+              {filter}"
+        )
+    };
+    let verdicts = rows(
+        "INSERT INTO verdicts (id, station, camera, part_id, trigger_id, recipe, standard_sha256,
+           decision, confidence, model_name, model_version, model_sha256, image_sha256,
+           captured_at, decided_at, record)
+         SELECT id, 'st-' || (i % 4), 'cam-' || (i % 3), 'P-' || i, NULL,
+                CASE WHEN i % 7 = 0 THEN 'cover' ELSE 'housing' END, 'bench',
+                CASE WHEN i % 20 = 0 THEN 'REVIEW' WHEN i % 5 = 0 THEN 'FAIL' ELSE 'PASS' END,
+                0.9, 'reference-inspector', '0.2.0', 'm', 'img' || (i % 1000), at, at, $3",
+        "",
+    );
+    let findings = rows(
+        "INSERT INTO findings (verdict_id, idx, defect, x0, y0, x1, y1, size_mm, clause, clause_text, confidence)
+         SELECT id, 0,
+                CASE i % 6 WHEN 0 THEN 'scratch' WHEN 1 THEN 'dent' WHEN 2 THEN 'burr'
+                  WHEN 3 THEN 'crack' WHEN 4 THEN 'stain' ELSE 'porosity' END,
+                0.1, 0.1, 0.3, 0.3, 2.5, 1, 'No scratches are permitted.', 0.8",
+        "WHERE i % 5 = 0",
+    );
+    let reviews = rows(
+        "INSERT INTO reviews (id, verdict_id, reviewer, decision, agrees, reason, corrections, created_at)
+         SELECT 'r' || id, id, 'ana', 'PASS', 0, 'bench', '{}', at",
+        "WHERE i % 1000 = 0",
+    );
+    const STEP: u64 = 1_000_000;
+    let mut from = 1;
+    while from <= n {
+        let to = (from + STEP - 1).min(n);
+        let t = Instant::now();
+        let mut tx = store.pool().begin().await?;
+        sqlx::query(sqlx::AssertSqlSafe(verdicts.as_str()))
+            .bind(from as i64)
+            .bind(to as i64)
+            .bind(&record)
+            .execute(&mut *tx)
+            .await?;
+        for sql in [&findings, &reviews] {
+            sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(from as i64)
+                .bind(to as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        eprintln!(
+            "bench-review: verdicts {from}..={to} in {:.0} s",
+            t.elapsed().as_secs_f64()
+        );
+        from = to + 1;
+    }
+    sqlx::raw_sql("VACUUM ANALYZE")
+        .execute(store.pool())
+        .await?;
+    Ok(())
+}
+
+/// A fresh database for the benchmark on the server of `url`.
+async fn fresh_postgres(url: &str) -> anyhow::Result<String> {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(url).await?;
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {PG_DATABASE}"),
+        format!("CREATE DATABASE {PG_DATABASE}"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await?;
+    }
+    with_database(url, PG_DATABASE)
+}
+
+/// The benchmark database on the server of `url`, if it holds exactly
+/// `verdicts` verdicts.
+async fn filled_postgres(url: &str, verdicts: u64) -> Option<String> {
+    use sqlx::Connection;
+    let url = with_database(url, PG_DATABASE).ok()?;
+    let mut db = sqlx::PgConnection::connect(&url).await.ok()?;
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM verdicts")
+        .fetch_one(&mut db)
+        .await
+        .ok()?;
+    (n == verdicts as i64).then_some(url)
+}
+
+/// `url` naming database `name` instead of its own.
+fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let host_at = base.find("://").context("a postgres:// URL")? + 3;
+    let path_at = base[host_at..]
+        .find('/')
+        .map_or(base.len(), |p| p + host_at);
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
+    Ok(format!("{}/{name}{query}", &base[..path_at]))
+}
+
+/// The benchmark's own database on a PostgreSQL server (replaced each run).
+const PG_DATABASE: &str = "appliance_bench_review";
+
 fn request(port: u16, req: &str) -> anyhow::Result<(u16, String, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.write_all(req.as_bytes())?;
@@ -103,15 +254,35 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
-pub async fn run(verdicts: u64, rounds: usize, dir: &Path) -> anyhow::Result<Report> {
+/// `postgres`: a server to benchmark on instead of SQLite; `reuse`: keep its
+/// benchmark database when it already holds `verdicts` verdicts (a fill of
+/// ten million takes a while) and only time the pages.
+pub async fn run(
+    verdicts: u64,
+    rounds: usize,
+    dir: &Path,
+    postgres: Option<&str>,
+    reuse: bool,
+) -> anyhow::Result<Report> {
     std::fs::create_dir_all(dir)?;
     let db = dir.join("bench-review.db");
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
-    let store = Store::open(&format!("sqlite://{}", db.display()), &dir.join("data")).await?;
+    let kept = match postgres {
+        Some(server) if reuse => filled_postgres(server, verdicts).await,
+        _ => None,
+    };
+    let url = match (postgres, &kept) {
+        (_, Some(url)) => url.clone(),
+        (Some(server), None) => fresh_postgres(server).await?,
+        (None, _) => format!("sqlite://{}", db.display()),
+    };
+    let store = Store::open(&url, &dir.join("data")).await?;
     let t = Instant::now();
-    fill(&store, verdicts).await?;
+    if kept.is_none() {
+        fill(&store, verdicts).await?;
+    }
     let fill_s = t.elapsed().as_secs_f64();
     add_user(&store, "bench", Role::Operator, "bench password").await?;
     let app = router(Web {
@@ -123,6 +294,7 @@ pub async fn run(verdicts: u64, rounds: usize, dir: &Path) -> anyhow::Result<Rep
         review_topic: None,
         reasons: vec!["defect confirmed".into()],
         fleet: None,
+        rollout: None,
     })
     .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -166,7 +338,11 @@ pub async fn run(verdicts: u64, rounds: usize, dir: &Path) -> anyhow::Result<Rep
     let at = chrono::DateTime::from_timestamp(1_767_225_600 + 2 * i as i64, 0)
         .context("time in range")?
         .format("%Y-%m-%dT%H%%3A%M%%3A%S.000000Z");
-    let deep = format!("after={at}%7Cv{i:09}");
+    let id = match store.backend() {
+        store::Backend::Postgres => pg_id(i),
+        store::Backend::Sqlite => format!("v{i:09}"),
+    };
+    let deep = format!("after={at}%7C{id}");
     let queries = vec![
         String::new(),
         "decision=FAIL".into(),
@@ -212,13 +388,47 @@ pub async fn run(verdicts: u64, rounds: usize, dir: &Path) -> anyhow::Result<Rep
         });
     }
     server.abort();
-    let database_mib =
-        std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) as f64 / (1 << 20) as f64;
+    let bytes = match store.backend() {
+        store::Backend::Postgres => {
+            sqlx::query_scalar::<_, i64>("SELECT pg_database_size(current_database())")
+                .fetch_one(store.pool())
+                .await?
+        }
+        store::Backend::Sqlite => std::fs::metadata(&db).map(|m| m.len() as i64).unwrap_or(0),
+    };
+    let database_mib = bytes as f64 / (1 << 20) as f64;
     Ok(Report {
+        database: match store.backend() {
+            store::Backend::Postgres => "postgresql",
+            store::Backend::Sqlite => "sqlite",
+        },
         verdicts,
         fill_s,
         database_mib,
         rounds,
         pages,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_benchmark_names_its_own_database() {
+        assert_eq!(
+            super::with_database("postgres://pg@db:5432/postgres?sslmode=disable", "b").unwrap(),
+            "postgres://pg@db:5432/b?sslmode=disable"
+        );
+        assert_eq!(
+            super::with_database("postgres://pg@db", "b").unwrap(),
+            "postgres://pg@db/b"
+        );
+    }
+
+    #[test]
+    fn synthetic_ids_are_uuidv7_of_their_time() {
+        let id = super::pg_id(5);
+        let uuid = uuid::Uuid::parse_str(&id).unwrap();
+        let (secs, _) = uuid.get_timestamp().unwrap().to_unix();
+        assert_eq!(secs as i64, super::EPOCH + 10);
+    }
 }

@@ -27,15 +27,18 @@ pub enum Name {
     Config,
     /// Start, stop or promote a candidate model in shadow mode.
     Shadow,
+    /// Take on what the plant server rolled out (`rollout/v1`, retained).
+    Rollout,
 }
 
 impl Name {
-    pub const ALL: [Name; 5] = [
+    pub const ALL: [Name; 6] = [
         Name::Trigger,
         Name::Recipe,
         Name::Reload,
         Name::Config,
         Name::Shadow,
+        Name::Rollout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,13 +48,17 @@ impl Name {
             Name::Reload => "reload",
             Name::Config => "config",
             Name::Shadow => "shadow",
+            Name::Rollout => "rollout",
         }
     }
 
     /// Takes seconds (load, verify, warm up): answered in the background
     /// so that triggers and recipe switches are not held up.
     pub fn slow(self) -> bool {
-        matches!(self, Name::Reload | Name::Config | Name::Shadow)
+        matches!(
+            self,
+            Name::Reload | Name::Config | Name::Shadow | Name::Rollout
+        )
     }
 
     fn parse(name: &str) -> Result<Self, String> {
@@ -123,6 +130,27 @@ pub trait Control: Send + Sync {
     /// Starts, stops or promotes a candidate model in shadow mode; returns
     /// what was done.
     fn shadow(&self, request: ShadowRequest) -> Pending<'_, ShadowOutcome>;
+    /// Takes on a rollout from the plant server (files fetched and verified,
+    /// the model through the safe reload or shadow mode, standards swapped);
+    /// returns what changed.
+    fn rollout(&self, rollout: record::Rollout) -> Pending<'_, RolloutOutcome>;
+}
+
+/// What a `rollout` did: the model it brought in (in words), the recipes
+/// whose standard changed; both empty when the station already ran it all.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RolloutOutcome {
+    pub model: Option<String>,
+    pub standards: Vec<String>,
+}
+
+impl RolloutOutcome {
+    /// The reply's `changed`: each thing the rollout changed, in words.
+    pub fn changed(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.model.iter().cloned().collect();
+        out.extend(self.standards.iter().map(|r| format!("standard of `{r}`")));
+        out
+    }
 }
 
 /// `cmd/recipe` payload.
@@ -224,9 +252,13 @@ pub struct Reply {
     pub standard_sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
-    /// `config`: the sections and keys that changed.
+    /// `config`: the sections and keys that changed; `rollout`: the model
+    /// and standards it changed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub changed: Option<Vec<String>>,
+    /// `rollout`: the id of the rollout answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<String>,
     /// `shadow`: what was done (in words in `model`).
     #[serde(skip)]
     pub shadow: Option<ShadowOutcome>,
@@ -267,6 +299,7 @@ impl Reply {
             standard_sha256: None,
             model: None,
             changed: None,
+            rollout: None,
             shadow: None,
             error: None,
             kind: Failure::None,
@@ -289,9 +322,14 @@ impl Reply {
 
 /// Parses a JSON payload into `T`, naming the field that is wrong.
 fn parse<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, String> {
-    if payload.len() > MAX_COMMAND_BYTES {
+    parse_within(payload, MAX_COMMAND_BYTES)
+}
+
+/// [`parse`] with another size limit (a rollout carries standard texts).
+fn parse_within<T: serde::de::DeserializeOwned>(payload: &[u8], limit: usize) -> Result<T, String> {
+    if payload.len() > limit {
         return Err(format!(
-            "payload is {} bytes; the limit is {MAX_COMMAND_BYTES}",
+            "payload is {} bytes; the limit is {limit}",
             payload.len()
         ));
     }
@@ -417,6 +455,41 @@ pub async fn handle_all(
                     ..Reply::ok(name, request_id)
                 },
                 Err(e) => Reply::refused(name, e, request_id),
+            }
+        }
+        Ok(Name::Rollout) => {
+            let rollout: record::Rollout =
+                match parse_within(payload, delivery::command_link::MAX_COMMAND_BYTES) {
+                    Ok(r) => r,
+                    Err(e) => return Reply::error(name, Failure::Malformed, None, e),
+                };
+            if rollout.schema != record::ROLLOUT_SCHEMA {
+                return Reply {
+                    rollout: Some(rollout.id),
+                    ..Reply::error(
+                        name,
+                        Failure::Malformed,
+                        None,
+                        format!(
+                            "field `schema`: `{}`; this station reads {}",
+                            rollout.schema,
+                            record::ROLLOUT_SCHEMA
+                        ),
+                    )
+                };
+            }
+            let id = rollout.id.clone();
+            match control.rollout(rollout).await {
+                Ok(done) => Reply {
+                    changed: Some(done.changed()),
+                    model: done.model,
+                    rollout: Some(id),
+                    ..Reply::ok(name, None)
+                },
+                Err(e) => Reply {
+                    rollout: Some(id),
+                    ..Reply::refused(name, e, None)
+                },
             }
         }
         _ => handle(name, payload, triggers),
@@ -567,7 +640,7 @@ mod tests {
         assert_eq!(
             r.error.as_deref(),
             Some(
-                "unknown command `shutdown`; this station accepts: trigger, recipe, reload, config, shadow"
+                "unknown command `shutdown`; this station accepts: trigger, recipe, reload, config, shadow, rollout"
             )
         );
     }

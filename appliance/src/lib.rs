@@ -17,6 +17,7 @@ pub mod parts;
 pub mod pipeline;
 pub mod plant;
 pub mod reconfigure;
+pub mod rollout;
 pub mod score;
 pub mod shadow;
 pub mod standards;

@@ -46,6 +46,15 @@ enum Command {
         /// Where the benchmark database goes (replaced).
         #[arg(long, default_value = "target/bench-review")]
         dir: PathBuf,
+        /// Benchmark on this PostgreSQL server instead (a database
+        /// `appliance_bench_review` is made afresh there), e.g.
+        /// postgres://postgres@127.0.0.1/postgres
+        #[arg(long)]
+        postgres: Option<String>,
+        /// With --postgres: keep the benchmark database when it already
+        /// holds --verdicts verdicts, and only time the pages.
+        #[arg(long)]
+        reuse: bool,
     },
     /// Reviewed verdicts as fine-tuning data (`toolchain.finetune --reviews DIR`).
     Export {
@@ -493,7 +502,9 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             verdicts,
             rounds,
             dir,
-        } => bench_review(verdicts, rounds, dir),
+            postgres,
+            reuse,
+        } => bench_review(verdicts, rounds, dir, postgres, reuse),
         Command::Export { config, out, since } => export(config, out, since),
         Command::Token { action } => manage_token(action),
         Command::Config { action } => config(action),
@@ -537,9 +548,16 @@ fn bench_review(
     verdicts: u64,
     rounds: usize,
     dir: PathBuf,
+    postgres: Option<String>,
+    reuse: bool,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let report = tokio::runtime::Runtime::new()?
-        .block_on(appliance::bench_review::run(verdicts, rounds, &dir))?;
+    let report = tokio::runtime::Runtime::new()?.block_on(appliance::bench_review::run(
+        verdicts,
+        rounds,
+        &dir,
+        postgres.as_deref(),
+        reuse,
+    ))?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(std::process::ExitCode::SUCCESS)
 }

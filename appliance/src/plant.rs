@@ -9,10 +9,17 @@
 //! the station publishes it on its own `review` topic as if it were made on
 //! its own screen.
 //!
+//! Rollouts: an admin sends a model package from `plant.packages_dir`, or a
+//! recipe's standard text, to chosen stations. Each station's whole desired
+//! state goes out as a retained `rollout/v1` message on its `cmd/rollout`
+//! (so one that is offline finds it on its return), with the sha256 of every
+//! file; the station fetches the files from this server's
+//! `/rollout/packages/…` and answers on `cmd/reply`, which is recorded.
+//!
 //! `plant.toml` is read like a station's file (the same layers, the same
 //! errors naming keys); only `[station] station` (the server's name),
-//! `[storage]`, `[http]`, `[mqtt]`, `[review]` and `[monitoring]` mean
-//! anything to it, and a file that sets station-only sections is refused.
+//! `[storage]`, `[http]`, `[mqtt]`, `[review]`, `[monitoring]` and `[plant]`
+//! mean anything to it, and a file that sets station-only sections is refused.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -44,7 +51,7 @@ pub fn load(path: &Path) -> anyhow::Result<StationConfig> {
         .collect();
     anyhow::ensure!(
         stray.is_empty(),
-        "{}: [{}] means nothing to a plant server (it has no camera or model); it reads [station] station, [storage], [http], [mqtt], [review] and [monitoring]",
+        "{}: [{}] means nothing to a plant server (it has no camera or model); it reads [station] station, [storage], [http], [mqtt], [review], [monitoring] and [plant]",
         path.display(),
         stray.join("], [")
     );
@@ -113,22 +120,16 @@ fn station_of<'a>(topic: &'a str, prefix: &str) -> Option<&'a str> {
     rest.strip_suffix("/status").filter(|s| !s.contains('/'))
 }
 
-/// Follows every station's retained status until `shutdown`, reconnecting
-/// to the broker (and subscribing again) whenever the connection drops.
-async fn watch_status(cfg: StationConfig, fleet: Fleet, mut shutdown: watch::Receiver<bool>) {
-    let endpoint = match link::Endpoint::from_config(&cfg) {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::error!(error = %e, "the fleet page cannot reach the broker");
-            return;
-        }
-    };
+/// The plant server's own MQTT connection: it follows the stations'
+/// status and command replies, and publishes rollouts.
+fn plant_link(cfg: &StationConfig) -> anyhow::Result<(link::Client, link::Events)> {
+    let endpoint = link::Endpoint::from_config(cfg)?;
     let client_id = if cfg.mqtt.client_id.is_empty() {
         format!("{}-plant", cfg.station.station)
     } else {
         cfg.mqtt.client_id.clone()
     };
-    let (client, mut events) = link::connect(
+    Ok(link::connect(
         &endpoint,
         Session {
             client_id,
@@ -137,13 +138,26 @@ async fn watch_status(cfg: StationConfig, fleet: Fleet, mut shutdown: watch::Rec
             capacity: 64,
             max_incoming: 1 << 20,
         },
-    );
-    let prefix = cfg.mqtt.topic_prefix.clone();
-    let filter = if prefix.is_empty() {
-        "+/status".to_string()
+    ))
+}
+
+/// Follows every station's retained status and its command replies until
+/// `shutdown`, reconnecting to the broker (and subscribing again) whenever
+/// the connection drops; a reply to a rollout is recorded beside it.
+async fn watch_stations(
+    prefix: String,
+    client: link::Client,
+    mut events: link::Events,
+    fleet: Fleet,
+    store: store::Store,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let base = if prefix.is_empty() {
+        "+".to_string()
     } else {
-        format!("{}/+/status", prefix.trim_end_matches('/'))
+        format!("{}/+", prefix.trim_end_matches('/'))
     };
+    let (status, replies) = (format!("{base}/status"), format!("{base}/cmd/reply"));
     loop {
         let event = tokio::select! {
             e = events.poll() => e,
@@ -151,14 +165,21 @@ async fn watch_status(cfg: StationConfig, fleet: Fleet, mut shutdown: watch::Rec
         };
         match event {
             Ok(LinkEvent::Connected { .. }) => {
-                tracing::info!(filter, "plant server: following the stations' status");
-                if let Err(e) = client.subscribe(&filter, rumqttc::QoS::AtLeastOnce).await {
-                    tracing::warn!(error = %e, "cannot subscribe to the stations' status");
+                tracing::info!(
+                    filter = status,
+                    "plant server: following the stations' status"
+                );
+                for filter in [&status, &replies] {
+                    if let Err(e) = client.subscribe(filter, rumqttc::QoS::AtLeastOnce).await {
+                        tracing::warn!(error = %e, filter, "cannot subscribe");
+                    }
                 }
             }
             Ok(LinkEvent::Message { topic, payload }) => {
                 if let Some(station) = station_of(&topic, &prefix) {
                     fleet.seen(station, &payload);
+                } else if topic.ends_with("/cmd/reply") {
+                    rollout_answered(&store, &payload).await;
                 }
             }
             Ok(_) => {}
@@ -171,6 +192,35 @@ async fn watch_status(cfg: StationConfig, fleet: Fleet, mut shutdown: watch::Rec
     let _ = client.disconnect().await;
 }
 
+/// Records a station's answer to a rollout (other replies are not ours).
+async fn rollout_answered(store: &store::Store, payload: &[u8]) {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else {
+        return;
+    };
+    let (Some("rollout"), Some(id)) = (v["command"].as_str(), v["rollout"].as_str()) else {
+        return;
+    };
+    let ok = v["ok"].as_bool().unwrap_or(false);
+    let answer = if ok {
+        let changed: Vec<&str> = v["changed"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|c| c.as_str()).collect())
+            .unwrap_or_default();
+        if changed.is_empty() {
+            "nothing to change: it already ran this".to_string()
+        } else {
+            changed.join("; ")
+        }
+    } else {
+        v["error"].as_str().unwrap_or("refused").to_string()
+    };
+    match store::rollouts::answered(store, id, ok, &answer, &record::time::now()).await {
+        Ok(true) => tracing::info!(rollout = id, ok, answer, "rollout answered"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(rollout = id, error = %e, "cannot record a rollout's answer"),
+    }
+}
+
 /// Serves the plant's pages until `shutdown` turns true. `http`: a listener
 /// the caller bound (systemd socket activation, a test on port 0).
 pub async fn serve(
@@ -179,8 +229,29 @@ pub async fn serve(
     http: Option<std::net::TcpListener>,
 ) -> anyhow::Result<()> {
     let store = store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir).await?;
+    // Months of verdicts on the shared database are the plant server's to
+    // let go (`verdict_months`); pictures are each station's own.
+    tokio::spawn(store::retention::run(
+        store.clone(),
+        store::retention::Policy::plant(&cfg.storage),
+        cfg.storage.sweep_every,
+        shutdown.clone(),
+    ));
     let fleet = Fleet::default();
-    let watcher = tokio::spawn(watch_status(cfg.clone(), fleet.clone(), shutdown.clone()));
+    let (client, events) = plant_link(&cfg).context("the plant's broker")?;
+    let desk = Arc::new(crate::rollout::plant::Desk::new(
+        &cfg,
+        store.clone(),
+        client.clone(),
+    )?);
+    let watcher = tokio::spawn(watch_stations(
+        cfg.mqtt.topic_prefix.clone(),
+        client,
+        events,
+        fleet.clone(),
+        store.clone(),
+        shutdown.clone(),
+    ));
     let web = review_web::Web {
         accounts: store::accounts::Accounts::new(store.clone()),
         store: store.clone(),
@@ -190,6 +261,7 @@ pub async fn serve(
         review_topic: Some(crate::pipeline::review_topic(&cfg.mqtt.topic_prefix)),
         reasons: cfg.review.reasons.clone(),
         fleet: Some(fleet.feed()),
+        rollout: Some(desk),
     };
     let listener = crate::http::listen(http, cfg.http.bind)
         .await

@@ -258,6 +258,11 @@ impl Shadow {
         });
     }
 
+    /// The package sha256 of the candidate running now.
+    pub fn candidate_sha256(&self) -> Option<String> {
+        self.current().map(|c| c.model.sha256.clone())
+    }
+
     /// What the panel shows of the candidate running now; `running` meters
     /// the running model's engine.
     pub fn state(&self, running: &Meter) -> Option<CandidateState> {

@@ -5,7 +5,7 @@
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_list_benchmark_times_real_pages() {
     let dir = tempfile::tempdir().unwrap();
-    let report = appliance::bench_review::run(3000, 2, dir.path())
+    let report = appliance::bench_review::run(3000, 2, dir.path(), None, false)
         .await
         .unwrap();
     assert_eq!(report.verdicts, 3000);

@@ -27,6 +27,8 @@ pub struct StationConfig {
     pub shifts: Shifts,
     pub review: Review,
     pub monitoring: Monitoring,
+    /// A plant server's own settings (`appliance plant`); a station ignores them.
+    pub plant: Plant,
     /// The file it was loaded from, if any: SIGHUP and `cmd/config` read it
     /// again.
     #[serde(skip)]
@@ -365,6 +367,10 @@ pub struct Storage {
     /// How often retention runs.
     #[serde(with = "humantime_serde")]
     pub sweep_every: Duration,
+    /// Whole months of verdicts kept before the current one (their findings,
+    /// reviews and shadow judgements with them); 0 keeps them for ever. On
+    /// PostgreSQL each month is a partition, dropped whole.
+    pub verdict_months: u32,
 }
 
 /// The review UI, API and metrics endpoint.
@@ -386,6 +392,18 @@ pub struct Http {
 pub struct Shifts {
     /// When each shift starts, `"HH:MM"`, in any order.
     pub starts: Vec<crate::units::TimeOfDay>,
+}
+
+/// What a plant server rolls out, and how stations reach it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Plant {
+    /// One folder per model package the plant server can roll out.
+    pub packages_dir: PathBuf,
+    /// The plant server's URL as the stations reach it (they fetch packages
+    /// from it), e.g. `http://plant.local:8090`; empty: `http://` and
+    /// `http.bind`, which must then not be a wildcard address.
+    pub url: String,
 }
 
 /// The review UI's one-tap review.

@@ -1,7 +1,8 @@
 //! The records the appliance writes and the rest of the plant reads: the
 //! verdict of one view (`verdict/v1`), the verdict of a part seen by several
 //! cameras (`part-verdict/v1`), the PLC's short forms of both, a candidate model's judgement in shadow
-//! mode (`shadow/v1`), the decision
+//! mode (`shadow/v1`), what the plant server wants a station to run
+//! (`rollout/v1`), the decision
 //! they carry and the timestamps they are stamped with.
 //!
 //! This crate sits under every other: the engine produces a [`Decision`],
@@ -13,12 +14,14 @@
 
 mod decision;
 mod part;
+mod rollout;
 mod shadow;
 pub mod time;
 mod verdict;
 
 pub use decision::{Decision, UnknownDecision};
 pub use part::{PartPlc, PartVerdict, View, PART_SCHEMA};
+pub use rollout::{Apply, ModelRollout, Rollout, StandardRollout, ROLLOUT_SCHEMA};
 pub use shadow::{ShadowVerdict, SHADOW_SCHEMA};
 pub use verdict::{
     stamp_published, Finding, ImageRef, ModelRef, PlcResult, StationRef, Timings, Verdict, SCHEMA,

@@ -170,6 +170,7 @@ const TABLES: &[&[(&str, &str)]] = &[
     crate::panel::ZH,
     crate::shadow::ZH,
     crate::fleet::ZH,
+    crate::rollout::ZH,
 ];
 
 #[cfg(test)]

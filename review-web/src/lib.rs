@@ -5,7 +5,8 @@
 //! Rooms: [`auth`] (who is asking, sessions, CSRF, sign-in), [`pages`] (the
 //! HTML pages), [`api`] (the JSON API), [`respond`] (page shell and shared
 //! refusals), [`html`] (escaping), [`charts`] and [`panel`] (server-drawn
-//! SVG), `shadow` (a candidate model beside the running one), [`assets`] (stylesheet, script, the Content-Security-Policy). What
+//! SVG), `shadow` (a candidate model beside the running one), [`rollout`]
+//! (a plant server sending models and standards to stations), [`assets`] (stylesheet, script, the Content-Security-Policy). What
 //! they read and write is in the `store` crate.
 //!
 //! Security: every page but the login needs a session or an API token.
@@ -25,6 +26,7 @@ mod pages;
 pub mod panel;
 mod pictures;
 mod respond;
+pub mod rollout;
 mod shadow;
 
 pub use auth::{caller, check_api_write, ApiCaller, Caller};
@@ -59,6 +61,9 @@ pub struct Web {
     /// On a plant server: the stations its broker tells of (the fleet
     /// page); `None` on a station.
     pub fleet: Option<fleet::FleetFeed>,
+    /// On a plant server: rollouts of models and standards to stations;
+    /// `None` on a station.
+    pub rollout: Option<rollout::RolloutDesk>,
 }
 
 impl Web {
@@ -110,6 +115,18 @@ pub fn router(web: Web) -> Router {
         .route("/fleet", get(fleet::fleet_page))
         .route("/api/v1/fleet", get(fleet::api_fleet))
         .route("/shadow/command", post(shadow::shadow_command))
+        .route(
+            "/rollout",
+            get(rollout::rollout_page).post(rollout::rollout_form),
+        )
+        .route(
+            "/api/v1/rollouts",
+            get(rollout::api_rollouts).post(rollout::api_send),
+        )
+        .route(
+            "/rollout/packages/{folder}/{file}",
+            get(rollout::package_file),
+        )
         .route("/assets/line.js", get(assets::line_script))
         .route("/assets/style.css", get(assets::style))
         .route("/assets/review.js", get(assets::review_script))

@@ -33,6 +33,7 @@ pub(crate) fn page(lang: Lang, title: &str, who: Option<&Caller>, body: Markup) 
                             a href="/fleet" { (lang.t("Fleet")) }
                             a href="/" { (lang.t("Verdicts")) }
                             a href="/charts" { (lang.t("Charts")) }
+                            a href="/rollout" { (lang.t("Rollout")) }
                         } @else {
                             a href="/line" { (lang.t("Line")) }
                             a href="/" { (lang.t("Verdicts")) }

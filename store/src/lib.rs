@@ -14,7 +14,9 @@
 //! [`health_history`] (the panel's samples and events), [`charts`] and
 //! [`export`] (reviewed verdicts as training data), [`shadow`] (a candidate
 //! model's judgements beside the running model's), [`fleet`] (each station's
-//! figures for a plant server).
+//! figures for a plant server), [`months`] (monthly partitions on PostgreSQL
+//! and letting whole months of verdicts go), [`rollouts`] (what a plant
+//! server sent each station, and the answers).
 
 pub mod accounts;
 pub mod charts;
@@ -22,8 +24,10 @@ pub mod export;
 pub mod fleet;
 pub mod health_history;
 pub mod line;
+pub mod months;
 pub mod retention;
 pub mod reviews;
+pub mod rollouts;
 pub mod shadow;
 pub mod throttle;
 
@@ -61,6 +65,8 @@ pub enum StoreError {
     },
     #[error("unsupported database URL `{0}`; allowed: sqlite://FILE or postgres://USER@HOST/DB")]
     Unsupported(String),
+    #[error("a stored record does not read back: {0}")]
+    Corrupt(String),
 }
 
 /// An image written to the data folder.
@@ -207,14 +213,21 @@ impl Store {
         let data_dir = data_dir
             .canonicalize()
             .unwrap_or_else(|_| data_dir.to_path_buf());
-        Ok(Self {
+        let store = Self {
             pool,
             data_dir,
             backend,
             min_free: 0,
             station: String::new(),
             commit_lock: Default::default(),
-        })
+        };
+        // This month's partitions and the next two, so that the first
+        // verdicts already land in their month (retention keeps it so).
+        let this = months::Month::of(chrono::Utc::now());
+        if let Err(e) = months::ensure(&store, this, this.plus(2)).await {
+            tracing::warn!(error = %e, "could not create the coming months' partitions; verdicts go to the default partition until retention can");
+        }
+        Ok(store)
     }
 
     /// Scopes the outbox to one station (many can share a database).

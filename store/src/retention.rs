@@ -6,7 +6,8 @@
 //! after `keep_max_age`), then, while the kept images together exceed
 //! `disk_quota`, the oldest PASS images and after them the oldest others.
 //! The image row stays with `deleted_at` and `deleted_reason`, and so does
-//! every verdict: only pictures are ever deleted.
+//! every verdict: only pictures are deleted here. Whole months of verdicts go
+//! only under `verdict_months`, through [`crate::months`], at the same sweep.
 
 use std::path::PathBuf;
 
@@ -20,17 +21,33 @@ use crate::{Store, StoreError};
 /// What retention keeps, from `[storage]`.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
+    /// Whether this process deletes picture files: a station does; a plant
+    /// server, whose database lists pictures on the stations' disks, does not.
+    pub pictures: bool,
     pub max_age: Duration,
     pub keep_max_age: Duration,
     pub disk_quota: u64,
+    /// Whole months of verdicts kept before the current one; 0: all.
+    pub verdict_months: u32,
 }
 
 impl Policy {
+    /// A station's retention.
     pub fn from_config(s: &firmware_config::Storage) -> Self {
         Self {
+            pictures: true,
             max_age: s.max_age,
             keep_max_age: s.keep_max_age,
             disk_quota: s.disk_quota.0,
+            verdict_months: s.verdict_months,
+        }
+    }
+
+    /// A plant server's: verdict months only, no picture files.
+    pub fn plant(s: &firmware_config::Storage) -> Self {
+        Self {
+            pictures: false,
+            ..Self::from_config(s)
         }
     }
 }
@@ -43,6 +60,8 @@ pub struct Sweep {
     pub bytes_freed: u64,
     /// Bytes of image files still kept after the sweep.
     pub bytes_kept: u64,
+    /// Month partitions made ready and months of verdicts let go.
+    pub months: Option<(crate::months::Ensured, Option<crate::months::LetGo>)>,
 }
 
 /// Images deleted per query; a sweep loops until nothing is left to do.
@@ -54,7 +73,13 @@ fn stamp(t: DateTime<Utc>) -> String {
 
 /// Runs one sweep as of `now` (a parameter so tests can age the store).
 pub async fn sweep(store: &Store, policy: Policy, now: DateTime<Utc>) -> Result<Sweep, StoreError> {
-    let mut report = Sweep::default();
+    let mut report = Sweep {
+        months: Some(crate::months::maintain(store, now, policy.verdict_months).await?),
+        ..Sweep::default()
+    };
+    if !policy.pictures {
+        return Ok(report);
+    }
     let pass_before = stamp(now - chrono::Duration::from_std(policy.max_age).unwrap_or_default());
     let keep_before =
         stamp(now - chrono::Duration::from_std(policy.keep_max_age).unwrap_or_default());
@@ -107,6 +132,47 @@ pub async fn sweep(store: &Store, policy: Policy, now: DateTime<Utc>) -> Result<
     }
     report.bytes_kept = kept;
     Ok(report)
+}
+
+/// Logs a sweep that did something.
+fn log(s: &Sweep) {
+    if s.deleted_for_age + s.deleted_for_quota > 0 {
+        tracing::info!(
+            deleted_for_age = s.deleted_for_age,
+            deleted_for_quota = s.deleted_for_quota,
+            mib_freed = s.bytes_freed >> 20,
+            mib_kept = s.bytes_kept >> 20,
+            "retention sweep"
+        );
+    }
+    let Some((ensured, let_go)) = &s.months else {
+        return;
+    };
+    if !ensured.created.is_empty() {
+        let months: Vec<String> = ensured.created.iter().map(ToString::to_string).collect();
+        tracing::info!(months = %months.join(", "), "verdict partitions created");
+    }
+    if !ensured.left_in_default.is_empty() {
+        let months: Vec<String> = ensured
+            .left_in_default
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        tracing::warn!(months = %months.join(", "), "these months' verdicts stay in the default partition (some were written before it had its own)");
+    }
+    if let Some(g) = let_go {
+        if !g.months_dropped.is_empty() || g.verdict_rows_deleted + g.images_removed > 0 {
+            let months: Vec<String> = g.months_dropped.iter().map(ToString::to_string).collect();
+            tracing::info!(
+                months_dropped = %months.join(", "),
+                verdict_rows_deleted = g.verdict_rows_deleted,
+                reviews_deleted = g.reviews_deleted,
+                images_removed = g.images_removed,
+                outbox_rows_deleted = g.outbox_rows_deleted,
+                "verdict retention"
+            );
+        }
+    }
 }
 
 /// Total bytes of image files not yet deleted.
@@ -162,14 +228,7 @@ pub async fn run(
             _ = shutdown.changed() => return,
         }
         match sweep(&store, policy, Utc::now()).await {
-            Ok(s) if s.deleted_for_age + s.deleted_for_quota > 0 => tracing::info!(
-                deleted_for_age = s.deleted_for_age,
-                deleted_for_quota = s.deleted_for_quota,
-                mib_freed = s.bytes_freed >> 20,
-                mib_kept = s.bytes_kept >> 20,
-                "retention sweep"
-            ),
-            Ok(_) => {}
+            Ok(s) => log(&s),
             Err(e) => tracing::error!(error = %e, "retention sweep failed; will retry"),
         }
     }

@@ -397,9 +397,11 @@ async fn retention(url: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     let policy = |quota: u64| Policy {
+        pictures: true,
         max_age: 90 * day,
         keep_max_age: 365 * day,
         disk_quota: quota,
+        verdict_months: 0,
     };
     let now = chrono::Utc::now();
     let s = sweep(&store, policy(1 << 30), now + chrono::Duration::days(10))
@@ -460,6 +462,135 @@ async fn retention(url: &str) {
     assert!(err.contains("storage.min_free"), "{err}");
 }
 
+/// Whole months of verdicts: on PostgreSQL each month's rows sit in their
+/// own partitions and retention drops the old ones whole; on SQLite the same
+/// months go as rows. Either way their findings, reviews, shadow judgements,
+/// published outbox rows and the pictures only they showed go with them, and
+/// a picture a kept verdict still shows stays.
+async fn verdict_months(url: &str, backend: Backend) {
+    use store::months::{self, Month};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(url, &dir.path().join("data"))
+        .await
+        .unwrap()
+        .with_station("st-1");
+    let month = |year, month| Month { year, month };
+    let ensured = months::ensure(&store, month(2026, 9), month(2027, 3))
+        .await
+        .unwrap();
+    if backend == Backend::Postgres {
+        // Store::open made this month's and the next two's already.
+        assert!(ensured.created.contains(&month(2026, 9)), "{ensured:?}");
+    } else {
+        assert_eq!(ensured, months::Ensured::default(), "nothing on SQLite");
+    }
+    // A verdict minted at `at` (its UUIDv7 carries the time).
+    let minted = |n: u32, at: &str, image: &store::StoredImage| {
+        let t = chrono::DateTime::parse_from_rfc3339(at).unwrap();
+        let ts = uuid::Timestamp::from_unix(uuid::NoContext, t.timestamp() as u64, 0);
+        let mut v = verdict(n, Decision::Fail, &image.sha256, 1);
+        v.id = uuid::Uuid::new_v7(ts).to_string();
+        v.image.path = image.path.display().to_string();
+        v.image.bytes = image.bytes;
+        v
+    };
+    let only_old = store.put_image(&[1u8; 100], "png").unwrap();
+    let shared = store.put_image(&[2u8; 100], "png").unwrap();
+    let thumb = store.thumbnail_file(&only_old.sha256);
+    std::fs::create_dir_all(thumb.parent().unwrap()).unwrap();
+    std::fs::write(&thumb, b"jpeg").unwrap();
+    let ancient = minted(1, "2020-05-04T10:00:00Z", &only_old);
+    let september = minted(2, "2026-09-14T10:00:00Z", &only_old);
+    let september_too = minted(3, "2026-09-30T23:59:59Z", &shared);
+    let november = minted(4, "2026-11-02T00:00:00Z", &shared);
+    for v in [&ancient, &september, &september_too, &november] {
+        let outbox = [("inspect/st-1/verdict".to_string(), "{}".to_string())];
+        store
+            .commit_verdict(v, "1. x", &outbox, None)
+            .await
+            .unwrap();
+    }
+    let pending = store.pending(0, 100).await.unwrap();
+    let seqs: Vec<i64> = pending.iter().map(|r| r.seq).collect();
+    store.mark_published(&seqs).await.unwrap();
+    sqlx::query(
+        "INSERT INTO reviews (id, verdict_id, reviewer, decision, agrees, reason, corrections, created_at)
+         VALUES ($1, $2, 'ana', 'PASS', 0, 'cosmetic', '{}', '2026-09-15T08:00:00.000000Z')",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(&september.id)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    if backend == Backend::Postgres {
+        let home = |id: String| {
+            let store = store.clone();
+            async move {
+                let (table,): (String,) = sqlx::query_as(
+                    "SELECT CAST(tableoid::regclass AS TEXT) FROM verdicts WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+                table
+            }
+        };
+        assert_eq!(home(september.id.clone()).await, "verdicts_2026_09");
+        assert_eq!(home(september_too.id.clone()).await, "verdicts_2026_09");
+        assert_eq!(home(november.id.clone()).await, "verdicts_2026_11");
+        assert_eq!(home(ancient.id.clone()).await, "verdicts_default");
+        // A month the default partition already holds rows of keeps them there.
+        let ensured = months::ensure(&store, month(2020, 5), month(2020, 6))
+            .await
+            .unwrap();
+        assert_eq!(ensured.left_in_default, vec![month(2020, 5)]);
+        assert_eq!(ensured.created, vec![month(2020, 6)]);
+    }
+    // Keep three months before January 2027: October, November, December.
+    let now = chrono::DateTime::parse_from_rfc3339("2027-01-15T12:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let (_, gone) = months::maintain(&store, now, 3).await.unwrap();
+    let gone = gone.expect("verdict_months is set");
+    let count = |sql: &'static str| {
+        let store = store.clone();
+        async move {
+            let (n,): (i64,) = sqlx::query_as(sql).fetch_one(store.pool()).await.unwrap();
+            n
+        }
+    };
+    assert_eq!(gone.reviews_deleted, 1, "{gone:?}");
+    assert_eq!(gone.outbox_rows_deleted, 3, "{gone:?}");
+    assert_eq!(gone.images_removed, 1, "{gone:?}");
+    if backend == Backend::Postgres {
+        assert_eq!(gone.months_dropped, vec![month(2020, 6), month(2026, 9)]);
+        assert_eq!(
+            gone.verdict_rows_deleted, 1,
+            "the one in the default partition"
+        );
+        let months = months::stored(&store).await.unwrap();
+        assert_eq!(months.first(), Some(&month(2026, 10)), "{months:?}");
+    } else {
+        assert_eq!(gone.verdict_rows_deleted, 3);
+    }
+    assert_eq!(count("SELECT COUNT(*) FROM verdicts").await, 1);
+    assert_eq!(count("SELECT COUNT(*) FROM findings").await, 1);
+    assert_eq!(count("SELECT COUNT(*) FROM reviews").await, 0);
+    assert_eq!(count("SELECT COUNT(*) FROM outbox").await, 1);
+    assert_eq!(count("SELECT COUNT(*) FROM images").await, 1);
+    assert!(
+        !only_old.path.exists() && !thumb.exists(),
+        "its picture went"
+    );
+    assert!(shared.path.exists(), "November still shows this one");
+    let kept = store::reviews::detail(&store, &november.id).await.unwrap();
+    assert_eq!(kept.verdict["id"], november.id.as_str());
+    // Nothing more to let go the next time.
+    let (_, again) = months::maintain(&store, now, 3).await.unwrap();
+    assert_eq!(again, Some(months::LetGo::default()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -467,6 +598,8 @@ async fn the_store_on_sqlite() {
     exercise(&url, Backend::Sqlite).await;
     let url = format!("sqlite://{}", dir.path().join("retention.db").display());
     retention(&url).await;
+    let url = format!("sqlite://{}", dir.path().join("months.db").display());
+    verdict_months(&url, Backend::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -475,6 +608,8 @@ async fn the_store_on_postgresql() {
     exercise(&pg.url, Backend::Postgres).await;
     let pg = Postgres::start().await;
     retention(&pg.url).await;
+    let pg = Postgres::start().await;
+    verdict_months(&pg.url, Backend::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! How the running station is steered: recipe switches, model reloads and
-//! configuration reloads (commands, SIGHUP), what the health monitor may
-//! ask of it, and the status it announces when any of that changes.
+//! configuration reloads (commands, SIGHUP), rollouts from the plant server,
+//! what the health monitor may ask of it, and the status it announces when
+//! any of that changes.
 
 use std::sync::Arc;
 
@@ -11,7 +12,9 @@ use tokio::sync::watch;
 use super::{
     birth_status, camera_map, load_engine, load_standard, set_info, sparkplug_context, Station,
 };
-use crate::commands::{Control, ControlError, Pending, ShadowAction, ShadowOutcome, ShadowRequest};
+use crate::commands::{
+    Control, ControlError, Pending, RolloutOutcome, ShadowAction, ShadowOutcome, ShadowRequest,
+};
 use crate::worker::{EngineHandle, ReloadError};
 use store::Store;
 
@@ -73,7 +76,13 @@ impl Station {
 
     /// The retained status payload as things stand.
     fn status(&self) -> String {
-        birth_status(&self.cfg(), &self.engine.model(), &self.standard())
+        let rollout = self.rollout.read().expect("rollout lock").clone();
+        birth_status(
+            &self.cfg(),
+            &self.engine.model(),
+            &self.standard(),
+            rollout.as_ref(),
+        )
     }
 }
 
@@ -233,6 +242,50 @@ impl Control for Station {
             }
         })
     }
+
+    fn rollout(&self, rollout: record::Rollout) -> Pending<'_, RolloutOutcome> {
+        Box::pin(async move {
+            let _one_at_a_time = self.rolling.lock().await;
+            let outcome = self.take_on(&rollout).await;
+            let state = serde_json::json!({
+                "id": rollout.id,
+                "sent_at": rollout.sent_at,
+                "ok": outcome.is_ok(),
+                "changed": outcome.as_ref().map(RolloutOutcome::changed).unwrap_or_default(),
+                "error": outcome.as_ref().err().map(|e| e.message.clone()),
+                "at": record::time::now(),
+            });
+            *self.rollout.write().expect("rollout lock") = Some(state);
+            self.announce().await;
+            match &outcome {
+                Ok(done) => {
+                    tracing::info!(rollout = %rollout.id, changed = ?done.changed(), "rollout taken on")
+                }
+                Err(e) => {
+                    tracing::warn!(rollout = %rollout.id, error = %e, "rollout refused; the station runs as before")
+                }
+            }
+            outcome
+        })
+    }
+}
+
+/// Loads the package `cfg` names, refused unless its `model.toml` is the
+/// one with sha256 `sha` (the one `what`).
+fn load_exactly(
+    cfg: StationConfig,
+    sha: String,
+    what: &'static str,
+) -> impl FnOnce() -> anyhow::Result<fusion::Engine> + Send + 'static {
+    move || {
+        let engine = load_engine(&cfg)?;
+        anyhow::ensure!(
+            engine.package.sha256 == sha,
+            "the package's model.toml has sha256 {}, not the {sha} {what}",
+            engine.package.sha256
+        );
+        Ok(engine)
+    }
 }
 
 fn no_candidate() -> ControlError {
@@ -240,6 +293,140 @@ fn no_candidate() -> ControlError {
 }
 
 impl Station {
+    /// Applies a rollout: every standard is checked and kept first, then the
+    /// model is fetched and verified; only then does anything change (the
+    /// standards swapped in, the model through the safe reload or started in
+    /// shadow mode), so a refused rollout leaves the station as it was —
+    /// unless the model's reload itself fails after the standards were
+    /// checked, in which case nothing was swapped either.
+    async fn take_on(&self, r: &record::Rollout) -> Result<RolloutOutcome, ControlError> {
+        let cfg = self.cfg();
+        if r.station != cfg.station.station {
+            return Err(ControlError::conflict(format!(
+                "rollout {} is for station `{}`, not `{}`",
+                r.id, r.station, cfg.station.station
+            )));
+        }
+        let data_dir = cfg.storage.data_dir.clone();
+        let mut outcome = RolloutOutcome::default();
+        // Standards: the new configuration, not yet in force.
+        let mut new_cfg = (*cfg).clone();
+        for (recipe, text) in &r.standards {
+            let Some(slot) = new_cfg.recipes.iter_mut().find(|x| &x.name == recipe) else {
+                let known: Vec<&str> = cfg.recipes.iter().map(|x| x.name.as_str()).collect();
+                return Err(ControlError::unknown(format!(
+                    "standards.{recipe}: no such recipe on this station; configured: {}",
+                    known.join(", ")
+                )));
+            };
+            let now = crate::standards::load(recipe, &slot.standard)
+                .map(|s| s.sha256)
+                .unwrap_or_default();
+            if now == text.sha256 {
+                continue;
+            }
+            let (recipe_name, text, dir) = (recipe.clone(), text.clone(), data_dir.clone());
+            let path = tokio::task::spawn_blocking(move || {
+                let path = crate::rollout::keep_standard(&recipe_name, &text, &dir)?;
+                crate::standards::load(&recipe_name, &path)?;
+                Ok::<_, anyhow::Error>(path)
+            })
+            .await
+            .map_err(|e| ControlError::failed(format!("standard check panicked: {e}")))?
+            .map_err(|e| ControlError::failed(format!("{e:#}")))?;
+            slot.standard = path;
+            outcome.standards.push(recipe.clone());
+        }
+        let active = self.standard().recipe.clone();
+        let standard = if outcome.standards.contains(&active) {
+            Arc::new(
+                load_standard(&new_cfg, &active)
+                    .map_err(|e| ControlError::failed(format!("{e:#}")))?,
+            )
+        } else {
+            self.standard()
+        };
+        // The model: fetched and verified before it is loaded.
+        let mut promoted = None;
+        if let Some(m) = &r.model {
+            let want = crate::rollout::check(m)
+                .map_err(|e| ControlError::failed(format!("{e:#}")))?
+                .to_string();
+            let precision = match m.precision.as_deref() {
+                None => cfg.model.precision,
+                Some("fp32") => firmware_config::Precision::Fp32,
+                Some("int8") => firmware_config::Precision::Int8,
+                Some(other) => {
+                    return Err(ControlError::failed(format!(
+                        "model.precision `{other}`; allowed: fp32, int8"
+                    )))
+                }
+            };
+            let already = match m.apply {
+                record::Apply::Reload => self.engine.model().sha256 == want,
+                record::Apply::Shadow => self.shadow.candidate_sha256().as_deref() == Some(&want),
+            };
+            if !already {
+                let (package, dir) = (m.clone(), data_dir.clone());
+                let fetched = tokio::task::spawn_blocking(move || {
+                    crate::rollout::fetch_package(&package, &dir)
+                })
+                .await
+                .map_err(|e| ControlError::failed(format!("fetch panicked: {e}")))?
+                .map_err(|e| ControlError::failed(format!("{e:#}")))?;
+                tracing::info!(package = %fetched.dir.display(), files = fetched.downloaded, bytes = fetched.bytes, "rollout: package fetched and verified");
+                match m.apply {
+                    record::Apply::Reload => {
+                        let load_cfg =
+                            crate::shadow::with_package(&self.model_cfg(), &fetched.dir, precision);
+                        let model = self
+                            .engine
+                            .reload(
+                                load_exactly(load_cfg, want.clone(), "rolled out"),
+                                vec![standard.clone()],
+                            )
+                            .await
+                            .map_err(reload_refused)?;
+                        promoted = Some((fetched.dir, precision));
+                        outcome.model = Some(format!("{} {}", model.name, model.version));
+                    }
+                    record::Apply::Shadow => {
+                        let _changing = self.shadow.changing().await;
+                        let running = self.model_cfg();
+                        if self.shadow.active() {
+                            self.shadow.stop().await;
+                        }
+                        let model = self
+                            .shadow
+                            .start(
+                                &running,
+                                fetched.dir,
+                                precision,
+                                standard.clone(),
+                                &self.engine,
+                                running.model.precision,
+                            )
+                            .await?;
+                        outcome.model = Some(format!(
+                            "candidate {} {} in shadow mode",
+                            model.name, model.version
+                        ));
+                    }
+                }
+            }
+        }
+        // Everything checked and loaded: swap in what changed.
+        if let Some(p) = promoted {
+            *self.promoted.write().expect("promoted lock") = Some(p);
+        }
+        if !outcome.standards.is_empty() {
+            *self.cfg.write().expect("config lock") = Arc::new(new_cfg);
+            *self.standard.write().expect("standard lock") = standard;
+            self.golden_now.notify_one();
+        }
+        Ok(outcome)
+    }
+
     /// Stops comparing and reloads the candidate's package through the safe
     /// reload (verified again: a package changed on disk since it was
     /// compared is refused, and the running model stays). A later reload,
@@ -250,16 +437,11 @@ impl Station {
     async fn promote(&self) -> Result<ShadowOutcome, ControlError> {
         let retired = self.shadow.stop().await.ok_or_else(no_candidate)?;
         let cfg = crate::shadow::with_package(&self.cfg(), &retired.package, retired.precision);
-        let compared = retired.model.sha256.clone();
-        let load = move || {
-            let engine = load_engine(&cfg)?;
-            anyhow::ensure!(
-                engine.package.sha256 == compared,
-                "the package changed on disk since it was compared (model.toml sha256 {} now, {compared} compared); start shadow mode again",
-                engine.package.sha256
-            );
-            Ok(engine)
-        };
+        let load = load_exactly(
+            cfg,
+            retired.model.sha256.clone(),
+            "compared in shadow mode (it changed on disk since; start shadow mode again)",
+        );
         let model = self
             .engine
             .reload(load, vec![self.standard()])

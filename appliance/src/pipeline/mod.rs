@@ -94,6 +94,9 @@ struct Station {
     /// load it instead of the configured one until the configuration's
     /// `[model]` changes.
     promoted: RwLock<Option<(std::path::PathBuf, firmware_config::Precision)>>,
+    /// One rollout at a time; the last one's outcome, for the status.
+    rolling: tokio::sync::Mutex<()>,
+    rollout: RwLock<Option<serde_json::Value>>,
 }
 
 impl Station {
@@ -528,8 +531,14 @@ fn sparkplug_context(model: &record::ModelRef, standard: &Standard) -> delivery:
 }
 
 /// The retained `status` payload announced on every connect.
-fn birth_status(cfg: &StationConfig, model: &record::ModelRef, standard: &Standard) -> String {
+fn birth_status(
+    cfg: &StationConfig,
+    model: &record::ModelRef,
+    standard: &Standard,
+    rollout: Option<&serde_json::Value>,
+) -> String {
     serde_json::json!({
+        "rollout": rollout,
         "state": "online",
         "version": env!("CARGO_PKG_VERSION"),
         "model": model,
@@ -647,6 +656,8 @@ pub async fn serve(
         live,
         shadow,
         promoted: Default::default(),
+        rolling: Default::default(),
+        rollout: Default::default(),
     });
     let monitor = crate::health::monitor::Monitor::new(ctx.clone(), ctx.golden_now.clone());
     let monitor = tokio::spawn(monitor.run(shutdown.clone()));
@@ -747,7 +758,7 @@ fn start_delivery(
         cfg,
         &endpoint,
         store.clone(),
-        birth_status(cfg, model, standard),
+        birth_status(cfg, model, standard, None),
         stopped.clone(),
         commands,
     )?;
@@ -789,6 +800,7 @@ async fn start_http(
         review_topic: Some(review_topic(&cfg.mqtt.topic_prefix)),
         reasons: cfg.review.reasons.clone(),
         fleet: None,
+        rollout: None,
     };
     let started = crate::http::listen(handed, cfg.http.bind)
         .await
