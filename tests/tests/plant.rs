@@ -263,6 +263,38 @@ async fn a_plant_server_sees_and_reviews_every_station() {
         .as_str()
         .unwrap()
         .to_string();
+    // A configuration reload reads the file's standard; the rollout stands over it.
+    mes.publish(
+        "inspect/p-2/cmd/config",
+        rumqttc::QoS::AtLeastOnce,
+        false,
+        "{}",
+    )
+    .await
+    .unwrap();
+    let reply = loop {
+        let (_, payload) = tokio::time::timeout(Duration::from_secs(60), replies.recv())
+            .await
+            .expect("the configuration reload is answered")
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        if v["command"] == "config" {
+            break v;
+        }
+    };
+    assert_eq!(reply["ok"], true, "{reply}");
+    let again = format!(
+        "rollout {} applied again: standard of `housing`",
+        sent[0]["id"].as_str().unwrap()
+    );
+    // The file's recipes differ from the running ones (the rollout's text),
+    // so they are read, and then the standing rollout is applied again.
+    let changed = reply["changed"].as_array().unwrap();
+    assert_eq!(
+        changed.last().unwrap(),
+        &serde_json::json!(again),
+        "{reply}"
+    );
     e2e::feed_frames(two.frames.clone(), 1, 13).join().unwrap();
     e2e::wait_until_stored(&store, 2 * PARTS + 1, Duration::from_secs(90)).await;
     let (_, newest) = http_get(port, "/api/v1/verdicts?station=p-2&limit=1", &token);

@@ -201,6 +201,22 @@ impl Control for Station {
             *self.cfg.write().expect("config lock") = Arc::new(new);
             *self.standard.write().expect("standard lock") = standard;
             self.golden_now.notify_one();
+            // What the plant server rolled out stands over the file.
+            let standing = self.standing.read().expect("standing lock").clone();
+            if let Some(r) = standing {
+                let _one_at_a_time = self.rolling.lock().await;
+                match self.take_on(&r).await {
+                    Ok(done) if done != RolloutOutcome::default() => plan.changed.push(format!(
+                        "rollout {} applied again: {}",
+                        r.id,
+                        done.changed().join(", ")
+                    )),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(rollout = %r.id, error = %e, "the standing rollout could not be applied again over the new configuration")
+                    }
+                }
+            }
             self.announce().await;
             tracing::info!(changed = ?plan.changed, recipe, "configuration reloaded");
             Ok(plan.changed)
@@ -256,6 +272,9 @@ impl Control for Station {
                 "at": record::time::now(),
             });
             *self.rollout.write().expect("rollout lock") = Some(state);
+            if outcome.is_ok() {
+                *self.standing.write().expect("standing lock") = Some(rollout.clone());
+            }
             self.announce().await;
             match &outcome {
                 Ok(done) => {

@@ -97,6 +97,9 @@ struct Station {
     /// One rollout at a time; the last one's outcome, for the status.
     rolling: tokio::sync::Mutex<()>,
     rollout: RwLock<Option<serde_json::Value>>,
+    /// The last rollout taken on: it stands over the configuration file,
+    /// so a configuration reload applies it again.
+    standing: RwLock<Option<record::Rollout>>,
 }
 
 impl Station {
@@ -658,6 +661,7 @@ pub async fn serve(
         promoted: Default::default(),
         rolling: Default::default(),
         rollout: Default::default(),
+        standing: Default::default(),
     });
     let monitor = crate::health::monitor::Monitor::new(ctx.clone(), ctx.golden_now.clone());
     let monitor = tokio::spawn(monitor.run(shutdown.clone()));
