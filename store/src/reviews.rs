@@ -153,8 +153,11 @@ pub async fn list(store: &Store, f: &Filter) -> Result<Page, QueryError> {
             bind(&mut binds, at.to_string()),
             bind(&mut binds, id.to_string()),
         );
+        // The first bound alone is what an index can start from (the OR
+        // form is only a filter to PostgreSQL, which then read every newer
+        // row: 2.1 s for a page deep in ten million); the OR decides ties.
         clauses.push(format!(
-            "(v.decided_at < {pa} OR (v.decided_at = {pa} AND v.id < {pi}))"
+            "v.decided_at <= {pa} AND (v.decided_at < {pa} OR (v.decided_at = {pa} AND v.id < {pi}))"
         ));
     }
     let filter = if clauses.is_empty() {
