@@ -88,7 +88,9 @@ async fn fill(store: &Store, n: u64) -> anyhow::Result<()> {
            FROM verdicts WHERE decision <> 'PASS';
          INSERT INTO reviews (id, verdict_id, reviewer, decision, agrees, reason, corrections, created_at)
          SELECT 'r' || id, id, 'ana', 'PASS', 0, 'bench', '{}', decided_at
-           FROM verdicts WHERE CAST(substr(id, 2) AS INTEGER) % 1000 = 0;",
+           FROM verdicts WHERE CAST(substr(id, 2) AS INTEGER) % 1000 = 0;
+         UPDATE verdicts SET reviewed_at = decided_at
+          WHERE CAST(substr(id, 2) AS INTEGER) % 1000 = 0;",
     )
     .execute(&mut *tx)
     .await?;
@@ -141,11 +143,12 @@ async fn fill_postgres(store: &Store, n: u64) -> anyhow::Result<()> {
     let verdicts = rows(
         "INSERT INTO verdicts (id, station, camera, part_id, trigger_id, recipe, standard_sha256,
            decision, confidence, model_name, model_version, model_sha256, image_sha256,
-           captured_at, decided_at, record)
+           captured_at, decided_at, record, reviewed_at)
          SELECT id, 'st-' || (i % 4), 'cam-' || (i % 3), 'P-' || i, NULL,
                 CASE WHEN i % 7 = 0 THEN 'cover' ELSE 'housing' END, 'bench',
                 CASE WHEN i % 20 = 0 THEN 'REVIEW' WHEN i % 5 = 0 THEN 'FAIL' ELSE 'PASS' END,
-                0.9, 'reference-inspector', '0.2.0', 'm', 'img' || (i % 1000), at, at, $3",
+                0.9, 'reference-inspector', '0.2.0', 'm', 'img' || (i % 1000), at, at, $3,
+                CASE WHEN i % 1000 = 0 THEN at END",
         "",
     );
     let findings = rows(

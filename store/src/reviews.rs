@@ -132,12 +132,9 @@ pub async fn list(store: &Store, f: &Filter) -> Result<Page, QueryError> {
     }
     match f.reviewed.as_str() {
         "" => {}
-        "yes" => {
-            clauses.push("EXISTS (SELECT 1 FROM reviews rv WHERE rv.verdict_id = v.id)".into())
-        }
-        "no" => {
-            clauses.push("NOT EXISTS (SELECT 1 FROM reviews rv WHERE rv.verdict_id = v.id)".into())
-        }
+        // `reviewed_at` is set with a verdict's first review (migration 0013).
+        "yes" => clauses.push("v.reviewed_at IS NOT NULL".into()),
+        "no" => clauses.push("v.reviewed_at IS NULL".into()),
         other => {
             return Err(QueryError::Invalid(format!(
                 "reviewed `{other}`; allowed: yes, no"
@@ -266,8 +263,7 @@ pub async fn inbox(store: &Store, limit: i64) -> Result<Vec<ListRow>, QueryError
                 (SELECT COUNT(*) FROM findings fc WHERE fc.verdict_id = v.id),
                 (SELECT i.sha256 FROM images i WHERE i.sha256 = v.image_sha256 AND i.deleted_at IS NULL AND i.path <> '')
            FROM verdicts v
-          WHERE v.decision = 'REVIEW'
-            AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.verdict_id = v.id)
+          WHERE v.decision = 'REVIEW' AND v.reviewed_at IS NULL
           ORDER BY v.decided_at, v.id LIMIT $1",
     )
     .bind(limit)
@@ -499,6 +495,11 @@ pub async fn review(
     .bind(&review.created_at)
     .execute(&mut *tx)
     .await?;
+    sqlx::query("UPDATE verdicts SET reviewed_at = $1 WHERE id = $2 AND reviewed_at IS NULL")
+        .bind(&review.created_at)
+        .bind(verdict_id)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(
         "UPDATE images SET retention_class = 'reviewed'
           WHERE sha256 = (SELECT image_sha256 FROM verdicts WHERE id = $1)",
