@@ -30,6 +30,7 @@ fn per_frame(c: &mut Criterion) {
                 decision: Decision::Pass,
                 findings: 0,
                 captured,
+                commit: Duration::from_millis(2),
             }
             .emit();
             Event::VerdictPublished { captured }.emit();

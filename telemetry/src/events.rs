@@ -38,13 +38,15 @@ pub enum Event<'a> {
     FrameFailed { captured: SystemTime },
     /// The engine ran one batch of `frames` frames in `busy`.
     BatchRun { frames: usize, busy: Duration },
-    /// A verdict and its outbox rows were committed to the store.
+    /// A verdict and its outbox rows were committed to the store; `commit`
+    /// is how long the commit took, waiting for its turn included.
     VerdictCommitted {
         id: &'a str,
         camera: &'a str,
         decision: Decision,
         findings: usize,
         captured: SystemTime,
+        commit: Duration,
     },
     /// A verdict was handed to the broker.
     VerdictPublished { captured: SystemTime },
@@ -105,8 +107,10 @@ impl Event<'_> {
                 decision,
                 findings,
                 captured,
+                commit,
             } => {
                 metrics::stage(Stage::Decided, captured);
+                metrics::commit(commit);
                 metrics::verdict(decision);
                 // Every verdict is stored and published; the log keeps it
                 // only at debug level (at 150 parts/s an info line each
@@ -169,6 +173,7 @@ mod tests {
             decision: Decision::Fail,
             findings: 1,
             captured,
+            commit: Duration::from_millis(3),
         }
         .emit();
         Event::VerdictPublished { captured }.emit();

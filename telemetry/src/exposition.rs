@@ -148,6 +148,16 @@ fn pipeline(out: &mut DescriptorEncoder) -> fmt::Result {
     })?;
     family(
         out,
+        "appliance_store_commit_seconds",
+        "Time to commit a verdict and its outbox rows to the store, waiting for its turn included.",
+        MetricType::Histogram,
+        |m| {
+            let (sum, count, buckets) = r.commit.snapshot();
+            m.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+        },
+    )?;
+    family(
+        out,
         "appliance_batch_size",
         "Frames per inference batch.",
         MetricType::Histogram,

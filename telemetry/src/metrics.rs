@@ -62,6 +62,11 @@ const SECONDS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.2, 2.0, 5.0, 10.0,
 ];
 const BATCH: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0];
+/// Seconds of a store commit: 0.5 ms (a local SQLite file) to 1 s (a
+/// shared PostgreSQL under load).
+const COMMIT: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
 
 /// Stages of a frame, each timed from its capture.
 #[derive(Debug, Clone, Copy)]
@@ -91,6 +96,8 @@ pub struct Info {
 pub(crate) struct Registry {
     pub(crate) stage: [Histogram; 4],
     pub(crate) batch: Histogram,
+    /// How long each verdict's commit took.
+    pub(crate) commit: Histogram,
     pub(crate) verdicts: [AtomicU64; 3],
     pub(crate) rejected: AtomicU64,
     /// Frames (and unreadable files) that reached the pipeline, by camera.
@@ -114,6 +121,7 @@ pub(crate) fn registry() -> &'static Registry {
             Histogram::new(SECONDS),
         ],
         batch: Histogram::new(BATCH),
+        commit: Histogram::new(COMMIT),
         verdicts: Default::default(),
         rejected: AtomicU64::new(0),
         frames: Default::default(),
@@ -134,6 +142,11 @@ pub(crate) fn stage(stage: Stage, captured: SystemTime) {
         .unwrap_or_default()
         .as_secs_f64();
     registry().stage[stage as usize].observe(s);
+}
+
+/// A verdict's commit took `took`.
+pub(crate) fn commit(took: Duration) {
+    registry().commit.observe(took.as_secs_f64());
 }
 
 /// A frame entered (+1) or left (-1) the engine's queue.

@@ -159,6 +159,19 @@ bind = "127.0.0.1:0"
         ));
         assert_eq!(inf, n, "+Inf bucket equals the count");
     }
+    // Every verdict's commit is timed, and a commit is a part of its
+    // frame's time to `decided`.
+    assert_eq!(
+        s.get("appliance_store_commit_seconds_count") as usize,
+        PARTS
+    );
+    assert_eq!(
+        s.get("appliance_store_commit_seconds_bucket{le=\"+Inf\"}"),
+        PARTS as f64
+    );
+    let commit_sum = s.get("appliance_store_commit_seconds_sum");
+    assert!(commit_sum > 0.0);
+    assert!(commit_sum <= s.get("appliance_stage_seconds_sum{stage=\"decided\"}"));
     // Later stages take at least as long as earlier ones.
     let mean = |stage: &str| {
         s.get(&format!("appliance_stage_seconds_sum{{stage=\"{stage}\"}}"))

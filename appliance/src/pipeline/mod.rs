@@ -309,6 +309,7 @@ impl Station {
             },
             context_loss: judged.judgement.context_loss,
         };
+        let committing = std::time::Instant::now();
         let view_of = self.commit(&cfg, &v, &standard, source).await?;
         Event::VerdictCommitted {
             id: &v.id,
@@ -316,6 +317,7 @@ impl Station {
             decision: v.decision,
             findings: v.findings.len(),
             captured: frame.captured_at,
+            commit: committing.elapsed(),
         }
         .emit();
         self.pass_on(&v, &frame, view_of);
