@@ -198,17 +198,23 @@ async fn fill_postgres(store: &Store, n: u64) -> anyhow::Result<()> {
 
 /// A fresh database for the benchmark on the server of `url`.
 async fn fresh_postgres(url: &str) -> anyhow::Result<String> {
+    fresh_database(url, PG_DATABASE).await
+}
+
+/// Database `name` made afresh (dropped first) on the PostgreSQL server of
+/// `url`; its URL. `name` is a benchmark's constant, never input.
+pub(crate) async fn fresh_database(url: &str, name: &str) -> anyhow::Result<String> {
     use sqlx::Connection;
     let mut admin = sqlx::PgConnection::connect(url).await?;
     for sql in [
-        format!("DROP DATABASE IF EXISTS {PG_DATABASE}"),
-        format!("CREATE DATABASE {PG_DATABASE}"),
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
     ] {
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
             .execute(&mut admin)
             .await?;
     }
-    with_database(url, PG_DATABASE)
+    with_database(url, name)
 }
 
 /// The benchmark database on the server of `url`, if it holds exactly

@@ -4,6 +4,7 @@
 
 pub mod batcher;
 pub mod bench;
+pub mod bench_plant;
 pub mod bench_review;
 pub mod cameras;
 pub mod commands;

@@ -56,6 +56,34 @@ enum Command {
         #[arg(long)]
         reuse: bool,
     },
+    /// The plant load test: station processes on the synthetic line sharing
+    /// one PostgreSQL and a private Mosquitto, with a plant server (JSON).
+    BenchPlant {
+        #[arg(long, default_value_t = 8)]
+        stations: usize,
+        /// Parts per second of each station's synthetic camera.
+        #[arg(long, default_value_t = 5.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+        /// A PostgreSQL server (the database appliance_bench_plant is made afresh).
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1/postgres")]
+        postgres: String,
+        #[arg(long, default_value = "models/reference")]
+        package: PathBuf,
+        #[arg(long, default_value = "config/demo/standards/housing.txt")]
+        standard: PathBuf,
+        #[arg(long, default_value = "fp32")]
+        precision: String,
+        /// Kill station s-0 (SIGKILL) this many seconds in, and start it again.
+        #[arg(long)]
+        kill_at: Option<u64>,
+        /// Restart the broker this many seconds in.
+        #[arg(long)]
+        broker_restart_at: Option<u64>,
+        #[arg(long, default_value = "target/bench-plant")]
+        dir: PathBuf,
+    },
     /// Reviewed verdicts as fine-tuning data (`toolchain.finetune --reviews DIR`).
     Export {
         #[arg(long)]
@@ -505,6 +533,33 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             postgres,
             reuse,
         } => bench_review(verdicts, rounds, dir, postgres, reuse),
+        Command::BenchPlant {
+            stations,
+            rate,
+            seconds,
+            postgres,
+            package,
+            standard,
+            precision,
+            kill_at,
+            broker_restart_at,
+            dir,
+        } => bench_plant(appliance::bench_plant::Plan {
+            stations,
+            rate,
+            seconds,
+            postgres,
+            package: package
+                .canonicalize()
+                .with_context(|| format!("--package {}", package.display()))?,
+            standard: standard
+                .canonicalize()
+                .with_context(|| format!("--standard {}", standard.display()))?,
+            precision,
+            kill_at,
+            broker_restart_at,
+            dir: std::path::absolute(&dir)?,
+        }),
         Command::Export { config, out, since } => export(config, out, since),
         Command::Token { action } => manage_token(action),
         Command::Config { action } => config(action),
@@ -558,6 +613,13 @@ fn bench_review(
         postgres.as_deref(),
         reuse,
     ))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `appliance bench-plant`: the plant load test.
+fn bench_plant(plan: appliance::bench_plant::Plan) -> anyhow::Result<std::process::ExitCode> {
+    let report = tokio::runtime::Runtime::new()?.block_on(appliance::bench_plant::run(plan))?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(std::process::ExitCode::SUCCESS)
 }
