@@ -45,6 +45,10 @@ pub struct Plan {
 #[derive(Debug, Serialize)]
 pub struct StationReport {
     pub station: String,
+    /// Verdicts decided within the timed window (from the moment every
+    /// station served to the end of the run, before stopping).
+    pub decided_in_window: u64,
+    /// Every verdict committed, the drain at the stop included.
     pub committed: u64,
     pub delivered: u64,
     /// Committed verdicts no subscriber heard.
@@ -62,8 +66,10 @@ pub struct StationReport {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub stations: Vec<StationReport>,
+    /// The timed window.
     pub seconds: f64,
-    pub committed_per_s: f64,
+    /// Verdicts decided within the window, per second, all stations.
+    pub decided_per_s: f64,
     pub lost: u64,
     pub plant_page_median_ms: Option<f64>,
     pub plant_page_p95_ms: Option<f64>,
@@ -352,16 +358,18 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
         stations.push(start(0)?);
         configs.push((file.clone(), sdir.clone(), http));
     }
-    let started = Instant::now();
+    let launched = Instant::now();
     wait_for_port(plant_http, Duration::from_secs(60))?;
     for (_, _, http) in &configs {
         wait_for_port(*http, Duration::from_secs(120))?;
     }
     events.push(format!(
-        "all {} stations serving after {:.1} s",
+        "all {} stations serving after {:.1} s; the window starts",
         plan.stations,
-        started.elapsed().as_secs_f64()
+        launched.elapsed().as_secs_f64()
     ));
+    let started = Instant::now();
+    let window_from = record::time::now();
 
     let mut restarts = vec![0u32; plan.stations];
     let mut page_ms = Vec::new();
@@ -413,6 +421,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let window_to = record::time::now();
 
     // Commit latency and CPU as each station saw them, before stopping.
     let mut commit = Vec::new();
@@ -465,10 +474,19 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
         .bind(&station)
         .fetch_one(store.pool())
         .await?;
+        let decided_in_window: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM verdicts WHERE station = $1 AND decided_at >= $2 AND decided_at < $3",
+        )
+        .bind(&station)
+        .bind(&window_from)
+        .bind(&window_to)
+        .fetch_one(store.pool())
+        .await?;
         let empty = HashSet::new();
         let ids = heard.ids.get(&station).unwrap_or(&empty);
         let lost = committed.iter().filter(|id| !ids.contains(*id)).count() as u64;
         reports.push(StationReport {
+            decided_in_window: decided_in_window as u64,
             committed: committed.len() as u64,
             delivered: ids.len() as u64,
             lost,
@@ -485,10 +503,10 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
     let pick = |q: f64| {
         (!page_ms.is_empty()).then(|| page_ms[((page_ms.len() - 1) as f64 * q).round() as usize])
     };
-    let committed: u64 = reports.iter().map(|r| r.committed).sum();
+    let decided: u64 = reports.iter().map(|r| r.decided_in_window).sum();
     Ok(Report {
         seconds,
-        committed_per_s: committed as f64 / seconds,
+        decided_per_s: decided as f64 / seconds,
         lost: reports.iter().map(|r| r.lost).sum(),
         plant_page_median_ms: pick(0.5),
         plant_page_p95_ms: pick(0.95),
