@@ -12,7 +12,6 @@
 //! restart is a restart and not a wipe).
 
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -170,18 +169,10 @@ fn wait_for_port(port: u16, within: Duration) -> anyhow::Result<()> {
 }
 
 fn get(port: u16, path: &str, token: &str) -> anyhow::Result<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        s,
+    let req = format!(
         "GET {path} HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out)?;
-    let out = String::from_utf8_lossy(&out).into_owned();
-    let status = out.get(9..12).context("no status line")?.parse()?;
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    Ok((status, body.to_string()))
+    );
+    crate::bench_review::request(port, &req).map(|(status, _, body)| (status, body))
 }
 
 /// The `q` quantile of a Prometheus histogram's text, in ms: the upper

@@ -248,7 +248,8 @@ fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
 /// The benchmark's own database on a PostgreSQL server (replaced each run).
 const PG_DATABASE: &str = "appliance_bench_review";
 
-fn request(port: u16, req: &str) -> anyhow::Result<(u16, String, String)> {
+/// Sends one raw HTTP/1.1 request to 127.0.0.1:`port`; status, head, body.
+pub(crate) fn request(port: u16, req: &str) -> anyhow::Result<(u16, String, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.write_all(req.as_bytes())?;
     let mut out = Vec::new();
