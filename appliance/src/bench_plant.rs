@@ -59,6 +59,10 @@ pub struct StationReport {
     pub commit_p99_ms: Option<f64>,
     /// CPU cores the station's process used on average (its last life).
     pub cpu_cores: f64,
+    /// Of those, the share of a core its inference engine was busy (one
+    /// ONNX Runtime thread each, so about the model's own CPU); the rest is
+    /// the station's work around the model.
+    pub engine_cores: f64,
     pub restarts: u32,
 }
 
@@ -173,6 +177,13 @@ fn get(port: u16, path: &str, token: &str) -> anyhow::Result<(u16, String)> {
         "GET {path} HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
     );
     crate::bench_review::request(port, &req).map(|(status, _, body)| (status, body))
+}
+
+/// A counter's value in a Prometheus text.
+fn counter(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// The `q` quantile of a Prometheus histogram's text, in ms: the upper
@@ -425,7 +436,9 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
             quantile_ms(&metrics, "appliance_store_commit_seconds", 0.5),
             quantile_ms(&metrics, "appliance_store_commit_seconds", 0.99),
         ));
-        cores.push(stations[i].cores());
+        let busy = counter(&metrics, "appliance_engine_busy_seconds_total").unwrap_or(0.0);
+        let lived = stations[i].started.elapsed().as_secs_f64().max(1e-9);
+        cores.push((stations[i].cores(), busy / lived));
     }
     let plant_cores = plant.cores();
     let broker_cores = broker.cores();
@@ -452,7 +465,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
 
     let heard = std::mem::take(&mut *heard.lock().expect("heard lock"));
     let mut reports = Vec::new();
-    for (i, (c, cpu)) in commit.into_iter().zip(cores).enumerate() {
+    for (i, (c, (cpu, engine))) in commit.into_iter().zip(cores).enumerate() {
         let station = format!("s-{i}");
         let committed: Vec<String> =
             sqlx::query_scalar("SELECT id FROM verdicts WHERE station = $1")
@@ -486,6 +499,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
             commit_p50_ms: c.0,
             commit_p99_ms: c.1,
             cpu_cores: cpu,
+            engine_cores: engine,
             restarts: restarts[i],
             station,
         });
@@ -518,5 +532,9 @@ mod tests {
         assert_eq!(super::quantile_ms(text, "x", 0.99), Some(10.0));
         assert_eq!(super::quantile_ms(text, "x", 0.1), Some(1.0));
         assert_eq!(super::quantile_ms("", "x", 0.5), None);
+        assert_eq!(
+            super::counter("# TYPE y counter\ny_total 2.5\n", "y_total"),
+            Some(2.5)
+        );
     }
 }
