@@ -17,7 +17,7 @@ use std::path::{Component, Path, PathBuf};
 pub use layer::ENV_PREFIX;
 pub use sections::*;
 pub use units::{ByteSize, Secret, TimeOfDay};
-pub use validate::Problem;
+pub use validate::{is_name, Problem};
 
 /// The commented built-in default configuration (also the bottom layer).
 pub const DEFAULT_TOML: &str = include_str!("../default.toml");

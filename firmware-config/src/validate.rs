@@ -42,7 +42,9 @@ impl Report {
     }
 }
 
-fn is_name(s: &str) -> bool {
+/// A name that may stand in an MQTT topic (station, camera, recipe):
+/// 1-64 letters, digits, `-`, `_`.
+pub fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars()

@@ -45,7 +45,9 @@ pub struct Station {
     pub backlog: i64,
 }
 
-async fn stations(web: &Web) -> Result<Vec<Station>, Refusal> {
+/// Every station the plant knows, by name: those its broker told of, and
+/// those with verdicts in the database.
+pub(crate) async fn known(web: &Web) -> Result<BTreeMap<String, StationSeen>, Refusal> {
     let Some(feed) = &web.fleet else {
         return Err(Refusal::NotFound(
             "this is a station; the fleet page is on the plant server".into(),
@@ -59,6 +61,11 @@ async fn stations(web: &Web) -> Result<Vec<Station>, Refusal> {
             ..StationSeen::default()
         });
     }
+    Ok(all)
+}
+
+async fn stations(web: &Web) -> Result<Vec<Station>, Refusal> {
+    let mut all = known(web).await?;
     let names: Vec<String> = all.keys().cloned().collect();
     let hour_ago = record::time::format(chrono::Utc::now() - chrono::Duration::hours(1));
     let figures = store::fleet::figures(&web.store, &names, &hour_ago)

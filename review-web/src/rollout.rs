@@ -133,19 +133,6 @@ async fn history(web: &Web) -> Result<Vec<Row>, Refusal> {
         .collect())
 }
 
-/// Every station the plant knows: from the broker and from the database.
-async fn stations(web: &Web) -> Result<Vec<String>, Refusal> {
-    let mut names: Vec<String> = web
-        .fleet
-        .as_ref()
-        .map(|f| f().into_iter().map(|s| s.station).collect())
-        .unwrap_or_default();
-    names.extend(store::reviews::stations(&web.store).await?);
-    names.sort();
-    names.dedup();
-    Ok(names)
-}
-
 pub(crate) async fn rollout_page(
     State(web): State<Web>,
     PageCaller(who): PageCaller,
@@ -156,7 +143,7 @@ pub(crate) async fn rollout_page(
     let admin = who.user.role >= Role::Admin;
     let csrf = who.csrf.as_deref().unwrap_or_default();
     let offers = desk.offers().await;
-    let stations = stations(&web).await?;
+    let stations: Vec<String> = crate::fleet::known(&web).await?.into_keys().collect();
     let rows = history(&web).await?;
     let pick_stations = html! {
         fieldset {

@@ -373,12 +373,8 @@ impl Station {
                 .to_string();
             let precision = match m.precision.as_deref() {
                 None => cfg.model.precision,
-                Some("fp32") => firmware_config::Precision::Fp32,
-                Some("int8") => firmware_config::Precision::Int8,
-                Some(other) => {
-                    return Err(ControlError::failed(format!(
-                        "model.precision `{other}`; allowed: fp32, int8"
-                    )))
+                Some(p) => {
+                    crate::rollout::precision(p).map_err(|e| ControlError::failed(e.to_string()))?
                 }
             };
             let already = match m.apply {

@@ -63,13 +63,23 @@ pub fn check(m: &ModelRollout) -> anyhow::Result<&str> {
         .context("model.files must list model.toml (its sha256 names the package)")
 }
 
-fn file_name_ok(name: &str) -> bool {
+/// A plain file or folder name: nothing that climbs out of its folder.
+pub(crate) fn file_name_ok(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
         && !name.starts_with('.')
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+/// The precision a rollout names (`fp32`, `int8`).
+pub(crate) fn precision(name: &str) -> anyhow::Result<firmware_config::Precision> {
+    match name {
+        "fp32" => Ok(firmware_config::Precision::Fp32),
+        "int8" => Ok(firmware_config::Precision::Int8),
+        other => anyhow::bail!("model.precision `{other}`; allowed: fp32, int8"),
+    }
 }
 
 /// Fetches every file of the package that is not already in place with the

@@ -14,6 +14,9 @@ use firmware_config::StationConfig;
 use futures_util::future::BoxFuture;
 use review_web::rollout::{Offer, Order};
 
+use super::file_name_ok;
+use firmware_config::is_name;
+
 /// Sends rollouts for the plant server's rollout room.
 pub struct Desk {
     store: store::Store,
@@ -55,30 +58,13 @@ impl Desk {
     }
 }
 
-/// A station name as topics allow it.
-fn station_ok(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// A plain file or folder name, nothing that climbs out of the folder.
-fn plain(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-}
-
 /// Every plain file of a package folder and its sha256.
 fn package_files(dir: &Path) -> anyhow::Result<BTreeMap<String, String>> {
     let mut files = BTreeMap::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !plain(&name) || !entry.path().is_file() {
+        if !file_name_ok(&name) || !entry.path().is_file() {
             continue;
         }
         files.insert(name, fusion::package::file_sha256(&entry.path())?);
@@ -123,7 +109,7 @@ impl review_web::rollout::Desk for Desk {
                 let mut offers: Vec<Offer> = entries
                     .filter_map(Result::ok)
                     .filter(|e| e.path().join("model.toml").is_file())
-                    .filter(|e| plain(&e.file_name().to_string_lossy()))
+                    .filter(|e| file_name_ok(&e.file_name().to_string_lossy()))
                     .map(|e| offer(&e.path()))
                     .collect();
                 offers.sort_by(|a, b| a.folder.cmp(&b.folder));
@@ -147,15 +133,16 @@ impl review_web::rollout::Desk for Desk {
     }
 
     fn file(&self, folder: &str, file: &str) -> Option<PathBuf> {
-        (plain(folder) && plain(file)).then(|| self.packages_dir.join(folder).join(file))
+        (file_name_ok(folder) && file_name_ok(file))
+            .then(|| self.packages_dir.join(folder).join(file))
     }
 }
 
 impl Desk {
     async fn send_order(&self, order: Order, by: &str) -> anyhow::Result<Vec<record::Rollout>> {
         anyhow::ensure!(!order.stations.is_empty(), "choose at least one station");
-        if let Some(bad) = order.stations.iter().find(|s| !station_ok(s)) {
-            anyhow::bail!("`{bad}` is not a station name (letters, digits, `-`, `_`)");
+        if let Some(bad) = order.stations.iter().find(|s| !is_name(s)) {
+            anyhow::bail!("`{bad}` is not a station name (1-64 letters, digits, `-`, `_`)");
         }
         anyhow::ensure!(
             order.package.is_some() || order.standard.is_some(),
@@ -164,12 +151,12 @@ impl Desk {
         let model = match &order.package {
             None => None,
             Some(folder) => {
-                anyhow::ensure!(plain(folder), "`{folder}` is not a package folder name");
+                anyhow::ensure!(
+                    file_name_ok(folder),
+                    "`{folder}` is not a package folder name"
+                );
                 if let Some(p) = &order.precision {
-                    anyhow::ensure!(
-                        p == "fp32" || p == "int8",
-                        "precision `{p}`; allowed: fp32, int8"
-                    );
+                    super::precision(p)?;
                 }
                 let dir = self.packages_dir.join(folder);
                 let (checked, files) = tokio::task::spawn_blocking(move || {
@@ -257,12 +244,12 @@ mod tests {
 
     #[test]
     fn names_that_climb_out_are_not_files() {
-        assert!(plain("vision_encoder.int8.onnx"));
-        assert!(!plain("../secrets"));
-        assert!(!plain(".hidden"));
-        assert!(!plain("a/b"));
-        assert!(station_ok("st-1_b"));
-        assert!(!station_ok("st/1"));
-        assert!(!station_ok("+"));
+        assert!(file_name_ok("vision_encoder.int8.onnx"));
+        assert!(!file_name_ok("../secrets"));
+        assert!(!file_name_ok(".hidden"));
+        assert!(!file_name_ok("a/b"));
+        assert!(is_name("st-1_b"));
+        assert!(!is_name("st/1"));
+        assert!(!is_name("+"));
     }
 }
