@@ -176,6 +176,7 @@ fn compute_ms_per_part(
                 image: &tensors[(round * batch + i) % tensors.len()],
                 standard,
                 mm_per_input_px: None,
+                known: None,
             })
             .collect();
         let t = Instant::now();
@@ -326,6 +327,7 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
             source: CameraSource::Synthetic {
                 seed: i as u64,
                 interval: Duration::from_secs(1),
+                replay: 0,
             },
         })
         .collect();

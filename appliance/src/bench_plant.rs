@@ -34,6 +34,11 @@ pub struct Plan {
     pub package: PathBuf,
     pub standard: PathBuf,
     pub precision: String,
+    /// Stations judge with the stand-in engine (`model.stand_in`).
+    pub stand_in: bool,
+    /// Each synthetic camera paints this many parts and replays them
+    /// (`replay` of its source; 0 paints every part).
+    pub replay: usize,
     /// Kill station 0 with SIGKILL this many seconds in, and start it again.
     pub kill_at: Option<u64>,
     /// Restart the broker this many seconds in.
@@ -68,6 +73,8 @@ pub struct StationReport {
 
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// What judged the parts: `model fp32`, `model int8` or `stand-in`.
+    pub engine: String,
     pub stations: Vec<StationReport>,
     /// The timed window.
     pub seconds: f64,
@@ -79,6 +86,12 @@ pub struct Report {
     pub plant_page_samples: usize,
     pub plant_cpu_cores: f64,
     pub broker_cpu_cores: f64,
+    /// The machine's `postgres` processes over the window (the server is
+    /// shared with whatever else uses it).
+    pub postgres_cpu_cores: f64,
+    /// Cores the whole machine kept busy over the window, of how many.
+    pub machine_busy_cores: f64,
+    pub machine_cores: f64,
     pub events: Vec<String>,
 }
 
@@ -100,6 +113,41 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     // SAFETY: sysconf has no preconditions.
     let per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     Some(ticks / per_s)
+}
+
+/// CPU seconds all `postgres` processes on this machine used so far (those
+/// still running).
+fn postgres_cpu_seconds() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .filter_map(cpu_seconds)
+        .sum()
+}
+
+/// CPU seconds this machine spent busy and in all, summed over its cores
+/// (`/proc/stat`; iowait counts as idle).
+fn machine_cpu_seconds() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let all: f64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    // SAFETY: sysconf has no preconditions.
+    let per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(((all - idle) / per_s, all / per_s))
 }
 
 /// A child process and when it started, for its CPU share.
@@ -214,7 +262,7 @@ fn quantile_ms(metrics: &str, name: &str, q: f64) -> Option<f64> {
 }
 
 fn station_toml(plan: &Plan, i: usize, mqtt: u16, db: &str, http: u16, dir: &Path) -> String {
-    let interval_ms = (1000.0 / plan.rate).round().max(1.0) as u64;
+    let interval_us = (1e6 / plan.rate).round().max(1.0) as u64;
     format!(
         r#"[station]
 site = "bench"
@@ -228,7 +276,8 @@ mm_per_px = 0.1
 [cameras.source]
 kind = "synthetic"
 seed = {i}
-interval = "{interval_ms}ms"
+interval = "{interval_us}us"
+replay = {replay}
 
 [[recipes]]
 name = "housing"
@@ -238,6 +287,7 @@ standard = "{standard}"
 package = "{package}"
 precision = "{precision}"
 intra_threads = 1
+stand_in = {stand_in}
 
 [mqtt]
 url = "mqtt://127.0.0.1:{mqtt}"
@@ -254,6 +304,8 @@ open_metrics = true
         standard = plan.standard.display(),
         package = plan.package.display(),
         precision = plan.precision,
+        stand_in = plan.stand_in,
+        replay = plan.replay,
         data = dir.join("data").display(),
     )
 }
@@ -365,13 +417,25 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
     for (_, _, http) in &configs {
         wait_for_port(*http, Duration::from_secs(120))?;
     }
+    // The window starts when every station's first verdict was heard (a
+    // camera that paints parts to replay starts a little after serving).
+    let first_heard = Instant::now() + Duration::from_secs(120);
+    while heard.lock().expect("heard lock").ids.len() < plan.stations {
+        anyhow::ensure!(
+            Instant::now() < first_heard,
+            "not every station published a verdict within 2 minutes of serving"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     events.push(format!(
-        "all {} stations serving after {:.1} s; the window starts",
+        "all {} stations publishing after {:.1} s; the window starts",
         plan.stations,
         launched.elapsed().as_secs_f64()
     ));
     let started = Instant::now();
     let window_from = record::time::now();
+    let postgres_from = postgres_cpu_seconds();
+    let machine_from = machine_cpu_seconds();
 
     let mut restarts = vec![0u32; plan.stations];
     let mut page_ms = Vec::new();
@@ -424,6 +488,11 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
     }
     let seconds = started.elapsed().as_secs_f64();
     let window_to = record::time::now();
+    let postgres_cores = (postgres_cpu_seconds() - postgres_from).max(0.0) / seconds;
+    let (machine_busy_cores, machine_cores) = match (machine_from, machine_cpu_seconds()) {
+        (Some((b0, a0)), Some((b1, a1))) => ((b1 - b0) / seconds, (a1 - a0) / seconds),
+        _ => (0.0, 0.0),
+    };
 
     // Commit latency and CPU as each station saw them, before stopping.
     let mut commit = Vec::new();
@@ -510,6 +579,11 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
     };
     let decided: u64 = reports.iter().map(|r| r.decided_in_window).sum();
     Ok(Report {
+        engine: if plan.stand_in {
+            "stand-in".into()
+        } else {
+            format!("model {}", plan.precision)
+        },
         seconds,
         decided_per_s: decided as f64 / seconds,
         lost: reports.iter().map(|r| r.lost).sum(),
@@ -518,6 +592,9 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
         plant_page_samples: page_ms.len(),
         plant_cpu_cores: plant_cores,
         broker_cpu_cores: broker_cores,
+        postgres_cpu_cores: postgres_cores,
+        machine_busy_cores,
+        machine_cores,
         stations: reports,
         events,
     })

@@ -141,11 +141,16 @@ impl Cameras {
                         }
                     })?
                 }
-                CameraSource::Synthetic { seed, interval } => {
+                CameraSource::Synthetic {
+                    seed,
+                    interval,
+                    replay,
+                } => {
                     let cam = SyntheticCamera {
                         camera_id: id.clone(),
                         seed: *seed,
                         interval: *interval,
+                        replay: *replay,
                         health: Some(health.clone()),
                     };
                     health.started();

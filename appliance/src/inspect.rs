@@ -123,6 +123,7 @@ pub fn judge_all(
                     }
                     .mm_per_input_px(mm_per_px, &spec),
                 ),
+                known: None,
             })
             .collect();
         let judgements = engine.judge_batch(&requests)?;

@@ -75,6 +75,16 @@ enum Command {
         standard: PathBuf,
         #[arg(long, default_value = "fp32")]
         precision: String,
+        /// Stations run the stand-in engine (model.stand_in: no graph, each
+        /// part judged from the defects drawn on it): a load test of the
+        /// shared services at rates this machine's model cannot reach.
+        #[arg(long)]
+        stand_in: bool,
+        /// Each station's camera paints this many parts once and replays
+        /// them, so painting does not take the CPU under test (0: paint
+        /// every part).
+        #[arg(long, default_value_t = 64)]
+        replay: usize,
         /// Kill station s-0 (SIGKILL) this many seconds in, and start it again.
         #[arg(long)]
         kill_at: Option<u64>,
@@ -541,6 +551,8 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             package,
             standard,
             precision,
+            stand_in,
+            replay,
             kill_at,
             broker_restart_at,
             dir,
@@ -556,6 +568,8 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 .canonicalize()
                 .with_context(|| format!("--standard {}", standard.display()))?,
             precision,
+            stand_in,
+            replay,
             kill_at,
             broker_restart_at,
             dir: std::path::absolute(&dir)?,

@@ -147,12 +147,7 @@ impl Shadow {
             .await
             .map_err(|_| ControlError::failed("the candidate's loader panicked"))?
             .map_err(|e| ControlError::failed(format!("candidate refused: {e:#}")))?;
-        let m = &engine.package.manifest;
-        let model = Arc::new(ModelRef {
-            name: m.name.clone(),
-            version: m.version.clone(),
-            sha256: engine.package.sha256.clone(),
-        });
+        let model = Arc::new(crate::worker::model_ref(&engine));
         if model.sha256 == running.model().sha256 && precision == running_precision {
             return Err(ControlError::conflict(format!(
                 "the candidate is the running model ({} {}, model.toml sha256 {}); nothing to compare",

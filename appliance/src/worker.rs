@@ -36,6 +36,9 @@ pub struct Job {
     /// The camera's calibration at the model's input (see
     /// [`fusion::Request::mm_per_input_px`]).
     pub mm_per_input_px: Option<f32>,
+    /// The defects drawn on a synthetic part, in the model's input, for
+    /// the stand-in engine.
+    pub known: Option<Vec<fusion::Known>>,
     queued_at: Instant,
     /// The frame's span (see the pipeline): the batch that judges the frame
     /// follows from it, so a frame's log lines and its batch's can be joined.
@@ -84,10 +87,41 @@ struct Pending {
     done: oneshot::Sender<()>,
 }
 
-fn model_ref(engine: &Engine) -> ModelRef {
+/// The defects drawn on a synthetic part as the model's input sees them:
+/// boxes relative to `crop`, those wholly outside it left out.
+fn known(drawn: &[synth::DrawnDefect], crop: Crop) -> Vec<fusion::Known> {
+    let (x, y) = (crop.x as f32, crop.y as f32);
+    let (w, h) = (crop.width.max(1) as f32, crop.height.max(1) as f32);
+    drawn
+        .iter()
+        .map(|d| {
+            let b = d.box_px.map(|v| v as f32);
+            fusion::Known {
+                defect: d.kind.word().to_string(),
+                box_norm: [
+                    (b[0] - x) / w,
+                    (b[1] - y) / h,
+                    (b[2] - x) / w,
+                    (b[3] - y) / h,
+                ],
+                size_mm: d.size_mm,
+            }
+        })
+        .filter(|k| k.box_norm[2] > 0.0 && k.box_norm[3] > 0.0)
+        .filter(|k| k.box_norm[0] < 1.0 && k.box_norm[1] < 1.0)
+        .collect()
+}
+
+/// The model a verdict names: the package's, or "stand-in for" it when the
+/// engine runs no graph, so no stored verdict passes for the model's.
+pub fn model_ref(engine: &Engine) -> ModelRef {
     let m = &engine.package.manifest;
     ModelRef {
-        name: m.name.clone(),
+        name: if engine.is_stand_in() {
+            format!("stand-in for {}", m.name)
+        } else {
+            m.name.clone()
+        },
         version: m.version.clone(),
         sha256: engine.package.sha256.clone(),
     }
@@ -148,7 +182,8 @@ impl EngineHandle {
                 .await
                 .map_err(|e| WorkerError::Preprocess(e.to_string()))?;
         let scale = mm_per_px.map(|mm| crop.mm_per_input_px(mm, &spec));
-        self.judge_tensor(tensor, standard, scale).await
+        let known = frame.truth.as_deref().map(|drawn| known(drawn, crop));
+        self.queue(tensor, standard, scale, known).await
     }
 
     /// Queues an already preprocessed frame and waits for its judgement.
@@ -158,12 +193,23 @@ impl EngineHandle {
         standard: Arc<Standard>,
         mm_per_input_px: Option<f32>,
     ) -> Result<Judged, WorkerError> {
+        self.queue(tensor, standard, mm_per_input_px, None).await
+    }
+
+    async fn queue(
+        &self,
+        tensor: Vec<f32>,
+        standard: Arc<Standard>,
+        mm_per_input_px: Option<f32>,
+        known: Option<Vec<fusion::Known>>,
+    ) -> Result<Judged, WorkerError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Job {
                 tensor,
                 standard,
                 mm_per_input_px,
+                known,
                 queued_at: Instant::now(),
                 span: tracing::Span::current(),
                 reply,
@@ -378,6 +424,7 @@ fn run(
                 image: &j.tensor,
                 standard: &j.standard,
                 mm_per_input_px: j.mm_per_input_px,
+                known: j.known.as_deref(),
             })
             .collect();
         let span = tracing::debug_span!("batch", frames = jobs.len());

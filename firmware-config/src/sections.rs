@@ -180,6 +180,10 @@ pub enum CameraSource {
         /// Time between parts.
         #[serde(default = "default_interval", with = "humantime_serde")]
         interval: Duration,
+        /// Paint this many parts once and replay them in a ring, each under
+        /// a new name (0: paint every part); for load tests.
+        #[serde(default)]
+        replay: usize,
     },
 }
 
@@ -249,6 +253,9 @@ pub struct ModelConfig {
     /// GPU index for the CUDA and TensorRT providers.
     pub device_id: u32,
     pub tensorrt: TensorrtConfig,
+    /// Load tests only: judge synthetic parts from the defects drawn on
+    /// them and run no graph (`fusion::stand_in`).
+    pub stand_in: bool,
 }
 
 /// TensorRT provider options (used only when `tensorrt` is listed and the

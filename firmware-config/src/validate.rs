@@ -195,13 +195,17 @@ fn check_cameras(c: &StationConfig, r: &mut Report) {
                 );
             }
         }
-        if let CameraSource::Synthetic { interval, .. } = &cam.source {
+        if let CameraSource::Synthetic {
+            interval, replay, ..
+        } = &cam.source
+        {
             if interval.is_zero() {
                 r.push(
                     format!("cameras[{i}].source.interval"),
                     "must be greater than 0",
                 );
             }
+            r.range(&format!("cameras[{i}].source.replay"), *replay, 0, 1000);
         }
     }
 }
@@ -277,6 +281,16 @@ fn check_model(c: &StationConfig, r: &mut Report) {
     r.range("model.intra_threads", c.model.intra_threads, 0, 256);
     r.range("model.inter_threads", c.model.inter_threads, 0, 256);
     r.range("model.review_threshold", c.model.review_threshold, 0.0, 1.0);
+    if c.model.stand_in {
+        for (i, cam) in c.cameras.iter().enumerate() {
+            if !matches!(cam.source, CameraSource::Synthetic { .. }) {
+                r.push(
+                    format!("cameras[{i}].source"),
+                    "model.stand_in judges only the synthetic line (its parts carry the defects drawn on them); use kind = \"synthetic\" or set model.stand_in = false",
+                );
+            }
+        }
+    }
     r.range("batching.max_batch", c.batching.max_batch, 1, 64);
     r.range(
         "batching.queue_capacity",

@@ -319,3 +319,39 @@ fn mqtt_protocol_sparkplug_ids_and_embedded_listen_are_checked() {
     assert_eq!(cfg.mqtt.protocol, firmware_config::MqttVersion::V5);
     assert_eq!(cfg.mqtt.sparkplug.unwrap().edge_node_id, "b");
 }
+
+#[test]
+fn the_stand_in_engine_is_refused_for_real_cameras_and_replay_is_bounded() {
+    let body = r#"
+[model]
+stand_in = true
+
+[[cameras]]
+id = "line"
+mm_per_px = 0.1
+source = { kind = "synthetic", replay = 64 }
+
+[[cameras]]
+id = "top"
+mm_per_px = 0.1
+source = { kind = "hot_folder", path = "a" }
+"#;
+    let (key, msg) = only_problem(body);
+    assert_eq!(key, "cameras[1].source");
+    assert!(
+        msg.contains("model.stand_in") && msg.contains("synthetic"),
+        "{msg}"
+    );
+    let body = r#"
+[model]
+stand_in = true
+
+[[cameras]]
+id = "line"
+mm_per_px = 0.1
+source = { kind = "synthetic", replay = 5000 }
+"#;
+    let (key, msg) = only_problem(body);
+    assert_eq!(key, "cameras[0].source.replay");
+    assert!(msg.contains("5000") && msg.contains("0 to 1000"), "{msg}");
+}

@@ -273,6 +273,7 @@ fn whole_engine(c: &mut Criterion) {
                         image,
                         standard: &standard,
                         mm_per_input_px: None,
+                        known: None,
                     })
                     .collect();
                 b.iter(|| engine.judge_batch(&requests).unwrap())

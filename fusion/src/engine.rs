@@ -113,6 +113,9 @@ pub struct EngineSettings {
     pub sessions: SessionSettings,
     pub review_threshold: f32,
     pub onnxruntime_library: std::path::PathBuf,
+    /// Run no graph: judge synthetic parts from the defects drawn on them
+    /// (see [`crate::stand_in`]); for load tests of the shared services.
+    pub stand_in: bool,
 }
 
 /// Everything derived from one standard version, computed once.
@@ -128,6 +131,7 @@ impl EngineSettings {
             },
             review_threshold: 0.6,
             onnxruntime_library: std::path::PathBuf::new(),
+            stand_in: false,
         }
     }
 }
@@ -162,6 +166,16 @@ impl CachedStandard {
             None => Some(n),
         }
     }
+
+    /// The decoder's clause number that a finding of grammar word `word`
+    /// may cite for written clause `written`, if any.
+    fn decoder_clause(&self, word: usize, written: u32) -> Option<u32> {
+        self.citable
+            .get(word)?
+            .iter()
+            .copied()
+            .find(|&n| self.clause(n) == Some(written))
+    }
 }
 
 /// One image to judge and the standard to judge it against.
@@ -178,6 +192,9 @@ pub struct Request<'a> {
     /// as the training images is shown to the model as 1.5 mm, so the model
     /// judges real millimetres.
     pub mm_per_input_px: Option<f32>,
+    /// The defects known to be on the part, for the stand-in (see
+    /// [`crate::stand_in`]); the model's graphs ignore it.
+    pub known: Option<&'a [crate::stand_in::Known]>,
 }
 
 /// How the decoder spent its steps on the last batch: the number of live
@@ -230,11 +247,8 @@ fn keep_rows(value: &DynValue, rows: &[usize]) -> Result<DynValue, EngineError> 
 /// Most recipes whose standards are kept prepared.
 const STANDARD_CACHE: usize = 32;
 
-/// All sessions of one model package, ready to judge.
-pub struct Engine {
-    pub package: ModelPackage,
-    tokenizer: Tokenizer,
-    grammar: Arc<Grammar>,
+/// The ONNX Runtime sessions of one model package.
+struct Graphs {
     vision: VisionEncoder,
     embed: Session,
     encoder: Session,
@@ -242,6 +256,15 @@ pub struct Engine {
     decoder_past: Session,
     /// The good-only anomaly graph, when the package has one.
     anomaly: Option<AnomalyGraph>,
+}
+
+/// All sessions of one model package, ready to judge.
+pub struct Engine {
+    pub package: ModelPackage,
+    tokenizer: Tokenizer,
+    grammar: Arc<Grammar>,
+    /// `None` for the stand-in (see [`crate::stand_in`]).
+    graphs: Option<Graphs>,
     /// Embeddings of every token the decoder can emit (and `<s>`), so decoding
     /// never runs the embedding graph.
     token_embeds: HashMap<u32, Vec<f32>>,
@@ -251,10 +274,9 @@ pub struct Engine {
     profile: DecodeProfile,
 }
 
-impl Engine {
-    /// Verifies the package, builds every session and precomputes the verdict
-    /// tokens' embeddings.
-    pub fn load(package: ModelPackage, settings: &EngineSettings) -> Result<Self, EngineError> {
+impl Graphs {
+    /// Builds every session of `package`.
+    fn load(package: &ModelPackage, settings: &EngineSettings) -> Result<Self, EngineError> {
         let want_gpu = settings
             .sessions
             .providers
@@ -262,12 +284,6 @@ impl Engine {
             .any(|p| *p != firmware_config::ExecutionProvider::Cpu);
         let env = runtime::environment(&settings.onnxruntime_library, want_gpu)?;
         let m = &package.manifest;
-        let tokenizer =
-            Tokenizer::from_file(package.tokenizer()).map_err(|e| EngineError::Tokenizer {
-                path: package.tokenizer().display().to_string(),
-                reason: e.to_string(),
-            })?;
-        let grammar = Grammar::new(&tokenizer, m)?;
         let s = &settings.sessions;
         let vision = VisionEncoder::load(
             env,
@@ -290,22 +306,47 @@ impl Engine {
             )),
             None => None,
         };
-        let mut engine = Self {
-            package,
-            tokenizer,
-            grammar: Arc::new(grammar),
+        Ok(Self {
             vision,
             embed,
             encoder,
             decoder,
             decoder_past,
             anomaly,
+        })
+    }
+}
+
+impl Engine {
+    /// Verifies the package, builds every session and precomputes the verdict
+    /// tokens' embeddings. With `settings.stand_in` it reads the package's
+    /// manifest and tokenizer only.
+    pub fn load(package: ModelPackage, settings: &EngineSettings) -> Result<Self, EngineError> {
+        let tokenizer =
+            Tokenizer::from_file(package.tokenizer()).map_err(|e| EngineError::Tokenizer {
+                path: package.tokenizer().display().to_string(),
+                reason: e.to_string(),
+            })?;
+        let grammar = Grammar::new(&tokenizer, &package.manifest)?;
+        let graphs = if settings.stand_in {
+            None
+        } else {
+            Some(Graphs::load(&package, settings)?)
+        };
+        let mut engine = Self {
+            package,
+            tokenizer,
+            grammar: Arc::new(grammar),
+            graphs,
             token_embeds: HashMap::new(),
             dim: 0,
             standards: RecipeCache::new(STANDARD_CACHE),
             review_threshold: settings.review_threshold,
             profile: DecodeProfile::default(),
         };
+        if engine.graphs.is_none() {
+            return Ok(engine);
+        }
         let g = &engine.grammar;
         let mut ids: Vec<u32> = vec![g.bos, g.eos, g.pass, g.fail, g.ok];
         ids.extend(&g.loc);
@@ -320,6 +361,11 @@ impl Engine {
                 .insert(*id, table[i * d..(i + 1) * d].to_vec());
         }
         Ok(engine)
+    }
+
+    /// True when this engine is the stand-in, which runs no graph.
+    pub fn is_stand_in(&self) -> bool {
+        self.graphs.is_none()
     }
 
     /// What the vision encoder expects.
@@ -349,9 +395,12 @@ impl Engine {
     }
 
     fn embed_ids(&mut self, ids: &[u32]) -> Result<(Vec<usize>, Vec<f32>), EngineError> {
+        let Some(graphs) = self.graphs.as_mut() else {
+            return Ok((vec![1, ids.len(), 0], Vec::new()));
+        };
         let input: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
         let t = Tensor::from_array(([1usize, ids.len()], input)).map_err(infer("embed_tokens"))?;
-        let mut out = self
+        let mut out = graphs
             .embed
             .run(ort::inputs!["input_ids" => t])
             .map_err(infer("embed_tokens"))?;
@@ -484,6 +533,7 @@ impl Engine {
                 image,
                 standard,
                 mm_per_input_px,
+                known: None,
             })
             .collect();
         self.judge_batch(&requests)
@@ -500,12 +550,15 @@ impl Engine {
             .iter()
             .map(|r| self.prepared(r.standard, r.mm_per_input_px))
             .collect::<Result<Vec<_>, _>>()?;
+        let Some(graphs) = self.graphs.as_mut() else {
+            return Ok(self.stand_in(requests, &prepared, started));
+        };
         let images: Vec<&[f32]> = requests.iter().map(|r| r.image).collect();
-        let features = self
+        let features = graphs
             .vision
             .encode(&images)
             .map_err(infer("vision_encoder"))?;
-        let anomalies = match &mut self.anomaly {
+        let anomalies = match &mut graphs.anomaly {
             Some(graph) => {
                 let i = &self.package.manifest.input;
                 let (w, h) = (i.width as usize, i.height as usize);
@@ -531,7 +584,7 @@ impl Engine {
                 .map_err(infer("encoder_model"))?;
             let m = TensorRef::from_array_view(([b, length], mask.as_slice()))
                 .map_err(infer("encoder_model"))?;
-            let mut out = self
+            let mut out = graphs
                 .encoder
                 .run(ort::inputs!["inputs_embeds" => x, "attention_mask" => m])
                 .map_err(infer("encoder_model"))?;
@@ -585,6 +638,38 @@ impl Engine {
             .collect())
     }
 
+    /// The stand-in's judgements (see [`crate::stand_in`]): the tokens a
+    /// perfect model would write for each request's known defects (none
+    /// when it has none), interpreted as the decoder's would be.
+    fn stand_in(
+        &self,
+        requests: &[Request],
+        prepared: &[Arc<CachedStandard>],
+        started: Instant,
+    ) -> Vec<Judgement> {
+        let mut judgements: Vec<Judgement> = requests
+            .iter()
+            .zip(prepared)
+            .map(|(r, p)| {
+                let emitted = crate::stand_in::tokens(
+                    &self.grammar,
+                    &p.readings,
+                    r.known.unwrap_or_default(),
+                    |word, clause| p.decoder_clause(word, clause),
+                );
+                let mut j = self.interpret(&emitted, r.standard, p, true);
+                j.readings = Arc::clone(&p.readings);
+                j
+            })
+            .collect();
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        for j in &mut judgements {
+            j.inference_ms = ms;
+            j.batch_size = requests.len();
+        }
+        judgements
+    }
+
     /// Greedy constrained decoding of the whole batch with the KV cache;
     /// a sequence leaves the batch the step its verdict is finished.
     fn decode(
@@ -596,6 +681,10 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let layers = self.package.manifest.decoder.layers;
         let dim = self.dim;
+        let graphs = self
+            .graphs
+            .as_mut()
+            .expect("decoding runs only with the model's graphs");
         let mut live: Vec<usize> = (0..sequences.len()).collect();
         let mut enc_kv: Vec<DynValue> = Vec::new();
         let mut dec_kv: Vec<DynValue> = Vec::new();
@@ -610,7 +699,7 @@ impl Engine {
             let m = TensorRef::from_array_view(([a, length], mask.as_slice()))
                 .map_err(infer("decoder"))?;
             let logits = if enc_kv.is_empty() {
-                let mut out = self
+                let mut out = graphs
                     .decoder
                     .run(ort::inputs![
                         "inputs_embeds" => x,
@@ -644,7 +733,7 @@ impl Engine {
                         ));
                     }
                 }
-                let mut out = self
+                let mut out = graphs
                     .decoder_past
                     .run(inputs)
                     .map_err(infer("decoder_with_past"))?;
@@ -747,6 +836,7 @@ impl Engine {
                         image: &grey,
                         standard,
                         mm_per_input_px: None,
+                        known: None,
                     };
                     n
                 ];

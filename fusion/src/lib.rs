@@ -14,6 +14,7 @@ pub mod engine;
 pub mod grammar;
 pub mod package;
 pub mod reading;
+pub mod stand_in;
 pub mod standard;
 
 pub use anomaly::Anomaly;
@@ -24,4 +25,5 @@ pub use engine::{
 };
 pub use package::{ModelPackage, PackageError, StandardForm};
 pub use reading::{Reading, Rule, Vocabulary};
+pub use stand_in::Known;
 pub use standard::{Clause, Standard};

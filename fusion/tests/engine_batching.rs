@@ -91,6 +91,7 @@ fn a_mixed_batch_judges_each_image_as_alone_and_retires_finished_sequences() {
             image: x,
             standard: s,
             mm_per_input_px: None,
+            known: None,
         })
         .collect();
     let together = engine.judge_batch(&requests).unwrap();

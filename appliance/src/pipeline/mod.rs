@@ -59,6 +59,7 @@ pub fn load_engine(cfg: &StationConfig) -> anyhow::Result<Engine> {
         },
         review_threshold: cfg.model.review_threshold as f32,
         onnxruntime_library: cfg.model.onnxruntime_library.clone(),
+        stand_in: cfg.model.stand_in,
     };
     Ok(Engine::load(package, &settings)?)
 }
