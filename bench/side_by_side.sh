@@ -19,7 +19,47 @@ OUT=bench/results
 mkdir -p "$OUT"
 
 scripts/setup.sh
-python3 -c "import paho.mqtt" 2>/dev/null || python3 -m pip install --quiet -r bench/requirements.txt
+
+# The baseline runs on the pinned packages only (paho-mqtt 1.x, say, has no
+# CallbackAPIVersion and the baseline would crash): checked, installed when
+# they differ, checked again.
+baseline_deps() {
+  python3 - <<'PY'
+import importlib.metadata as md, re, sys
+want = {}
+for f in ["bench/requirements.txt", "models/requirements.txt"]:
+    for line in open(f):
+        m = re.match(r"([A-Za-z0-9_.-]+)\s*(==|>=)\s*([0-9][\w.]*)\s*$", line.split("#")[0].strip())
+        if m:
+            want[m[1]] = (m[2], m[3])
+nums = lambda v: tuple(int(x) for x in re.findall(r"\d+", v)[:3])
+wrong, have = [], {}
+for name, (op, v) in sorted(want.items()):
+    try:
+        have[name] = md.version(name)
+    except md.PackageNotFoundError:
+        wrong.append(f"{name} missing (wanted {op}{v})")
+        continue
+    if (op == "==" and have[name] != v) or (op == ">=" and nums(have[name]) < nums(v)):
+        wrong.append(f"{name} {have[name]} (wanted {op}{v})")
+if wrong:
+    print("; ".join(wrong))
+    sys.exit(1)
+print(" ".join(f"{k}=={v}" for k, v in have.items()))
+PY
+}
+if ! baseline_deps >/dev/null; then
+  python3 -m pip install --quiet -r bench/requirements.txt -r models/requirements.txt
+fi
+if ! versions=$(baseline_deps); then
+  echo "side_by_side: the baseline's packages are not the pinned ones: $versions" >&2
+  exit 1
+fi
+echo "== baseline packages: $versions" >&2
+# The ratios move with the CPU's vector units: name the machine.
+cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|avx512f|avx512_vnni|avx_vnni|avx512_bf16|amx_tile)$' | tr '\n' ' ')
+echo "== machine: $cpu, $(nproc) cores; $flags" >&2
 cargo build --release --quiet -p appliance
 
 broker=127.0.0.1:1883
@@ -52,12 +92,14 @@ for p in $PRECISIONS; do
 done
 rm -rf "$frames_dir"
 
-python3 - "$OUT" "$REPEAT" $PRECISIONS <<'PY'
-import json, statistics, sys
-out, repeat, precisions = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+python3 - "$OUT" "$REPEAT" "$cpu" "$flags" "$versions" $PRECISIONS <<'PY'
+import json, os, statistics, sys
+out, repeat, cpu, flags, versions, precisions = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6:]
 def med(kind, p, key):
     return statistics.median(json.load(open(f"{out}/{kind}-{p}-{r}.json"))[key] for r in range(1, repeat + 1))
-summary = {}
+summary = {"machine": {"cpu": cpu, "cores": os.cpu_count(), "flags": flags.split()},
+           "baseline_packages": versions.split()}
+print(f"machine: {cpu}, {os.cpu_count()} cores; {flags}")
 for p in precisions:
     a = {k: med("appliance", p, k) for k in ["throughput_parts_per_s", "latency_p50_ms", "latency_p99_ms",
          "pipeline_ms_per_part", "compute_ms_per_part", "overhead_ratio", "cpu_cores_used", "rss_peak_mib", "mean_batch"]}

@@ -195,7 +195,8 @@ fn export(dir: &Path, frames: &[Vec<u8>], standard: &Standard) -> anyhow::Result
     Ok(())
 }
 
-/// Feeds one camera's share of the frames, paced if asked.
+/// Feeds one camera's share of the frames, paced if asked; returns how
+/// many it fed.
 #[allow(clippy::too_many_arguments)]
 fn feed(
     camera: String,
@@ -205,12 +206,12 @@ fn feed(
     until: Option<Instant>,
     interval: Option<Duration>,
     tx: mpsc::Sender<Arrival>,
-) {
+) -> u64 {
     let started = Instant::now();
     let mut seq = 0u64;
     loop {
         if count.is_some_and(|n| seq as usize >= n) || until.is_some_and(|u| Instant::now() >= u) {
-            return;
+            return seq;
         }
         if let Some(every) = interval {
             let due = started + every * seq as u32;
@@ -236,7 +237,7 @@ fn feed(
         };
         let origin = Origin::named(name);
         if tx.blocking_send(Arrival::Frame { frame, origin }).is_err() {
-            return;
+            return seq;
         }
         seq += 1;
     }
@@ -386,27 +387,36 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
     let mut samples = Vec::new();
     let mut sampler = tokio::time::interval(Duration::from_secs(1));
     let done = tokio::task::spawn_blocking(move || {
-        for f in feeders {
-            let _ = f.join();
-        }
+        feeders
+            .into_iter()
+            .map(|f| f.join().unwrap_or(0))
+            .sum::<u64>()
     });
     tokio::pin!(done);
-    loop {
+    let fed = loop {
         tokio::select! {
-            _ = &mut done => break,
+            fed = &mut done => break fed?,
             _ = sampler.tick() => samples.push(rss_mib().0),
         }
-    }
-    // Every frame sent: wait for every message to be acknowledged.
+    };
+    // Every frame fed: wait until each has its verdict (or error record)
+    // and every message is acknowledged, so the span ends at the last
+    // acknowledgement of the last frame and nothing is judged after it.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let (pending,): (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
-                .fetch_one(store.pool())
-                .await?;
-        if pending == 0 || Instant::now() > deadline {
+        let (settled, pending): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM verdicts) + (SELECT COUNT(*) FROM ingest_errors),
+                    (SELECT COUNT(*) FROM outbox WHERE published_at IS NULL)",
+        )
+        .fetch_one(store.pool())
+        .await?;
+        if settled as u64 >= fed && pending == 0 {
             break;
         }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{settled} of {fed} frames settled and {pending} messages unacknowledged 2 minutes after the last was fed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let wall = started.elapsed().as_secs_f64();

@@ -132,6 +132,7 @@ impl Cameras {
                         path: path.clone(),
                         poll: *poll,
                         settle: *settle,
+                        watch: true,
                         health: Some(health.clone()),
                     };
                     health.started();

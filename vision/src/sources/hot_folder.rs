@@ -1,9 +1,17 @@
 //! Hot folder: a vision PC (or a person) drops image files into a folder.
 //!
 //! Writers must not be read half-way: names starting with `.` or ending in
-//! `.tmp`, `.part`, `.partial` or `~` are ignored (write there, then rename),
-//! and any other file is only read once its size and modification time have
-//! stayed the same across two scans. A writer that pauses longer than a scan
+//! `.tmp`, `.part`, `.partial` or `~` are ignored (write there, then rename).
+//! A file renamed into place is complete, and inotify (`IN_MOVED_TO`) says
+//! so the moment it happens: it is taken at once. Any other file is only
+//! read once its size and modification time have stayed the same for a
+//! `poll` interval, across two scans. Scans run every `poll` whether or not
+//! inotify works: they are the fallback where it cannot be had (an
+//! exhausted watch limit) or sees nothing (a network share written from
+//! another machine). A frame's `captured_at` is the moment its file was
+//! detected (the rename, or the first scan that saw its final size and
+//! time), so the wait in the folder counts in the station's latency
+//! figures. A writer that pauses longer than a scan
 //! can still be caught half-way: a file that is empty or does not decode is
 //! only rejected once it has stayed unchanged for `settle` (if it grows in
 //! the meantime it is read again). Each file is delivered once; it is moved
@@ -53,6 +61,8 @@ pub struct HotFolder {
     /// How long a file that does not decode must stay unchanged before it is
     /// rejected (a slow writer may still be filling it).
     pub settle: Duration,
+    /// Take renamed files at once through inotify (scans still run).
+    pub watch: bool,
     /// Counts every file taken in, so the camera's own figures agree with
     /// the metrics.
     pub health: Option<std::sync::Arc<CameraHealth>>,
@@ -68,11 +78,22 @@ const STALE_TEMPORARY_SETTLES: u32 = 60;
 /// its verdict), and this is far beyond any queue's wait.
 const TAKE_AGAIN_AFTER: Duration = Duration::from_secs(300);
 
+/// A file's size and modification time, and since when it has had them.
+#[derive(Clone, Copy)]
+struct Seen {
+    stamp: Stamp,
+    since: Instant,
+    /// When it was first seen with this stamp: its `captured_at`.
+    detected: SystemTime,
+}
+
 /// What a scan remembers between scans.
 #[derive(Default)]
 struct Scan {
     /// Size and modification time at the last scan.
-    seen: HashMap<PathBuf, Stamp>,
+    seen: HashMap<PathBuf, Seen>,
+    /// Renamed into the folder (inotify), not yet taken, and when.
+    renamed: HashMap<PathBuf, SystemTime>,
     /// Delivered and not yet moved away, and when.
     delivered: HashMap<PathBuf, Instant>,
     /// Files that did not decode: their stamp then, and since when.
@@ -86,10 +107,20 @@ struct Scan {
 
 type Stamp = (u64, SystemTime);
 
+/// A file ready to be read.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Ready {
+    modified: SystemTime,
+    name: String,
+    path: PathBuf,
+    stamp: Stamp,
+    detected: SystemTime,
+}
+
 /// What the folder holds at one scan.
 struct Found {
-    /// Regular files unchanged since the last scan, oldest first.
-    ready: Vec<(SystemTime, String, PathBuf)>,
+    /// Regular files renamed in or unchanged for a poll, oldest first.
+    ready: Vec<Ready>,
     /// Entries never to be judged, with why.
     skipped: Vec<(String, PathBuf, String)>,
 }
@@ -99,6 +130,7 @@ impl HotFolder {
     /// Runs on the calling thread; spawn it on its own.
     pub fn run(self, tx: Sender<Arrival>, stop: Arc<AtomicBool>) -> std::io::Result<()> {
         fs::create_dir_all(&self.path)?;
+        let mut watcher = self.watch.then(|| self.watcher()).flatten();
         let mut scan = Scan::default();
         let budget = Budget::global();
         let mut seq = 0u64;
@@ -124,7 +156,14 @@ impl HotFolder {
                     return Ok(());
                 }
             }
-            for (_, name, path) in found.ready {
+            for Ready {
+                name,
+                path,
+                stamp,
+                detected,
+                ..
+            } in found.ready
+            {
                 let bytes = match fs::read(&path) {
                     Ok(b) => b,
                     Err(e) => {
@@ -134,10 +173,13 @@ impl HotFolder {
                 };
                 let decoded =
                     decode::decode_within(&bytes, &budget, || stop.load(Ordering::Relaxed));
-                let stamp = scan.seen[&path];
                 match &decoded {
                     Err(DecodeError::Stopped) => return Ok(()),
-                    Err(DecodeError::Empty | DecodeError::Corrupt { .. }) => {
+                    Err(
+                        DecodeError::Empty
+                        | DecodeError::UnknownFormat
+                        | DecodeError::Corrupt { .. },
+                    ) => {
                         let since = scan
                             .suspect
                             .entry(path.clone())
@@ -164,7 +206,7 @@ impl HotFolder {
                         frame: Frame {
                             camera_id: self.camera_id.clone(),
                             seq,
-                            captured_at: SystemTime::now(),
+                            captured_at: detected,
                             part_id: Path::new(&name)
                                 .file_stem()
                                 .map(|s| s.to_string_lossy().into_owned()),
@@ -192,9 +234,28 @@ impl HotFolder {
                     return Ok(());
                 }
             }
-            std::thread::sleep(self.poll);
+            match &mut watcher {
+                Some(w) => w.wait(self.poll, &self.path, &mut scan.renamed),
+                None => std::thread::sleep(self.poll),
+            }
         }
         Ok(())
+    }
+
+    /// An inotify watch on the folder for files renamed into it, or `None`
+    /// (said once) when the system will not give one: then scans alone
+    /// find files.
+    fn watcher(&self) -> Option<Watcher> {
+        match Watcher::new(&self.path) {
+            Ok(w) => {
+                tracing::debug!(camera = %self.camera_id, folder = %self.path.display(), "hot folder watched through inotify");
+                Some(w)
+            }
+            Err(e) => {
+                tracing::warn!(camera = %self.camera_id, folder = %self.path.display(), error = %e, poll_ms = self.poll.as_millis() as u64, "no inotify watch on the hot folder; finding files by scanning only");
+                None
+            }
+        }
     }
 
     /// One scan: which files are ready, and what will never be judged.
@@ -256,19 +317,101 @@ impl HotFolder {
                 tracing::warn!(camera = %self.camera_id, file = %path.display(), "still in the hot folder {} s after it was taken (its record could not be stored?); taking it again", TAKE_AGAIN_AFTER.as_secs());
                 scan.delivered.remove(&path);
             }
-            if let Some(prev) = scan.seen.insert(path.clone(), stamp) {
-                if prev == stamp {
-                    found.ready.push((stamp.1, name, path));
-                }
+            let now = (Instant::now(), SystemTime::now());
+            let seen = match scan.seen.get(&path) {
+                Some(s) if s.stamp == stamp => *s,
+                _ => Seen {
+                    stamp,
+                    since: now.0,
+                    detected: now.1,
+                },
+            };
+            scan.seen.insert(path.clone(), seen);
+            let renamed = scan.renamed.remove(&path);
+            if renamed.is_some() || seen.since.elapsed() >= self.poll {
+                found.ready.push(Ready {
+                    modified: stamp.1,
+                    name,
+                    path,
+                    stamp,
+                    detected: renamed.map_or(seen.detected, |at| at.min(seen.detected)),
+                });
             }
         }
         scan.seen.retain(|p, _| present.contains(p));
+        scan.renamed.retain(|p, _| present.contains(p));
         scan.delivered.retain(|p, _| present.contains(p));
         scan.suspect.retain(|p, _| present.contains(p));
         scan.temporary.retain(|p, _| present.contains(p));
         scan.reported.retain(|p| present.contains(p));
         found.ready.sort();
         Ok(found)
+    }
+}
+
+/// An inotify instance watching one folder for files renamed into it.
+struct Watcher {
+    inotify: inotify::Inotify,
+    buffer: Vec<u8>,
+}
+
+impl Watcher {
+    fn new(folder: &Path) -> std::io::Result<Self> {
+        let inotify = inotify::Inotify::init()?;
+        inotify.watches().add(
+            folder,
+            inotify::WatchMask::MOVED_TO | inotify::WatchMask::ONLYDIR,
+        )?;
+        Ok(Self {
+            inotify,
+            buffer: vec![0; 16 * 1024],
+        })
+    }
+
+    /// Waits up to `timeout` for files renamed into `folder`, noting each
+    /// with the moment it was heard of; returns at the first. An overflowed
+    /// queue loses names, not files: the next scans find them.
+    fn wait(
+        &mut self,
+        timeout: Duration,
+        folder: &Path,
+        renamed: &mut HashMap<PathBuf, SystemTime>,
+    ) {
+        use std::os::fd::AsRawFd;
+        let mut fd = libc::pollfd {
+            fd: self.inotify.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd, and its count.
+        let ready = unsafe { libc::poll(&mut fd, 1, ms) };
+        if ready <= 0 {
+            return;
+        }
+        let heard = SystemTime::now();
+        loop {
+            match self.inotify.read_events(&mut self.buffer) {
+                Ok(events) => {
+                    let mut any = false;
+                    for event in events {
+                        any = true;
+                        if let Some(name) = event.name {
+                            renamed.entry(folder.join(name)).or_insert(heard);
+                        }
+                    }
+                    if !any {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::warn!(folder = %folder.display(), error = %e, "reading the hot folder's inotify events");
+                    std::thread::sleep(timeout);
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -352,6 +495,7 @@ mod tests {
             path: dir.path().to_path_buf(),
             poll: Duration::from_millis(20),
             settle: Duration::from_millis(100),
+            watch: true,
             health: Some(CameraHealth::new("cam", None)),
         };
         let health = folder.health.clone().unwrap();
@@ -399,6 +543,7 @@ mod tests {
             path: dir.path().to_path_buf(),
             poll: Duration::from_millis(20),
             settle: Duration::from_millis(10),
+            watch: true,
             health: None,
         };
         let img = image::RgbImage::from_pixel(4, 4, image::Rgb([1, 2, 3]));
@@ -469,6 +614,7 @@ mod tests {
             path: dir.path().to_path_buf(),
             poll: Duration::from_millis(20),
             settle: Duration::from_millis(500),
+            watch: true,
             health: None,
         };
         let stop2 = stop.clone();
@@ -512,5 +658,94 @@ mod tests {
         handle.join().unwrap().unwrap();
         got.sort();
         assert_eq!(got, ["renamed", "slow"]);
+    }
+
+    /// Watches a folder that scans every `poll`; returns the sender's
+    /// receiver, the stop flag and the thread.
+    fn watching(
+        dir: &Path,
+        poll: Duration,
+        watch: bool,
+    ) -> (
+        tokio::sync::mpsc::Receiver<Arrival>,
+        Arc<AtomicBool>,
+        std::thread::JoinHandle<std::io::Result<()>>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let stop = Arc::new(AtomicBool::new(false));
+        let folder = HotFolder {
+            camera_id: "cam".into(),
+            path: dir.to_path_buf(),
+            poll,
+            settle: Duration::from_secs(30),
+            watch,
+            health: None,
+        };
+        let stop2 = stop.clone();
+        (rx, stop, std::thread::spawn(move || folder.run(tx, stop2)))
+    }
+
+    fn next_frame(
+        rx: &mut tokio::sync::mpsc::Receiver<Arrival>,
+        within: Duration,
+    ) -> Option<Frame> {
+        let until = Instant::now() + within;
+        while Instant::now() < until {
+            match rx.try_recv() {
+                Ok(Arrival::Frame { frame, .. }) => return Some(frame),
+                Ok(_) => panic!("not a frame"),
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn a_renamed_file_is_taken_at_once_and_one_written_in_place_after_a_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = image::RgbImage::from_pixel(8, 8, image::Rgb([9, 8, 7]));
+        img.save_with_format(dir.path().join(".a.png.part"), image::ImageFormat::Png)
+            .unwrap();
+        img.save_with_format(dir.path().join(".b.png.part"), image::ImageFormat::Png)
+            .unwrap();
+        // Scans every 2 s: found by scanning, a file is ready after 2 s at
+        // the earliest.
+        let poll = Duration::from_secs(2);
+        let (mut rx, stop, handle) = watching(dir.path(), poll, true);
+        std::thread::sleep(Duration::from_millis(300));
+
+        let renamed_at = SystemTime::now();
+        fs::rename(dir.path().join(".a.png.part"), dir.path().join("a.png")).unwrap();
+        let frame = next_frame(&mut rx, Duration::from_millis(1500))
+            .expect("a renamed file is taken well before a scan would find it ready");
+        let heard = SystemTime::now();
+        assert_eq!(frame.part_id.as_deref(), Some("a"));
+        // captured_at is when the rename was noticed, not when it was read.
+        assert!(frame.captured_at >= renamed_at && frame.captured_at <= heard);
+
+        // Written in place: the settle rule still holds.
+        let written_at = Instant::now();
+        img.save(dir.path().join("c.png")).unwrap();
+        let frame = next_frame(&mut rx, Duration::from_secs(10)).expect("found by scanning");
+        assert_eq!(frame.part_id.as_deref(), Some("c"));
+        assert!(
+            written_at.elapsed() >= poll,
+            "a file written in place was read before it stayed unchanged for a poll"
+        );
+        stop.store(true, Ordering::Relaxed);
+        handle.join().unwrap().unwrap();
+        fs::remove_file(dir.path().join("a.png")).unwrap();
+        fs::remove_file(dir.path().join("c.png")).unwrap();
+
+        // Without inotify, a renamed file waits for the scans.
+        let (mut rx, stop, handle) = watching(dir.path(), poll, false);
+        std::thread::sleep(Duration::from_millis(300));
+        let renamed = Instant::now();
+        fs::rename(dir.path().join(".b.png.part"), dir.path().join("b.png")).unwrap();
+        let frame = next_frame(&mut rx, Duration::from_secs(10)).expect("found by scanning");
+        assert_eq!(frame.part_id.as_deref(), Some("b"));
+        assert!(renamed.elapsed() >= poll);
+        stop.store(true, Ordering::Relaxed);
+        handle.join().unwrap().unwrap();
     }
 }
