@@ -94,8 +94,12 @@ ls /var/lib/appliance/data >/dev/null
 # installed standard reads with confidence.
 cd /tmp
 appliance standard check /etc/appliance/standards/default.txt >/dev/null
-appliance inspect /var/lib/appliance/incoming/processed/part-1.png \
-  --standard /etc/appliance/standards/default.txt 2>/dev/null | grep -q '"decision"'
+# Read whole before it is searched: `| grep -q` would stop reading at the
+# first match and the writer could die of SIGPIPE (exit 141 under pipefail).
+judged=$(appliance inspect /var/lib/appliance/incoming/processed/part-1.png \
+  --standard /etc/appliance/standards/default.txt 2>/dev/null)
+grep -q '"decision"' <<<"$judged" ||
+  { echo "check-deploy: the installed inspect printed no decision" >&2; exit 1; }
 # A picture cut short is refused by name, never judged; errors reach an
 # integrator as words, without a backtrace even when RUST_BACKTRACE is set.
 head -c 3000 /var/lib/appliance/incoming/processed/part-1.png > /tmp/cut.png
