@@ -67,6 +67,9 @@ pub struct ShadowFigures {
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub precision: String,
+    /// Inference workers and ONNX Runtime threads each (0: its default).
+    pub workers: usize,
+    pub intra_threads: usize,
     pub max_batch: usize,
     pub max_wait_ms: f64,
     pub cameras: usize,
@@ -151,15 +154,21 @@ fn median(mut v: Vec<f64>) -> f64 {
     percentile(&v, 0.5)
 }
 
-/// The model's own compute: judge `max_batch` images at a time, back to back.
+/// The model's own compute, in the station's engine structure: each of
+/// `model.workers` engines judges `max_batch` images at a time, back to
+/// back, all at once on their own threads; milliseconds per part is the
+/// median batch's time over the parts all workers judge in it.
 fn compute_ms_per_part(
     cfg: &StationConfig,
     frames: &[Vec<u8>],
     standard: &Standard,
     rounds: usize,
 ) -> anyhow::Result<f64> {
-    let mut engine = pipeline::load_engine(cfg)?;
-    let spec = engine.input_spec();
+    let workers = cfg.model.workers.max(1);
+    let mut engines = (0..workers)
+        .map(|_| pipeline::load_engine(cfg))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let spec = engines[0].input_spec();
     let batch = cfg.batching.max_batch.max(1);
     let tensors: Vec<Vec<f32>> = frames
         .iter()
@@ -168,22 +177,41 @@ fn compute_ms_per_part(
             preprocess::to_tensor(&img, Crop::full(&img), &spec)
         })
         .collect();
-    engine.warm_up(&[standard], batch)?;
-    let mut per_part = Vec::with_capacity(rounds);
-    for round in 0..rounds.max(1) {
-        let requests: Vec<Request> = (0..batch)
-            .map(|i| Request {
-                image: &tensors[(round * batch + i) % tensors.len()],
-                standard,
-                mm_per_input_px: None,
-                known: None,
+    for engine in &mut engines {
+        engine.warm_up(&[standard], batch)?;
+    }
+    let tensors = &tensors;
+    let times = std::thread::scope(|scope| {
+        let running: Vec<_> = engines
+            .iter_mut()
+            .enumerate()
+            .map(|(w, engine)| {
+                scope.spawn(move || -> anyhow::Result<Vec<f64>> {
+                    let mut ms = Vec::with_capacity(rounds);
+                    for round in 0..rounds.max(1) {
+                        let requests: Vec<Request> = (0..batch)
+                            .map(|i| Request {
+                                image: &tensors[(w * 7 + round * batch + i) % tensors.len()],
+                                standard,
+                                mm_per_input_px: None,
+                                known: None,
+                            })
+                            .collect();
+                        let t = Instant::now();
+                        engine.judge_batch(&requests)?;
+                        ms.push(t.elapsed().as_secs_f64() * 1e3);
+                    }
+                    Ok(ms)
+                })
             })
             .collect();
-        let t = Instant::now();
-        engine.judge_batch(&requests)?;
-        per_part.push(t.elapsed().as_secs_f64() * 1e3 / batch as f64);
-    }
-    Ok(median(per_part))
+        running
+            .into_iter()
+            .map(|t| t.join().expect("a compute thread panicked"))
+            .collect::<anyhow::Result<Vec<_>>>()
+    })?;
+    let all: Vec<f64> = times.into_iter().flatten().collect();
+    Ok(median(all) / (batch * workers) as f64)
 }
 
 fn export(dir: &Path, frames: &[Vec<u8>], standard: &Standard) -> anyhow::Result<()> {
@@ -486,6 +514,8 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
     let pipeline_ms = 1e3 / throughput;
     Ok(BenchReport {
         precision: format!("{:?}", cfg.model.precision).to_lowercase(),
+        workers: cfg.model.workers,
+        intra_threads: cfg.model.intra_threads,
         max_batch: cfg.batching.max_batch,
         max_wait_ms: cfg.batching.max_wait.as_secs_f64() * 1e3,
         cameras,

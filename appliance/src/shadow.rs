@@ -59,7 +59,7 @@ struct Candidate {
     started: Instant,
     /// Taken when it stops; compare tasks hold clones until they finish.
     engine: Mutex<Option<EngineHandle>>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    thread: Mutex<Option<worker::Workers>>,
     /// Frames in flight on the candidate; a frame finding none free is skipped.
     room: Arc<Semaphore>,
     places: u32,
@@ -157,7 +157,7 @@ impl Shadow {
         let places = (max_batch * 2) as u32;
         let (handle, thread) = worker::spawn_as(
             Role::Candidate,
-            engine,
+            vec![engine],
             Batcher::new(max_batch, max_wait),
             places as usize,
             tokio::runtime::Handle::current(),

@@ -1,16 +1,21 @@
-//! The engine's worker thread: ONNX Runtime never runs on the async runtime.
+//! The engine's worker threads: ONNX Runtime never runs on the async runtime.
 //!
 //! Frames are preprocessed on the blocking pool (so that work overlaps the
 //! model's), queued on a bounded channel, gathered into batches by the
-//! [`Batcher`] and judged on one dedicated thread that owns the engine; each
-//! frame gets its answer on its own oneshot channel.
+//! [`Batcher`] and judged on dedicated threads that each own an engine
+//! (`model.workers` of them, each with `model.intra_threads` ONNX Runtime
+//! threads); each frame gets its answer on its own oneshot channel. One
+//! worker at a time gathers a batch from the queue, so while one judges,
+//! the next gathers and then judges beside it: on a small CPU, several
+//! single-threaded workers keep every core on the model with less
+//! contention than one worker whose operators are split across threads.
 //!
-//! Model reload is safe by construction: the new engine is loaded, verified
-//! and warmed up beside the running one, then handed to the worker, which
-//! swaps it in between two batches. Frames already in a batch finish on the
-//! old model, every later batch runs on the new one; no frame is dropped or
-//! judged twice, and a package that fails to load leaves the running model
-//! untouched.
+//! Model reload is safe by construction: the new engines are loaded,
+//! verified and warmed up beside the running ones, then handed to the
+//! workers, each of which swaps its own in between two batches. Frames
+//! already in a batch finish on the old model, every later batch runs on
+//! the new one; no frame is dropped or judged twice, and a package that
+//! fails to load leaves the running model untouched.
 //!
 //! The same worker also runs a candidate model in shadow mode (see
 //! [`crate::shadow`]): [`Role::Candidate`] puts it on its own thread at a
@@ -144,6 +149,8 @@ pub const RECENT_BATCHES: usize = 200;
 
 struct Shared {
     role: Role,
+    /// The queue; the worker holding it gathers the next batch.
+    rx: tokio::sync::Mutex<mpsc::Receiver<Job>>,
     /// Frames judged and time spent judging them, for the candidate's cost.
     judged: AtomicU64,
     busy_us: AtomicU64,
@@ -151,8 +158,10 @@ struct Shared {
     recent: Mutex<std::collections::VecDeque<(u64, u64)>>,
     model: RwLock<Arc<ModelRef>>,
     spec: RwLock<InputSpec>,
-    pending: Mutex<Option<Pending>>,
-    wake: Notify,
+    /// A new engine for each worker, by worker.
+    pending: Mutex<Vec<Option<Pending>>>,
+    /// Wakes each worker for its swap.
+    wake: Vec<Notify>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
     max_batch: usize,
@@ -254,32 +263,48 @@ impl EngineHandle {
         standards: Vec<Arc<Standard>>,
     ) -> Result<Arc<ModelRef>, ReloadError>
     where
-        F: FnOnce() -> anyhow::Result<Engine> + Send + 'static,
+        F: Fn() -> anyhow::Result<Engine> + Send + 'static,
     {
         let _one_at_a_time = self.shared.reloading.lock().await;
         let max_batch = self.shared.max_batch;
-        let engine = tokio::task::spawn_blocking(move || {
-            let mut engine = load().map_err(ReloadError::Load)?;
+        let workers = self.shared.wake.len();
+        let engines = tokio::task::spawn_blocking(move || {
             let refs: Vec<&Standard> = standards.iter().map(|s| s.as_ref()).collect();
-            let took = engine
-                .warm_up(&refs, max_batch)
-                .map_err(ReloadError::WarmUp)?;
-            tracing::info!(model = %engine.package.manifest.name, version = %engine.package.manifest.version, warm_up_ms = took.as_millis() as u64, "new model loaded and warmed up");
-            Ok::<_, ReloadError>(engine)
+            (0..workers)
+                .map(|_| {
+                    let mut engine = load().map_err(ReloadError::Load)?;
+                    let took = engine
+                        .warm_up(&refs, max_batch)
+                        .map_err(ReloadError::WarmUp)?;
+                    tracing::info!(model = %engine.package.manifest.name, version = %engine.package.manifest.version, warm_up_ms = took.as_millis() as u64, "new model loaded and warmed up");
+                    Ok::<_, ReloadError>(engine)
+                })
+                .collect::<Result<Vec<_>, _>>()
         })
         .await
         .map_err(|e| ReloadError::Load(anyhow::anyhow!("model loader panicked: {e}")))?;
-        let engine = match engine {
+        let engines = match engines {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e, "model reload failed; the running model stays");
                 return Err(e);
             }
         };
-        let (done, swapped) = oneshot::channel();
-        *self.shared.pending.lock().expect("pending lock") = Some(Pending { engine, done });
-        self.shared.wake.notify_one();
-        swapped.await.map_err(|_| ReloadError::Stopped)?;
+        let mut swapped = Vec::with_capacity(workers);
+        {
+            let mut pending = self.shared.pending.lock().expect("pending lock");
+            for (slot, engine) in pending.iter_mut().zip(engines) {
+                let (done, rx) = oneshot::channel();
+                *slot = Some(Pending { engine, done });
+                swapped.push(rx);
+            }
+        }
+        for wake in &self.shared.wake {
+            wake.notify_one();
+        }
+        for rx in swapped {
+            rx.await.map_err(|_| ReloadError::Stopped)?;
+        }
         Ok(self.model())
     }
 }
@@ -310,53 +335,81 @@ impl Meter {
     }
 }
 
-/// Starts the worker thread of the running model; it ends when every handle
-/// is dropped and the queue is empty. `runtime` drives the batcher's timers.
-pub fn spawn(
-    engine: Engine,
-    batcher: Batcher,
-    capacity: usize,
-    runtime: tokio::runtime::Handle,
-) -> (EngineHandle, std::thread::JoinHandle<()>) {
-    spawn_as(Role::Running, engine, batcher, capacity, runtime)
+/// The worker threads, to wait for at the stop.
+pub struct Workers(Vec<std::thread::JoinHandle<()>>);
+
+impl Workers {
+    /// Waits for every worker; the first that panicked says so.
+    pub fn join(self) -> std::thread::Result<()> {
+        let mut first = Ok(());
+        for t in self.0 {
+            if let Err(e) = t.join() {
+                if first.is_ok() {
+                    first = Err(e);
+                }
+            }
+        }
+        first
+    }
 }
 
-/// Starts a worker thread for `role` (see [`spawn`]).
-pub fn spawn_as(
-    role: Role,
-    engine: Engine,
+/// Starts the worker threads of the running model, one per engine; they
+/// end when every handle is dropped and the queue is empty. `runtime`
+/// drives the batcher's timers.
+pub fn spawn(
+    engines: Vec<Engine>,
     batcher: Batcher,
     capacity: usize,
     runtime: tokio::runtime::Handle,
-) -> (EngineHandle, std::thread::JoinHandle<()>) {
+) -> (EngineHandle, Workers) {
+    spawn_as(Role::Running, engines, batcher, capacity, runtime)
+}
+
+/// Starts a worker thread per engine for `role` (see [`spawn`]).
+pub fn spawn_as(
+    role: Role,
+    engines: Vec<Engine>,
+    batcher: Batcher,
+    capacity: usize,
+    runtime: tokio::runtime::Handle,
+) -> (EngineHandle, Workers) {
+    assert!(!engines.is_empty(), "a worker needs an engine");
+    let engine = &engines[0];
     let (tx, rx) = mpsc::channel::<Job>(capacity.max(1));
     let shared = Arc::new(Shared {
         role,
+        rx: tokio::sync::Mutex::new(rx),
         judged: AtomicU64::new(0),
         busy_us: AtomicU64::new(0),
         recent: Mutex::new(std::collections::VecDeque::with_capacity(RECENT_BATCHES)),
-        model: RwLock::new(Arc::new(model_ref(&engine))),
+        model: RwLock::new(Arc::new(model_ref(engine))),
         spec: RwLock::new(engine.input_spec()),
-        pending: Mutex::new(None),
-        wake: Notify::new(),
+        pending: Mutex::new(engines.iter().map(|_| None).collect()),
+        wake: engines.iter().map(|_| Notify::new()).collect(),
         reloading: tokio::sync::Mutex::new(()),
         max_batch: batcher.max_batch,
     });
-    let worker = shared.clone();
     let name = match role {
         Role::Running => "inference",
         Role::Candidate => "shadow-inference",
     };
-    let thread = std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            if role == Role::Candidate {
-                lower_priority();
-            }
-            run(engine, batcher, rx, worker, runtime)
+    let threads = engines
+        .into_iter()
+        .enumerate()
+        .map(|(index, engine)| {
+            let (worker, batcher, runtime) = (shared.clone(), batcher, runtime.clone());
+            std::thread::Builder::new()
+                .name(format!("{name}-{index}"))
+                .spawn(move || {
+                    if role == Role::Candidate {
+                        lower_priority();
+                    }
+                    run(index, engine, batcher, worker, runtime)
+                })
+                .expect("spawning an inference thread")
         })
-        .expect("spawning the inference thread");
-    (EngineHandle { tx, shared }, thread)
+        .collect();
+    (EngineHandle { tx, shared }, Workers(threads))
 }
 
 /// Lowers the calling thread's CPU priority to nice 10 (threads it starts
@@ -373,50 +426,66 @@ pub fn lower_priority() {
     }
 }
 
-enum Wake {
-    Job(Job),
+enum Wake<'a> {
+    /// The first job of a batch, with the queue to gather the rest from.
+    Job(tokio::sync::MutexGuard<'a, mpsc::Receiver<Job>>, Job),
     Swap,
     Closed,
 }
 
 fn run(
+    index: usize,
     mut engine: Engine,
     batcher: Batcher,
-    mut rx: mpsc::Receiver<Job>,
     shared: Arc<Shared>,
     runtime: tokio::runtime::Handle,
 ) {
     let running = shared.role == Role::Running;
     let mut model = shared.model.read().expect("model lock").clone();
     loop {
+        // Waiting for the queue (another worker may be gathering from it)
+        // or for a job is given up for a swap; nothing is taken from the
+        // queue unless it completes.
         let wake = runtime.block_on(async {
             tokio::select! {
                 biased;
-                _ = shared.wake.notified() => Wake::Swap,
-                job = rx.recv() => job.map_or(Wake::Closed, Wake::Job),
+                _ = shared.wake[index].notified() => Wake::Swap,
+                (rx, job) = async {
+                    let mut rx = shared.rx.lock().await;
+                    let job = rx.recv().await;
+                    (rx, job)
+                } => match job {
+                    Some(job) => Wake::Job(rx, job),
+                    None => Wake::Closed,
+                },
             }
         });
         // A swap waits for the batch in hand to finish, never interrupts it.
-        if let Some(p) = shared.pending.lock().expect("pending lock").take() {
+        let swap = shared.pending.lock().expect("pending lock")[index].take();
+        if let Some(p) = swap {
             let old = std::mem::replace(&mut engine, p.engine);
             model = Arc::new(model_ref(&engine));
             *shared.model.write().expect("model lock") = model.clone();
             *shared.spec.write().expect("spec lock") = engine.input_spec();
-            telemetry::Event::ModelSwapped {
-                from: &old.package.manifest.version,
-                to: &model.version,
-                sha256: &model.sha256,
+            // Said once per reload, not once per worker.
+            if index == 0 {
+                telemetry::Event::ModelSwapped {
+                    from: &old.package.manifest.version,
+                    to: &model.version,
+                    sha256: &model.sha256,
+                }
+                .emit();
+                crate::faults::model_swapped();
             }
-            .emit();
-            crate::faults::model_swapped();
             let _ = p.done.send(());
         }
-        let first = match wake {
-            Wake::Job(job) => job,
+        let (mut rx, first) = match wake {
+            Wake::Job(rx, job) => (rx, job),
             Wake::Swap => continue,
             Wake::Closed => break,
         };
         let batch = runtime.block_on(batcher.fill(first, &mut rx));
+        drop(rx);
         let jobs = batch.items;
         let requests: Vec<Request> = jobs
             .iter()

@@ -60,7 +60,7 @@ async fn the_batch_follows_from_each_frame_it_judges() {
     let spec = engine.input_spec();
     // A long gather window, so that both frames share one batch.
     let (handle, thread) = worker::spawn(
-        engine,
+        vec![engine],
         Batcher::new(2, Duration::from_secs(5)),
         8,
         tokio::runtime::Handle::current(),

@@ -1,8 +1,8 @@
 //! Model reload under load, with the shipped reference model: while frames
-//! stream through the worker, a corrupt package is refused (the running model
-//! keeps judging) and a good one is swapped in; every frame is answered
-//! exactly once, each by exactly one model, and frames after the swap are
-//! judged by the new one.
+//! stream through two workers, a corrupt package is refused (the running
+//! model keeps judging) and a good one is swapped in on both; every frame is
+//! answered exactly once, each by exactly one model, and frames after the
+//! swap are judged by the new one.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,8 +63,9 @@ async fn reload_under_load_refuses_a_corrupt_package_and_swaps_a_good_one() {
 
     let engine = load(&repo().join("models/reference")).unwrap();
     let spec = engine.input_spec();
+    let second = load(&repo().join("models/reference")).unwrap();
     let (handle, thread) = worker::spawn(
-        engine,
+        vec![engine, second],
         Batcher::new(4, Duration::from_millis(5)),
         64,
         tokio::runtime::Handle::current(),

@@ -248,6 +248,8 @@ pub struct ModelConfig {
     pub precision: Precision,
     pub intra_threads: usize,
     pub inter_threads: usize,
+    /// Inference workers, each with its own copy of the model's sessions.
+    pub workers: usize,
     pub review_threshold: f64,
     pub onnxruntime_library: PathBuf,
     /// GPU index for the CUDA and TensorRT providers.

@@ -295,7 +295,7 @@ fn load_exactly(
     cfg: StationConfig,
     sha: String,
     what: &'static str,
-) -> impl FnOnce() -> anyhow::Result<fusion::Engine> + Send + 'static {
+) -> impl Fn() -> anyhow::Result<fusion::Engine> + Send + 'static {
     move || {
         let engine = load_engine(&cfg)?;
         anyhow::ensure!(

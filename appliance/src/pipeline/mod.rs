@@ -623,9 +623,9 @@ pub async fn serve(
         .with_min_free(cfg.storage.min_free.0)
         .with_station(&cfg.station.station);
     let standard = Arc::new(load_standard(&cfg, &cfg.station.recipe)?);
-    let engine = start_engine(&cfg, &standard).await?;
+    let engines = start_engines(&cfg, &standard).await?;
     let (handle, worker) = worker::spawn(
-        engine,
+        engines,
         Batcher::new(cfg.batching.max_batch, cfg.batching.max_wait),
         cfg.batching.queue_capacity,
         tokio::runtime::Handle::current(),
@@ -719,23 +719,32 @@ pub async fn serve(
     Ok(())
 }
 
-/// Loads and warms up the configured model for `standard`, off the async
-/// runtime, and warns of clauses it cannot read with confidence.
-async fn start_engine(cfg: &StationConfig, standard: &Arc<Standard>) -> anyhow::Result<Engine> {
+/// Loads and warms up the configured model for `standard`, once per
+/// worker (`model.workers`), off the async runtime, and warns of clauses it
+/// cannot read with confidence.
+async fn start_engines(
+    cfg: &StationConfig,
+    standard: &Arc<Standard>,
+) -> anyhow::Result<Vec<Engine>> {
     let (engine_cfg, warm_standard) = (cfg.clone(), standard.clone());
-    let engine = tokio::task::spawn_blocking(move || {
-        let mut engine = load_engine(&engine_cfg)?;
-        let took = engine.warm_up(&[&warm_standard], engine_cfg.batching.max_batch)?;
-        tracing::debug!(ms = took.as_millis() as u64, "model warmed up");
-        anyhow::Ok(engine)
+    let engines = tokio::task::spawn_blocking(move || {
+        (0..engine_cfg.model.workers.max(1))
+            .map(|_| {
+                let mut engine = load_engine(&engine_cfg)?;
+                let took = engine.warm_up(&[&warm_standard], engine_cfg.batching.max_batch)?;
+                tracing::debug!(ms = took.as_millis() as u64, "model warmed up");
+                anyhow::Ok(engine)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
     })
     .await
     .context("model loader panicked")??;
-    tracing::info!(model = %engine.package.manifest.name, version = %engine.package.manifest.version, recipe = %standard.recipe, clauses = standard.clauses.len(), "model loaded");
+    let engine = &engines[0];
+    tracing::info!(model = %engine.package.manifest.name, version = %engine.package.manifest.version, recipe = %standard.recipe, clauses = standard.clauses.len(), workers = engines.len(), "model loaded");
     for r in crate::standards::flagged(&standard.readings(&engine.vocabulary())) {
         tracing::warn!(recipe = %standard.recipe, clause = r.clause, reading = %r.describe(), doubt = r.doubt.as_deref().unwrap_or_default(), "clause not read with confidence; verdicts citing it go to REVIEW (see `appliance standard check`)");
     }
-    Ok(engine)
+    Ok(engines)
 }
 
 /// The verdict channel and, in Sparkplug B mode, the edge node, with what
@@ -948,7 +957,7 @@ struct Running {
     monitor: tokio::task::JoinHandle<()>,
     delivery: Delivery,
     http: Option<tokio::task::JoinHandle<()>>,
-    worker: std::thread::JoinHandle<()>,
+    worker: worker::Workers,
 }
 
 impl Running {
