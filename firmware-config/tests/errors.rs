@@ -322,36 +322,21 @@ fn mqtt_protocol_sparkplug_ids_and_embedded_listen_are_checked() {
 
 #[test]
 fn the_stand_in_engine_is_refused_for_real_cameras_and_replay_is_bounded() {
-    let body = r#"
-[model]
-stand_in = true
-
-[[cameras]]
-id = "line"
-mm_per_px = 0.1
-source = { kind = "synthetic", replay = 64 }
-
-[[cameras]]
-id = "top"
-mm_per_px = 0.1
-source = { kind = "hot_folder", path = "a" }
-"#;
-    let (key, msg) = only_problem(body);
+    // A stand-in station whose synthetic camera replays `replay` parts,
+    // followed by `more` cameras.
+    let station = |replay: u32, more: &str| {
+        format!(
+            "[model]\nstand_in = true\n\n[[cameras]]\nid = \"line\"\nmm_per_px = 0.1\nsource = {{ kind = \"synthetic\", replay = {replay} }}\n{more}"
+        )
+    };
+    let hot_folder = "[[cameras]]\nid = \"top\"\nmm_per_px = 0.1\nsource = { kind = \"hot_folder\", path = \"a\" }\n";
+    let (key, msg) = only_problem(&station(64, hot_folder));
     assert_eq!(key, "cameras[1].source");
     assert!(
         msg.contains("model.stand_in") && msg.contains("synthetic"),
         "{msg}"
     );
-    let body = r#"
-[model]
-stand_in = true
-
-[[cameras]]
-id = "line"
-mm_per_px = 0.1
-source = { kind = "synthetic", replay = 5000 }
-"#;
-    let (key, msg) = only_problem(body);
+    let (key, msg) = only_problem(&station(5000, ""));
     assert_eq!(key, "cameras[0].source.replay");
     assert!(msg.contains("5000") && msg.contains("0 to 1000"), "{msg}");
 }

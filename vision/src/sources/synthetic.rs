@@ -49,14 +49,15 @@ impl SyntheticCamera {
         let mut schedule = Instant::now();
         let mut due = 0u32;
         while !stop.load(Ordering::Relaxed) && !tx.is_closed() {
-            let part = match ring.is_empty() {
-                true => paint(&mut line),
-                false => ring[seq as usize % ring.len()].clone(),
-            };
             let name = format!("synth-{}-{seq:06}", self.seed);
-            let png = match ring.is_empty() {
-                true => part.png,
-                false => Arc::new(named(&part.png, &name)),
+            let part = if ring.is_empty() {
+                paint(&mut line)
+            } else {
+                let part = &ring[seq as usize % ring.len()];
+                Painted {
+                    png: Arc::new(named(&part.png, &name)),
+                    ..part.clone()
+                }
             };
             let frame = Frame {
                 camera_id: self.camera_id.clone(),
@@ -65,7 +66,7 @@ impl SyntheticCamera {
                 part_id: Some(name.clone()),
                 trigger_id: None,
                 image: part.image,
-                encoded: png,
+                encoded: part.png,
                 format: "png",
                 truth: Some(part.defects),
                 held: Default::default(),
