@@ -6,6 +6,12 @@
 #   bench/side_by_side.sh                 # FP32 and INT8, 3 repeats, 400 frames
 #   FRAMES=200 REPEAT=1 PRECISIONS=fp32 bench/side_by_side.sh
 #
+# Each repeat runs, per precision: the bench feeding the pipeline directly
+# at full and at half load, the station as deployed fed through hot folders
+# (files renamed in, results heard over MQTT) at full and at half load, and
+# the baseline. The environment passes through, so the engine structure can
+# be set there (APPLIANCE__MODEL__WORKERS=2 APPLIANCE__MODEL__INTRA_THREADS=1).
+#
 # Figures are medians over REPEAT runs. Results land in bench/results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +21,7 @@ CAMERAS=${CAMERAS:-4}
 REPEAT=${REPEAT:-3}
 PRECISIONS=${PRECISIONS:-"fp32 int8"}
 MAX_BATCH=${MAX_BATCH:-8}
+POLL_MS=${POLL_MS:-100}
 OUT=bench/results
 mkdir -p "$OUT"
 
@@ -84,6 +91,15 @@ for p in $PRECISIONS; do
     target/release/appliance bench --precision "$p" --frames "$FRAMES" --cameras "$CAMERAS" \
       --max-batch "$MAX_BATCH" --mqtt "mqtt://$broker" --rate "$rate" \
       >"$OUT/appliance-half-$p-$r.json" 2>"$OUT/appliance-half-$p-$r.log"
+    echo "== $p run $r: the station as deployed, fed through hot folders" >&2
+    target/release/appliance bench --precision "$p" --frames "$FRAMES" --cameras "$CAMERAS" \
+      --max-batch "$MAX_BATCH" --mqtt "mqtt://$broker" --hot-folder --poll-ms "$POLL_MS" \
+      >"$OUT/hot-folder-$p-$r.json" 2>"$OUT/hot-folder-$p-$r.log"
+    rate=$(python3 -c "import json; print(json.load(open('$OUT/hot-folder-$p-$r.json'))['throughput_parts_per_s'] / 2)")
+    echo "== $p run $r: hot folders at half load ($rate parts/s)" >&2
+    target/release/appliance bench --precision "$p" --frames "$FRAMES" --cameras "$CAMERAS" \
+      --max-batch "$MAX_BATCH" --mqtt "mqtt://$broker" --hot-folder --poll-ms "$POLL_MS" --rate "$rate" \
+      >"$OUT/hot-folder-half-$p-$r.json" 2>"$OUT/hot-folder-half-$p-$r.log"
     echo "== $p run $r: Python baseline" >&2
     python3 bench/baseline.py --precision "$p" --frames "$frames_dir/frames" \
       --standard "$frames_dir/standard.txt" --count "$FRAMES" --mqtt "$broker" \
@@ -104,10 +120,15 @@ for p in precisions:
     a = {k: med("appliance", p, k) for k in ["throughput_parts_per_s", "latency_p50_ms", "latency_p99_ms",
          "pipeline_ms_per_part", "compute_ms_per_part", "overhead_ratio", "cpu_cores_used", "rss_peak_mib", "mean_batch"]}
     h = {k: med("appliance-half", p, k) for k in ["throughput_parts_per_s", "latency_p50_ms", "latency_p99_ms"]}
+    hf = {k: med("hot-folder", p, k) for k in ["throughput_parts_per_s", "latency_p50_ms", "latency_p99_ms",
+          "cpu_cores_used", "rss_peak_mib"]}
+    hh = {k: med("hot-folder-half", p, k) for k in ["throughput_parts_per_s", "latency_p50_ms", "latency_p99_ms"]}
     b = {k: med("baseline", p, k) for k in ["throughput_parts_per_s", "latency_p50_ms", "latency_p99_ms", "cpu_cores_used", "rss_peak_mib"]}
     s = {
         "appliance_full_load": a, "appliance_half_load": h, "python_baseline": b,
+        "hot_folder_full_load": hf, "hot_folder_half_load": hh,
         "throughput_vs_baseline": a["throughput_parts_per_s"] / b["throughput_parts_per_s"],
+        "hot_folder_vs_baseline": hf["throughput_parts_per_s"] / b["throughput_parts_per_s"],
         "pipeline_vs_compute": a["overhead_ratio"],
         "half_load_p99_over_p50": h["latency_p99_ms"] / h["latency_p50_ms"],
     }
@@ -117,7 +138,11 @@ for p in precisions:
           f"mean batch {a['mean_batch']:.1f}, {a['cpu_cores_used']:.2f} cores, peak RSS {a['rss_peak_mib']:.0f} MiB")
     print(f"  baseline:  {b['throughput_parts_per_s']:.1f} parts/s, p50 {b['latency_p50_ms']:.1f} ms, p99 {b['latency_p99_ms']:.1f} ms, "
           f"{b['cpu_cores_used']:.2f} cores, peak RSS {b['rss_peak_mib']:.0f} MiB")
+    print(f"  hot folder: {hf['throughput_parts_per_s']:.1f} parts/s, {hf['cpu_cores_used']:.2f} cores; at half load "
+          f"({hh['throughput_parts_per_s']:.1f} parts/s) rename to result heard p50 {hh['latency_p50_ms']:.1f} ms, "
+          f"p99 {hh['latency_p99_ms']:.1f} ms   (goal: median < 50 ms)")
     print(f"  throughput ratio appliance/baseline: {s['throughput_vs_baseline']:.2f}x   (goal >= 3x)")
+    print(f"  throughput ratio hot-folder station/baseline: {s['hot_folder_vs_baseline']:.2f}x   (goal >= 3x)")
     print(f"  pipeline time per part / model compute: {s['pipeline_vs_compute']:.3f}   (goal <= 1.15)")
     print(f"  at half load ({h['throughput_parts_per_s']:.1f} parts/s): p99/p50 = {s['half_load_p99_over_p50']:.2f}   (goal <= 2)")
 json.dump(summary, open(f"{out}/summary.json", "w"), indent=2)

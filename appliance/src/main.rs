@@ -268,6 +268,14 @@ struct BenchArgs {
     /// run, to measure what it costs the line.
     #[arg(long)]
     shadow: Option<PathBuf>,
+    /// Run the station as deployed, with hot-folder cameras: the bench
+    /// renames PNG files into their folders and hears the results over
+    /// MQTT (latency from rename to result).
+    #[arg(long)]
+    hot_folder: bool,
+    /// The hot folders' scan interval (with --hot-folder).
+    #[arg(long, default_value_t = 100)]
+    poll_ms: u64,
 }
 
 #[derive(Subcommand)]
@@ -989,6 +997,8 @@ fn bench(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         compute_rounds,
         export,
         shadow,
+        hot_folder,
+        poll_ms,
     } = args;
     init_logging();
     let mut cfg = Loader::new(Some(&config)).load()?;
@@ -1022,6 +1032,13 @@ fn bench(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         compute_rounds,
         export,
         shadow,
+        feed: if hot_folder {
+            appliance::bench::Feed::HotFolder {
+                poll: std::time::Duration::from_millis(poll_ms),
+            }
+        } else {
+            appliance::bench::Feed::Direct
+        },
     };
     let report = tokio::runtime::Runtime::new()?.block_on(appliance::bench::run(cfg, opts))?;
     println!("{}", serde_json::to_string_pretty(&report)?);

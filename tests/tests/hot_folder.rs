@@ -357,3 +357,62 @@ async fn a_file_judged_before_a_power_cut_is_not_judged_again() {
     assert_eq!(judged, [("a".to_string(), 1), ("b".to_string(), 1)]);
     assert!(incoming.join("processed/a.png").exists());
 }
+
+/// The benchmark's two feeds on the reference model: straight into the
+/// pipeline, and through the station as deployed, its hot-folder cameras
+/// finding files the bench renames in. Every part fed is judged, published
+/// and (hot folder) heard by an MQTT subscriber; nothing is rejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_benchmark_judges_every_part_fed_directly_or_through_hot_folders() {
+    use appliance::bench::{BenchOptions, Feed};
+    let broker = Broker::start();
+    let mut cfg = firmware_config::Loader::new(Some(&repo().join("config/demo/station.toml")))
+        .load()
+        .unwrap();
+    cfg.mqtt.url = broker.url();
+    cfg.mqtt.broker = firmware_config::BrokerMode::External;
+    for (i, feed) in [
+        Feed::Direct,
+        Feed::HotFolder {
+            poll: Duration::from_millis(100),
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        cfg.station.station = format!("bench-test-{i}");
+        let opts = BenchOptions {
+            frames: 24,
+            cameras: 2,
+            rate: Some(16.0),
+            duration: None,
+            distinct: 6,
+            compute_rounds: 2,
+            export: None,
+            shadow: None,
+            feed,
+        };
+        let report = appliance::bench::run(cfg.clone(), opts).await.unwrap();
+        assert_eq!(report.frames, 24, "{feed}: every part judged and heard");
+        assert_eq!(report.feed, feed.to_string());
+        assert!(
+            0.0 < report.latency_p50_ms
+                && report.latency_p50_ms <= report.latency_p99_ms
+                && report.latency_p99_ms <= report.latency_max_ms,
+            "{feed}: {report:?}"
+        );
+        assert!(report.mean_batch >= 1.0 && report.compute_ms_per_part > 0.0);
+        assert_eq!(
+            report.latency_from.contains("rename"),
+            matches!(feed, Feed::HotFolder { .. })
+        );
+        // A renamed file waits in its folder less than its whole way.
+        if let Some(wait) = &report.folder_wait {
+            assert!(wait.p50_ms < report.latency_p50_ms, "{report:?}");
+        }
+        assert_eq!(
+            report.folder_wait.is_some(),
+            matches!(feed, Feed::HotFolder { .. })
+        );
+    }
+}

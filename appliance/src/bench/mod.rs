@@ -6,10 +6,16 @@
 //! them across cameras, judges them, commits verdict and outbox to SQLite and
 //! publishes to a real MQTT broker. Latency runs from a frame's arrival to the
 //! broker's acknowledgement of its last message; throughput is parts per
-//! second over the same span. Beside it, the model's own compute is measured:
+//! second over the same span. With the hot-folder feed the station runs as
+//! deployed instead: PNG files are renamed into the folders its own cameras
+//! watch, and latency runs from each rename to the result an MQTT
+//! subscriber hears. Parts start only once the station is online. Beside it, the model's own compute is measured:
 //! the four graphs back to back in a tight loop at the same batch size, on the
 //! same images, with nothing else running. Their ratio is the pipeline's
 //! overhead.
+
+pub mod feed;
+mod mqtt;
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -18,16 +24,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use firmware_config::{Camera, CameraSource, StationConfig};
+use firmware_config::{AfterJudged, Camera, CameraSource, StationConfig};
 use fusion::{Request, Standard};
 use serde::Serialize;
 use synth::SynthLine;
 use tokio::sync::{mpsc, watch};
 use vision::preprocess::{self, Crop};
-use vision::sources::{Arrival, Origin};
-use vision::Frame;
+use vision::sources::Arrival;
 
 use crate::pipeline;
+use feed::Pace;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -50,6 +56,26 @@ pub struct BenchOptions {
     /// model for the whole run (started over MQTT, `cmd/shadow`), to
     /// measure what the candidate costs the line.
     pub shadow: Option<PathBuf>,
+    pub feed: Feed,
+}
+
+/// How frames reach the station (see [`feed`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Feed {
+    /// Straight into the pipeline's queue, decoded by the bench's camera
+    /// threads.
+    Direct,
+    /// Renamed into hot folders the station's own cameras watch.
+    HotFolder { poll: Duration },
+}
+
+impl std::fmt::Display for Feed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Feed::Direct => f.write_str("direct"),
+            Feed::HotFolder { poll } => write!(f, "hot folder (poll {} ms)", poll.as_millis()),
+        }
+    }
 }
 
 /// What the candidate did in a shadow-mode run.
@@ -67,6 +93,10 @@ pub struct ShadowFigures {
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub precision: String,
+    /// How frames reached the station ([`Feed`]).
+    pub feed: String,
+    /// What a part's latency runs from and to.
+    pub latency_from: &'static str,
     /// Inference workers and ONNX Runtime threads each (0: its default).
     pub workers: usize,
     pub intra_threads: usize,
@@ -97,8 +127,17 @@ pub struct BenchReport {
     pub rss_peak_mib: f64,
     /// RSS sampled once a second during the run (MiB).
     pub rss_samples_mib: Vec<f64>,
+    /// Hot folder: from a file's rename to its detection (`captured_at`).
+    pub folder_wait: Option<FolderWait>,
     /// With `--shadow`: the candidate's figures.
     pub shadow: Option<ShadowFigures>,
+}
+
+/// How long renamed files waited in their folder before a camera took them.
+#[derive(Debug, Clone, Serialize)]
+pub struct FolderWait {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
 }
 
 /// Renders `distinct` synthetic parts as PNG bytes.
@@ -223,121 +262,81 @@ fn export(dir: &Path, frames: &[Vec<u8>], standard: &Standard) -> anyhow::Result
     Ok(())
 }
 
-/// Feeds one camera's share of the frames, paced if asked; returns how
-/// many it fed.
-#[allow(clippy::too_many_arguments)]
-fn feed(
-    camera: String,
-    frames: Arc<Vec<Vec<u8>>>,
-    offset: usize,
-    count: Option<usize>,
-    until: Option<Instant>,
-    interval: Option<Duration>,
-    tx: mpsc::Sender<Arrival>,
-) -> u64 {
-    let started = Instant::now();
-    let mut seq = 0u64;
-    loop {
-        if count.is_some_and(|n| seq as usize >= n) || until.is_some_and(|u| Instant::now() >= u) {
-            return seq;
-        }
-        if let Some(every) = interval {
-            let due = started + every * seq as u32;
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
-        }
-        let png = &frames[(offset + seq as usize) % frames.len()];
-        let captured_at = SystemTime::now();
-        let (image, format) = vision::decode::decode(png).expect("bench frames decode");
-        let name = format!("{camera}-{seq:07}");
-        let frame = Frame {
-            camera_id: camera.clone(),
-            seq,
-            captured_at,
-            part_id: Some(name.clone()),
-            trigger_id: None,
-            image: Arc::new(image),
-            encoded: Arc::new(png.clone()),
-            format,
-            truth: None,
-            held: Default::default(),
-        };
-        let origin = Origin::named(name);
-        if tx.blocking_send(Arrival::Frame { frame, origin }).is_err() {
-            return seq;
-        }
-        seq += 1;
-    }
-}
-
-/// Starts shadow mode on the bench's station as a plant system would:
-/// waits for the station's `online` status, sends `cmd/shadow` and waits
-/// for its reply (the candidate loads and warms up meanwhile).
-async fn start_shadow(cfg: &StationConfig, package: &Path) -> anyhow::Result<()> {
-    use delivery::link::{self, LinkEvent, Session};
-    let endpoint = link::Endpoint::from_config(cfg)?;
-    let endpoint = match cfg.mqtt.broker {
-        firmware_config::BrokerMode::Embedded => endpoint.local(cfg.mqtt.embedded_listen.port()),
-        firmware_config::BrokerMode::External => endpoint,
-    };
-    let topics = delivery::Topics::new(&cfg.mqtt.topic_prefix, &cfg.station.station);
-    let (client, mut events) = link::connect(
-        &endpoint,
-        Session {
-            client_id: format!("{}-shadow", cfg.station.station),
-            persistent: false,
-            will: None,
-            capacity: 16,
-            max_incoming: 1 << 20,
-        },
-    );
-    let status = topics.status();
-    client.subscribe(&status, rumqttc::QoS::AtLeastOnce).await?;
-    client
-        .subscribe(&topics.reply(), rumqttc::QoS::AtLeastOnce)
-        .await?;
-    let command = serde_json::json!({ "action": "start", "package": package }).to_string();
-    let answered = async {
-        let mut sent = false;
-        loop {
-            match events.poll().await {
-                Ok(LinkEvent::Message { topic, payload }) => {
-                    let v: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
-                    if topic == status && v["state"] == "online" && !sent {
-                        let shadow = topics.command("shadow");
-                        client
-                            .publish(
-                                &shadow,
-                                rumqttc::QoS::AtLeastOnce,
-                                false,
-                                command.clone().into_bytes(),
-                            )
-                            .await?;
-                        sent = true;
-                    } else if topic == topics.reply() && v["command"] == "shadow" {
-                        anyhow::ensure!(v["ok"] == true, "shadow mode refused: {}", v["error"]);
-                        tracing::info!(reply = %v["model"], "bench: shadow mode on");
-                        return Ok(());
-                    }
-                }
-                Ok(_) => {}
-                // Not up yet (the embedded broker starts with the station).
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    };
-    let started = tokio::time::timeout(Duration::from_secs(120), answered)
-        .await
-        .context("no answer to cmd/shadow within 120 s")?;
-    let _ = client.disconnect().await;
-    started
-}
-
 fn parse_time(s: &str) -> anyhow::Result<SystemTime> {
     Ok(chrono::DateTime::parse_from_rfc3339(s)
         .with_context(|| format!("timestamp {s:?}"))?
         .into())
+}
+
+/// The bench's cameras: synthetic ones (their frames are fed directly, so
+/// only their ids matter) or hot folders under `work`.
+fn cameras(feed: Feed, count: usize, work: &Path) -> anyhow::Result<Vec<Camera>> {
+    (1..=count.max(1))
+        .map(|i| {
+            let id = format!("cam-{i}");
+            let source = match feed {
+                Feed::Direct => CameraSource::Synthetic {
+                    seed: i as u64,
+                    interval: Duration::from_secs(1),
+                    replay: 0,
+                },
+                Feed::HotFolder { poll } => {
+                    let path = work.join("incoming").join(&id);
+                    std::fs::create_dir_all(&path)?;
+                    CameraSource::HotFolder {
+                        path,
+                        after: AfterJudged::Delete,
+                        poll,
+                        settle: Duration::from_secs(2),
+                    }
+                }
+            };
+            Ok(Camera {
+                id,
+                mm_per_px: 0.1,
+                roi: None,
+                rotate: 0,
+                flip: Default::default(),
+                source,
+            })
+        })
+        .collect()
+}
+
+/// Each part's latency (ms) and the span from the first part's start to
+/// the last one's end, from (start, end) pairs.
+fn latencies(pairs: &[(SystemTime, SystemTime)]) -> (Vec<f64>, Option<f64>) {
+    let mut ms: Vec<f64> = pairs
+        .iter()
+        .map(|(start, end)| end.duration_since(*start).unwrap_or_default().as_secs_f64() * 1e3)
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    let first = pairs.iter().map(|p| p.0).min();
+    let last = pairs.iter().map(|p| p.1).max();
+    let span = first
+        .zip(last)
+        .map(|(f, l)| l.duration_since(f).unwrap_or_default().as_secs_f64());
+    (ms, span)
+}
+
+/// Direct feed: from each frame's arrival at the pipeline to the broker's
+/// acknowledgement of its last message, as the station recorded them.
+async fn acknowledged(store: &store::Store) -> anyhow::Result<Vec<(SystemTime, SystemTime)>> {
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT v.captured_at, MAX(o.published_at)
+           FROM verdicts v JOIN outbox o ON o.verdict_id = v.id
+          GROUP BY v.id",
+    )
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|(captured, published)| {
+            let published = published
+                .as_deref()
+                .context("a verdict was never published")?;
+            Ok((parse_time(captured)?, parse_time(published)?))
+        })
+        .collect()
 }
 
 /// Runs the benchmark with `cfg` (its cameras are replaced by the bench's).
@@ -346,20 +345,7 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
     cfg.storage.database_url = format!("sqlite://{}", work.path().join("bench.db").display());
     cfg.storage.data_dir = work.path().join("data");
     cfg.http.bind = "127.0.0.1:0".parse().expect("literal address");
-    cfg.cameras = (1..=opts.cameras.max(1))
-        .map(|i| Camera {
-            id: format!("cam-{i}"),
-            mm_per_px: 0.1,
-            roi: None,
-            rotate: 0,
-            flip: Default::default(),
-            source: CameraSource::Synthetic {
-                seed: i as u64,
-                interval: Duration::from_secs(1),
-                replay: 0,
-            },
-        })
-        .collect();
+    cfg.cameras = cameras(opts.feed, opts.cameras, work.path())?;
     let standard = pipeline::load_standard(&cfg, &cfg.station.recipe)?;
     let frames = Arc::new(frame_set(opts.distinct, 2024));
     if let Some(dir) = &opts.export {
@@ -377,37 +363,72 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
     // database (SQLite in WAL mode allows it); opening it first also creates
     // the schema before the station starts.
     let store = store::Store::open(&cfg.storage.database_url, &cfg.storage.data_dir).await?;
-    let (tx, rx) = mpsc::channel::<Arrival>(cfg.batching.queue_capacity);
     let (shutdown_tx, shutdown) = watch::channel(false);
-    let station = tokio::spawn(pipeline::serve(
-        cfg.clone(),
-        rx,
-        crate::cameras::CameraLinks::none(),
-        shutdown,
-        Arc::new(AtomicBool::new(false)),
-        None,
-    ));
+    // Direct: the bench holds the queue the cameras would fill. Hot folder:
+    // the station runs as deployed, its cameras started from the config.
+    let (station, tx) = match opts.feed {
+        Feed::Direct => {
+            let (tx, rx) = mpsc::channel::<Arrival>(cfg.batching.queue_capacity);
+            let station = tokio::spawn(pipeline::serve(
+                cfg.clone(),
+                rx,
+                crate::cameras::CameraLinks::none(),
+                shutdown,
+                Arc::new(AtomicBool::new(false)),
+                None,
+            ));
+            (station, Some(tx))
+        }
+        Feed::HotFolder { .. } => (
+            tokio::spawn(pipeline::run(cfg.clone(), shutdown, None)),
+            None,
+        ),
+    };
+    // No part comes before the station has said it is online: its engines
+    // are loaded and warm, as on a line at the start of a shift.
+    let listener = mqtt::listen(&cfg).await?;
     if let Some(package) = &opts.shadow {
-        start_shadow(&cfg, package).await?;
+        mqtt::start_shadow(&cfg, package).await?;
     }
     let cameras = cfg.cameras.len();
-    let per_camera = opts.frames.div_ceil(cameras);
-    let until = opts.duration.map(|d| Instant::now() + d);
-    let interval = opts
-        .rate
-        .map(|r| Duration::from_secs_f64(cameras as f64 / r.max(1e-3)));
+    let pace = |_: usize| Pace {
+        count: opts
+            .duration
+            .is_none()
+            .then_some(opts.frames.div_ceil(cameras)),
+        until: opts.duration.map(|d| Instant::now() + d),
+        interval: opts
+            .rate
+            .map(|r| Duration::from_secs_f64(cameras as f64 / r.max(1e-3))),
+    };
     let before = telemetry::metrics::engine();
     let cpu0 = cpu_seconds();
     let (rss_start, _) = rss_mib();
     let started = Instant::now();
-    let feeders: Vec<_> = cfg
+    type Renamed = Vec<(String, SystemTime)>;
+    let feeders: Vec<std::thread::JoinHandle<anyhow::Result<(u64, Renamed)>>> = cfg
         .cameras
         .iter()
         .enumerate()
         .map(|(i, cam)| {
-            let (camera, frames, tx) = (cam.id.clone(), frames.clone(), tx.clone());
-            let count = until.is_none().then_some(per_camera);
-            std::thread::spawn(move || feed(camera, frames, i * 7, count, until, interval, tx))
+            let (camera, frames, pace) = (cam.id.clone(), frames.clone(), pace(i));
+            match (&cam.source, &tx) {
+                (CameraSource::HotFolder { path, .. }, _) => {
+                    let path = path.clone();
+                    std::thread::spawn(move || {
+                        let renamed = feed::hot_folder(camera, &path, frames, i * 7, pace)
+                            .with_context(|| format!("writing into {}", path.display()))?;
+                        Ok((renamed.len() as u64, renamed))
+                    })
+                }
+                (_, Some(tx)) => {
+                    let tx = tx.clone();
+                    std::thread::spawn(move || {
+                        Ok((feed::direct(camera, frames, i * 7, pace, tx), Vec::new()))
+                    })
+                }
+                (_, None) => unreachable!("the direct feed holds the queue"),
+            }
         })
         .collect();
     drop(tx);
@@ -417,19 +438,21 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
     let done = tokio::task::spawn_blocking(move || {
         feeders
             .into_iter()
-            .map(|f| f.join().unwrap_or(0))
-            .sum::<u64>()
+            .map(|f| f.join().expect("a feeder panicked"))
+            .collect::<anyhow::Result<Vec<_>>>()
     });
     tokio::pin!(done);
     let fed = loop {
         tokio::select! {
-            fed = &mut done => break fed?,
+            fed = &mut done => break fed??,
             _ = sampler.tick() => samples.push(rss_mib().0),
         }
     };
-    // Every frame fed: wait until each has its verdict (or error record)
-    // and every message is acknowledged, so the span ends at the last
-    // acknowledgement of the last frame and nothing is judged after it.
+    let renamed: Renamed = fed.iter().flat_map(|(_, r)| r.iter().cloned()).collect();
+    let fed: u64 = fed.iter().map(|(n, _)| n).sum();
+    // Every frame fed: wait until each has its verdict (or error record),
+    // every message is acknowledged and (hot folder) every result heard, so
+    // the span ends at the last of them and nothing is judged after it.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let (settled, pending): (i64, i64) = sqlx::query_as(
@@ -438,12 +461,14 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
         )
         .fetch_one(store.pool())
         .await?;
-        if settled as u64 >= fed && pending == 0 {
+        let heard = listener.heard.len();
+        if settled as u64 >= fed && pending == 0 && heard >= renamed.len() {
             break;
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "{settled} of {fed} frames settled and {pending} messages unacknowledged 2 minutes after the last was fed"
+            "{settled} of {fed} frames settled, {pending} messages unacknowledged and {heard} of {} results heard 2 minutes after the last was fed",
+            renamed.len()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -454,6 +479,8 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
     let mean_batch =
         (after.frames - before.frames) as f64 / (after.batches - before.batches).max(1) as f64;
     let engine_busy = (after.busy - before.busy).as_secs_f64() / wall;
+    let heard = listener.heard.take();
+    drop(listener);
     let _ = shutdown_tx.send(true);
     station.await??;
     let shadow = match &opts.shadow {
@@ -473,47 +500,64 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
         }
     };
 
-    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
-        "SELECT v.captured_at, MAX(o.published_at)
-           FROM verdicts v JOIN outbox o ON o.verdict_id = v.id
-          GROUP BY v.id",
-    )
-    .fetch_all(store.pool())
-    .await?;
-    let mut latencies = Vec::with_capacity(rows.len());
-    let mut first = None::<SystemTime>;
-    let mut last = None::<SystemTime>;
-    for (captured, published) in &rows {
-        let captured = parse_time(captured)?;
-        let published = parse_time(
-            published
-                .as_deref()
-                .context("a verdict was never published")?,
-        )?;
-        latencies.push(
-            published
-                .duration_since(captured)
-                .unwrap_or_default()
-                .as_secs_f64()
-                * 1e3,
-        );
-        first = Some(first.map_or(captured, |f| f.min(captured)));
-        last = Some(last.map_or(published, |l| l.max(published)));
-    }
     let (errors,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM ingest_errors")
         .fetch_one(store.pool())
         .await?;
     anyhow::ensure!(errors == 0, "{errors} frames were rejected during the run");
-    latencies.sort_by(f64::total_cmp);
-    let n = rows.len();
-    let span = match (first, last) {
-        (Some(f), Some(l)) => l.duration_since(f).unwrap_or_default().as_secs_f64(),
-        _ => wall,
+    let (pairs, latency_from) = match opts.feed {
+        Feed::Direct => (
+            acknowledged(&store).await?,
+            "arrival at the pipeline to the broker's acknowledgement",
+        ),
+        Feed::HotFolder { .. } => (
+            renamed
+                .iter()
+                .map(|(part, at)| {
+                    let heard = heard
+                        .get(part)
+                        .with_context(|| format!("no result heard for {part}"))?;
+                    Ok((*at, *heard))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
+            "the file's rename to its result heard by an MQTT subscriber",
+        ),
     };
-    let throughput = n as f64 / span.max(1e-9);
+    // Hot folder: how long each file lay in its folder before the camera
+    // took it (rename to `captured_at`, the moment of detection).
+    let folder_wait = match opts.feed {
+        Feed::Direct => None,
+        Feed::HotFolder { .. } => {
+            let detected: std::collections::HashMap<String, String> = sqlx::query_as(
+                "SELECT part_id, captured_at FROM verdicts WHERE part_id IS NOT NULL",
+            )
+            .fetch_all(store.pool())
+            .await?
+            .into_iter()
+            .collect();
+            let pairs = renamed
+                .iter()
+                .map(|(part, at)| {
+                    let captured = detected
+                        .get(part)
+                        .with_context(|| format!("no verdict stored for {part}"))?;
+                    Ok((*at, parse_time(captured)?))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let (ms, _) = latencies(&pairs);
+            Some(FolderWait {
+                p50_ms: percentile(&ms, 0.5),
+                p99_ms: percentile(&ms, 0.99),
+            })
+        }
+    };
+    let (latencies, span) = latencies(&pairs);
+    let n = pairs.len();
+    let throughput = n as f64 / span.unwrap_or(wall).max(1e-9);
     let pipeline_ms = 1e3 / throughput;
     Ok(BenchReport {
         precision: format!("{:?}", cfg.model.precision).to_lowercase(),
+        feed: opts.feed.to_string(),
+        latency_from,
         workers: cfg.model.workers,
         intra_threads: cfg.model.intra_threads,
         max_batch: cfg.batching.max_batch,
@@ -536,6 +580,7 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
         rss_end_mib: rss_end,
         rss_peak_mib: rss_peak,
         rss_samples_mib: samples,
+        folder_wait,
         shadow,
     })
 }
