@@ -27,11 +27,17 @@ mkdir -p "$OUT"
 
 scripts/setup.sh
 
-# The baseline runs on the pinned packages only (paho-mqtt 1.x, say, has no
-# CallbackAPIVersion and the baseline would crash): checked, installed when
-# they differ, checked again.
+# The baseline runs in its own virtual environment (bench/.venv) on the
+# pinned packages only, apart from the system's Python: the end-to-end tests'
+# pysparkplug wants paho-mqtt 1.x, with which the baseline would crash, and
+# each would keep reinstalling over the other. Checked, installed when they
+# differ, checked again.
+VENV=bench/.venv
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
 baseline_deps() {
-  python3 - <<'PY'
+  "$VENV/bin/python" - <<'PY'
 import importlib.metadata as md, re, sys
 want = {}
 for f in ["bench/requirements.txt", "models/requirements.txt"]:
@@ -56,7 +62,7 @@ print(" ".join(f"{k}=={v}" for k, v in have.items()))
 PY
 }
 if ! baseline_deps >/dev/null; then
-  python3 -m pip install --quiet -r bench/requirements.txt -r models/requirements.txt
+  "$VENV/bin/python" -m pip install --quiet -r bench/requirements.txt -r models/requirements.txt
 fi
 if ! versions=$(baseline_deps); then
   echo "side_by_side: the baseline's packages are not the pinned ones: $versions" >&2
@@ -101,7 +107,7 @@ for p in $PRECISIONS; do
       --max-batch "$MAX_BATCH" --mqtt "mqtt://$broker" --hot-folder --poll-ms "$POLL_MS" --rate "$rate" \
       >"$OUT/hot-folder-half-$p-$r.json" 2>"$OUT/hot-folder-half-$p-$r.log"
     echo "== $p run $r: Python baseline" >&2
-    python3 bench/baseline.py --precision "$p" --frames "$frames_dir/frames" \
+    "$VENV/bin/python" bench/baseline.py --precision "$p" --frames "$frames_dir/frames" \
       --standard "$frames_dir/standard.txt" --count "$FRAMES" --mqtt "$broker" \
       >"$OUT/baseline-$p-$r.json"
   done
