@@ -14,7 +14,7 @@
 //! same images, with nothing else running. Their ratio is the pipeline's
 //! overhead.
 
-pub mod feed;
+mod feed;
 mod mqtt;
 
 use std::io::Cursor;
@@ -59,7 +59,7 @@ pub struct BenchOptions {
     pub feed: Feed,
 }
 
-/// How frames reach the station (see [`feed`]).
+/// How frames reach the station (the feeders are in `bench/feed.rs`).
 #[derive(Debug, Clone, Copy)]
 pub enum Feed {
     /// Straight into the pipeline's queue, decoded by the bench's camera
@@ -391,7 +391,8 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
         mqtt::start_shadow(&cfg, package).await?;
     }
     let cameras = cfg.cameras.len();
-    let pace = |_: usize| Pace {
+    // Every camera's share, on one clock.
+    let pace = Pace {
         count: opts
             .duration
             .is_none()
@@ -411,7 +412,7 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
         .iter()
         .enumerate()
         .map(|(i, cam)| {
-            let (camera, frames, pace) = (cam.id.clone(), frames.clone(), pace(i));
+            let (camera, frames) = (cam.id.clone(), frames.clone());
             match (&cam.source, &tx) {
                 (CameraSource::HotFolder { path, .. }, _) => {
                     let path = path.clone();
