@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "models"))
 
-from toolchain import evaluate, quantize, vocab  # noqa: E402
+from toolchain import evaluate, fold_padding, quantize, vocab  # noqa: E402
 
 
 def appliance():
@@ -43,6 +43,96 @@ class VocabularyTest(unittest.TestCase):
         tok = vocab.build(["1. Scratches are acceptable."])
         with self.assertRaises(ValueError):
             vocab.target_ids(tok, "<fail> sprocket <loc_1><loc_2><loc_3><loc_4> <clause_1> </s>")
+
+
+def same_padded_conv_graph(pad_from_axis=2, mode="constant"):
+    """A graph as PyTorch exports TensorFlow-style SAME padding: the Pad's
+    amounts computed at run time from the input's shape, then a 3x3 stride-2
+    Conv, a ReLU and a constant-padded 3x3 stride-1 Conv."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    c = lambda name, v: numpy_helper.from_array(np.array(v, dtype=np.int64), name)  # noqa: E731
+    inits = [c("two", 2), c("one", 1), c("three", 3), c("zeros2", [0, 0]), c("ax0", [0]),
+             c("static_pads", [0, 0, 1, 1, 0, 0, 1, 1]),
+             numpy_helper.from_array(rng.normal(size=(8, 3, 3, 3)).astype(np.float32), "k1"),
+             numpy_helper.from_array(rng.normal(size=(4, 8, 3, 3)).astype(np.float32), "k2")]
+    nodes = [helper.make_node("Shape", ["x"], ["shape"])]
+    ends = {}
+    for axis, dim in ((2, "h"), (3, "w")):
+        nodes += [
+            helper.make_node("Gather", ["shape", f"i{dim}"], [dim]),
+            # total = (ceil(n / 2) - 1) * 2 + 3 - n; begin = total / 2; end = total - begin
+            helper.make_node("Add", [dim, "one"], [f"{dim}1"]),
+            helper.make_node("Div", [f"{dim}1", "two"], [f"{dim}c"]),
+            helper.make_node("Sub", [f"{dim}c", "one"], [f"{dim}c1"]),
+            helper.make_node("Mul", [f"{dim}c1", "two"], [f"{dim}m"]),
+            helper.make_node("Add", [f"{dim}m", "three"], [f"{dim}a"]),
+            helper.make_node("Sub", [f"{dim}a", dim], [f"{dim}t"]),
+            helper.make_node("Div", [f"{dim}t", "two"], [f"{dim}b"]),
+            helper.make_node("Sub", [f"{dim}t", f"{dim}b"], [f"{dim}e"]),
+            helper.make_node("Unsqueeze", [f"{dim}b", "ax0"], [f"{dim}b1"]),
+            helper.make_node("Unsqueeze", [f"{dim}e", "ax0"], [f"{dim}e1"]),
+        ]
+        inits.append(c(f"i{dim}", pad_from_axis if axis == 2 else axis))
+        ends[dim] = (f"{dim}b1", f"{dim}e1")
+    nodes += [
+        helper.make_node("Concat", ["zeros2", ends["h"][0], ends["w"][0], "zeros2", ends["h"][1], ends["w"][1]],
+                         ["pads"], axis=0),
+        helper.make_node("Pad", ["x", "pads"], ["xp"], mode=mode),
+        helper.make_node("Conv", ["xp", "k1"], ["y1"], kernel_shape=[3, 3], strides=[2, 2]),
+        helper.make_node("Relu", ["y1"], ["r1"]),
+        helper.make_node("Pad", ["r1", "static_pads"], ["rp"]),
+        helper.make_node("Conv", ["rp", "k2"], ["y"], kernel_shape=[3, 3]),
+    ]
+    graph = helper.make_graph(nodes, "same", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, "h", "w"])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+class FoldPaddingTest(unittest.TestCase):
+    def test_run_time_same_padding_becomes_the_convolutions_own_pads(self):
+        model = same_padded_conv_graph()
+        folded, n = fold_padding.fold(model, 32, 32)
+        self.assertEqual(n, 2)
+        ops = [node.op_type for node in folded.graph.node]
+        self.assertEqual(ops, ["Conv", "Relu", "Conv"], "the Pads and the shape arithmetic are gone")
+        pads = [next(list(a.ints) for a in node.attribute if a.name == "pads")
+                for node in folded.graph.node if node.op_type == "Conv"]
+        # SAME at stride 2 on an even size pads one pixel, after (bottom and right).
+        self.assertEqual(pads, [[0, 0, 1, 1], [1, 1, 1, 1]])
+        dims = [d.dim_value or d.dim_param for d in folded.graph.input[0].type.tensor_type.shape.dim]
+        self.assertEqual(dims, ["N", 3, 32, 32])
+        fold_padding.check_same(model, folded, 32, 32)
+
+    def test_a_graph_whose_outputs_would_change_is_refused(self):
+        model = same_padded_conv_graph()
+        folded, _ = fold_padding.fold(model, 32, 32)
+        conv = folded.graph.node[0]
+        for a in conv.attribute:
+            if a.name == "pads":
+                a.ints[:] = [1, 1, 0, 0]
+        with self.assertRaises(fold_padding.FoldError):
+            fold_padding.check_same(model, folded, 32, 32)
+
+    def test_padding_that_depends_on_the_batch_is_refused(self):
+        with self.assertRaisesRegex(fold_padding.FoldError, "batch size"):
+            fold_padding.fold(same_padded_conv_graph(pad_from_axis=0), 32, 32)
+
+    def test_reflect_padding_is_left_alone(self):
+        model = same_padded_conv_graph(mode="reflect")
+        folded, n = fold_padding.fold(model, 32, 32)
+        self.assertEqual(n, 1, "only the zero Pad is folded")
+        self.assertEqual([node.op_type for node in folded.graph.node].count("Pad"), 1)
+
+    def test_the_reference_encoders_have_no_run_time_padding(self):
+        import onnx
+
+        for name in ["vision_encoder.onnx", "vision_encoder.int8.onnx"]:
+            ops = {node.op_type for node in onnx.load(str(ROOT / "models" / "reference" / name)).graph.node}
+            self.assertNotIn("Pad", ops, name)
 
 
 class TinyRunTest(unittest.TestCase):

@@ -41,7 +41,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from . import backbone, realdata
+from . import backbone, fold_padding, realdata
 from .evaluate import iou, pixel_values
 from .export import sha256
 
@@ -227,6 +227,7 @@ def export(model, out, size):
                       dynamic_axes={"pixel_values": {0: "batch"}, "anomaly_map": {0: "batch"},
                                     "anomaly_score": {0: "batch"}},
                       opset_version=17, dynamo=False)
+    fold_padding.fold_file(out / GRAPH, h, w)
 
 
 def write_manifest(base_text, out, threshold, grid, provenance, figures):

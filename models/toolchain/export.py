@@ -17,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from . import data, train, vocab
+from . import data, fold_padding, train, vocab
 from .model import Config, InspectionModel
 
 OPSET = 17
@@ -89,6 +89,9 @@ def export_graphs(model, cfg, out):
     torch.onnx.export(model.vision, (pix,), out / "vision_encoder.onnx",
                       input_names=["pixel_values"], output_names=["image_features"],
                       dynamic_axes={"pixel_values": {0: "batch"}, "image_features": {0: "batch"}}, **kw)
+    # The backbone's TensorFlow-style padding, computed at run time in the
+    # export, becomes constant Conv pads at the package's input size.
+    fold_padding.fold_file(out / "vision_encoder.onnx", cfg.image_size, cfg.image_size)
     ids = torch.randint(0, 50, (B, T))
     torch.onnx.export(model.embed, (ids,), out / "embed_tokens.onnx",
                       input_names=["input_ids"], output_names=["inputs_embeds"],
