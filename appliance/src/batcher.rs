@@ -3,6 +3,13 @@
 //! engine as soon as it holds `max_batch` frames or its oldest frame has
 //! waited `max_wait` since it was queued. Frames that queued up while the
 //! engine was busy go out at once, up to `max_batch`, without further wait.
+//!
+//! With several inference workers one rule comes first: a worker never waits
+//! for its batch to fill while another worker is idle, and takes only its
+//! share of what is queued, leaving the rest to the idle ones. Four cameras
+//! that deliver together onto two idle workers are judged two and two at
+//! once, not four on one worker after `max_wait`; under load every worker is
+//! busy, the queue is long, and batches fill to `max_batch` as before.
 
 use std::time::Duration;
 
@@ -24,6 +31,9 @@ pub enum Release {
     Waited,
     /// The queue closed; this is what was left.
     Closed,
+    /// Another worker was idle: this worker took its share of the queue
+    /// and left the rest to it.
+    Shared,
 }
 
 /// A batch and why it went.
@@ -56,6 +66,18 @@ impl Batcher {
 
     /// Completes a batch that starts with `first`.
     pub async fn fill<T: Queued>(&self, first: T, rx: &mut mpsc::Receiver<T>) -> Batch<T> {
+        self.fill_sharing(first, rx, || 0).await
+    }
+
+    /// Completes a batch that starts with `first`, for one of several
+    /// workers: `idle_others` says how many other workers wait for work
+    /// right now (see the module's doc).
+    pub async fn fill_sharing<T: Queued>(
+        &self,
+        first: T,
+        rx: &mut mpsc::Receiver<T>,
+        idle_others: impl Fn() -> usize,
+    ) -> Batch<T> {
         let deadline = first.queued_at() + self.max_wait;
         let mut items = vec![first];
         loop {
@@ -64,6 +86,34 @@ impl Batcher {
                     items,
                     release: Release::Full,
                 };
+            }
+            let idle = idle_others();
+            if idle > 0 {
+                // Another worker waits: take this one's share of what is
+                // queued (rounded up) and go, without waiting for more.
+                let share = (items.len() + rx.len()).div_ceil(idle + 1);
+                if items.len() >= share {
+                    return Batch {
+                        items,
+                        release: Release::Shared,
+                    };
+                }
+                match rx.try_recv() {
+                    Ok(item) => items.push(item),
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        return Batch {
+                            items,
+                            release: Release::Shared,
+                        }
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        return Batch {
+                            items,
+                            release: Release::Closed,
+                        }
+                    }
+                }
+                continue;
             }
             tokio::select! {
                 // Frames already queued join before the deadline is looked at.
@@ -161,5 +211,61 @@ mod tests {
         let b = batcher.next(&mut rx).await.unwrap();
         assert_eq!((ids(&b), b.release), (vec![7], Release::Closed));
         assert!(batcher.next(&mut rx).await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_another_worker_idle_a_worker_takes_its_share_and_goes_at_once() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let batcher = Batcher::new(8, Duration::from_millis(20));
+        let t0 = Instant::now();
+        // Four cameras deliver together; two workers are free.
+        for i in 0..4 {
+            tx.send(Item(i, t0)).await.unwrap();
+        }
+        let first = rx.recv().await.unwrap();
+        let a = batcher.fill_sharing(first, &mut rx, || 1).await;
+        assert_eq!((ids(&a), a.release), (vec![0, 1], Release::Shared));
+        let first = rx.recv().await.unwrap();
+        let b = batcher.fill_sharing(first, &mut rx, || 0).await;
+        assert_eq!(
+            ids(&b),
+            vec![2, 3],
+            "the other half is left for the idle worker"
+        );
+        assert_eq!(
+            Instant::now() - t0,
+            Duration::from_millis(20),
+            "with no one idle the last worker waits max_wait as before"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_frame_goes_at_once_while_another_worker_is_idle() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let batcher = Batcher::new(8, Duration::from_millis(20));
+        let t0 = Instant::now();
+        tx.send(Item(0, t0)).await.unwrap();
+        let first = rx.recv().await.unwrap();
+        let b = batcher.fill_sharing(first, &mut rx, || 1).await;
+        assert_eq!((ids(&b), b.release), (vec![0], Release::Shared));
+        assert_eq!(Instant::now(), t0, "it did not wait for company");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_queue_still_fills_whole_batches_with_a_worker_idle() {
+        let (tx, mut rx) = mpsc::channel(32);
+        let batcher = Batcher::new(4, Duration::from_millis(20));
+        for i in 0..12 {
+            tx.send(Item(i, Instant::now())).await.unwrap();
+        }
+        // Twelve queued, two workers: six each would be the share, but no
+        // batch is larger than max_batch.
+        let first = rx.recv().await.unwrap();
+        let b = batcher.fill_sharing(first, &mut rx, || 1).await;
+        assert_eq!((ids(&b), b.release), (vec![0, 1, 2, 3], Release::Full));
+        // Eight left, three others idle: two each.
+        let first = rx.recv().await.unwrap();
+        let b = batcher.fill_sharing(first, &mut rx, || 3).await;
+        assert_eq!((ids(&b), b.release), (vec![4, 5], Release::Shared));
     }
 }

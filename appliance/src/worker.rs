@@ -23,7 +23,7 @@
 //! fault injection.
 
 use fusion::{Engine, Judgement, Request, Standard};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -165,6 +165,9 @@ struct Shared {
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
     max_batch: usize,
+    /// Workers waiting for work right now: a worker gathering a batch
+    /// leaves them their share (see the batcher's doc).
+    idle: AtomicUsize,
 }
 
 /// Sends frames to the worker and swaps its model.
@@ -388,6 +391,7 @@ pub fn spawn_as(
         wake: engines.iter().map(|_| Notify::new()).collect(),
         reloading: tokio::sync::Mutex::new(()),
         max_batch: batcher.max_batch,
+        idle: AtomicUsize::new(0),
     });
     let name = match role {
         Role::Running => "inference",
@@ -446,6 +450,7 @@ fn run(
         // Waiting for the queue (another worker may be gathering from it)
         // or for a job is given up for a swap; nothing is taken from the
         // queue unless it completes.
+        shared.idle.fetch_add(1, Ordering::SeqCst);
         let wake = runtime.block_on(async {
             tokio::select! {
                 biased;
@@ -460,6 +465,7 @@ fn run(
                 },
             }
         });
+        shared.idle.fetch_sub(1, Ordering::SeqCst);
         // A swap waits for the batch in hand to finish, never interrupts it.
         let swap = shared.pending.lock().expect("pending lock")[index].take();
         if let Some(p) = swap {
@@ -484,7 +490,8 @@ fn run(
             Wake::Swap => continue,
             Wake::Closed => break,
         };
-        let batch = runtime.block_on(batcher.fill(first, &mut rx));
+        let batch = runtime
+            .block_on(batcher.fill_sharing(first, &mut rx, || shared.idle.load(Ordering::SeqCst)));
         drop(rx);
         let jobs = batch.items;
         let requests: Vec<Request> = jobs

@@ -260,6 +260,21 @@ pub struct ModelConfig {
     pub stand_in: bool,
 }
 
+impl ModelConfig {
+    /// ONNX Runtime's threads per session: `intra_threads`, or where that
+    /// is 0 this machine's cores shared among the workers (at least one
+    /// each). Two workers of one thread each judged the most parts a second
+    /// on a 2-core CPU (README, "Engine structure"); one worker gets every
+    /// core, as ONNX Runtime's own default would give it.
+    pub fn threads_per_worker(&self) -> usize {
+        if self.intra_threads > 0 {
+            return self.intra_threads;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores / self.workers.max(1)).max(1)
+    }
+}
+
 /// TensorRT provider options (used only when `tensorrt` is listed and the
 /// GPU build of ONNX Runtime is installed).
 #[derive(Debug, Clone, PartialEq, Deserialize)]

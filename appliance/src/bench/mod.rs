@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use firmware_config::{AfterJudged, Camera, CameraSource, StationConfig};
+use firmware_config::{AfterJudged, BrokerMode, Camera, CameraSource, StationConfig};
 use fusion::{Request, Standard};
 use serde::Serialize;
 use synth::SynthLine;
@@ -345,6 +345,12 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
     cfg.storage.database_url = format!("sqlite://{}", work.path().join("bench.db").display());
     cfg.storage.data_dir = work.path().join("data");
     cfg.http.bind = "127.0.0.1:0".parse().expect("literal address");
+    if cfg.mqtt.broker == BrokerMode::Embedded {
+        // The bench's own broker, on a free port: the configured one (the
+        // demo's 1883) may belong to a broker already running here.
+        let free = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        cfg.mqtt.embedded_listen = free;
+    }
     cfg.cameras = cameras(opts.feed, opts.cameras, work.path())?;
     let standard = pipeline::load_standard(&cfg, &cfg.station.recipe)?;
     let frames = Arc::new(frame_set(opts.distinct, 2024));
@@ -366,7 +372,7 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
     let (shutdown_tx, shutdown) = watch::channel(false);
     // Direct: the bench holds the queue the cameras would fill. Hot folder:
     // the station runs as deployed, its cameras started from the config.
-    let (station, tx) = match opts.feed {
+    let (mut station, tx) = match opts.feed {
         Feed::Direct => {
             let (tx, rx) = mpsc::channel::<Arrival>(cfg.batching.queue_capacity);
             let station = tokio::spawn(pipeline::serve(
@@ -386,7 +392,15 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
     };
     // No part comes before the station has said it is online: its engines
     // are loaded and warm, as on a line at the start of a shift.
-    let listener = mqtt::listen(&cfg).await?;
+    // A station that stops first (its broker's port taken, a model that
+    // does not load) says why, rather than leaving the bench to time out.
+    let listener = tokio::select! {
+        listener = mqtt::listen(&cfg) => listener?,
+        ended = &mut station => {
+            ended??;
+            anyhow::bail!("the station stopped before it came online");
+        }
+    };
     if let Some(package) = &opts.shadow {
         mqtt::start_shadow(&cfg, package).await?;
     }
@@ -560,7 +574,7 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
         feed: opts.feed.to_string(),
         latency_from,
         workers: cfg.model.workers,
-        intra_threads: cfg.model.intra_threads,
+        intra_threads: cfg.model.threads_per_worker(),
         max_batch: cfg.batching.max_batch,
         max_wait_ms: cfg.batching.max_wait.as_secs_f64() * 1e3,
         cameras,

@@ -50,7 +50,7 @@ pub fn load_engine(cfg: &StationConfig) -> anyhow::Result<Engine> {
     let settings = EngineSettings {
         sessions: SessionSettings {
             providers: m.execution_providers.clone(),
-            intra_threads: m.intra_threads,
+            intra_threads: m.threads_per_worker(),
             inter_threads: m.inter_threads,
             device_id: m.device_id,
             tensorrt_fp16: m.tensorrt.fp16,
