@@ -92,28 +92,19 @@ impl Batcher {
                 // Another worker waits: take this one's share of what is
                 // queued (rounded up) and go, without waiting for more.
                 let share = (items.len() + rx.len()).div_ceil(idle + 1);
-                if items.len() >= share {
-                    return Batch {
-                        items,
-                        release: Release::Shared,
-                    };
-                }
-                match rx.try_recv() {
-                    Ok(item) => items.push(item),
-                    Err(mpsc::error::TryRecvError::Empty) => {
-                        return Batch {
-                            items,
-                            release: Release::Shared,
+                let release = if items.len() >= share {
+                    Release::Shared
+                } else {
+                    match rx.try_recv() {
+                        Ok(item) => {
+                            items.push(item);
+                            continue;
                         }
+                        Err(mpsc::error::TryRecvError::Empty) => Release::Shared,
+                        Err(mpsc::error::TryRecvError::Disconnected) => Release::Closed,
                     }
-                    Err(mpsc::error::TryRecvError::Disconnected) => {
-                        return Batch {
-                            items,
-                            release: Release::Closed,
-                        }
-                    }
-                }
-                continue;
+                };
+                return Batch { items, release };
             }
             tokio::select! {
                 // Frames already queued join before the deadline is looked at.

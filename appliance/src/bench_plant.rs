@@ -97,7 +97,8 @@ pub struct Report {
 
 const DATABASE: &str = "appliance_bench_plant";
 
-fn free_port() -> anyhow::Result<u16> {
+/// A loopback port nothing listens on right now.
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())

@@ -172,7 +172,6 @@ def fold(model, height, width):
     folded = onnx.ModelProto()
     folded.CopyFrom(model)
     fg = folded.graph
-    by_output = {n.output[0]: n for n in fg.node if n.op_type == "Pad"}
     convs = {}
     for node in fg.node:
         if node.op_type == "Conv":

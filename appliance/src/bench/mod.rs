@@ -348,8 +348,7 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
     if cfg.mqtt.broker == BrokerMode::Embedded {
         // The bench's own broker, on a free port: the configured one (the
         // demo's 1883) may belong to a broker already running here.
-        let free = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        cfg.mqtt.embedded_listen = free;
+        cfg.mqtt.embedded_listen = ([127, 0, 0, 1], crate::bench_plant::free_port()?).into();
     }
     cfg.cameras = cameras(opts.feed, opts.cameras, work.path())?;
     let standard = pipeline::load_standard(&cfg, &cfg.station.recipe)?;
