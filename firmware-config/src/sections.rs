@@ -323,6 +323,11 @@ pub struct Mqtt {
     pub broker: BrokerMode,
     /// With `broker = "embedded"`: where the appliance's own broker listens.
     pub embedded_listen: std::net::SocketAddr,
+    /// With `broker = "embedded"`: how much of each topic's recent traffic
+    /// the broker keeps in memory for subscribers that are behind, or away
+    /// with a kept session. It bounds the broker's memory; a subscriber
+    /// further behind than this misses the oldest messages.
+    pub embedded_backlog: ByteSize,
     pub protocol: MqttVersion,
     pub username: String,
     pub password: Secret,

@@ -310,7 +310,13 @@ fn check_model(c: &StationConfig, r: &mut Report) {
     }
 }
 
-/// MQTT: broker URL, topics, credentials, Sparkplug, keep-alive.
+/// The embedded broker's backlog per topic: below 64 KiB its log segments
+/// would be smaller than one verdict; above 4 GiB it is no longer a bound.
+const EMBEDDED_BACKLOG_MIN: u64 = 64 << 10;
+const EMBEDDED_BACKLOG_MAX: u64 = 4 << 30;
+
+/// MQTT: broker URL, topics, credentials, Sparkplug, keep-alive, the
+/// embedded broker's backlog.
 fn check_mqtt(c: &StationConfig, r: &mut Report) {
     if !(c.mqtt.url.starts_with("mqtt://") || c.mqtt.url.starts_with("mqtts://")) {
         r.push(
@@ -346,6 +352,13 @@ fn check_mqtt(c: &StationConfig, r: &mut Report) {
                 );
             }
         }
+    }
+    let backlog = c.mqtt.embedded_backlog.0;
+    if !(EMBEDDED_BACKLOG_MIN..=EMBEDDED_BACKLOG_MAX).contains(&backlog) {
+        r.push(
+            "mqtt.embedded_backlog",
+            format!("{backlog} bytes is out of range; allowed 64 KiB to 4 GiB"),
+        );
     }
     if c.mqtt.keep_alive.as_secs() < 1 {
         r.push("mqtt.keep_alive", "must be at least 1s");

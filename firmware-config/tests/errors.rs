@@ -299,7 +299,7 @@ fn cameras_are_overridden_from_the_environment_by_index() {
 }
 
 #[test]
-fn mqtt_protocol_sparkplug_ids_and_embedded_listen_are_checked() {
+fn mqtt_protocol_sparkplug_ids_and_the_embedded_broker_are_checked() {
     let (key, msg) = only_problem("[mqtt]\nprotocol = \"4\"\n");
     assert_eq!(key, "mqtt.protocol");
     assert!(msg.contains("3.1.1") && msg.contains('5'), "{msg}");
@@ -312,6 +312,11 @@ fn mqtt_protocol_sparkplug_ids_and_embedded_listen_are_checked() {
     assert!(msg.contains("`plant/a`") && msg.contains('/'), "{msg}");
     let (key, _) = only_problem("[mqtt]\nembedded_listen = \"localhost\"\n");
     assert_eq!(key, "mqtt.embedded_listen");
+    let (key, msg) = only_problem("[mqtt]\nembedded_backlog = \"4 KiB\"\n");
+    assert_eq!(key, "mqtt.embedded_backlog");
+    assert!(msg.contains("64 KiB"), "{msg}");
+    let (key, _) = only_problem("[mqtt]\nembedded_backlog = \"lots\"\n");
+    assert_eq!(key, "mqtt.embedded_backlog");
     let cfg = load(
         "[mqtt]\nprotocol = \"5\"\n[mqtt.sparkplug]\ngroup_id = \"a\"\nedge_node_id = \"b\"\n",
     )

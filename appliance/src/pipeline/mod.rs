@@ -505,7 +505,11 @@ fn broker_endpoint(cfg: &StationConfig) -> anyhow::Result<delivery::link::Endpoi
         BrokerMode::External => Ok(endpoint),
         #[cfg(feature = "embedded-broker")]
         BrokerMode::Embedded => {
-            delivery::broker::start(cfg.mqtt.embedded_listen, cfg.mqtt.protocol)?;
+            delivery::broker::start(
+                cfg.mqtt.embedded_listen,
+                cfg.mqtt.protocol,
+                cfg.mqtt.embedded_backlog.0,
+            )?;
             Ok(endpoint.local(cfg.mqtt.embedded_listen.port()))
         }
         #[cfg(not(feature = "embedded-broker"))]
