@@ -70,7 +70,9 @@ if ! versions=$(baseline_deps); then
 fi
 echo "== baseline packages: $versions" >&2
 # The ratios move with the CPU's vector units: name the machine.
-cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+# "AMD EPYC" alone covers Zen 3 and Zen 4 here: add the family and model.
+cpuinfo() { grep -m1 "^$1[[:space:]]*:" /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'; }
+cpu="$(cpuinfo 'model name') (family $(cpuinfo 'cpu family') model $(cpuinfo model))"
 flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|avx512f|avx512_vnni|avx_vnni|avx512_bf16|amx_tile)$' | tr '\n' ' ')
 echo "== machine: $cpu, $(nproc) cores; $flags" >&2
 cargo build --release --quiet -p appliance
