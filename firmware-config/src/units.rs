@@ -40,6 +40,21 @@ impl ByteSize {
     }
 }
 
+/// In the largest binary unit that divides it exactly (`64 KiB`, `4 GiB`),
+/// as an error message names a limit.
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let units = [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")];
+        match units
+            .iter()
+            .find(|(shift, _)| self.0 != 0 && self.0.is_multiple_of(1u64 << shift))
+        {
+            Some((shift, unit)) => write!(f, "{} {unit}", self.0 >> shift),
+            None => write!(f, "{} B", self.0),
+        }
+    }
+}
+
 impl fmt::Debug for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} bytes", self.0)

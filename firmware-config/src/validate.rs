@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::Path;
 
 use crate::sections::{CameraSource, MqttVersion, StationConfig};
+use crate::units::ByteSize;
 
 /// One thing wrong with a configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -312,8 +313,8 @@ fn check_model(c: &StationConfig, r: &mut Report) {
 
 /// The embedded broker's backlog per topic: below 64 KiB its log segments
 /// would be smaller than one verdict; above 4 GiB it is no longer a bound.
-const EMBEDDED_BACKLOG_MIN: u64 = 64 << 10;
-const EMBEDDED_BACKLOG_MAX: u64 = 4 << 30;
+const EMBEDDED_BACKLOG_MIN: ByteSize = ByteSize(64 << 10);
+const EMBEDDED_BACKLOG_MAX: ByteSize = ByteSize(4 << 30);
 
 /// MQTT: broker URL, topics, credentials, Sparkplug, keep-alive, the
 /// embedded broker's backlog.
@@ -353,13 +354,12 @@ fn check_mqtt(c: &StationConfig, r: &mut Report) {
             }
         }
     }
-    let backlog = c.mqtt.embedded_backlog.0;
-    if !(EMBEDDED_BACKLOG_MIN..=EMBEDDED_BACKLOG_MAX).contains(&backlog) {
-        r.push(
-            "mqtt.embedded_backlog",
-            format!("{backlog} bytes is out of range; allowed 64 KiB to 4 GiB"),
-        );
-    }
+    r.range(
+        "mqtt.embedded_backlog",
+        c.mqtt.embedded_backlog,
+        EMBEDDED_BACKLOG_MIN,
+        EMBEDDED_BACKLOG_MAX,
+    );
     if c.mqtt.keep_alive.as_secs() < 1 {
         r.push("mqtt.keep_alive", "must be at least 1s");
     } else if c.mqtt.protocol == MqttVersion::V5 && c.mqtt.keep_alive.as_secs() < 5 {
