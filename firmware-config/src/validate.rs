@@ -282,6 +282,7 @@ fn check_model(c: &StationConfig, r: &mut Report) {
     r.range("model.intra_threads", c.model.intra_threads, 0, 256);
     r.range("model.inter_threads", c.model.inter_threads, 0, 256);
     r.range("model.workers", c.model.workers, 1, 64);
+    r.range("model.vision_batch", c.model.vision_batch, 0, 1024);
     r.range("model.review_threshold", c.model.review_threshold, 0.0, 1.0);
     if c.model.stand_in {
         for (i, cam) in c.cameras.iter().enumerate() {

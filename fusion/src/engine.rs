@@ -112,6 +112,9 @@ fn infer(graph: &'static str) -> impl Fn(ort::Error) -> EngineError {
 pub struct EngineSettings {
     pub sessions: SessionSettings,
     pub review_threshold: f32,
+    /// Images the vision encoder takes in one run (0: the whole batch;
+    /// see `firmware_config::ModelConfig::vision_images_per_run`).
+    pub vision_batch: usize,
     pub onnxruntime_library: std::path::PathBuf,
     /// Run no graph: judge synthetic parts from the defects drawn on them
     /// (see [`crate::stand_in`]); for load tests of the shared services.
@@ -130,6 +133,7 @@ impl EngineSettings {
                 ..SessionSettings::default()
             },
             review_threshold: 0.6,
+            vision_batch: 1,
             onnxruntime_library: std::path::PathBuf::new(),
             stand_in: false,
         }
@@ -271,6 +275,8 @@ pub struct Engine {
     dim: usize,
     standards: RecipeCache<Arc<CachedStandard>>,
     review_threshold: f32,
+    /// Images the vision encoder takes in one run (0: the whole batch).
+    vision_batch: usize,
     profile: DecodeProfile,
 }
 
@@ -342,6 +348,7 @@ impl Engine {
             dim: 0,
             standards: RecipeCache::new(STANDARD_CACHE),
             review_threshold: settings.review_threshold,
+            vision_batch: settings.vision_batch,
             profile: DecodeProfile::default(),
         };
         if engine.graphs.is_none() {
@@ -556,7 +563,7 @@ impl Engine {
         let images: Vec<&[f32]> = requests.iter().map(|r| r.image).collect();
         let features = graphs
             .vision
-            .encode(&images)
+            .encode(&images, self.vision_batch)
             .map_err(infer("vision_encoder"))?;
         let anomalies = match &mut graphs.anomaly {
             Some(graph) => {

@@ -40,21 +40,44 @@ impl VisionEncoder {
         })
     }
 
-    /// Encodes a batch of CHW tensors (each `3 * height * width` floats).
-    pub fn encode(&mut self, images: &[&[f32]]) -> ort::Result<ImageFeatures> {
+    /// Encodes a batch of CHW tensors (each `3 * height * width` floats),
+    /// `per_run` images to a run of the graph (0: all in one run); the
+    /// features come back as one batch either way.
+    pub fn encode(&mut self, images: &[&[f32]], per_run: usize) -> ort::Result<ImageFeatures> {
         let batch = images.len();
-        let mut flat = Vec::with_capacity(batch * 3 * self.width * self.height);
-        for img in images {
-            flat.extend_from_slice(img);
+        let per_run = if per_run == 0 { batch.max(1) } else { per_run };
+        let pixels = 3 * self.width * self.height;
+        let mut features: Option<ImageFeatures> = None;
+        for run in images.chunks(per_run) {
+            let mut flat = Vec::with_capacity(run.len() * pixels);
+            for img in run {
+                flat.extend_from_slice(img);
+            }
+            let input = Tensor::from_array(([run.len(), 3, self.height, self.width], flat))?;
+            let outputs = self.session.run(ort::inputs!["pixel_values" => input])?;
+            let (shape, data) = outputs["image_features"].try_extract_tensor::<f32>()?;
+            match features.as_mut() {
+                Some(f) => {
+                    f.data.extend_from_slice(data);
+                    f.batch += run.len();
+                }
+                None => {
+                    let mut all = Vec::with_capacity(data.len() / run.len() * batch);
+                    all.extend_from_slice(data);
+                    features = Some(ImageFeatures {
+                        data: all,
+                        batch: run.len(),
+                        tokens: shape[1] as usize,
+                        dim: shape[2] as usize,
+                    });
+                }
+            }
         }
-        let input = Tensor::from_array(([batch, 3, self.height, self.width], flat))?;
-        let outputs = self.session.run(ort::inputs!["pixel_values" => input])?;
-        let (shape, data) = outputs["image_features"].try_extract_tensor::<f32>()?;
-        Ok(ImageFeatures {
-            data: data.to_vec(),
-            batch,
-            tokens: shape[1] as usize,
-            dim: shape[2] as usize,
-        })
+        Ok(features.unwrap_or(ImageFeatures {
+            data: Vec::new(),
+            batch: 0,
+            tokens: 0,
+            dim: 0,
+        }))
     }
 }

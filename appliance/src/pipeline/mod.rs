@@ -58,6 +58,7 @@ pub fn load_engine(cfg: &StationConfig) -> anyhow::Result<Engine> {
             tensorrt_cache: m.tensorrt.engine_cache.clone(),
         },
         review_threshold: cfg.model.review_threshold as f32,
+        vision_batch: m.vision_images_per_run(),
         onnxruntime_library: cfg.model.onnxruntime_library.clone(),
         stand_in: cfg.model.stand_in,
     };
