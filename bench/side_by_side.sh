@@ -140,6 +140,12 @@ for p in precisions:
         "pipeline_vs_compute": a["overhead_ratio"],
         "half_load_p99_over_p50": h["latency_p99_ms"] / h["latency_p50_ms"],
     }
+    # A reload mid-run (the health monitor's latency alert on a slow or busy
+    # machine) is in the figures: say so, run by run.
+    reloads = {f"{kind}-{p}-{r}": n for kind in ["appliance", "appliance-half", "hot-folder", "hot-folder-half"]
+               for r in range(1, repeat + 1)
+               if (n := json.load(open(f"{out}/{kind}-{p}-{r}.json")).get("model_reloads", 0))}
+    s["model_reloads"] = reloads
     summary[p] = s
     print(f"\n[{p}] medians of {repeat} run(s)")
     print(f"  appliance: {a['throughput_parts_per_s']:.1f} parts/s, p50 {a['latency_p50_ms']:.1f} ms, p99 {a['latency_p99_ms']:.1f} ms, "
@@ -153,5 +159,7 @@ for p in precisions:
     print(f"  throughput ratio hot-folder station/baseline: {s['hot_folder_vs_baseline']:.2f}x   (goal >= 3x)")
     print(f"  pipeline time per part / model compute: {s['pipeline_vs_compute']:.3f}   (goal <= 1.15)")
     print(f"  at half load ({h['throughput_parts_per_s']:.1f} parts/s): p99/p50 = {s['half_load_p99_over_p50']:.2f}   (goal <= 2)")
+    if reloads:
+        print(f"  WARNING: self-healing reloaded the model during {', '.join(f'{k} ({n}x)' for k, n in reloads.items())}")
 json.dump(summary, open(f"{out}/summary.json", "w"), indent=2)
 PY

@@ -8,8 +8,8 @@
 //! is eventually published, in order.
 //!
 //! Every SQL statement of the appliance lives in this crate, one module per
-//! kind of record: this file (verdicts, parts, images, ingest errors, the
-//! outbox), [`reviews`] (the review list and corrections), [`accounts`]
+//! kind of record: this file (parts, images, ingest errors, the outbox),
+//! `commit` (verdicts, committed in groups), [`reviews`] (the review list and corrections), [`accounts`]
 //! (users, sessions, API tokens), [`retention`] (image clean-up),
 //! [`health_history`] (the panel's samples and events), [`charts`] and
 //! [`export`] (reviewed verdicts as training data), [`shadow`] (a candidate
@@ -20,6 +20,7 @@
 
 pub mod accounts;
 pub mod charts;
+mod commit;
 pub mod export;
 pub mod fleet;
 pub mod health_history;
@@ -39,7 +40,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 use sqlx::Row;
 
-use record::Verdict;
+pub use commit::{GroupCommits, GROUP_MAX};
 
 /// Failures of the store.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +68,8 @@ pub enum StoreError {
     Unsupported(String),
     #[error("a stored record does not read back: {0}")]
     Corrupt(String),
+    #[error("the commit holding this verdict stopped before it ended (it panicked); the verdict may not be stored")]
+    CommitAbandoned,
 }
 
 /// An image written to the data folder.
@@ -113,6 +116,8 @@ pub struct Store {
     /// identities at insert, and two transactions committing the other way
     /// round would let the drain's cursor pass a row that appears later.
     commit_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Verdicts waiting to be committed together ([`commit`]).
+    commits: std::sync::Arc<commit::Queue>,
 }
 
 fn now() -> String {
@@ -220,6 +225,7 @@ impl Store {
             min_free: 0,
             station: String::new(),
             commit_lock: Default::default(),
+            commits: Default::default(),
         };
         // This month's partitions and the next two, so that the first
         // verdicts already land in their month (retention keeps it so).
@@ -343,108 +349,6 @@ impl Store {
         Ok(())
     }
 
-    /// Commits a verdict with its findings, image row, standard version,
-    /// outbox messages and the identity of the file it judged (`source`,
-    /// see [`Store::judged_from`]) in one transaction.
-    pub async fn commit_verdict(
-        &self,
-        v: &Verdict,
-        standard_text: &str,
-        outbox: &[(String, String)],
-        source: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let _in_order = self.commit_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
-        self.order_outbox(&mut tx, &v.station.station).await?;
-        let at = now();
-        sqlx::query(
-            "INSERT INTO standard_versions (sha256, recipe, text, first_seen) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (sha256) DO NOTHING",
-        )
-        .bind(&v.standard_sha256)
-        .bind(&v.recipe)
-        .bind(standard_text)
-        .bind(&at)
-        .execute(&mut *tx)
-        .await?;
-        let class = match v.decision {
-            record::Decision::Pass => "pass",
-            _ => "keep",
-        };
-        // An image not kept (disk full) still gets its row, already marked
-        // deleted with the reason, so its verdicts can say where it went.
-        let (deleted_at, deleted_reason) = match &v.image.not_kept {
-            Some(reason) => (Some(at.clone()), Some(reason.clone())),
-            None => (None, None),
-        };
-        sqlx::query(
-            "INSERT INTO images (sha256, path, bytes, width, height, retention_class, created_at,
-               deleted_at, deleted_reason)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (sha256) DO UPDATE SET retention_class =
-               CASE WHEN excluded.retention_class = 'keep' THEN 'keep' ELSE images.retention_class END",
-        )
-        .bind(&v.image.sha256)
-        .bind(&v.image.path)
-        .bind(v.image.bytes as i64)
-        .bind(v.image.width as i64)
-        .bind(v.image.height as i64)
-        .bind(class)
-        .bind(&at)
-        .bind(deleted_at)
-        .bind(deleted_reason)
-        .execute(&mut *tx)
-        .await?;
-        let record = serde_json::to_string(v).expect("verdict serialises");
-        sqlx::query(
-            "INSERT INTO verdicts (id, station, camera, part_id, trigger_id, recipe, standard_sha256,
-               decision, confidence, model_name, model_version, model_sha256, image_sha256,
-               captured_at, decided_at, record, source)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-        )
-        .bind(&v.id)
-        .bind(&v.station.station)
-        .bind(&v.camera)
-        .bind(&v.part_id)
-        .bind(&v.trigger_id)
-        .bind(&v.recipe)
-        .bind(&v.standard_sha256)
-        .bind(v.decision.as_str())
-        .bind(v.confidence as f64)
-        .bind(&v.model.name)
-        .bind(&v.model.version)
-        .bind(&v.model.sha256)
-        .bind(&v.image.sha256)
-        .bind(&v.timings.captured_at)
-        .bind(&v.timings.decided_at)
-        .bind(&record)
-        .bind(source)
-        .execute(&mut *tx)
-        .await?;
-        for (i, f) in v.findings.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO findings (verdict_id, idx, defect, x0, y0, x1, y1, size_mm, clause, clause_text, confidence)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(&v.id)
-            .bind(i as i64)
-            .bind(&f.defect)
-            .bind(f.box_norm[0] as f64)
-            .bind(f.box_norm[1] as f64)
-            .bind(f.box_norm[2] as f64)
-            .bind(f.box_norm[3] as f64)
-            .bind(f.size_mm as f64)
-            .bind(f.clause.map(|c| c as i64))
-            .bind(&f.clause_text)
-            .bind(f.confidence as f64)
-            .execute(&mut *tx)
-            .await?;
-        }
-        enqueue(&mut tx, &v.station.station, &v.id, outbox, &at).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// Stores a multi-view part verdict and its outbox rows in one transaction.
     pub async fn commit_part(
         &self,
@@ -562,28 +466,43 @@ impl Store {
     }
 
     /// Marks outbox rows acknowledged by the broker (and their verdicts
-    /// published), all in one transaction.
+    /// published), all in one transaction: two statements for every
+    /// [`MARK_MAX`] rows, not two per row.
     pub async fn mark_published(&self, seqs: &[i64]) -> Result<(), StoreError> {
         let at = now();
         let mut tx = self.pool.begin().await?;
-        for seq in seqs {
-            sqlx::query("UPDATE outbox SET published_at = $1 WHERE seq = $2")
-                .bind(&at)
-                .bind(seq)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
+        for seqs in seqs.chunks(MARK_MAX) {
+            let list = placeholders(2, seqs.len());
+            let sql = format!("UPDATE outbox SET published_at = $1 WHERE seq IN ({list})");
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&at);
+            for seq in seqs {
+                q = q.bind(seq);
+            }
+            q.execute(&mut *tx).await?;
+            let sql = format!(
                 "UPDATE verdicts SET published_at = $1 WHERE published_at IS NULL
-                   AND id = (SELECT verdict_id FROM outbox WHERE seq = $2)",
-            )
-            .bind(&at)
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
+                   AND id IN (SELECT verdict_id FROM outbox WHERE seq IN ({list}))"
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&at);
+            for seq in seqs {
+                q = q.bind(seq);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Outbox rows marked by one statement at most.
+const MARK_MAX: usize = 500;
+
+/// `$first, $first+1, …`: `n` numbered placeholders.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The content address of an image.

@@ -591,6 +591,103 @@ async fn verdict_months(url: &str, backend: Backend) {
     assert_eq!(again, Some(months::LetGo::default()));
 }
 
+/// Verdicts committed at once from many tasks, as a batch's are: they share
+/// transactions (see `store::commit`), pictures repeat within a group, one
+/// verdict is refused, and every other one is stored whole with its outbox
+/// rows side by side.
+async fn concurrent_commits(url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(url, &dir.path().join("data"))
+        .await
+        .unwrap()
+        .with_station("st-1");
+    let earlier = verdict(0, Decision::Pass, &"00".repeat(32), 0);
+    store
+        .commit_verdict(&earlier, "1. x", &[], None)
+        .await
+        .unwrap();
+    let n = 40u32;
+    let image = |i: u32| format!("{:02}", i % 5).repeat(32);
+    let tasks: Vec<_> = (1..=n)
+        .map(|i| {
+            let store = store.clone();
+            // Verdict 17 reuses the earlier verdict's id: refused.
+            let mut v = verdict(
+                i,
+                if i % 7 == 0 {
+                    Decision::Fail
+                } else {
+                    Decision::Pass
+                },
+                &image(i),
+                (i % 3) as usize,
+            );
+            if i == 17 {
+                v.id = earlier.id.clone();
+            }
+            tokio::spawn(async move {
+                let outbox = vec![
+                    ("inspect/st-1/verdict".to_string(), v.id.clone()),
+                    ("inspect/st-1/result".to_string(), v.id.clone()),
+                ];
+                store.commit_verdict(&v, "1. x", &outbox, None).await
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for (i, t) in (1..=n).zip(tasks) {
+        let result = t.await.unwrap();
+        assert_eq!(result.is_err(), i == 17, "verdict {i}: {result:?}");
+        refused += result.is_err() as u32;
+    }
+    assert_eq!(refused, 1);
+    let commits = store.group_commits();
+    assert_eq!(commits.verdicts, n as u64, "{commits:?}");
+    let pool = store.pool();
+    let (verdicts,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM verdicts")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(verdicts, n as i64);
+    let (findings,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM findings")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let expected: u32 = (1..=n).filter(|&i| i != 17).map(|i| i % 3).sum();
+    assert_eq!(findings, expected as i64);
+    for k in 0..5u32 {
+        let class: String =
+            sqlx::query_scalar("SELECT retention_class FROM images WHERE sha256 = $1")
+                .bind(image(k))
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        let failed = (1..=n).any(|i| i != 17 && i % 5 == k && i % 7 == 0);
+        assert_eq!(class == "keep", failed, "image {k}: {class}");
+    }
+    let rows = store.pending(0, 1000).await.unwrap();
+    assert_eq!(rows.len(), 2 * (n as usize - 1));
+    for pair in rows.chunks(2) {
+        assert_eq!(
+            pair[0].verdict_id, pair[1].verdict_id,
+            "a verdict's rows side by side"
+        );
+        assert_eq!(pair[0].topic, "inspect/st-1/verdict");
+        assert_eq!(pair[0].payload, pair[0].verdict_id);
+    }
+    assert!(rows.windows(2).all(|w| w[0].seq < w[1].seq));
+    store
+        .mark_published(&rows.iter().map(|r| r.seq).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let (unpublished,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM verdicts WHERE published_at IS NULL")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(unpublished, 1, "only the verdict that had no outbox rows");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -600,6 +697,8 @@ async fn the_store_on_sqlite() {
     retention(&url).await;
     let url = format!("sqlite://{}", dir.path().join("months.db").display());
     verdict_months(&url, Backend::Sqlite).await;
+    let url = format!("sqlite://{}", dir.path().join("concurrent.db").display());
+    concurrent_commits(&url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -610,6 +709,8 @@ async fn the_store_on_postgresql() {
     retention(&pg.url).await;
     let pg = Postgres::start().await;
     verdict_months(&pg.url, Backend::Postgres).await;
+    let pg = Postgres::start().await;
+    concurrent_commits(&pg.url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

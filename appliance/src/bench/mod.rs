@@ -114,6 +114,10 @@ pub struct BenchReport {
     pub mean_batch: f64,
     /// Share of the run the engine was judging (1.0: never waiting for frames).
     pub engine_busy: f64,
+    /// Model reloads self-healing started during the run: a machine slow
+    /// enough to trip the health monitor's latency alert reloads the model
+    /// mid-run, and the figures then include that reload.
+    pub model_reloads: u64,
     /// Milliseconds of wall time per part through the whole pipeline.
     pub pipeline_ms_per_part: f64,
     /// Milliseconds per part of the model alone at `max_batch` (median round).
@@ -416,6 +420,7 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
             .map(|r| Duration::from_secs_f64(cameras as f64 / r.max(1e-3))),
     };
     let before = telemetry::metrics::engine();
+    let reloads_before = telemetry::metrics::reloads();
     let cpu0 = cpu_seconds();
     let (rss_start, _) = rss_mib();
     let started = Instant::now();
@@ -493,6 +498,10 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
     let mean_batch =
         (after.frames - before.frames) as f64 / (after.batches - before.batches).max(1) as f64;
     let engine_busy = (after.busy - before.busy).as_secs_f64() / wall;
+    let model_reloads = telemetry::metrics::reloads() - reloads_before;
+    if model_reloads > 0 {
+        tracing::warn!(model_reloads, "self-healing reloaded the model during the run (the health monitor's latency alert): these figures include the reload");
+    }
     let heard = listener.heard.take();
     drop(listener);
     let _ = shutdown_tx.send(true);
@@ -586,6 +595,7 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
         latency_max_ms: latencies.last().copied().unwrap_or(f64::NAN),
         mean_batch,
         engine_busy,
+        model_reloads,
         pipeline_ms_per_part: pipeline_ms,
         compute_ms_per_part: compute,
         overhead_ratio: pipeline_ms / compute,
