@@ -3,6 +3,8 @@
 //! - a batch that mixes recipes judges every image exactly as it would be
 //!   judged alone, while the decoder retires each sequence the step its
 //!   verdict closes;
+//! - the vision encoder run one image at a time (the CPU's default) judges
+//!   as the whole batch in one run does;
 //! - the per-recipe standard cache is hit on reuse and invalidated for exactly
 //!   the recipe whose standard changed;
 //! - whatever the decoder's scores, decoding yields a well-formed verdict-v1
@@ -121,6 +123,40 @@ fn a_mixed_batch_judges_each_image_as_alone_and_retires_finished_sequences() {
     );
     assert_eq!(profile.row_steps(), lengths.iter().sum::<usize>());
     assert!(profile.row_steps() < 8 * longest);
+}
+
+#[test]
+fn the_vision_encoder_one_image_per_run_judges_as_the_whole_batch_in_one_run() {
+    // `EngineSettings::cpu` runs the vision encoder one image at a time.
+    let mut per_image = engine();
+    let package = ModelPackage::open(&repo().join("models/reference"), Precision::Fp32).unwrap();
+    let settings = EngineSettings {
+        vision_batch: 0,
+        ..EngineSettings::cpu(1)
+    };
+    let mut whole = Engine::load(package, &settings).unwrap();
+    let parts = parts(&per_image, 5, 2_718);
+    let standard = Standard::new("housing", parts[0].1[0].clone());
+    let requests: Vec<Request> = parts
+        .iter()
+        .map(|(x, _)| Request {
+            image: x,
+            standard: &standard,
+            mm_per_input_px: None,
+            known: None,
+        })
+        .collect();
+    let a = per_image.judge_batch(&requests).unwrap();
+    let b = whole.judge_batch(&requests).unwrap();
+    for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(a.tokens, b.tokens, "image {i}");
+        assert!(
+            (a.confidence - b.confidence).abs() < 1e-3,
+            "image {i}: {} against {}",
+            a.confidence,
+            b.confidence
+        );
+    }
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use ort::session::Session;
-use ort::value::Tensor;
+use ort::value::TensorRef;
 
 use crate::runtime::{self, RuntimeError, SessionSettings};
 
@@ -49,11 +49,21 @@ impl VisionEncoder {
         let pixels = 3 * self.width * self.height;
         let mut features: Option<ImageFeatures> = None;
         for run in images.chunks(per_run) {
-            let mut flat = Vec::with_capacity(run.len() * pixels);
-            for img in run {
-                flat.extend_from_slice(img);
-            }
-            let input = Tensor::from_array(([run.len(), 3, self.height, self.width], flat))?;
+            let shape = [run.len(), 3, self.height, self.width];
+            // One image is read where it lies; several are laid end to end.
+            let flat: Vec<f32>;
+            let pixels_of_run: &[f32] = match run {
+                [one] => one,
+                _ => {
+                    let mut all = Vec::with_capacity(run.len() * pixels);
+                    for img in run {
+                        all.extend_from_slice(img);
+                    }
+                    flat = all;
+                    &flat
+                }
+            };
+            let input = TensorRef::from_array_view((shape, pixels_of_run))?;
             let outputs = self.session.run(ort::inputs!["pixel_values" => input])?;
             let (shape, data) = outputs["image_features"].try_extract_tensor::<f32>()?;
             match features.as_mut() {
