@@ -9,7 +9,8 @@
 # Each repeat runs, per precision: the bench feeding the pipeline directly
 # at full and at half load, the station as deployed fed through hot folders
 # (files renamed in, results heard over MQTT) at full and at half load, and
-# the baseline. The environment passes through, so the engine structure can
+# the baseline twice, before and after those (its figure is the median of
+# all its runs, and their spread is printed). The environment passes through, so the engine structure can
 # be set there (APPLIANCE__MODEL__WORKERS=2 APPLIANCE__MODEL__INTRA_THREADS=1).
 #
 # Figures are medians over REPEAT runs. Results land in bench/results/.
@@ -88,8 +89,22 @@ if ! mosquitto_pub -h 127.0.0.1 -p 1883 -t bench/probe -n -q 0 >/dev/null 2>&1; 
 fi
 
 frames_dir=$(mktemp -d)
+# The frames and the standard both sides judge, written once up front.
+target/release/appliance bench --frames 4 --cameras "$CAMERAS" --compute-rounds 1 \
+  --mqtt "mqtt://$broker" --export "$frames_dir" >/dev/null 2>"$OUT/export.log"
+# The baseline runs twice in each repeat, before and after the appliance's
+# runs, and its figure is the median of all its runs: on a shared host the
+# machine's speed moves over minutes, and one baseline run next to the
+# appliance's would be read as the machine's speed too. Its spread is printed.
+baseline() { # precision, output file
+  "$VENV/bin/python" bench/baseline.py --precision "$1" --frames "$frames_dir/frames" \
+    --standard "$frames_dir/standard.txt" --count "$FRAMES" --mqtt "$broker" >"$2"
+}
+
 for p in $PRECISIONS; do
   for r in $(seq 1 "$REPEAT"); do
+    echo "== $p run $r: Python baseline, before" >&2
+    baseline "$p" "$OUT/baseline-before-$p-$r.json"
     echo "== $p run $r: appliance at full load" >&2
     target/release/appliance bench --precision "$p" --frames "$FRAMES" --cameras "$CAMERAS" \
       --max-batch "$MAX_BATCH" --mqtt "mqtt://$broker" --export "$frames_dir" \
@@ -109,15 +124,13 @@ for p in $PRECISIONS; do
       --max-batch "$MAX_BATCH" --mqtt "mqtt://$broker" --hot-folder --poll-ms "$POLL_MS" --rate "$rate" \
       >"$OUT/hot-folder-half-$p-$r.json" 2>"$OUT/hot-folder-half-$p-$r.log"
     echo "== $p run $r: Python baseline" >&2
-    "$VENV/bin/python" bench/baseline.py --precision "$p" --frames "$frames_dir/frames" \
-      --standard "$frames_dir/standard.txt" --count "$FRAMES" --mqtt "$broker" \
-      >"$OUT/baseline-$p-$r.json"
+    baseline "$p" "$OUT/baseline-$p-$r.json"
   done
 done
 rm -rf "$frames_dir"
 
 python3 - "$OUT" "$REPEAT" "$cpu" "$flags" "$versions" $PRECISIONS <<'PY'
-import json, os, statistics, sys
+import glob, json, os, statistics, sys
 out, repeat, cpu, flags, versions, precisions = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6:]
 def med(kind, p, key):
     return statistics.median(json.load(open(f"{out}/{kind}-{p}-{r}.json"))[key] for r in range(1, repeat + 1))
@@ -131,8 +144,14 @@ for p in precisions:
     hf = {k: med("hot-folder", p, k) for k in ["throughput_parts_per_s", "latency_p50_ms", "latency_p99_ms",
           "cpu_cores_used", "rss_peak_mib"]}
     hh = {k: med("hot-folder-half", p, k) for k in ["throughput_parts_per_s", "latency_p50_ms", "latency_p99_ms"]}
-    b = {k: med("baseline", p, k) for k in ["throughput_parts_per_s", "latency_p50_ms", "latency_p99_ms", "cpu_cores_used", "rss_peak_mib"]}
+    runs = [json.load(open(f)) for f in sorted(glob.glob(f"{out}/baseline-{p}-*.json"))
+            + sorted(glob.glob(f"{out}/baseline-before-{p}-*.json"))
+            if int(f.rsplit("-", 1)[1].split(".")[0]) <= repeat]
+    b = {k: statistics.median(x[k] for x in runs) for k in ["throughput_parts_per_s", "latency_p50_ms",
+         "latency_p99_ms", "cpu_cores_used", "rss_peak_mib"]}
+    b_spread = sorted(x["throughput_parts_per_s"] for x in runs)
     s = {
+        "python_baseline_runs": b_spread,
         "appliance_full_load": a, "appliance_half_load": h, "python_baseline": b,
         "hot_folder_full_load": hf, "hot_folder_half_load": hh,
         "throughput_vs_baseline": a["throughput_parts_per_s"] / b["throughput_parts_per_s"],
@@ -150,7 +169,8 @@ for p in precisions:
     print(f"\n[{p}] medians of {repeat} run(s)")
     print(f"  appliance: {a['throughput_parts_per_s']:.1f} parts/s, p50 {a['latency_p50_ms']:.1f} ms, p99 {a['latency_p99_ms']:.1f} ms, "
           f"mean batch {a['mean_batch']:.1f}, {a['cpu_cores_used']:.2f} cores, peak RSS {a['rss_peak_mib']:.0f} MiB")
-    print(f"  baseline:  {b['throughput_parts_per_s']:.1f} parts/s, p50 {b['latency_p50_ms']:.1f} ms, p99 {b['latency_p99_ms']:.1f} ms, "
+    print(f"  baseline:  {b['throughput_parts_per_s']:.1f} parts/s (median of {len(runs)} runs: "
+          f"{', '.join(f'{x:.1f}' for x in b_spread)}), p50 {b['latency_p50_ms']:.1f} ms, p99 {b['latency_p99_ms']:.1f} ms, "
           f"{b['cpu_cores_used']:.2f} cores, peak RSS {b['rss_peak_mib']:.0f} MiB")
     print(f"  hot folder: {hf['throughput_parts_per_s']:.1f} parts/s, {hf['cpu_cores_used']:.2f} cores; at half load "
           f"({hh['throughput_parts_per_s']:.1f} parts/s) rename to result heard p50 {hh['latency_p50_ms']:.1f} ms, "

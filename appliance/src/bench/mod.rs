@@ -11,8 +11,8 @@
 //! watch, and latency runs from each rename to the result an MQTT
 //! subscriber hears. Parts start only once the station is online. Beside it, the model's own compute is measured:
 //! the four graphs back to back in a tight loop at the same batch size, on the
-//! same images, with nothing else running. Their ratio is the pipeline's
-//! overhead.
+//! same images, with nothing else running, half the rounds before the
+//! pipeline runs and half after. Their ratio is the pipeline's overhead.
 
 mod feed;
 mod mqtt;
@@ -199,14 +199,15 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// The model's own compute, in the station's engine structure: each of
 /// `model.workers` engines judges `max_batch` images at a time, back to
-/// back, all at once on their own threads; milliseconds per part is the
-/// median batch's time over the parts all workers judge in it.
+/// back, all at once on their own threads. Returns each batch's time over
+/// the parts all workers judge in it, in milliseconds per part (the bench
+/// takes the median of the rounds run before and after the pipeline).
 fn compute_ms_per_part(
     cfg: &StationConfig,
     frames: &[Vec<u8>],
     standard: &Standard,
     rounds: usize,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Vec<f64>> {
     let workers = cfg.model.workers.max(1);
     let mut engines = (0..workers)
         .map(|_| pipeline::load_engine(cfg))
@@ -253,8 +254,8 @@ fn compute_ms_per_part(
             .map(|t| t.join().expect("a compute thread panicked"))
             .collect::<anyhow::Result<Vec<_>>>()
     })?;
-    let all: Vec<f64> = times.into_iter().flatten().collect();
-    Ok(median(all) / (batch * workers) as f64)
+    let parts = (batch * workers) as f64;
+    Ok(times.into_iter().flatten().map(|ms| ms / parts).collect())
 }
 
 fn export(dir: &Path, frames: &[Vec<u8>], standard: &Standard) -> anyhow::Result<()> {
@@ -361,12 +362,14 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
         export(dir, &frames, &standard)?;
     }
 
-    let compute = {
+    // Half the model-alone rounds run before the pipeline and half after,
+    // so that the overhead ratio does not compare two moments minutes apart
+    // on a machine whose speed moves (a shared host).
+    let model_alone = |rounds: usize| {
         let (cfg, frames, standard) = (cfg.clone(), frames.clone(), standard.clone());
-        let rounds = opts.compute_rounds;
         tokio::task::spawn_blocking(move || compute_ms_per_part(&cfg, &frames, &standard, rounds))
-            .await??
     };
+    let mut compute_rounds = model_alone(opts.compute_rounds.div_ceil(2)).await??;
 
     // The bench reads results through its own connection to the station's
     // database (SQLite in WAL mode allows it); opening it first also creates
@@ -506,6 +509,8 @@ pub async fn run(mut cfg: StationConfig, opts: BenchOptions) -> anyhow::Result<B
     drop(listener);
     let _ = shutdown_tx.send(true);
     station.await??;
+    compute_rounds.extend(model_alone(opts.compute_rounds / 2).await??);
+    let compute = median(compute_rounds);
     let shadow = match &opts.shadow {
         None => None,
         Some(_) => {
