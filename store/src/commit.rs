@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 
 use record::Verdict;
 
-use crate::{now, Store, StoreError};
+use crate::{now, placeholders, Store, StoreError};
 
 /// Verdicts in one transaction at most.
 pub const GROUP_MAX: usize = 32;
@@ -409,22 +409,10 @@ fn images<'a>(items: &[&'a Item], at: &'a str) -> Vec<ImageRow<'a>> {
 /// lists and numbered placeholders make up the text (hence `AssertSqlSafe`
 /// where it is run); every value is bound.
 fn insert(table: &str, columns: usize, rows: usize, tail: &str) -> String {
-    let mut sql = format!("INSERT INTO {table} VALUES ");
-    let mut n = 0;
-    for r in 0..rows {
-        if r > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for c in 0..columns {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            n += 1;
-            sql.push_str(&format!("${n}"));
-        }
-        sql.push(')');
-    }
+    let values: Vec<String> = (0..rows)
+        .map(|r| format!("({})", placeholders(1 + r * columns, columns)))
+        .collect();
+    let mut sql = format!("INSERT INTO {table} VALUES {}", values.join(", "));
     if !tail.is_empty() {
         sql.push(' ');
         sql.push_str(tail);

@@ -40,7 +40,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 use sqlx::Row;
 
-pub use commit::{GroupCommits, GROUP_MAX};
+pub use commit::GroupCommits;
 
 /// Failures of the store.
 #[derive(Debug, thiserror::Error)]
